@@ -1,0 +1,77 @@
+// loss.wgsl: the per-position loss and its gradient with respect to the outputs y.
+//
+// Over the N = T·B rows of y (N, O), with scale = 1/N (the loss is the mean over positions):
+//   softmax_xent:  loss[r] = log Σ_o exp(y[r, o]) − y[r, target[r]]
+//                  dy[r, o] = (softmax(y[r])[o] − [o = target[r]]) · scale
+//   squared_error: loss[r] = ½ Σ_o (y[r, o] − target[r, o])²
+//                  dy[r, o] = (y[r, o] − target[r, o]) · scale
+// The softmax subtracts the row's maximum first, so exp never overflows. The per-row losses are
+// summed afterwards by reduce.wgsl in a fixed order. One invocation per row.
+//
+// Bindings:
+//   @binding(0) p:             LossParams, uniform
+//   @binding(1) y:             array<f32>, read        (N, O)
+//   @binding(2) token_targets: array<u32>, read        (N)     softmax_xent only
+//   @binding(3) dense_targets: array<f32>, read        (N, O)  squared_error only
+//   @binding(4) dy:            array<f32>, read_write  (N, O)
+//   @binding(5) row_loss:      array<f32>, read_write  (N)
+
+struct LossParams {
+    rows: u32,
+    classes: u32,
+    scale: f32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: LossParams;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> token_targets: array<u32>;
+@group(0) @binding(3) var<storage, read> dense_targets: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> row_loss: array<f32>;
+
+// The invocation's index in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups
+// (a grid dimension holds at most 65,535 workgroups).
+fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.y * groups.x * 64u + gid.x;
+}
+
+@compute @workgroup_size(64)
+fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let r = linear_index(gid, groups);
+    if (r >= p.rows) {
+        return;
+    }
+    let row = r * p.classes;
+    var m = y[row];
+    for (var o = 1u; o < p.classes; o++) {
+        m = max(m, y[row + o]);
+    }
+    var sum = 0.0;
+    for (var o = 0u; o < p.classes; o++) {
+        sum += exp(y[row + o] - m);
+    }
+    let label = token_targets[r];
+    let inv = p.scale / sum;
+    for (var o = 0u; o < p.classes; o++) {
+        dy[row + o] = exp(y[row + o] - m) * inv;
+    }
+    dy[row + label] -= p.scale;
+    row_loss[r] = m + log(sum) - y[row + label];
+}
+
+@compute @workgroup_size(64)
+fn squared_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let r = linear_index(gid, groups);
+    if (r >= p.rows) {
+        return;
+    }
+    let row = r * p.classes;
+    var l = 0.0;
+    for (var o = 0u; o < p.classes; o++) {
+        let e = y[row + o] - dense_targets[row + o];
+        l += 0.5 * e * e;
+        dy[row + o] = e * p.scale;
+    }
+    row_loss[r] = l;
+}

@@ -1,0 +1,343 @@
+//! Choosing an adapter and creating the device: the one place that reads `--backend`,
+//! `--adapter`, `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`. Everything else takes a [`Gpu`].
+
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// Which adapter to use. Empty fields fall back to `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`,
+/// then to wgpu's default choice.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterChoice {
+    /// `vulkan`, `gl`, `metal`, `dx12` (comma-separated list allowed).
+    pub backend: Option<String>,
+    /// A case-insensitive substring of the adapter's name.
+    pub adapter: Option<String>,
+}
+
+const NO_ADAPTER_HINT: &str = "install a software adapter: `apt-get update && apt-get install -y mesa-vulkan-drivers libvulkan1` \
+(Vulkan, lavapipe) or Mesa's EGL/GL drivers `libegl1 libgl1-mesa-dri` (GL, llvmpipe); or run on the CPU with --device cpu";
+
+impl AdapterChoice {
+    fn backends(&self) -> Result<wgpu::Backends> {
+        let name = self
+            .backend
+            .clone()
+            .or_else(|| std::env::var("WGPU_BACKEND").ok().filter(|s| !s.is_empty()));
+        match name {
+            None => Ok(wgpu::Backends::all()),
+            Some(list) => {
+                let backends = wgpu::Backends::from_comma_list(&list);
+                if backends.is_empty() {
+                    Err(Error::Adapter {
+                        problem: format!("unknown backend `{list}`"),
+                        hint: "use one of vulkan, gl, metal, dx12".into(),
+                    })
+                } else {
+                    Ok(backends)
+                }
+            }
+        }
+    }
+
+    fn adapter_name(&self) -> Option<String> {
+        self.adapter.clone().or_else(|| {
+            std::env::var("WGPU_ADAPTER_NAME")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu finds for the chosen backends.
+pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
+    let backends = choice.backends()?;
+    Ok(pollster::block_on(
+        instance(backends).enumerate_adapters(backends),
+    ))
+}
+
+/// One line describing an adapter: name, backend and device type.
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+}
+
+/// The device and queue of one adapter, with the error reporting the rest of the crate uses.
+pub struct Gpu {
+    /// The adapter's name, backend and type.
+    pub info: wgpu::AdapterInfo,
+    /// The device, created with the adapter's own limits.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// Whether the device has timestamp queries (inside passes too).
+    pub timestamps: bool,
+    /// Errors that no error scope caught, and the device-lost message.
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gpu {
+    /// Picks an adapter as `choice` says and creates its device.
+    pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        let backends = choice.backends()?;
+        let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(Error::Adapter {
+                problem: format!("no GPU adapter found for backends {backends:?}"),
+                hint: NO_ADAPTER_HINT.into(),
+            });
+        }
+        let adapter = match choice.adapter_name() {
+            Some(name) => {
+                let wanted = name.to_lowercase();
+                let names: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                    .ok_or_else(|| Error::Adapter {
+                        problem: format!("no adapter's name contains `{name}`"),
+                        hint: format!("the adapters found are: {}", names.join("; ")),
+                    })?
+            }
+            None => {
+                let inst = instance(backends);
+                pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    ..Default::default()
+                }))
+                .map_err(|e| Error::Adapter {
+                    problem: format!("wgpu chose no adapter: {e}"),
+                    hint: NO_ADAPTER_HINT.into(),
+                })?
+            }
+        };
+        Self::from_adapter(adapter)
+    }
+
+    /// Creates the device of a given adapter, asking for the adapter's real limits (the
+    /// defaults cap storage bindings and workgroup memory below what the hardware has).
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        let info = adapter.get_info();
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("unroll"),
+            required_features: features,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu {
+            op: format!("creating the device on {}", describe(&info)),
+            message: e.to_string(),
+        })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        let sink = uncaptured.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            sink.lock()
+                .unwrap()
+                .push(format!("device lost ({reason:?}): {message}"));
+        });
+        Ok(Self {
+            info,
+            device,
+            queue,
+            timestamps: features.contains(wanted),
+            uncaptured,
+        })
+    }
+
+    /// The device's limits.
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch
+    /// (or any error that escaped earlier scopes) into an [`Error::Gpu`] naming `op`.
+    pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(Error::Gpu {
+                op: op.into(),
+                message: e.to_string(),
+            });
+        }
+        self.check(op)?;
+        Ok(value)
+    }
+
+    /// Reports an error that no scope caught (or a lost device) as an error of `op`.
+    pub fn check(&self, op: &str) -> Result<()> {
+        let mut errors = self.uncaptured.lock().unwrap();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let message = errors.join("; ");
+        errors.clear();
+        Err(Error::Gpu {
+            op: op.into(),
+            message,
+        })
+    }
+
+    /// Waits until the queue is idle.
+    pub fn wait(&self, op: &str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                op: op.into(),
+                message: e.to_string(),
+            })?;
+        self.check(op)
+    }
+
+    /// Checks that a buffer of `bytes` fits the device's limits for a buffer bound as storage.
+    pub fn check_storage_size(
+        &self,
+        what: &str,
+        bytes: u64,
+        hint: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let limits = self.limits();
+        let (limit, allowed) =
+            if u64::from(limits.max_storage_buffer_binding_size) < limits.max_buffer_size {
+                (
+                    "max_storage_buffer_binding_size",
+                    u64::from(limits.max_storage_buffer_binding_size),
+                )
+            } else {
+                ("max_buffer_size", limits.max_buffer_size)
+            };
+        if bytes > allowed {
+            return Err(Error::Limit {
+                what: what.into(),
+                limit,
+                needed: bytes,
+                allowed,
+                hint: hint(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads `len` f32 values from a buffer (which needs `COPY_SRC`), starting at element `offset`.
+    /// For checks and tests; the training loop reads back through its own staging buffer.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
+        let bytes = (len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        map_read(self, &staging, bytes, "reading a buffer back")
+    }
+}
+
+/// Maps a `MAP_READ` buffer, waits for it, and copies out its first `bytes` bytes as f32.
+pub(crate) fn map_read(
+    gpu: &Gpu,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    op: &str,
+) -> Result<Vec<f32>> {
+    let slice = staging.slice(..bytes);
+    let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.wait(op)?;
+    match pollster::block_on(rx.receive()) {
+        Some(Ok(())) => {}
+        other => {
+            return Err(Error::Gpu {
+                op: op.into(),
+                message: format!("mapping the read-back buffer failed: {other:?}"),
+            });
+        }
+    }
+    let data = {
+        let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
+            op: op.into(),
+            message: e.to_string(),
+        })?;
+        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+    };
+    staging.unmap();
+    Ok(data)
+}
+
+/// `unroll info`: every adapter found, the one that would be picked, and its relevant limits.
+pub fn info_report(choice: &AdapterChoice) -> Result<String> {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let adapters = list_adapters(choice)?;
+    let _ = writeln!(s, "adapters found:");
+    if adapters.is_empty() {
+        let _ = writeln!(s, "  none\n  hint: {NO_ADAPTER_HINT}");
+        return Ok(s);
+    }
+    for a in &adapters {
+        let info = a.get_info();
+        let _ = writeln!(
+            s,
+            "  {} (driver: {} {})",
+            describe(&info),
+            info.driver,
+            info.driver_info
+        );
+    }
+    let gpu = Gpu::new(choice)?;
+    let l = gpu.limits();
+    let _ = writeln!(s, "would use: {}", describe(&gpu.info));
+    let _ = writeln!(
+        s,
+        "  max_storage_buffer_binding_size   {}",
+        l.max_storage_buffer_binding_size
+    );
+    let _ = writeln!(
+        s,
+        "  max_buffer_size                   {}",
+        l.max_buffer_size
+    );
+    let _ = writeln!(
+        s,
+        "  max_storage_buffers_per_stage     {}",
+        l.max_storage_buffers_per_shader_stage
+    );
+    let _ = writeln!(
+        s,
+        "  max_compute_workgroup_storage     {}",
+        l.max_compute_workgroup_storage_size
+    );
+    let _ = writeln!(
+        s,
+        "  max_compute_invocations_per_wg    {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    let _ = writeln!(
+        s,
+        "  max_compute_workgroups_per_dim    {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    let _ = writeln!(s, "  timestamp queries                 {}", gpu.timestamps);
+    Ok(s)
+}

@@ -1,0 +1,10 @@
+//! The GPU path: adapter and device ([`context`]), the compute pipelines ([`kernels`]) and the
+//! training step built from them ([`step`]). Kernels live in `shaders/`, one file per family.
+
+pub mod context;
+pub mod kernels;
+pub mod step;
+
+pub use context::{AdapterChoice, Gpu, describe, info_report, list_adapters};
+pub use kernels::Kernels;
+pub use step::{GpuStep, Phase};
