@@ -214,15 +214,14 @@ impl Gpu {
         hint: impl FnOnce() -> String,
     ) -> Result<()> {
         let limits = self.limits();
-        let (limit, allowed) =
-            if u64::from(limits.max_storage_buffer_binding_size) < limits.max_buffer_size {
-                (
-                    "max_storage_buffer_binding_size",
-                    u64::from(limits.max_storage_buffer_binding_size),
-                )
-            } else {
-                ("max_buffer_size", limits.max_buffer_size)
-            };
+        let (limit, allowed) = if limits.max_storage_buffer_binding_size < limits.max_buffer_size {
+            (
+                "max_storage_buffer_binding_size",
+                limits.max_storage_buffer_binding_size,
+            )
+        } else {
+            ("max_buffer_size", limits.max_buffer_size)
+        };
         if bytes > allowed {
             return Err(Error::Limit {
                 what: what.into(),
@@ -292,8 +291,10 @@ pub fn info_report(choice: &AdapterChoice) -> Result<String> {
     let adapters = list_adapters(choice)?;
     let _ = writeln!(s, "adapters found:");
     if adapters.is_empty() {
-        let _ = writeln!(s, "  none\n  hint: {NO_ADAPTER_HINT}");
-        return Ok(s);
+        return Err(Error::Adapter {
+            problem: format!("no GPU adapter found for backends {:?}", choice.backends()?),
+            hint: NO_ADAPTER_HINT.into(),
+        });
     }
     for a in &adapters {
         let info = a.get_info();

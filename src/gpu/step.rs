@@ -535,11 +535,6 @@ impl GpuStep {
         }
     }
 
-    /// The recorded phases, for per-phase profiling.
-    pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
-        &self.phases
-    }
-
     /// Uploads the parameters.
     pub fn write_params(&self, gpu: &Gpu, params: &Params<f32>) -> Result<()> {
         if params.config != self.config {

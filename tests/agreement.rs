@@ -1,0 +1,137 @@
+//! The GPU step against the CPU reference (f32): the loss, every h_t, the outputs, dh_0 and every
+//! gradient, by name, each within `max |gpu − cpu| ≤ 1e-5 · max |cpu|`.
+//! Run on the adapter that `WGPU_BACKEND` picks (CI runs them on lavapipe and on llvmpipe).
+
+mod common;
+
+use unroll::check::RTOL_F32;
+use unroll::compare::compare_all;
+use unroll::cpu;
+use unroll::gpu::{GpuStep, Kernels};
+use unroll::model::{Batch, ModelConfig, Params};
+
+fn gpu_matches_cpu(config: ModelConfig, batch: usize, steps: usize, random_h0: bool, seed: u64) {
+    let gpu = common::gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let params = Params::init(config, seed);
+    let data = Batch::random(&config, batch, steps, random_h0, seed + 100);
+    let step = GpuStep::new(&gpu, &kernels, config, batch, steps).unwrap();
+    let got = step.run_and_read(&gpu, &params, &data).unwrap();
+    let want = cpu::step(&params, &data);
+    let rows = compare_all(
+        &want.tensors(&config, batch, steps),
+        &got.tensors(&config, batch, steps),
+        RTOL_F32,
+    );
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["loss", "hs", "logits", "dU", "dW", "db", "dV", "dc", "dh0"]
+    );
+    common::assert_all_pass(
+        &format!("{config:?} B={batch} T={steps} h0 random: {random_h0}"),
+        &rows,
+    );
+}
+
+#[test]
+fn tokens_matches_cpu() {
+    gpu_matches_cpu(ModelConfig::tokens(65, 64), 4, 16, false, 1);
+}
+
+#[test]
+fn dense_matches_cpu() {
+    gpu_matches_cpu(ModelConfig::dense(7, 48, 3), 5, 20, false, 2);
+}
+
+#[test]
+fn odd_tiny_tokens_matches_cpu() {
+    // No size is a multiple of any workgroup size (64, 8×8 of 4×4 blocks).
+    gpu_matches_cpu(ModelConfig::tokens(29, 37), 3, 11, false, 3);
+}
+
+#[test]
+fn odd_tiny_dense_matches_cpu() {
+    gpu_matches_cpu(ModelConfig::dense(29, 37, 29), 3, 11, true, 4);
+}
+
+#[test]
+fn single_timestep_matches_cpu() {
+    gpu_matches_cpu(ModelConfig::tokens(29, 37), 3, 1, true, 5);
+    gpu_matches_cpu(ModelConfig::dense(5, 33, 2), 2, 1, false, 6);
+}
+
+#[test]
+fn nonzero_h0_matches_cpu() {
+    gpu_matches_cpu(ModelConfig::tokens(65, 100), 7, 13, true, 7);
+}
+
+#[test]
+fn single_sequence_matches_cpu() {
+    gpu_matches_cpu(ModelConfig::tokens(65, 100), 1, 25, false, 8);
+}
+
+#[test]
+fn large_matches_cpu() {
+    gpu_matches_cpu(ModelConfig::tokens(65, 256), 16, 64, true, 9);
+}
+
+#[test]
+fn step_is_bitwise_repeatable() {
+    let gpu = common::gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let config = ModelConfig::tokens(65, 96);
+    let params = Params::init(config, 11);
+    let data = Batch::random(&config, 6, 24, true, 12);
+    let step = GpuStep::new(&gpu, &kernels, config, 6, 24).unwrap();
+    let a = step.run_and_read(&gpu, &params, &data).unwrap();
+    let b = step.run_and_read(&gpu, &params, &data).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+    assert_eq!(bits(&a.grads), bits(&b.grads));
+    assert_eq!(bits(&a.hs), bits(&b.hs));
+    assert_eq!(bits(&a.dh0), bits(&b.dh0));
+}
+
+#[test]
+fn wrong_batch_shape_is_an_error() {
+    let gpu = common::gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let config = ModelConfig::tokens(10, 8);
+    let step = GpuStep::new(&gpu, &kernels, config, 2, 4).unwrap();
+    let data = Batch::random(&config, 3, 4, false, 0);
+    let err = step
+        .run_and_read(&gpu, &Params::init(config, 0), &data)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("B=3, T=4 given to a step built for B=2, T=4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn oversized_model_names_the_limit() {
+    let gpu = common::gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    // hs alone is (T+1)·B·H·4 bytes: make it twice the limit.
+    let hidden = 4096;
+    let batch = 64;
+    let steps = (2 * limit / (4 * hidden * batch) as u64) as usize;
+    let err = match GpuStep::new(
+        &gpu,
+        &kernels,
+        ModelConfig::tokens(65, hidden),
+        batch,
+        steps,
+    ) {
+        Ok(_) => panic!(
+            "a step of {} MiB of hidden states was accepted",
+            (2 * limit) >> 20
+        ),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
+    assert!(err.contains("hidden states"), "{err}");
+}

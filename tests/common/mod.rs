@@ -1,0 +1,29 @@
+//! Shared by the integration tests: the adapter they run on, and the tolerance check.
+#![allow(dead_code)]
+
+use unroll::compare::{Comparison, table};
+use unroll::gpu::{AdapterChoice, Gpu, describe};
+
+/// The adapter chosen by `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`. Never skips: with no adapter the
+/// test fails and says how to get one.
+pub fn gpu() -> Gpu {
+    match Gpu::new(&AdapterChoice::default()) {
+        Ok(gpu) => {
+            eprintln!("adapter: {}", describe(&gpu.info));
+            gpu
+        }
+        Err(e) => panic!(
+            "no GPU adapter for the GPU tests: {e}\n\
+             On Debian/Ubuntu: apt-get update && apt-get install -y mesa-vulkan-drivers libvulkan1, \
+             then run with WGPU_BACKEND=vulkan (lavapipe) or WGPU_BACKEND=gl (llvmpipe)."
+        ),
+    }
+}
+
+/// Asserts every comparison passed, printing the whole table (with the worst elements) if not.
+pub fn assert_all_pass(title: &str, rows: &[Comparison]) {
+    assert!(!rows.is_empty(), "{title}: nothing was compared");
+    if !rows.iter().all(Comparison::pass) {
+        panic!("{}", table(title, rows));
+    }
+}
