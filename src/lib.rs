@@ -11,14 +11,26 @@
 //! - [`cpu`]: the CPU reference step (plain loops, f32 or f64).
 //! - [`gpu`]: the device, the WGSL kernels and the GPU step.
 //! - [`check`] and [`compare`]: GPU against CPU against the PyTorch oracle.
+//! - [`optim`]: SGD, Adagrad, Adam and clipping (the GPU's twin is `shaders/optimizer.wgsl`).
+//! - [`engine`]: the training engine trait, for the GPU and the CPU.
+//! - [`data`], [`series`]: text and numeric series, batched into parallel streams.
+//! - [`train`], [`checkpoint`], [`sample`], [`plot`]: the training loop and what it writes.
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod checkpoint;
 pub mod compare;
 pub mod cpu;
+pub mod data;
+pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod model;
+pub mod optim;
+pub mod plot;
+pub mod sample;
+pub mod series;
 pub mod tensorfile;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -4,9 +4,14 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use unroll::check::{Case, check};
+use unroll::checkpoint::Checkpoint;
 use unroll::gpu::{AdapterChoice, Gpu, info_report};
 use unroll::model::{Batch, ModelConfig, Params};
+use unroll::optim::{OptimizerConfig, OptimizerKind};
+use unroll::train::{RunOptions, Task, TrainConfig, train};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +30,128 @@ enum Command {
     Info(AdapterArgs),
     /// Run one training step on the GPU and on the CPU reference and compare every tensor.
     Check(CheckArgs),
+    /// Train a model: on the built-in arithmetic corpus by default, or on --data FILE.
+    Train(Box<TrainArgs>),
+    /// Generate text from a checkpoint.
+    Sample(SampleArgs),
+    /// Predict the next steps of a series from a checkpoint; writes a CSV and a plot.
+    Forecast(ForecastArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    /// text: next-character prediction; series: next-step prediction on a CSV.
+    #[arg(long, value_enum, default_value = "text")]
+    task: Task,
+    /// The data: a text file, or a CSV for --task series (default: the built-in data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Text: use the 256 byte values as the vocabulary (any file, UTF-8 or not).
+    #[arg(long)]
+    bytes: bool,
+    /// Series: input columns, by name or 0-based index (default: all).
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+    /// Series: target columns (default: the input columns).
+    #[arg(long, value_delimiter = ',')]
+    target: Vec<String>,
+    /// gpu (default) or cpu (the reference path: slow, bitwise repeatable).
+    #[arg(long, value_enum, default_value = "gpu")]
+    device: unroll::train::Device,
+    /// Hidden size H.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Parallel streams B.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Timesteps per chunk T (truncated BPTT length).
+    #[arg(long, default_value_t = 32)]
+    seq_len: usize,
+    /// Training steps in all (with --resume: the total to reach).
+    #[arg(long, default_value_t = 1500)]
+    iters: u64,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptimizerKind,
+    /// Learning rate.
+    #[arg(long, default_value_t = 2e-3, allow_negative_numbers = true)]
+    lr: f32,
+    /// Momentum (SGD).
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    /// Clip the gradient's global norm to this (0: off).
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
+    clip: f32,
+    /// Multiply the learning rate by this every --lr-decay-every steps.
+    #[arg(long, default_value_t = 1.0)]
+    lr_decay: f32,
+    /// The decay period in steps.
+    #[arg(long, default_value_t = 1000)]
+    lr_decay_every: u32,
+    /// Fraction of the data held out (from its end) for validation.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    val_fraction: f64,
+    /// Evaluate on the validation data every N steps.
+    #[arg(long, default_value_t = 100)]
+    eval_every: u64,
+    /// Report the training loss every N steps (the only read-back from the GPU).
+    #[arg(long, default_value_t = 10)]
+    log_every: u64,
+    /// Write a checkpoint every N steps (0: only at the end).
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// Seed of the initial parameters and of the built-in data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Characters of the sample printed at the end.
+    #[arg(long, default_value_t = 300)]
+    sample_len: usize,
+    /// Where the checkpoint (model.safetensors), metrics.csv and loss.svg go.
+    #[arg(long, default_value = "runs/default")]
+    out: PathBuf,
+    /// Continue the run of this checkpoint (its configuration is kept; --iters may raise the total).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// No progress bar: a log line per evaluation.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// The checkpoint.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Characters to generate.
+    #[arg(long, default_value_t = 500)]
+    len: usize,
+    /// Softmax temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    temperature: f32,
+    /// Text that primes the hidden state (default: a newline).
+    #[arg(long, default_value = "\n")]
+    prime: String,
+    /// Seed of the sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct ForecastArgs {
+    /// The checkpoint of a series model.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The history to warm up on (default: the built-in series).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Steps to predict.
+    #[arg(long, default_value_t = 200)]
+    horizon: usize,
+    /// The forecast CSV (a plot is written beside it, .svg).
+    #[arg(long, default_value = "forecast.csv")]
+    out: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -141,6 +268,116 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
     Ok(report.pass())
 }
 
+fn run_train(args: &TrainArgs) -> Result<bool> {
+    let cfg = TrainConfig {
+        task: args.task,
+        data: args.data.clone(),
+        bytes: args.bytes,
+        columns: args.columns.clone(),
+        targets: args.target.clone(),
+        hidden: args.hidden,
+        batch: args.batch,
+        seq_len: args.seq_len,
+        iters: args.iters,
+        optim: OptimizerConfig {
+            kind: args.optimizer,
+            lr: args.lr,
+            momentum: args.momentum,
+            clip: args.clip,
+            decay: args.lr_decay,
+            decay_every: args.lr_decay_every,
+            ..OptimizerConfig::default()
+        },
+        val_fraction: args.val_fraction,
+        eval_every: args.eval_every,
+        log_every: args.log_every,
+        checkpoint_every: args.checkpoint_every,
+        val_chunks: 8,
+        seed: args.seed,
+        sample_len: args.sample_len,
+    };
+    // First Ctrl-C or SIGTERM: finish the step, checkpoint, stop. Second: exit at once (the
+    // checkpoint on disk is whole either way: it is only ever replaced by an atomic rename).
+    let interrupt = Arc::new(AtomicUsize::new(0));
+    let flag = interrupt.clone();
+    ctrlc::set_handler(move || {
+        if flag.fetch_add(1, Ordering::SeqCst) > 0 {
+            eprintln!("\ninterrupted twice: exiting now; the last checkpoint written is intact");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to exit at once)"
+        );
+    })?;
+    let opts = RunOptions {
+        out_dir: args.out.clone(),
+        device: args.device,
+        adapter: args.adapter.choice(),
+        resume: args.resume.clone(),
+        quiet: args.quiet,
+        interrupt: Some(interrupt),
+    };
+    let s = train(&cfg, &opts)?;
+    println!("device: {}", s.device);
+    println!(
+        "step {}: train loss {:.4}, validation loss {:.4} ({} {:.4}), {:.0} tokens/s",
+        s.step,
+        s.train_loss,
+        s.val_loss,
+        match cfg.task {
+            Task::Text => "unigram entropy",
+            Task::Series => "repeat-last-value forecast",
+        },
+        s.baseline_loss,
+        s.tokens_per_s
+    );
+    println!("checkpoint: {}", s.checkpoint.display());
+    println!("metrics:    {}", s.metrics.display());
+    println!("loss plot:  {}", s.plot.display());
+    if !s.sample.is_empty() {
+        println!("sample:\n{}", s.sample);
+    }
+    if s.interrupted {
+        std::process::exit(130);
+    }
+    Ok(true)
+}
+
+fn run_sample(args: &SampleArgs) -> Result<bool> {
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    let vocab = ck.info.vocab.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: the checkpoint has no vocabulary (a series model?); use `unroll forecast`",
+            args.checkpoint.display()
+        )
+    })?;
+    if args.len == 0 {
+        anyhow::bail!("--len is 0: nothing to sample\n  hint: pass --len of 1 or more");
+    }
+    let prime_text = args.prime.replace("\\n", "\n");
+    let prime = vocab.encode(prime_text.as_bytes())?;
+    let tokens = unroll::sample::sample(&ck.params, &prime, args.len, args.temperature, args.seed)?;
+    println!("{}{}", prime_text, vocab.decode(&tokens));
+    Ok(true)
+}
+
+fn run_forecast(args: &ForecastArgs) -> Result<bool> {
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    let norm = ck.info.normalization.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: the checkpoint is not a series model (no column statistics); use `unroll sample`",
+            args.checkpoint.display()
+        )
+    })?;
+    let seed = ck.info.train.as_ref().map_or(1, |t| t.seed);
+    let table = unroll::series::read_table(args.data.as_deref(), seed)?;
+    let rows = unroll::series::forecast(&ck.params, &norm, &table, args.horizon)?;
+    let plot = unroll::series::write_forecast(&args.out, &norm, &table, &rows)?;
+    println!("forecast of {} steps: {}", args.horizon, args.out.display());
+    println!("plot: {}", plot.display());
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -151,6 +388,9 @@ fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Command::Check(a) => run_check(a),
+        Command::Train(a) => run_train(a),
+        Command::Sample(a) => run_sample(a),
+        Command::Forecast(a) => run_forecast(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -110,6 +110,18 @@ impl TensorFile {
         Ok(bytemuck::pod_collect_to_vec(&data))
     }
 
+    /// A U64 tensor of any shape, flattened.
+    pub fn u64s(&self, name: &str) -> Result<Vec<u64>> {
+        let (dtype, _, data) = self.view(name, None)?;
+        if dtype != Dtype::U64 {
+            return Err(Error::file(
+                &self.path,
+                format!("tensor `{name}` has dtype {dtype:?}, expected U64"),
+            ));
+        }
+        Ok(bytemuck::pod_collect_to_vec(&data))
+    }
+
     /// An integer tensor (I32, I64, U32 or U8) as u32, with its shape checked when given.
     pub fn ids(&self, name: &str, shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<u32>)> {
         let (dtype, shape, data) = self.view(name, shape)?;

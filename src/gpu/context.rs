@@ -235,8 +235,21 @@ impl Gpu {
     }
 
     /// Reads `len` f32 values from a buffer (which needs `COPY_SRC`), starting at element `offset`.
-    /// For checks and tests; the training loop reads back through its own staging buffer.
+    /// For checks, checkpoints and tests; the training loop reads back through its own staging buffer.
     pub fn read_f32(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
+        Ok(bytemuck::pod_collect_to_vec(
+            &self.read_bytes(buffer, offset, len)?,
+        ))
+    }
+
+    /// Reads `len` u32 values, as [`Self::read_f32`].
+    pub fn read_u32(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<u32>> {
+        Ok(bytemuck::pod_collect_to_vec(
+            &self.read_bytes(buffer, offset, len)?,
+        ))
+    }
+
+    fn read_bytes(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<u8>> {
         let bytes = (len * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
@@ -251,13 +264,8 @@ impl Gpu {
     }
 }
 
-/// Maps a `MAP_READ` buffer, waits for it, and copies out its first `bytes` bytes as f32.
-pub(crate) fn map_read(
-    gpu: &Gpu,
-    staging: &wgpu::Buffer,
-    bytes: u64,
-    op: &str,
-) -> Result<Vec<f32>> {
+/// Maps a `MAP_READ` buffer, waits for it, and copies out its first `bytes` bytes.
+pub(crate) fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64, op: &str) -> Result<Vec<u8>> {
     let slice = staging.slice(..bytes);
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -278,7 +286,7 @@ pub(crate) fn map_read(
             op: op.into(),
             message: e.to_string(),
         })?;
-        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        view.to_vec()
     };
     staging.unmap();
     Ok(data)

@@ -27,7 +27,7 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    fn new(
+    pub(crate) fn new(
         device: &wgpu::Device,
         module: &wgpu::ShaderModule,
         name: &'static str,

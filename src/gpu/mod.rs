@@ -4,7 +4,9 @@
 pub mod context;
 pub mod kernels;
 pub mod step;
+pub mod trainer;
 
 pub use context::{AdapterChoice, Gpu, describe, info_report, list_adapters};
 pub use kernels::Kernels;
 pub use step::{GpuStep, Phase};
+pub use trainer::{Counters, GpuTrainer, StepStats};

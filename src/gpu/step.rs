@@ -143,8 +143,8 @@ pub struct GpuStep {
     pub dy: wgpu::Buffer,
     /// per-position loss.                         (T·B)
     pub row_loss: wgpu::Buffer,
-    /// the mean loss.                             (1)
-    pub loss: wgpu::Buffer,
+    /// [the mean loss, the gradient norm (written by the optimizer)].   (2)
+    pub stats: wgpu::Buffer,
     /// dy V.                                      (T, B, H)
     pub dh: wgpu::Buffer,
     /// dA_1 … dA_T.                               (T, B, H)
@@ -164,6 +164,19 @@ impl GpuStep {
         config: ModelConfig,
         batch: usize,
         steps: usize,
+    ) -> Result<Self> {
+        Self::with_params(gpu, kernels, config, batch, steps, None)
+    }
+
+    /// As [`Self::new`], reading the parameters from `params` when given (shared with another step,
+    /// e.g. the training step's, so that evaluation needs no copy).
+    pub fn with_params(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        config: ModelConfig,
+        batch: usize,
+        steps: usize,
+        params: Option<wgpu::Buffer>,
     ) -> Result<Self> {
         config.validate()?;
         if batch == 0 || steps == 0 {
@@ -204,7 +217,10 @@ impl GpuStep {
             bytes += (n.max(1) * 4) as u64;
             storage(gpu, label, n)
         };
-        let params = buf("params", layout.len);
+        let params = match params {
+            Some(shared) => shared,
+            None => buf("params", layout.len),
+        };
         let grads = buf("grads", layout.len);
         let x = buf("x", x_len);
         let targets = buf("targets", target_len);
@@ -213,7 +229,7 @@ impl GpuStep {
         let logits = buf("logits", rows * no);
         let dy = buf("dy", rows * no);
         let row_loss = buf("row_loss", rows);
-        let loss = buf("loss", 1);
+        let stats = buf("stats", 2);
         let dh = buf("dh", rows * nh);
         let da = buf("da", rows * nh);
         let dh0 = buf("dh0", nb * nh);
@@ -414,7 +430,7 @@ impl GpuStep {
                 &[&logits, &targets, &targets, &dy, &row_loss],
                 rows,
             ),
-            column_sum(&row_loss, rows, 1, &loss, 0, 1.0 / rows as f32),
+            column_sum(&row_loss, rows, 1, &stats, 0, 1.0 / rows as f32),
         ];
         let output_gradients = vec![
             // dh (T·B, H) = dy (T·B, O) · V (O, H)
@@ -507,7 +523,7 @@ impl GpuStep {
             logits,
             dy,
             row_loss,
-            loss,
+            stats,
             dh,
             da,
             dh0,
@@ -535,6 +551,25 @@ impl GpuStep {
         }
     }
 
+    /// Records the forward pass and the loss alone (for evaluation).
+    pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for (phase, dispatches) in &self.phases {
+            if matches!(
+                phase,
+                Phase::InputProjection | Phase::ForwardRecurrence | Phase::OutputAndLoss
+            ) {
+                for d in dispatches {
+                    d.record(pass);
+                }
+            }
+        }
+    }
+
+    /// The recorded phases, for per-phase profiling.
+    pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
+        &self.phases
+    }
+
     /// Uploads the parameters.
     pub fn write_params(&self, gpu: &Gpu, params: &Params<f32>) -> Result<()> {
         if params.config != self.config {
@@ -551,9 +586,8 @@ impl GpuStep {
         Ok(())
     }
 
-    /// Uploads a batch's inputs and targets, and its h_0 unless `keep_h0` (when the hidden state
-    /// carried from the previous chunk is already in `hs[0]`).
-    pub fn write_batch(&self, gpu: &Gpu, batch: &Batch, keep_h0: bool) -> Result<()> {
+    /// Uploads a batch's inputs, targets and h_0. Returns the bytes uploaded.
+    pub fn write_batch(&self, gpu: &Gpu, batch: &Batch) -> Result<u64> {
         if batch.batch != self.batch || batch.steps != self.steps {
             return Err(Error::config(
                 format!(
@@ -564,19 +598,26 @@ impl GpuStep {
             ));
         }
         batch.validate(&self.config)?;
+        gpu.queue
+            .write_buffer(&self.hs, 0, bytemuck::cast_slice(&batch.h0));
+        Ok(self.write_data(gpu, &batch.inputs, &batch.targets) + (batch.h0.len() * 4) as u64)
+    }
+
+    /// Uploads inputs and targets alone (the caller has checked them against the model), leaving
+    /// h_0 as it is. Returns the bytes uploaded.
+    pub fn write_data(&self, gpu: &Gpu, inputs: &Inputs, targets: &Targets) -> u64 {
         let q = &gpu.queue;
-        match &batch.inputs {
-            Inputs::Tokens(x) => q.write_buffer(&self.x, 0, bytemuck::cast_slice(x)),
-            Inputs::Dense(x) => q.write_buffer(&self.x, 0, bytemuck::cast_slice(x)),
-        }
-        match &batch.targets {
-            Targets::Tokens(y) => q.write_buffer(&self.targets, 0, bytemuck::cast_slice(y)),
-            Targets::Dense(y) => q.write_buffer(&self.targets, 0, bytemuck::cast_slice(y)),
-        }
-        if !keep_h0 {
-            q.write_buffer(&self.hs, 0, bytemuck::cast_slice(&batch.h0));
-        }
-        Ok(())
+        let x: &[u8] = match inputs {
+            Inputs::Tokens(x) => bytemuck::cast_slice(x),
+            Inputs::Dense(x) => bytemuck::cast_slice(x),
+        };
+        let y: &[u8] = match targets {
+            Targets::Tokens(y) => bytemuck::cast_slice(y),
+            Targets::Dense(y) => bytemuck::cast_slice(y),
+        };
+        q.write_buffer(&self.x, 0, x);
+        q.write_buffer(&self.targets, 0, y);
+        (x.len() + y.len()) as u64
     }
 
     /// Runs one step on `params` and `batch` and reads back everything it computed.
@@ -589,7 +630,7 @@ impl GpuStep {
     ) -> Result<StepOutput<f32>> {
         gpu.scoped("running the training step", || -> Result<()> {
             self.write_params(gpu, params)?;
-            self.write_batch(gpu, batch, false)?;
+            self.write_batch(gpu, batch)?;
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -601,7 +642,7 @@ impl GpuStep {
         let (nb, nh) = (self.batch, self.config.hidden);
         let read = |b: &wgpu::Buffer, len: usize| gpu.read_f32(b, 0, len);
         Ok(StepOutput {
-            loss: read(&self.loss, 1)?[0],
+            loss: read(&self.stats, 1)?[0],
             hs: read(&self.hs, (self.steps + 1) * nb * nh)?,
             logits: read(&self.logits, self.steps * nb * self.config.output)?,
             grads: read(&self.grads, self.config.num_params())?,

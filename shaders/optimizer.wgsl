@@ -1,0 +1,108 @@
+// optimizer.wgsl: gradient clipping by global norm and the parameter update, flat over the
+// contiguous parameter vector (U, W, b, V, c back to back; grads and moments share the layout).
+//
+// grad_norm (one workgroup of 256):
+//   step += 1
+//   stats[1] = ‖g‖ = sqrt(Σ_i g_i²)            summed in a fixed order (strided, then a tree)
+// update (one invocation per element), with t = step, lr_t = lr · decay^floor((t−1) / decay_every),
+// and s = min(1, clip / ‖g‖) when clip > 0, else 1;  g = s · grads[i]:
+//   SGD:      m = μ m + g;                       p −= lr_t m
+//   Adagrad:  v = v + g²;                        p −= lr_t g / (sqrt(v) + ε)
+//   Adam:     m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
+//             p −= lr_t (m / (1 − β1^t)) / (sqrt(v / (1 − β2^t)) + ε)
+// The step counter lives on the GPU, so a training step uploads nothing but its batch.
+//
+// Bindings:
+//   @binding(0) p:      OptimParams, uniform
+//   @binding(1) grads:  array<f32>, read        (P)
+//   @binding(2) params: array<f32>, read_write  (P)   update only
+//   @binding(3) m:      array<f32>, read_write  (P)   update only
+//   @binding(4) v:      array<f32>, read_write  (P)   update only
+//   @binding(5) stats:  array<f32>, read_write  [loss, ‖g‖]
+//   @binding(6) step:   array<u32>, read_write  [t]
+
+struct OptimParams {
+    n: u32,
+    kind: u32,
+    lr: f32,
+    momentum: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    clip: f32,
+    decay: f32,
+    decay_every: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const SGD: u32 = 0u;
+const ADAGRAD: u32 = 1u;
+const ADAM: u32 = 2u;
+
+@group(0) @binding(0) var<uniform> p: OptimParams;
+@group(0) @binding(1) var<storage, read> grads: array<f32>;
+@group(0) @binding(2) var<storage, read_write> params: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(6) var<storage, read_write> step: array<u32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn grad_norm(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    for (var i = lid; i < p.n; i += 256u) {
+        acc += grads[i] * grads[i];
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var width = 128u; width > 0u; width >>= 1u) {
+        if (lid < width) {
+            partial[lid] += partial[lid + width];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        stats[1] = sqrt(partial[0]);
+        step[0] += 1u;
+    }
+}
+
+// The invocation's index in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups.
+fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.y * groups.x * 64u + gid.x;
+}
+
+@compute @workgroup_size(64)
+fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = linear_index(gid, groups);
+    if (i >= p.n) {
+        return;
+    }
+    let t = step[0];
+    var scale = 1.0;
+    if (p.clip > 0.0) {
+        scale = min(1.0, p.clip / stats[1]);
+    }
+    let g = grads[i] * scale;
+    let lr = p.lr * pow(p.decay, f32((t - 1u) / p.decay_every));
+    switch p.kind {
+        case SGD: {
+            m[i] = p.momentum * m[i] + g;
+            params[i] -= lr * m[i];
+        }
+        case ADAGRAD: {
+            v[i] += g * g;
+            params[i] -= lr * g / (sqrt(v[i]) + p.eps);
+        }
+        default: {
+            m[i] = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+            v[i] = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+            let m_hat = m[i] / (1.0 - pow(p.beta1, f32(t)));
+            let v_hat = v[i] / (1.0 - pow(p.beta2, f32(t)));
+            params[i] -= lr * m_hat / (sqrt(v_hat) + p.eps);
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Training on the GPU: the step of [`super::step`] followed by gradient clipping and the
+//! optimizer update (`shaders/optimizer.wgsl`), with the hidden state carried from one chunk to
+//! the next on the GPU.
+//!
+//! One training step is one submission: upload the batch's inputs and targets, then
+//! `carry → h_0`, forward, loss, backward, ‖g‖, update, `h_T → carry`. Nothing is read back
+//! except the loss and the gradient norm (8 bytes), and only on the steps that report them.
+
+use crate::error::{Error, Result};
+use crate::gpu::context::{Gpu, map_read};
+use crate::gpu::kernels::{Access, Kernel, Kernels};
+use crate::gpu::step::{Dispatch, GpuStep, grid_1d, storage, uniform};
+use crate::model::{Inputs, ModelConfig, Params, Targets};
+use crate::optim::{OptimizerConfig, OptimizerKind, OptimizerState};
+use bytemuck::{Pod, Zeroable};
+
+/// The uniform of optimizer.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[allow(missing_docs)] // the fields mirror the WGSL struct of the same name
+pub struct OptimParams {
+    pub n: u32,
+    pub kind: u32,
+    pub lr: f32,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub clip: f32,
+    pub decay: f32,
+    pub decay_every: u32,
+    pub _pad: [u32; 2],
+}
+
+/// What a training step costs the host, counted by the engine itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Training steps run.
+    pub steps: u64,
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Queue submissions.
+    pub submissions: u64,
+    /// Waits for the GPU.
+    pub waits: u64,
+    /// Bytes written to the GPU.
+    pub bytes_uploaded: u64,
+    /// Bytes read back from the GPU.
+    pub bytes_read_back: u64,
+}
+
+/// The loss and gradient norm of a reported step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// The mean loss of the step's batch (before the update).
+    pub loss: f32,
+    /// The gradient's global norm before clipping.
+    pub grad_norm: f32,
+}
+
+/// A model training on the GPU: parameters, optimizer state and the carried hidden state.
+pub struct GpuTrainer {
+    gpu: Gpu,
+    train: GpuStep,
+    eval: Option<GpuStep>,
+    /// The carried hidden state, (B, H).
+    carry: wgpu::Buffer,
+    /// The evaluation's carried hidden state, (B_eval, H).
+    eval_carry: Option<wgpu::Buffer>,
+    m: wgpu::Buffer,
+    v: wgpu::Buffer,
+    /// [t], the optimizer's step counter.
+    step_counter: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    optimizer: Vec<Dispatch>,
+    optim: OptimizerConfig,
+    counters: Counters,
+}
+
+impl GpuTrainer {
+    /// Builds the training step for batches of (B, T), an evaluation step for (B_eval, T) when
+    /// `eval_batch` is given, and the optimizer; uploads the parameters.
+    pub fn new(
+        gpu: Gpu,
+        config: ModelConfig,
+        batch: usize,
+        steps: usize,
+        eval_batch: Option<usize>,
+        optim: OptimizerConfig,
+        params: &Params<f32>,
+    ) -> Result<Self> {
+        optim.validate()?;
+        let kernels = gpu.scoped("building the compute pipelines", || {
+            Kernels::new(&gpu.device)
+        })?;
+        let train = gpu.scoped("allocating the training step", || {
+            GpuStep::new(&gpu, &kernels, config, batch, steps)
+        })??;
+        let eval = match eval_batch {
+            Some(b) => Some(gpu.scoped("allocating the evaluation step", || {
+                GpuStep::with_params(&gpu, &kernels, config, b, steps, Some(train.params.clone()))
+            })??),
+            None => None,
+        };
+        let n = config.num_params();
+        let (carry, eval_carry, m, v, step_counter, staging, optimizer) =
+            gpu.scoped("allocating the optimizer", || {
+                let carry = storage(&gpu, "carry", batch * config.hidden);
+                let eval_carry = eval_batch.map(|b| storage(&gpu, "eval carry", b * config.hidden));
+                let m = storage(&gpu, "m", n);
+                let v = storage(&gpu, "v", n);
+                let step_counter = storage(&gpu, "step", 1);
+                let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("stats read-back"),
+                    size: 8,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                let module = gpu
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("optimizer.wgsl"),
+                        source: wgpu::ShaderSource::Wgsl(
+                            include_str!("../../shaders/optimizer.wgsl").into(),
+                        ),
+                    });
+                let kernel = |name: &'static str| {
+                    use Access::*;
+                    Kernel::new(
+                        &gpu.device,
+                        &module,
+                        name,
+                        &[
+                            ("p", Uniform),
+                            ("grads", Read),
+                            ("params", ReadWrite),
+                            ("m", ReadWrite),
+                            ("v", ReadWrite),
+                            ("stats", ReadWrite),
+                            ("step", ReadWrite),
+                        ],
+                    )
+                };
+                let p = OptimParams {
+                    n: n as u32,
+                    kind: match optim.kind {
+                        OptimizerKind::Sgd => 0,
+                        OptimizerKind::Adagrad => 1,
+                        OptimizerKind::Adam => 2,
+                    },
+                    lr: optim.lr,
+                    momentum: optim.momentum,
+                    beta1: optim.beta1,
+                    beta2: optim.beta2,
+                    eps: optim.eps,
+                    clip: optim.clip,
+                    decay: optim.decay,
+                    decay_every: optim.decay_every,
+                    _pad: [0; 2],
+                };
+                let u = uniform(&gpu, "optimizer params", &p);
+                let bindings = [
+                    u.as_entire_binding(),
+                    train.grads.as_entire_binding(),
+                    train.params.as_entire_binding(),
+                    m.as_entire_binding(),
+                    v.as_entire_binding(),
+                    train.stats.as_entire_binding(),
+                    step_counter.as_entire_binding(),
+                ];
+                let norm = kernel("grad_norm");
+                let update = kernel("update");
+                let optimizer = vec![
+                    Dispatch {
+                        pipeline: norm.pipeline.clone(),
+                        bind_group: norm.bind(&gpu.device, &bindings),
+                        offsets: vec![],
+                        groups: (1, 1, 1),
+                    },
+                    Dispatch {
+                        pipeline: update.pipeline.clone(),
+                        bind_group: update.bind(&gpu.device, &bindings),
+                        offsets: vec![],
+                        groups: grid_1d(n),
+                    },
+                ];
+                (carry, eval_carry, m, v, step_counter, staging, optimizer)
+            })?;
+        let mut trainer = Self {
+            gpu,
+            train,
+            eval,
+            carry,
+            eval_carry,
+            m,
+            v,
+            step_counter,
+            staging,
+            optimizer,
+            optim,
+            counters: Counters::default(),
+        };
+        trainer.set_params(params)?;
+        Ok(trainer)
+    }
+
+    /// The device this trainer runs on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The training step (buffers and dispatches).
+    pub fn step(&self) -> &GpuStep {
+        &self.train
+    }
+
+    /// What the steps so far cost the host.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Dispatches in one training step (step, norm, update).
+    pub fn dispatches_per_step(&self) -> usize {
+        self.train.dispatches() + self.optimizer.len()
+    }
+
+    /// GPU memory held by the trainer's buffers, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        let n = self.train.config.num_params() as u64 * 4;
+        self.train.memory_bytes()
+            + self.eval.as_ref().map_or(0, |e| e.memory_bytes() - n)
+            + 2 * n
+            + self.carry.size()
+    }
+
+    /// Replaces the parameters.
+    pub fn set_params(&mut self, params: &Params<f32>) -> Result<()> {
+        self.train.write_params(&self.gpu, params)
+    }
+
+    /// One training step on a chunk: forward, loss, backward, clipping and update, with the hidden
+    /// state carried from the previous chunk (or zero when `reset`). Reads back and returns the
+    /// loss and gradient norm only when `report`; otherwise it does not wait for the GPU.
+    pub fn train_step(
+        &mut self,
+        inputs: &Inputs,
+        targets: &Targets,
+        reset: bool,
+        report: bool,
+    ) -> Result<Option<StepStats>> {
+        let bh = (self.train.batch * self.train.config.hidden * 4) as u64;
+        let t = self.train.steps as u64;
+        self.counters.bytes_uploaded += self.train.write_data(&self.gpu, inputs, targets);
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        if reset {
+            encoder.clear_buffer(&self.carry, 0, None);
+        }
+        encoder.copy_buffer_to_buffer(&self.carry, 0, &self.train.hs, 0, bh);
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.train.record(&mut pass);
+            for d in &self.optimizer {
+                d.record(&mut pass);
+            }
+        }
+        encoder.copy_buffer_to_buffer(&self.train.hs, t * bh, &self.carry, 0, bh);
+        if report {
+            encoder.copy_buffer_to_buffer(&self.train.stats, 0, &self.staging, 0, 8);
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        self.counters.steps += 1;
+        self.counters.submissions += 1;
+        self.counters.dispatches += self.dispatches_per_step() as u64;
+        if !report {
+            // Let wgpu reclaim finished submissions without waiting for the running one.
+            let _ = self.gpu.device.poll(wgpu::PollType::Poll);
+            return self.gpu.check("a training step").map(|_| None);
+        }
+        let stats: Vec<f32> = bytemuck::pod_collect_to_vec(&map_read(
+            &self.gpu,
+            &self.staging,
+            8,
+            "reading the loss back",
+        )?);
+        self.counters.waits += 1;
+        self.counters.bytes_read_back += 8;
+        Ok(Some(StepStats {
+            loss: stats[0],
+            grad_norm: stats[1],
+        }))
+    }
+
+    /// The mean loss over evaluation chunks, run from a zero hidden state carried from chunk to
+    /// chunk, without touching the training state.
+    pub fn evaluate(&mut self, chunks: &[(Inputs, Targets)]) -> Result<f32> {
+        let (Some(eval), Some(carry)) = (&self.eval, &self.eval_carry) else {
+            return Err(Error::config(
+                "this trainer was built without an evaluation step",
+                "build it with an evaluation batch size",
+            ));
+        };
+        let bh = (eval.batch * eval.config.hidden * 4) as u64;
+        let mut total = 0.0f64;
+        for (i, (x, y)) in chunks.iter().enumerate() {
+            self.counters.bytes_uploaded += eval.write_data(&self.gpu, x, y);
+            let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+            if i == 0 {
+                encoder.clear_buffer(carry, 0, None);
+            }
+            encoder.copy_buffer_to_buffer(carry, 0, &eval.hs, 0, bh);
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                eval.record_forward(&mut pass);
+            }
+            encoder.copy_buffer_to_buffer(&eval.hs, eval.steps as u64 * bh, carry, 0, bh);
+            encoder.copy_buffer_to_buffer(&eval.stats, 0, &self.staging, 0, 4);
+            self.gpu.queue.submit([encoder.finish()]);
+            let loss: Vec<f32> = bytemuck::pod_collect_to_vec(&map_read(
+                &self.gpu,
+                &self.staging,
+                4,
+                "reading the validation loss back",
+            )?);
+            total += loss[0] as f64;
+        }
+        Ok((total / chunks.len().max(1) as f64) as f32)
+    }
+
+    /// The current parameters.
+    pub fn params(&self) -> Result<Params<f32>> {
+        let config = self.train.config;
+        Ok(Params {
+            config,
+            data: self
+                .gpu
+                .read_f32(&self.train.params, 0, config.num_params())?,
+        })
+    }
+
+    /// The optimizer's state.
+    pub fn optimizer_state(&self) -> Result<OptimizerState> {
+        let n = self.train.config.num_params();
+        let step = self.gpu.read_u32(&self.step_counter, 0, 1)?[0] as u64;
+        Ok(OptimizerState {
+            m: self.gpu.read_f32(&self.m, 0, n)?,
+            v: self.gpu.read_f32(&self.v, 0, n)?,
+            step,
+        })
+    }
+
+    /// Replaces the optimizer's state.
+    pub fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let n = self.train.config.num_params();
+        if state.m.len() != n || state.v.len() != n {
+            return Err(Error::config(
+                format!(
+                    "optimizer state of {} values for a model of {n} parameters",
+                    state.m.len()
+                ),
+                "resume from a checkpoint of the same model",
+            ));
+        }
+        let q = &self.gpu.queue;
+        q.write_buffer(&self.m, 0, bytemuck::cast_slice(&state.m));
+        q.write_buffer(&self.v, 0, bytemuck::cast_slice(&state.v));
+        q.write_buffer(
+            &self.step_counter,
+            0,
+            bytemuck::bytes_of(&(state.step as u32)),
+        );
+        Ok(())
+    }
+
+    /// The carried hidden state, (B, H).
+    pub fn hidden(&self) -> Result<Vec<f32>> {
+        self.gpu
+            .read_f32(&self.carry, 0, self.train.batch * self.train.config.hidden)
+    }
+
+    /// Replaces the carried hidden state.
+    pub fn set_hidden(&mut self, h: &[f32]) -> Result<()> {
+        if h.len() != self.train.batch * self.train.config.hidden {
+            return Err(Error::config(
+                format!(
+                    "a hidden state of {} values for B·H = {}",
+                    h.len(),
+                    self.train.batch * self.train.config.hidden
+                ),
+                "resume with the batch size the checkpoint was trained with",
+            ));
+        }
+        self.gpu
+            .queue
+            .write_buffer(&self.carry, 0, bytemuck::cast_slice(h));
+        Ok(())
+    }
+
+    /// The optimizer settings.
+    pub fn optimizer(&self) -> &OptimizerConfig {
+        &self.optim
+    }
+}

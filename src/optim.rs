@@ -1,0 +1,185 @@
+//! Optimizers and gradient clipping, flat over the parameter vector: the CPU implementation here,
+//! the GPU one in `shaders/optimizer.wgsl` (same formulas, same names).
+//!
+//! With t the step (from 1), `lr_t = lr · decay^floor((t−1) / decay_every)` and
+//! `g = min(1, clip / ‖g‖) · g` when clipping:
+//!
+//! ```text
+//! SGD:      m = μ m + g;                      p −= lr_t m
+//! Adagrad:  v = v + g²;                       p −= lr_t g / (√v + ε)
+//! Adam:     m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
+//!           p −= lr_t (m / (1 − β1^t)) / (√(v / (1 − β2^t)) + ε)
+//! ```
+
+use crate::error::{Error, Result};
+
+/// Which update rule.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// SGD with momentum.
+    Sgd,
+    /// Adagrad, as min-char-rnn trains.
+    Adagrad,
+    /// Adam.
+    Adam,
+}
+
+/// The optimizer's settings.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizerConfig {
+    /// The update rule.
+    pub kind: OptimizerKind,
+    /// Learning rate.
+    pub lr: f32,
+    /// μ for SGD.
+    pub momentum: f32,
+    /// β1 for Adam.
+    pub beta1: f32,
+    /// β2 for Adam.
+    pub beta2: f32,
+    /// ε for Adagrad and Adam.
+    pub eps: f32,
+    /// Clip the gradient's global norm to this (0: no clipping).
+    pub clip: f32,
+    /// Multiply the learning rate by this every `decay_every` steps.
+    pub decay: f32,
+    /// The decay period, in steps.
+    pub decay_every: u32,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::Adam,
+            lr: 2e-3,
+            momentum: 0.9,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            clip: 5.0,
+            decay: 1.0,
+            decay_every: 1000,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// Rejects settings that cannot train.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config(
+                format!("learning rate {} is not a positive number", self.lr),
+                "pass --lr with a value above 0, e.g. --lr 0.002",
+            ));
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            return Err(Error::config(
+                format!("gradient clip {} is not a number ≥ 0", self.clip),
+                "pass --clip 0 (no clipping) or a positive norm such as 5",
+            ));
+        }
+        if !(self.decay.is_finite() && self.decay > 0.0 && self.decay <= 1.0)
+            || self.decay_every == 0
+        {
+            return Err(Error::config(
+                format!(
+                    "learning-rate decay {} every {} steps is not in (0, 1] every ≥ 1 steps",
+                    self.decay, self.decay_every
+                ),
+                "pass --lr-decay in (0, 1] and --lr-decay-every of 1 or more",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The learning rate at step t (from 1).
+    pub fn lr_at(&self, t: u64) -> f32 {
+        self.lr * self.decay.powf(((t - 1) / self.decay_every as u64) as f32)
+    }
+}
+
+/// The optimizer's state: moments in the parameter layout and the step count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// First moment (SGD's velocity, Adam's m).
+    pub m: Vec<f32>,
+    /// Second moment (Adagrad's sum of squares, Adam's v).
+    pub v: Vec<f32>,
+    /// Steps taken.
+    pub step: u64,
+}
+
+impl OptimizerState {
+    /// Zero state for `n` parameters.
+    pub fn new(n: usize) -> Self {
+        Self {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            step: 0,
+        }
+    }
+}
+
+/// The gradient's global norm, summed in the order of the GPU's `grad_norm`: 256 strided partial
+/// sums, then a pairwise tree.
+pub fn grad_norm(grads: &[f32]) -> f32 {
+    let mut partial = [0f32; 256];
+    for (lane, acc) in partial.iter_mut().enumerate() {
+        let mut i = lane;
+        while i < grads.len() {
+            *acc += grads[i] * grads[i];
+            i += 256;
+        }
+    }
+    let mut width = 128;
+    while width > 0 {
+        for lane in 0..width {
+            partial[lane] += partial[lane + width];
+        }
+        width /= 2;
+    }
+    partial[0].sqrt()
+}
+
+/// One update of `params` from `grads`; returns the gradient's norm before clipping.
+pub fn update(
+    config: &OptimizerConfig,
+    params: &mut [f32],
+    grads: &[f32],
+    state: &mut OptimizerState,
+) -> f32 {
+    let norm = grad_norm(grads);
+    state.step += 1;
+    let t = state.step;
+    let scale = if config.clip > 0.0 {
+        (config.clip / norm).min(1.0)
+    } else {
+        1.0
+    };
+    let lr = config.lr_at(t);
+    let OptimizerState { m, v, .. } = state;
+    for i in 0..params.len() {
+        let g = grads[i] * scale;
+        match config.kind {
+            OptimizerKind::Sgd => {
+                m[i] = config.momentum * m[i] + g;
+                params[i] -= lr * m[i];
+            }
+            OptimizerKind::Adagrad => {
+                v[i] += g * g;
+                params[i] -= lr * g / (v[i].sqrt() + config.eps);
+            }
+            OptimizerKind::Adam => {
+                m[i] = config.beta1 * m[i] + (1.0 - config.beta1) * g;
+                v[i] = config.beta2 * v[i] + (1.0 - config.beta2) * g * g;
+                let m_hat = m[i] / (1.0 - config.beta1.powf(t as f32));
+                let v_hat = v[i] / (1.0 - config.beta2.powf(t as f32));
+                params[i] -= lr * m_hat / (v_hat.sqrt() + config.eps);
+            }
+        }
+    }
+    norm
+}

@@ -1,0 +1,125 @@
+//! Sampling text from a trained model, on the CPU: sampling is sequential and small (one
+//! matrix-vector product per character), so the CPU is the right place for it.
+//!
+//! ```text
+//! h_t = tanh(U[:, x_t] + W h_{t-1} + b)    p_t = softmax((V h_t + c) / temperature)
+//! x_{t+1} ~ p_t   (temperature 0: the most likely token)
+//! ```
+
+use crate::error::{Error, Result};
+use crate::model::{InputKind, Params};
+use rand::{RngExt, SeedableRng};
+
+/// A one-hot model's hidden state, advanced one token at a time.
+pub struct Sampler<'a> {
+    params: &'a Params<f32>,
+    h: Vec<f32>,
+}
+
+impl<'a> Sampler<'a> {
+    /// Starts from a zero hidden state.
+    pub fn new(params: &'a Params<f32>) -> Result<Self> {
+        if params.config.kind != InputKind::Tokens {
+            return Err(Error::config(
+                "sampling text needs a model of token inputs",
+                "use `unroll forecast` for a model of dense inputs",
+            ));
+        }
+        Ok(Self {
+            params,
+            h: vec![0.0; params.config.hidden],
+        })
+    }
+
+    /// Feeds one token: h ← tanh(U[:, x] + W h + b).
+    pub fn feed(&mut self, token: u32) {
+        let cfg = self.params.config;
+        let (u, w, b) = (
+            self.params.get("U"),
+            self.params.get("W"),
+            self.params.get("b"),
+        );
+        let nh = cfg.hidden;
+        let h: Vec<f32> = (0..nh)
+            .map(|j| {
+                let mut a = b[j] + u[j * cfg.input + token as usize];
+                for k in 0..nh {
+                    a += w[j * nh + k] * self.h[k];
+                }
+                a.tanh()
+            })
+            .collect();
+        self.h = h;
+    }
+
+    /// The outputs y = V h + c.
+    pub fn logits(&self) -> Vec<f32> {
+        let cfg = self.params.config;
+        let (v, c) = (self.params.get("V"), self.params.get("c"));
+        (0..cfg.output)
+            .map(|o| {
+                c[o] + (0..cfg.hidden)
+                    .map(|k| v[o * cfg.hidden + k] * self.h[k])
+                    .sum::<f32>()
+            })
+            .collect()
+    }
+}
+
+/// Primes the state with `prime`, then draws `len` tokens at `temperature` (0: greedy).
+pub fn sample(
+    params: &Params<f32>,
+    prime: &[u32],
+    len: usize,
+    temperature: f32,
+    seed: u64,
+) -> Result<Vec<u32>> {
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        return Err(Error::config(
+            format!("temperature {temperature} is not a number ≥ 0"),
+            "pass --temperature 0 (greedy) or a positive value such as 0.8",
+        ));
+    }
+    if prime.is_empty() {
+        return Err(Error::config(
+            "the priming text is empty",
+            "pass --prime with at least one character",
+        ));
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut s = Sampler::new(params)?;
+    for &t in prime {
+        s.feed(t);
+    }
+    let mut out = Vec::with_capacity(len);
+    for _ in 0..len {
+        let y = s.logits();
+        let next = if temperature == 0.0 {
+            y.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+                .unwrap_or(0)
+        } else {
+            let m = y.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let p: Vec<f64> = y
+                .iter()
+                .map(|&v| (((v - m) / temperature) as f64).exp())
+                .collect();
+            let total: f64 = p.iter().sum();
+            let mut r = rng.random_range(0.0..total);
+            let mut pick = p.len() - 1;
+            for (i, &pi) in p.iter().enumerate() {
+                if r < pi {
+                    pick = i;
+                    break;
+                }
+                r -= pi;
+            }
+            pick
+        } as u32;
+        out.push(next);
+        s.feed(next);
+    }
+    Ok(out)
+}

@@ -1,0 +1,537 @@
+//! Numeric series: reading a CSV, normalising its columns, next-step batching, the built-in
+//! series, and forecasting by feeding each prediction back as the next input.
+//!
+//! Row r of the chosen input columns is x_r; the target of x_r is row r+1 of the target columns.
+//! Every column is normalised with the mean and standard deviation of the training part; the
+//! checkpoint stores them and the forecast undoes them.
+
+use crate::error::{Error, Result};
+use crate::model::{Inputs, Params, Targets};
+use crate::train::TrainConfig;
+use rand::{RngExt, SeedableRng};
+use std::path::Path;
+
+/// A table of numbers with column names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    /// Column names (`0`, `1`, … when the file has no header).
+    pub names: Vec<String>,
+    /// Rows, each as long as `names`.
+    pub rows: Vec<Vec<f64>>,
+}
+
+/// Parses CSV text: an optional header (a first row with any non-numeric cell), then numbers.
+/// `source` names the file in errors.
+pub fn parse_csv(text: &str, source: &str) -> Result<Table> {
+    let bad = |msg: String| {
+        Error::config(
+            format!("{source}: {msg}"),
+            "give a CSV of numbers, one row per time step, with an optional header row",
+        )
+    };
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return Err(bad("the file has no rows".into()));
+    }
+    let split = |l: &str| {
+        l.split(',')
+            .map(|c| c.trim().to_string())
+            .collect::<Vec<String>>()
+    };
+    let first = split(lines[0].1);
+    let has_header = first.iter().any(|c| c.parse::<f64>().is_err());
+    let names = if has_header {
+        first.clone()
+    } else {
+        (0..first.len()).map(|i| i.to_string()).collect()
+    };
+    let mut rows = Vec::new();
+    for &(line_no, line) in &lines[has_header as usize..] {
+        let cells = split(line);
+        if cells.len() != names.len() {
+            return Err(bad(format!(
+                "row {line_no} has {} cells, the {} has {}",
+                cells.len(),
+                if has_header { "header" } else { "first row" },
+                names.len()
+            )));
+        }
+        let row = cells
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| match cell.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(v),
+                _ => Err(bad(format!(
+                    "row {line_no}, column {} (`{}`): `{cell}` is not a number{}",
+                    c + 1,
+                    names[c],
+                    if cell.is_empty() {
+                        " (the cell is empty)"
+                    } else {
+                        ""
+                    }
+                ))),
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        rows.push(row);
+    }
+    if rows.len() < 2 {
+        return Err(bad(format!(
+            "the file has {} row of data; next-step prediction needs at least 2",
+            rows.len()
+        )));
+    }
+    Ok(Table { names, rows })
+}
+
+impl Table {
+    /// The indices of the named columns (names or 0-based indices); all columns when empty.
+    pub fn select(&self, wanted: &[String]) -> Result<Vec<usize>> {
+        if wanted.is_empty() {
+            return Ok((0..self.names.len()).collect());
+        }
+        wanted
+            .iter()
+            .map(|w| {
+                self.names
+                    .iter()
+                    .position(|n| n == w)
+                    .or_else(|| w.parse::<usize>().ok().filter(|&i| i < self.names.len()))
+                    .ok_or_else(|| {
+                        Error::config(
+                            format!("no column `{w}`"),
+                            format!("the columns are: {}", self.names.join(", ")),
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The built-in series: two noisy sums of sines with a trend, 4,000 steps, deterministic.
+pub fn builtin_series(seed: u64) -> Table {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rows = (0..4000)
+        .map(|t| {
+            let t = t as f64;
+            let a = (t / 20.0).sin()
+                + 0.5 * (t / 7.0).sin()
+                + 0.0005 * t
+                + 0.05 * rng.random_range(-1.0..1.0);
+            let b = (t / 20.0 + 1.0).cos() * 0.8
+                + 0.3 * (t / 11.0).sin()
+                + 0.05 * rng.random_range(-1.0..1.0);
+            vec![a, b]
+        })
+        .collect();
+    Table {
+        names: vec!["a".into(), "b".into()],
+        rows,
+    }
+}
+
+/// Per-column mean and standard deviation, and which columns are inputs and targets.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Normalization {
+    /// The names of the input columns.
+    pub input_names: Vec<String>,
+    /// The names of the target columns.
+    pub target_names: Vec<String>,
+    /// Mean of each input column.
+    pub input_mean: Vec<f64>,
+    /// Standard deviation of each input column.
+    pub input_std: Vec<f64>,
+    /// Mean of each target column.
+    pub target_mean: Vec<f64>,
+    /// Standard deviation of each target column.
+    pub target_std: Vec<f64>,
+}
+
+fn mean_std(rows: &[Vec<f64>], col: usize) -> (f64, f64) {
+    let n = rows.len() as f64;
+    let mean = rows.iter().map(|r| r[col]).sum::<f64>() / n;
+    let var = rows.iter().map(|r| (r[col] - mean).powi(2)).sum::<f64>() / n;
+    (mean, if var > 0.0 { var.sqrt() } else { 1.0 })
+}
+
+/// Normalised inputs and targets of a table.
+pub struct Normalized {
+    /// x_r, (rows, I).
+    pub x: Vec<f32>,
+    /// row r of the target columns, (rows, O).
+    pub y: Vec<f32>,
+    /// I.
+    pub inputs: usize,
+    /// O.
+    pub outputs: usize,
+}
+
+impl Normalization {
+    /// Looks the stored columns up in a table and normalises them.
+    pub fn apply(&self, table: &Table) -> Result<Normalized> {
+        let ic = table.select(&self.input_names)?;
+        let tc = table.select(&self.target_names)?;
+        let mut x = Vec::with_capacity(table.rows.len() * ic.len());
+        let mut y = Vec::with_capacity(table.rows.len() * tc.len());
+        for r in &table.rows {
+            for (k, &c) in ic.iter().enumerate() {
+                x.push(((r[c] - self.input_mean[k]) / self.input_std[k]) as f32);
+            }
+            for (k, &c) in tc.iter().enumerate() {
+                y.push(((r[c] - self.target_mean[k]) / self.target_std[k]) as f32);
+            }
+        }
+        Ok(Normalized {
+            x,
+            y,
+            inputs: ic.len(),
+            outputs: tc.len(),
+        })
+    }
+
+    /// Undoes the normalisation of one target row.
+    pub fn denormalize_target(&self, y: &[f32]) -> Vec<f64> {
+        y.iter()
+            .enumerate()
+            .map(|(k, &v)| v as f64 * self.target_std[k] + self.target_mean[k])
+            .collect()
+    }
+
+    /// Whether the targets are the inputs (so a forecast can feed itself).
+    pub fn autoregressive(&self) -> bool {
+        self.input_names == self.target_names
+    }
+}
+
+/// B parallel streams through a normalised series, read in chunks of T rows.
+#[derive(Clone, Debug)]
+pub struct SeriesStreams {
+    batch: usize,
+    steps: usize,
+    stream_len: usize,
+    data: Normalized,
+    start: usize,
+}
+
+impl Clone for Normalized {
+    fn clone(&self) -> Self {
+        Self {
+            x: self.x.clone(),
+            y: self.y.clone(),
+            inputs: self.inputs,
+            outputs: self.outputs,
+        }
+    }
+}
+
+impl std::fmt::Debug for Normalized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Normalized({} rows, I={}, O={})",
+            self.x.len() / self.inputs.max(1),
+            self.inputs,
+            self.outputs
+        )
+    }
+}
+
+impl SeriesStreams {
+    /// Streams over rows `[start, end)` of the data.
+    fn new(
+        data: &Normalized,
+        start: usize,
+        end: usize,
+        batch: usize,
+        steps: usize,
+        what: &str,
+    ) -> Result<Self> {
+        let rows = end - start;
+        let stream_len = rows / batch.max(1);
+        if batch == 0 || stream_len < steps + 1 {
+            return Err(Error::config(
+                format!(
+                    "the {what} part of the series has {rows} rows: too few for {batch} streams of {} (batch × (seq-len + 1))",
+                    steps + 1
+                ),
+                format!(
+                    "use a longer series, or a smaller --batch or --seq-len (at most {} streams fit)",
+                    rows / (steps + 1)
+                ),
+            ));
+        }
+        Ok(Self {
+            batch,
+            steps,
+            stream_len,
+            data: data.clone(),
+            start,
+        })
+    }
+
+    /// Chunks in one pass over the streams.
+    pub fn chunks_per_epoch(&self) -> usize {
+        (self.stream_len - 1) / self.steps
+    }
+
+    /// Chunk k: inputs (T, B, I) and targets (T, B, O).
+    pub fn chunk(&self, k: usize) -> (Inputs, Targets) {
+        let (nb, nt, ni, no) = (self.batch, self.steps, self.data.inputs, self.data.outputs);
+        let mut x = vec![0f32; nt * nb * ni];
+        let mut y = vec![0f32; nt * nb * no];
+        for b in 0..nb {
+            let row0 = self.start + b * self.stream_len + k * nt;
+            for t in 0..nt {
+                let r = row0 + t;
+                x[(t * nb + b) * ni..][..ni].copy_from_slice(&self.data.x[r * ni..][..ni]);
+                y[(t * nb + b) * no..][..no].copy_from_slice(&self.data.y[(r + 1) * no..][..no]);
+            }
+        }
+        (Inputs::Dense(x), Targets::Dense(y))
+    }
+
+    /// Where each stream's next chunk starts, in rows.
+    pub fn positions(&self, k: usize) -> Vec<u64> {
+        (0..self.batch)
+            .map(|b| (self.start + b * self.stream_len + k * self.steps) as u64)
+            .collect()
+    }
+}
+
+/// A series prepared for training.
+pub struct SeriesData {
+    /// I.
+    pub inputs: usize,
+    /// O.
+    pub outputs: usize,
+    /// The training streams.
+    pub train: SeriesStreams,
+    /// Validation chunks.
+    pub val: Vec<(Inputs, Targets)>,
+    /// The column statistics.
+    pub normalization: Normalization,
+    /// The validation loss (½‖·‖², normalised units) of predicting each target as its last value.
+    pub naive_val_loss: f64,
+}
+
+/// Reads the table of a run: the CSV of `--data`, or the built-in series.
+pub fn read_table(data: Option<&Path>, seed: u64) -> Result<Table> {
+    match data {
+        Some(path) => {
+            let bytes = crate::data::read_text(path)?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                Error::file(
+                    path,
+                    format!("is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+                )
+            })?;
+            parse_csv(&text, &path.display().to_string())
+        }
+        None => Ok(builtin_series(seed)),
+    }
+}
+
+/// Loads, normalises and batches the series of a run. A resumed run passes its checkpoint's
+/// normalisation, so the data is scaled exactly as before.
+pub fn load(cfg: &TrainConfig, normalization: Option<Normalization>) -> Result<SeriesData> {
+    let table = read_table(cfg.data.as_deref(), cfg.seed)?;
+    let rows = table.rows.len();
+    let n_val = ((rows as f64) * cfg.val_fraction) as usize;
+    let n_train = rows - n_val;
+    let normalization = match normalization {
+        Some(n) => n,
+        None => {
+            let ic = table.select(&cfg.columns)?;
+            let tc = if cfg.targets.is_empty() {
+                ic.clone()
+            } else {
+                table.select(&cfg.targets)?
+            };
+            let train_rows = &table.rows[..n_train.max(1)];
+            let stats = |cols: &[usize]| -> (Vec<f64>, Vec<f64>) {
+                cols.iter().map(|&c| mean_std(train_rows, c)).unzip()
+            };
+            let (input_mean, input_std) = stats(&ic);
+            let (target_mean, target_std) = stats(&tc);
+            Normalization {
+                input_names: ic.iter().map(|&c| table.names[c].clone()).collect(),
+                target_names: tc.iter().map(|&c| table.names[c].clone()).collect(),
+                input_mean,
+                input_std,
+                target_mean,
+                target_std,
+            }
+        }
+    };
+    let data = normalization.apply(&table)?;
+    let train = SeriesStreams::new(&data, 0, n_train, cfg.batch, cfg.seq_len, "training")?;
+    let vb = (n_val / (cfg.seq_len + 1)).min(cfg.batch);
+    if vb == 0 {
+        return Err(Error::config(
+            format!(
+                "the validation tail has {n_val} rows: too few for one chunk of {} (seq-len + 1)",
+                cfg.seq_len + 1
+            ),
+            "raise --val-fraction, use a longer series, or a smaller --seq-len",
+        ));
+    }
+    let val_streams = SeriesStreams::new(&data, n_train, rows, vb, cfg.seq_len, "validation")?;
+    let chunks = val_streams.chunks_per_epoch().min(cfg.val_chunks);
+    let val: Vec<(Inputs, Targets)> = (0..chunks).map(|k| val_streams.chunk(k)).collect();
+    // The naive forecast on the same positions: the target of row r predicted as row r's target columns.
+    let naive_val_loss = if normalization.autoregressive() {
+        let (no, mut total, mut n) = (data.outputs, 0.0, 0usize);
+        for k in 0..chunks {
+            for p in val_streams.positions(k) {
+                for t in 0..cfg.seq_len {
+                    let r = p as usize + t;
+                    let e: f64 = (0..no)
+                        .map(|o| (data.y[(r + 1) * no + o] - data.y[r * no + o]) as f64)
+                        .map(|d| 0.5 * d * d)
+                        .sum();
+                    total += e;
+                    n += 1;
+                }
+            }
+        }
+        total / n.max(1) as f64
+    } else {
+        f64::NAN
+    };
+    Ok(SeriesData {
+        inputs: data.inputs,
+        outputs: data.outputs,
+        train,
+        val,
+        normalization,
+        naive_val_loss,
+    })
+}
+
+/// Runs the model over the whole series to warm its hidden state, then predicts `horizon` steps
+/// by feeding each prediction back as the next input. Returns the forecast rows, denormalised.
+pub fn forecast(
+    params: &Params<f32>,
+    norm: &Normalization,
+    table: &Table,
+    horizon: usize,
+) -> Result<Vec<Vec<f64>>> {
+    if !norm.autoregressive() {
+        return Err(Error::config(
+            "the model's targets are not its inputs, so its predictions cannot be fed back",
+            "train with the same --columns and --target (the default) to forecast",
+        ));
+    }
+    if horizon == 0 {
+        return Err(Error::config(
+            "the forecast horizon is 0",
+            "pass --horizon of 1 or more",
+        ));
+    }
+    let cfg = params.config;
+    let data = norm.apply(table)?;
+    let (ni, nh, no) = (cfg.input, cfg.hidden, cfg.output);
+    if data.inputs != ni || data.outputs != no {
+        return Err(Error::config(
+            format!("the data has {} input columns, the model {ni}", data.inputs),
+            "forecast with the columns the model was trained on",
+        ));
+    }
+    let (u, w, b, v, c) = (
+        params.get("U"),
+        params.get("W"),
+        params.get("b"),
+        params.get("V"),
+        params.get("c"),
+    );
+    let mut h = vec![0f32; nh];
+    let advance = |h: &mut Vec<f32>, x: &[f32]| -> Vec<f32> {
+        let next: Vec<f32> = (0..nh)
+            .map(|j| {
+                let mut a = b[j];
+                for k in 0..ni {
+                    a += u[j * ni + k] * x[k];
+                }
+                for k in 0..nh {
+                    a += w[j * nh + k] * h[k];
+                }
+                a.tanh()
+            })
+            .collect();
+        *h = next;
+        (0..no)
+            .map(|o| c[o] + (0..nh).map(|k| v[o * nh + k] * h[k]).sum::<f32>())
+            .collect()
+    };
+    let mut y = Vec::new();
+    for r in 0..table.rows.len() {
+        y = advance(&mut h, &data.x[r * ni..(r + 1) * ni]);
+    }
+    let mut out = Vec::with_capacity(horizon);
+    for _ in 0..horizon {
+        out.push(norm.denormalize_target(&y));
+        let x = y.clone();
+        y = advance(&mut h, &x);
+    }
+    Ok(out)
+}
+
+/// Writes the forecast as CSV (a header of the target columns) and a plot of the last part of
+/// the history and the forecast beside it (`.svg`). Returns the plot's path.
+pub fn write_forecast(
+    path: &Path,
+    norm: &Normalization,
+    table: &Table,
+    forecast: &[Vec<f64>],
+) -> Result<std::path::PathBuf> {
+    let mut csv = norm.target_names.join(",");
+    csv.push('\n');
+    for row in forecast {
+        csv.push_str(
+            &row.iter()
+                .map(|v| format!("{v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        csv.push('\n');
+    }
+    crate::tensorfile::write_bytes_atomic(path, csv.as_bytes())?;
+    let cols = table.select(&norm.target_names)?;
+    let n = table.rows.len();
+    let shown = n.saturating_sub(4 * forecast.len().max(50));
+    let mut lines = Vec::new();
+    for (k, &c) in cols.iter().enumerate() {
+        lines.push((
+            format!("{} (history)", norm.target_names[k]),
+            (shown..n)
+                .map(|r| (r as f64, table.rows[r][c]))
+                .collect::<Vec<_>>(),
+        ));
+        lines.push((
+            format!("{} (forecast)", norm.target_names[k]),
+            std::iter::once((n as f64 - 1.0, table.rows[n - 1][c]))
+                .chain(
+                    forecast
+                        .iter()
+                        .enumerate()
+                        .map(|(i, row)| ((n + i) as f64, row[k])),
+                )
+                .collect(),
+        ));
+    }
+    let plot_path = path.with_extension("svg");
+    let lines: Vec<crate::plot::Line<'_>> = lines
+        .iter()
+        .map(|(label, points)| crate::plot::Line {
+            label,
+            points: points.clone(),
+        })
+        .collect();
+    crate::plot::lines(&plot_path, "unroll: forecast", "step", "value", &lines)?;
+    Ok(plot_path)
+}

@@ -1,0 +1,662 @@
+//! `unroll train`: the training loop, the same for the GPU and the CPU engine and for text and
+//! series data. It reports the loss every `log_every` steps (the only read-back), evaluates on the
+//! held-out tail every `eval_every` steps, writes metrics, checkpoints atomically, and at the end
+//! draws the loss curve and prints a sample.
+
+use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
+use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_text};
+use crate::engine::{CpuTrainer, Engine};
+use crate::error::{Error, Result};
+use crate::gpu::{AdapterChoice, Gpu, GpuTrainer};
+use crate::model::{Inputs, ModelConfig, Params, Targets};
+use crate::optim::OptimizerConfig;
+use crate::plot;
+use crate::series::{self, Normalization, SeriesStreams};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// What the model learns from.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Next-character prediction on text.
+    Text,
+    /// Next-step prediction on numeric series from CSV.
+    Series,
+}
+
+/// Where the training runs.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// The GPU path (default).
+    Gpu,
+    /// The CPU reference: slow, and bitwise repeatable.
+    Cpu,
+}
+
+/// The configuration of a run, stored in its checkpoints.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Text or series.
+    pub task: Task,
+    /// The data file; none for the built-in data.
+    pub data: Option<PathBuf>,
+    /// Text: use the 256 byte values as the vocabulary.
+    pub bytes: bool,
+    /// Series: the input columns (names or 0-based indices); empty for all.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Series: the target columns; empty for the same as the inputs.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// H.
+    pub hidden: usize,
+    /// B: parallel streams.
+    pub batch: usize,
+    /// T: timesteps per chunk (truncated BPTT length).
+    pub seq_len: usize,
+    /// Training steps in all.
+    pub iters: u64,
+    /// The optimizer.
+    pub optim: OptimizerConfig,
+    /// The fraction of the data held out for validation, from its end.
+    pub val_fraction: f64,
+    /// Evaluate every this many steps.
+    pub eval_every: u64,
+    /// Report the training loss every this many steps.
+    pub log_every: u64,
+    /// Checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: u64,
+    /// Evaluate on at most this many chunks of the validation data.
+    pub val_chunks: usize,
+    /// The seed of the initial parameters (and the built-in data).
+    pub seed: u64,
+    /// The length of the sample printed at the end (text).
+    pub sample_len: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            task: Task::Text,
+            data: None,
+            bytes: false,
+            columns: vec![],
+            targets: vec![],
+            hidden: 128,
+            batch: 32,
+            seq_len: 32,
+            iters: 1500,
+            optim: OptimizerConfig::default(),
+            val_fraction: 0.1,
+            eval_every: 100,
+            log_every: 10,
+            checkpoint_every: 500,
+            val_chunks: 8,
+            seed: 1,
+            sample_len: 300,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Rejects settings that cannot train, each with what to do instead.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |what: &str, flag: &str, v: u64| {
+            if v == 0 {
+                Err(Error::config(
+                    format!("{what} is 0"),
+                    format!("pass {flag} of 1 or more"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        positive("the hidden size", "--hidden", self.hidden as u64)?;
+        positive("the batch size", "--batch", self.batch as u64)?;
+        positive("the sequence length", "--seq-len", self.seq_len as u64)?;
+        positive("the number of steps", "--iters", self.iters)?;
+        positive("--log-every", "--log-every", self.log_every)?;
+        positive("--eval-every", "--eval-every", self.eval_every)?;
+        if self.hidden > 65_536 {
+            return Err(Error::config(
+                format!(
+                    "hidden size {} is absurdly large (W alone would be {} GiB)",
+                    self.hidden,
+                    (self.hidden * self.hidden * 4) >> 30
+                ),
+                "pass a --hidden of at most a few thousand",
+            ));
+        }
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            return Err(Error::config(
+                format!(
+                    "validation fraction {} leaves no training or no validation data",
+                    self.val_fraction
+                ),
+                "pass --val-fraction strictly between 0 and 1, e.g. 0.1",
+            ));
+        }
+        self.optim.validate()
+    }
+}
+
+/// How a run is carried out (not stored in checkpoints).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Where the checkpoint, metrics and plot go.
+    pub out_dir: PathBuf,
+    /// GPU or CPU.
+    pub device: Device,
+    /// Which adapter, for the GPU.
+    pub adapter: AdapterChoice,
+    /// Continue the run of this checkpoint.
+    pub resume: Option<PathBuf>,
+    /// No progress bar; a log line per evaluation instead.
+    pub quiet: bool,
+    /// Set to 1 by the first Ctrl-C / SIGTERM: finish the step, checkpoint, stop.
+    pub interrupt: Option<Arc<AtomicUsize>>,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    /// The step the run ended at.
+    pub step: u64,
+    /// The last reported training loss.
+    pub train_loss: f32,
+    /// The last validation loss.
+    pub val_loss: f32,
+    /// Text: the loss of the unigram distribution; series: the validation loss of repeating the
+    /// last value. The baseline the model must beat.
+    pub baseline_loss: f64,
+    /// Mean training throughput, tokens (positions) per second.
+    pub tokens_per_s: f64,
+    /// The sample (text) or forecast summary (series) printed at the end.
+    pub sample: String,
+    /// Whether the run stopped early on an interrupt.
+    pub interrupted: bool,
+    /// The checkpoint written.
+    pub checkpoint: PathBuf,
+    /// The metrics file.
+    pub metrics: PathBuf,
+    /// The loss-curve plot.
+    pub plot: PathBuf,
+    /// The device it ran on.
+    pub device: String,
+}
+
+/// The data of a run: where chunks come from, and what the checkpoint must remember to read
+/// the same data the same way.
+struct Data {
+    config: ModelConfig,
+    train: Source,
+    val: Vec<(Inputs, Targets)>,
+    vocab: Option<Vocab>,
+    normalization: Option<Normalization>,
+    baseline: f64,
+}
+
+enum Source {
+    Text(Streams),
+    Series(SeriesStreams),
+}
+
+impl Source {
+    fn chunks_per_epoch(&self) -> usize {
+        match self {
+            Source::Text(s) => s.chunks_per_epoch(),
+            Source::Series(s) => s.chunks_per_epoch(),
+        }
+    }
+    fn chunk(&self, k: usize) -> (Inputs, Targets) {
+        match self {
+            Source::Text(s) => s.chunk(k),
+            Source::Series(s) => s.chunk(k),
+        }
+    }
+    fn positions(&self, k: usize) -> Vec<u64> {
+        match self {
+            Source::Text(s) => s.positions(k),
+            Source::Series(s) => s.positions(k),
+        }
+    }
+}
+
+/// Streams for the validation tail: B_val ≤ B streams, as many chunks as fit, at most `max`.
+fn val_batch(len: usize, batch: usize, seq_len: usize) -> Result<usize> {
+    let b = (len / (seq_len + 1)).min(batch);
+    if b == 0 {
+        return Err(Error::config(
+            format!(
+                "the validation data has {len} positions: too few for one chunk of {} (seq-len + 1)",
+                seq_len + 1
+            ),
+            "raise --val-fraction, use more data, or a smaller --seq-len",
+        ));
+    }
+    Ok(b)
+}
+
+fn load_data(
+    cfg: &TrainConfig,
+    vocab: Option<Vocab>,
+    normalization: Option<Normalization>,
+) -> Result<Data> {
+    match cfg.task {
+        Task::Text => {
+            let text = match &cfg.data {
+                Some(path) => read_text(path)?,
+                None => builtin_corpus(20_000, cfg.seed).into_bytes(),
+            };
+            let resumed = vocab.is_some();
+            let corpus =
+                Corpus::new(&text, vocab, cfg.bytes, cfg.val_fraction).map_err(|e| {
+                    match (resumed, e) {
+                        (true, Error::Config { problem, .. }) => Error::config(
+                            format!("the data does not fit the checkpoint's vocabulary: {problem}"),
+                            "resume with the data the checkpoint was trained on",
+                        ),
+                        (_, e) => e,
+                    }
+                })?;
+            let streams = Streams::new(&corpus.train, cfg.batch, cfg.seq_len, "training")?;
+            let vb = val_batch(corpus.val.len(), cfg.batch, cfg.seq_len)?;
+            let val_streams = Streams::new(&corpus.val, vb, cfg.seq_len, "validation")?;
+            let val = (0..val_streams.chunks_per_epoch().min(cfg.val_chunks))
+                .map(|k| val_streams.chunk(k))
+                .collect();
+            let n = corpus.vocab.len();
+            Ok(Data {
+                config: ModelConfig::tokens(n, cfg.hidden),
+                train: Source::Text(streams),
+                val,
+                baseline: corpus.unigram_entropy(),
+                vocab: Some(corpus.vocab),
+                normalization: None,
+            })
+        }
+        Task::Series => {
+            let s = series::load(cfg, normalization)?;
+            Ok(Data {
+                config: ModelConfig::dense(s.inputs, cfg.hidden, s.outputs),
+                baseline: s.naive_val_loss,
+                train: Source::Series(s.train),
+                val: s.val,
+                vocab: None,
+                normalization: Some(s.normalization),
+            })
+        }
+    }
+}
+
+/// Runs training as `cfg` and `opts` say; resumes when `opts.resume` names a checkpoint.
+pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
+    let resumed = match &opts.resume {
+        Some(path) => Some(Checkpoint::load(path)?),
+        None => None,
+    };
+    // A resumed run keeps its configuration; only the step count may grow.
+    let cfg = match &resumed {
+        Some(ck) => {
+            let mut saved = ck.info.train.clone().ok_or_else(|| {
+                Error::file(
+                    opts.resume.as_ref().unwrap(),
+                    "holds a model but no training state; it cannot be resumed (train from scratch)",
+                )
+            })?;
+            saved.iters = cfg.iters.max(saved.iters);
+            if cfg.data.is_some() {
+                saved.data = cfg.data.clone();
+            }
+            saved
+        }
+        None => cfg.clone(),
+    };
+    cfg.validate()?;
+    let data = load_data(
+        &cfg,
+        resumed.as_ref().and_then(|c| c.info.vocab.clone()),
+        resumed.as_ref().and_then(|c| c.info.normalization.clone()),
+    )?;
+    let config = data.config;
+    let params = match &resumed {
+        Some(ck) => {
+            if ck.params.config != config {
+                return Err(Error::config(
+                    format!(
+                        "the checkpoint's model {:?} does not fit the data's {:?}",
+                        ck.params.config, config
+                    ),
+                    "resume with the data the checkpoint was trained on",
+                ));
+            }
+            ck.params.clone()
+        }
+        None => Params::init(config, cfg.seed),
+    };
+    let val_b = match data.val.first() {
+        Some((Inputs::Tokens(x), _)) => x.len() / cfg.seq_len,
+        Some((Inputs::Dense(x), _)) => x.len() / cfg.seq_len / config.input,
+        None => 0,
+    };
+    let mut engine: Box<dyn Engine> = match opts.device {
+        Device::Gpu => {
+            let gpu = Gpu::new(&opts.adapter)?;
+            Box::new(GpuTrainer::new(
+                gpu,
+                config,
+                cfg.batch,
+                cfg.seq_len,
+                Some(val_b),
+                cfg.optim,
+                &params,
+            )?)
+        }
+        Device::Cpu => Box::new(CpuTrainer::new(params, cfg.batch, cfg.seq_len, cfg.optim)?),
+    };
+    let mut step = 0u64;
+    if let Some(ck) = &resumed {
+        step = ck.info.step;
+        if let Some(o) = &ck.optimizer {
+            engine.set_optimizer_state(o)?;
+        }
+        if let Some(h) = &ck.hidden {
+            engine.set_hidden(h)?;
+        }
+    }
+
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| {
+        Error::file(
+            &opts.out_dir,
+            format!("cannot create the output directory: {e}"),
+        )
+    })?;
+    let checkpoint_path = opts.out_dir.join("model.safetensors");
+    let metrics_path = opts.out_dir.join("metrics.csv");
+    let plot_path = opts.out_dir.join("loss.svg");
+    let mut metrics = Metrics::open(&metrics_path, resumed.is_some(), step)?;
+
+    let cpe = data.train.chunks_per_epoch() as u64;
+    let tokens_per_step = (cfg.batch * cfg.seq_len) as f64;
+    let bar = if opts.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(cfg.iters).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+            )
+            .expect("valid template"),
+        );
+        bar.set_position(step);
+        bar
+    };
+    let say = |bar: &indicatif::ProgressBar, msg: String| {
+        if opts.quiet {
+            println!("{msg}");
+        } else {
+            bar.println(msg);
+        }
+    };
+    say(
+        &bar,
+        format!(
+            "training {} on {}: I={} H={} O={} B={} T={}, {} parameters, {} chunks per epoch{}",
+            match cfg.task {
+                Task::Text => "a character model",
+                Task::Series => "a series model",
+            },
+            engine.device(),
+            config.input,
+            config.hidden,
+            config.output,
+            cfg.batch,
+            cfg.seq_len,
+            config.num_params(),
+            cpe,
+            if resumed.is_some() {
+                format!(", resuming at step {step}")
+            } else {
+                String::new()
+            }
+        ),
+    );
+
+    let started = Instant::now();
+    let start_step = step;
+    let mut last_report = (Instant::now(), step);
+    let mut train_loss = f32::NAN;
+    let mut val_loss = f32::NAN;
+    let mut interrupted = false;
+    let save = |engine: &dyn Engine, step: u64, k: usize| -> Result<()> {
+        let params = engine.params()?;
+        if let Some(i) = params.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Diverged {
+                step,
+                what: "a parameter",
+                value: params.data[i],
+            });
+        }
+        Checkpoint {
+            params,
+            info: RunInfo {
+                format: FORMAT,
+                config,
+                vocab: data.vocab.clone(),
+                normalization: data.normalization.clone(),
+                train: Some(cfg.clone()),
+                step,
+            },
+            optimizer: Some(engine.optimizer_state()?),
+            hidden: Some(engine.hidden()?),
+            positions: Some(data.train.positions(k)),
+        }
+        .save(&checkpoint_path)
+    };
+
+    while step < cfg.iters {
+        let k = (step % cpe) as usize;
+        let (x, y) = data.train.chunk(k);
+        step += 1;
+        let report = step % cfg.log_every == 0 || step == cfg.iters;
+        let stats = engine.train_step(&x, &y, k == 0, report)?;
+        if let Some(s) = stats.filter(|_| report) {
+            if !s.loss.is_finite() {
+                return Err(Error::Diverged {
+                    step,
+                    what: "the loss",
+                    value: s.loss,
+                });
+            }
+            if !s.grad_norm.is_finite() {
+                return Err(Error::Diverged {
+                    step,
+                    what: "the gradient norm",
+                    value: s.grad_norm,
+                });
+            }
+            train_loss = s.loss;
+            let (t0, s0) = last_report;
+            let tokens_per_s = (step - s0) as f64 * tokens_per_step / t0.elapsed().as_secs_f64();
+            last_report = (Instant::now(), step);
+            let eval = step % cfg.eval_every == 0 || step == cfg.iters;
+            if eval {
+                val_loss = engine.evaluate(&data.val)?;
+                if !val_loss.is_finite() {
+                    return Err(Error::Diverged {
+                        step,
+                        what: "the validation loss",
+                        value: val_loss,
+                    });
+                }
+                if opts.quiet {
+                    say(
+                        &bar,
+                        format!(
+                            "step {step}: loss {train_loss:.4}, val {val_loss:.4}, {tokens_per_s:.0} tokens/s"
+                        ),
+                    );
+                }
+            }
+            metrics.write(
+                step,
+                train_loss,
+                eval.then_some(val_loss),
+                tokens_per_s,
+                started.elapsed().as_secs_f64(),
+            )?;
+            bar.set_message(format!(
+                "loss {train_loss:.4} val {val_loss:.4} {tokens_per_s:.0} tok/s"
+            ));
+        }
+        bar.set_position(step);
+        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < cfg.iters {
+            save(engine.as_ref(), step, (step % cpe) as usize)?;
+        }
+        if opts
+            .interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst) > 0)
+        {
+            interrupted = true;
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    save(engine.as_ref(), step, (step % cpe) as usize)?;
+    if interrupted {
+        say(
+            &bar,
+            format!(
+                "interrupted at step {step}; checkpoint written to {}\nresume with: unroll train --resume {}",
+                checkpoint_path.display(),
+                checkpoint_path.display()
+            ),
+        );
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mean_tokens_per_s = (step - start_step) as f64 * tokens_per_step / elapsed.max(1e-9);
+    metrics.plot(&plot_path, cfg.task)?;
+
+    let params = engine.params()?;
+    let sample = match (&data.vocab, cfg.task) {
+        (Some(vocab), Task::Text) if cfg.sample_len > 0 => {
+            let prime = vocab.token('\n').unwrap_or(0);
+            let tokens = crate::sample::sample(&params, &[prime], cfg.sample_len, 0.8, cfg.seed)?;
+            vocab.decode(&tokens)
+        }
+        _ => String::new(),
+    };
+    Ok(TrainSummary {
+        step,
+        train_loss,
+        val_loss,
+        baseline_loss: data.baseline,
+        tokens_per_s: mean_tokens_per_s,
+        sample,
+        interrupted,
+        checkpoint: checkpoint_path,
+        metrics: metrics_path,
+        plot: plot_path,
+        device: engine.device(),
+    })
+}
+
+/// The metrics file: one CSV row per reported step.
+struct Metrics {
+    file: std::fs::File,
+    path: PathBuf,
+    rows: Vec<(u64, f32, Option<f32>)>,
+}
+
+impl Metrics {
+    /// Opens `metrics.csv`; on resume keeps its rows up to `step` and appends after them.
+    fn open(path: &Path, resume: bool, step: u64) -> Result<Self> {
+        let err = |e: std::io::Error| Error::file(path, format!("cannot write metrics: {e}"));
+        let mut rows = Vec::new();
+        let mut kept = String::from("step,train_loss,val_loss,tokens_per_s,elapsed_s\n");
+        if resume && let Ok(old) = std::fs::read_to_string(path) {
+            for line in old.lines().skip(1) {
+                let f: Vec<&str> = line.split(',').collect();
+                if let (Some(Ok(s)), Some(Ok(l))) = (
+                    f.first().map(|v| v.parse::<u64>()),
+                    f.get(1).map(|v| v.parse::<f32>()),
+                ) && s <= step
+                {
+                    rows.push((s, l, f.get(2).and_then(|v| v.parse::<f32>().ok())));
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+            }
+        }
+        std::fs::write(path, kept).map_err(err)?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(err)?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+            rows,
+        })
+    }
+
+    fn write(
+        &mut self,
+        step: u64,
+        train: f32,
+        val: Option<f32>,
+        tokens_per_s: f64,
+        elapsed: f64,
+    ) -> Result<()> {
+        let val_s = val.map(|v| v.to_string()).unwrap_or_default();
+        writeln!(
+            self.file,
+            "{step},{train},{val_s},{tokens_per_s:.1},{elapsed:.3}"
+        )
+        .map_err(|e| Error::file(&self.path, format!("cannot write metrics: {e}")))?;
+        self.rows.push((step, train, val));
+        Ok(())
+    }
+
+    fn plot(&self, path: &Path, task: Task) -> Result<()> {
+        let train: Vec<(f64, f64)> = self
+            .rows
+            .iter()
+            .map(|&(s, l, _)| (s as f64, l as f64))
+            .collect();
+        let val: Vec<(f64, f64)> = self
+            .rows
+            .iter()
+            .filter_map(|&(s, _, v)| v.map(|v| (s as f64, v as f64)))
+            .collect();
+        let y = match task {
+            Task::Text => "cross-entropy (nats per character)",
+            Task::Series => "mean squared error / 2 (normalised)",
+        };
+        plot::lines(
+            path,
+            "unroll: loss",
+            "step",
+            y,
+            &[
+                plot::Line {
+                    label: "train",
+                    points: train,
+                },
+                plot::Line {
+                    label: "validation",
+                    points: val,
+                },
+            ],
+        )
+    }
+}
