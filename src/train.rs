@@ -466,7 +466,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         let k = (step % cpe) as usize;
         let (x, y) = data.train.chunk(k);
         step += 1;
-        let report = step % cfg.log_every == 0 || step == cfg.iters;
+        let report = step.is_multiple_of(cfg.log_every) || step == cfg.iters;
         let stats = engine.train_step(&x, &y, k == 0, report)?;
         if let Some(s) = stats.filter(|_| report) {
             if !s.loss.is_finite() {
@@ -487,7 +487,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             let (t0, s0) = last_report;
             let tokens_per_s = (step - s0) as f64 * tokens_per_step / t0.elapsed().as_secs_f64();
             last_report = (Instant::now(), step);
-            let eval = step % cfg.eval_every == 0 || step == cfg.iters;
+            let eval = step.is_multiple_of(cfg.eval_every) || step == cfg.iters;
             if eval {
                 val_loss = engine.evaluate(&data.val)?;
                 if !val_loss.is_finite() {
@@ -518,7 +518,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             ));
         }
         bar.set_position(step);
-        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < cfg.iters {
+        if cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every) && step < cfg.iters {
             save(engine.as_ref(), step, (step % cpe) as usize)?;
         }
         if opts

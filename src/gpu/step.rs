@@ -566,6 +566,7 @@ impl GpuStep {
     }
 
     /// The recorded phases, for per-phase profiling.
+    #[allow(dead_code)] // used by `bench --profile`
     pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
         &self.phases
     }

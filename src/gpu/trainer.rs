@@ -290,6 +290,37 @@ impl GpuTrainer {
         }))
     }
 
+    /// Clips and applies given gradients (in the parameter layout) with the optimizer alone, as a
+    /// training step would after its backward pass; returns the gradient's norm. Waits for the GPU.
+    pub fn apply_gradients(&mut self, grads: &[f32]) -> Result<f32> {
+        let n = self.train.config.num_params();
+        if grads.len() != n {
+            return Err(Error::config(
+                format!("{} gradients for a model of {n} parameters", grads.len()),
+                "pass gradients in the model's parameter layout",
+            ));
+        }
+        self.gpu
+            .queue
+            .write_buffer(&self.train.grads, 0, bytemuck::cast_slice(grads));
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for d in &self.optimizer {
+                d.record(&mut pass);
+            }
+        }
+        encoder.copy_buffer_to_buffer(&self.train.stats, 0, &self.staging, 0, 8);
+        self.gpu.queue.submit([encoder.finish()]);
+        let stats: Vec<f32> = bytemuck::pod_collect_to_vec(&map_read(
+            &self.gpu,
+            &self.staging,
+            8,
+            "reading the gradient norm back",
+        )?);
+        Ok(stats[1])
+    }
+
     /// The mean loss over evaluation chunks, run from a zero hidden state carried from chunk to
     /// chunk, without touching the training state.
     pub fn evaluate(&mut self, chunks: &[(Inputs, Targets)]) -> Result<f32> {

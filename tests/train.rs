@@ -1,0 +1,319 @@
+//! The trainer end to end: learning, optimizer agreement, resuming, checkpoints.
+
+mod common;
+
+use std::path::Path;
+use unroll::checkpoint::Checkpoint;
+use unroll::data::{Streams, arithmetic_score, builtin_corpus};
+use unroll::engine::{CpuTrainer, Engine};
+use unroll::gpu::{AdapterChoice, GpuTrainer};
+use unroll::model::{ModelConfig, Params};
+use unroll::optim::{OptimizerConfig, OptimizerKind};
+use unroll::tensorfile::TensorFile;
+use unroll::train::{Device, RunOptions, TrainConfig, train};
+
+fn small(iters: u64) -> TrainConfig {
+    TrainConfig {
+        hidden: 64,
+        batch: 16,
+        seq_len: 24,
+        iters,
+        eval_every: 50,
+        log_every: 10,
+        checkpoint_every: 0,
+        sample_len: 0,
+        ..TrainConfig::default()
+    }
+}
+
+fn opts(dir: &Path, device: Device) -> RunOptions {
+    RunOptions {
+        out_dir: dir.to_owned(),
+        device,
+        adapter: AdapterChoice::default(),
+        resume: None,
+        quiet: true,
+        interrupt: None,
+    }
+}
+
+#[test]
+fn learns_the_builtin_corpus() {
+    let _ = common::gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let s = train(&small(400), &opts(dir.path(), Device::Gpu)).unwrap();
+    // The unigram entropy of the corpus is ~2.6 nats; a model that learnt the line structure is
+    // far below it.
+    assert!(s.baseline_loss > 2.4, "unigram entropy {}", s.baseline_loss);
+    assert!(
+        s.val_loss < s.baseline_loss as f32 - 0.8,
+        "validation loss {} is not well below the unigram entropy {}",
+        s.val_loss,
+        s.baseline_loss
+    );
+    let ck = Checkpoint::load(&s.checkpoint).unwrap();
+    let vocab = ck.info.vocab.clone().unwrap();
+    let newline = vocab.token('\n').unwrap();
+    let score = |params: &Params<f32>| {
+        let tokens = unroll::sample::sample(params, &[newline], 2000, 0.5, 7).unwrap();
+        arithmetic_score(&vocab.decode(&tokens))
+    };
+    let (trained, _) = score(&ck.params);
+    let (untrained, _) = score(&Params::init(ck.params.config, 99));
+    assert!(
+        trained > 0.7 && trained > untrained + 0.5,
+        "well-formed lines: trained {trained:.2}, untrained {untrained:.2}"
+    );
+    // The metrics file and the plot exist and hold the run.
+    let metrics = std::fs::read_to_string(&s.metrics).unwrap();
+    assert_eq!(
+        metrics.lines().count(),
+        1 + 40,
+        "a header and a row per 10 steps"
+    );
+    let svg = std::fs::read_to_string(&s.plot).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("validation"));
+}
+
+/// The GPU trainer (step + optimizer.wgsl) and the CPU trainer (cpu.rs + optim.rs) take the same
+/// steps with SGD, whose update is linear in the gradients: loss, gradient norm and parameters
+/// agree after several updates, with clipping and learning-rate decay active.
+#[test]
+fn gpu_training_matches_cpu() {
+    let _ = common::gpu();
+    let text = builtin_corpus(400, 3);
+    let vocab = unroll::data::Vocab::from_text(&text);
+    let tokens = vocab.encode(text.as_bytes()).unwrap();
+    let (b, t) = (4, 12);
+    let streams = Streams::new(&tokens, b, t, "training").unwrap();
+    let config = ModelConfig::tokens(vocab.len(), 40);
+    let optim = OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        lr: 0.5,
+        clip: 0.05,
+        decay: 0.5,
+        decay_every: 3,
+        ..OptimizerConfig::default()
+    };
+    let params = Params::init(config, 5);
+    let mut g = GpuTrainer::new(gpu_context(), config, b, t, None, optim, &params).unwrap();
+    let mut c = CpuTrainer::new(params.clone(), b, t, optim).unwrap();
+    for k in 0..6 {
+        let (x, y) = streams.chunk(k);
+        let sg = g.train_step(&x, &y, k == 0, true).unwrap().unwrap();
+        let sc = Engine::train_step(&mut c, &x, &y, k == 0, true)
+            .unwrap()
+            .unwrap();
+        assert!(
+            (sg.loss - sc.loss).abs() <= 1e-5 * sc.loss.abs(),
+            "step {k}: loss"
+        );
+        assert!(
+            sc.grad_norm > optim.clip,
+            "clipping must be active (norm {})",
+            sc.grad_norm
+        );
+        assert!(
+            (sg.grad_norm - sc.grad_norm).abs() <= 1e-5 * sc.grad_norm,
+            "step {k}: norm"
+        );
+    }
+    let pg = g.params().unwrap();
+    let pc = Engine::params(&c).unwrap();
+    assert_close("parameters after 6 SGD steps", &pg.data, &pc.data);
+    let moved = params
+        .data
+        .iter()
+        .zip(&pc.data)
+        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+    assert!(
+        moved > 1e-3,
+        "the parameters barely moved ({moved}): the test would prove nothing"
+    );
+    assert_eq!(g.optimizer_state().unwrap().step, 6);
+}
+
+fn gpu_context() -> unroll::gpu::Gpu {
+    unroll::gpu::Gpu::new(&AdapterChoice::default()).unwrap()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    let max_ref = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let max_diff = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+    assert!(
+        max_diff <= 1e-5 * max_ref,
+        "{what}: differ by {max_diff} (max {max_ref})"
+    );
+}
+
+/// optimizer.wgsl against optim.rs on the same gradients, for every optimizer, with clipping and
+/// decay: the update rules agree element by element. (Fed gradients computed separately by each
+/// path, Adagrad and Adam would not agree this closely: they divide each gradient element by its
+/// own magnitude, so the two paths' rounding differences in a tiny gradient element become
+/// differences of a learning-rate's size in its update.)
+#[test]
+fn gpu_optimizer_matches_cpu() {
+    use rand::{RngExt, SeedableRng};
+    let _ = common::gpu();
+    let config = ModelConfig::tokens(13, 17);
+    let n = config.num_params();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for kind in [
+        OptimizerKind::Sgd,
+        OptimizerKind::Adagrad,
+        OptimizerKind::Adam,
+    ] {
+        let optim = OptimizerConfig {
+            kind,
+            lr: 0.01,
+            clip: 1.0,
+            decay: 0.5,
+            decay_every: 2,
+            ..OptimizerConfig::default()
+        };
+        let params = Params::init(config, 4);
+        let mut g = GpuTrainer::new(gpu_context(), config, 1, 1, None, optim, &params).unwrap();
+        let mut p = params.data.clone();
+        let mut state = unroll::optim::OptimizerState::new(n);
+        for step in 0..5 {
+            // Gradients over several orders of magnitude, some exactly zero; the norm is above
+            // the clip on odd steps and below it on even ones.
+            let scale = if step % 2 == 1 { 1.0 } else { 0.01 };
+            let grads: Vec<f32> = (0..n)
+                .map(|i| {
+                    if i % 7 == 0 {
+                        0.0
+                    } else {
+                        scale * rng.random_range(-1.0f32..1.0) * 10f32.powi(-(i as i32 % 4))
+                    }
+                })
+                .collect();
+            let norm_gpu = g.apply_gradients(&grads).unwrap();
+            let norm_cpu = unroll::optim::update(&optim, &mut p, &grads, &mut state);
+            assert!(
+                (norm_gpu - norm_cpu).abs() <= 1e-6 * norm_cpu,
+                "{kind:?}: norm {norm_gpu} vs {norm_cpu}"
+            );
+        }
+        let got = g.params().unwrap().data;
+        assert_close(&format!("{kind:?} parameters"), &got, &p);
+        let s = g.optimizer_state().unwrap();
+        assert_close(&format!("{kind:?} m"), &s.m, &state.m);
+        assert_close(&format!("{kind:?} v"), &s.v, &state.v);
+        assert_eq!(s.step, 5);
+    }
+}
+
+fn resume_matches_straight(device: Device) {
+    let dir = tempfile::tempdir().unwrap();
+    let straight_dir = dir.path().join("straight");
+    let split_dir = dir.path().join("split");
+    let mut cfg = small(60);
+    cfg.hidden = 32;
+    cfg.batch = 4;
+    cfg.eval_every = 20;
+    cfg.checkpoint_every = 30;
+    let straight = train(&cfg, &opts(&straight_dir, device)).unwrap();
+    // Stop at 30 (the periodic checkpoint is the end of this run), then resume to 60.
+    cfg.iters = 30;
+    train(&cfg, &opts(&split_dir, device)).unwrap();
+    cfg.iters = 60;
+    let mut o = opts(&split_dir, device);
+    o.resume = Some(split_dir.join("model.safetensors"));
+    let resumed = train(&cfg, &o).unwrap();
+    let a = Checkpoint::load(&straight.checkpoint).unwrap();
+    let b = Checkpoint::load(&resumed.checkpoint).unwrap();
+    assert_eq!(b.info.step, 60);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&a.params.data),
+        bits(&b.params.data),
+        "parameters differ bitwise"
+    );
+    assert_eq!(
+        bits(&a.optimizer.as_ref().unwrap().m),
+        bits(&b.optimizer.as_ref().unwrap().m)
+    );
+    assert_eq!(
+        bits(a.hidden.as_ref().unwrap()),
+        bits(b.hidden.as_ref().unwrap())
+    );
+    assert_eq!(straight.val_loss.to_bits(), resumed.val_loss.to_bits());
+}
+
+#[test]
+fn resume_matches_straight_cpu() {
+    resume_matches_straight(Device::Cpu);
+}
+
+#[test]
+fn resume_matches_straight_gpu() {
+    let _ = common::gpu();
+    resume_matches_straight(Device::Gpu);
+}
+
+#[test]
+fn same_seed_same_loss_curve() {
+    let _ = common::gpu();
+    for device in [Device::Cpu, Device::Gpu] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = small(40);
+        cfg.hidden = 24;
+        cfg.batch = 4;
+        let runs: Vec<String> = ["a", "b"]
+            .iter()
+            .map(|name| {
+                let s = train(&cfg, &opts(&dir.path().join(name), device)).unwrap();
+                let csv = std::fs::read_to_string(s.metrics).unwrap();
+                // step, train loss, val loss: the timing columns differ from run to run.
+                csv.lines()
+                    .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        assert_eq!(
+            runs[0], runs[1],
+            "{device:?}: two runs with one seed differ"
+        );
+    }
+}
+
+#[test]
+fn checkpoint_round_trip_in_pytorch_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = small(10);
+    cfg.hidden = 20;
+    cfg.batch = 3;
+    let s = train(&cfg, &opts(dir.path(), Device::Cpu)).unwrap();
+    let ck = Checkpoint::load(&s.checkpoint).unwrap();
+    let (i, h) = (ck.params.config.input, ck.params.config.hidden);
+    let f = TensorFile::open(&s.checkpoint).unwrap();
+    for (name, shape) in [
+        ("rnn.weight_ih_l0", vec![h, i]),
+        ("rnn.weight_hh_l0", vec![h, h]),
+        ("rnn.bias_ih_l0", vec![h]),
+        ("rnn.bias_hh_l0", vec![h]),
+        ("decoder.weight", vec![i, h]),
+        ("decoder.bias", vec![i]),
+        ("state.hidden", vec![3, h]),
+    ] {
+        f.f32s(name, &shape).unwrap();
+    }
+    assert_eq!(
+        f.f32s("rnn.weight_hh_l0", &[h, h]).unwrap(),
+        ck.params.get("W")
+    );
+    // Written again and read back: the same bits.
+    let again = dir.path().join("again.safetensors");
+    ck.save(&again).unwrap();
+    let back = Checkpoint::load(&again).unwrap();
+    assert_eq!(ck, back);
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&s.checkpoint).unwrap()
+    );
+}
