@@ -8,7 +8,7 @@
 // Shapes: x (T·B) token ids; U (H, I) and b (H) in params; pre, dA (T·B, H); dU (H, I) in grads.
 //
 // Bindings:
-//   @binding(0) p:      EmbeddingParams, uniform
+//   @binding(0) p:      EmbeddingParams, uniform (dynamic offset)
 //   @binding(1) x:      array<u32>, read        (T·B)
 //   @binding(2) src:    array<f32>, read        gather: params (U, b) | scatter: dA
 //   @binding(3) out:    array<f32>, read_write  gather: pre | scatter: grads (dU)

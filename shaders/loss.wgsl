@@ -9,7 +9,7 @@
 // summed afterwards by reduce.wgsl in a fixed order. One invocation per row.
 //
 // Bindings:
-//   @binding(0) p:             LossParams, uniform
+//   @binding(0) p:             LossParams, uniform (dynamic offset)
 //   @binding(1) y:             array<f32>, read        (N, O)
 //   @binding(2) token_targets: array<u32>, read        (N)     softmax_xent only
 //   @binding(3) dense_targets: array<f32>, read        (N, O)  squared_error only

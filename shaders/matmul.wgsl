@@ -1,29 +1,53 @@
-// matmul.wgsl: C = A · B (+ bias), one kernel for every product the training step needs.
+// matmul.wgsl: C = A · B with fused epilogues; one kernel for every product of the training step,
+// the per-timestep recurrences included.
 //
 // Math, with A (M, K), B (K, N), C (M, N):
-//   C[i, j] = Σ_p A[i, p] B[p, j]  (+ bias[j] when ADD_BIAS is set in `flags`)
-// A and B are read through strides, so a transposed operand costs nothing extra:
+//   S[i, j]  = Σ_p A[i, p] B[p, j]                       (p in order 0..K: a fixed summation order)
+//   S       += addend[j]              if ADD_BIAS    (a bias vector)
+//   S       += addend[i, j]           if ADD_MATRIX  (a matrix)
+//   C[i, j]  = tanh(S)                if TANH
+//            = S ⊙ (1 − aux[i, j]²)   if TANH_GRAD
+//            = S                      otherwise
+// A and B are read through strides, so a transposed operand needs no copy:
 //   A[i, p] = a[a_offset + i * a_row_stride + p * a_col_stride]
 //   B[p, j] = b[b_offset + p * b_row_stride + j * b_col_stride]
-//   C[i, j] = c[c_offset + i * c_row_stride + j]
-// Uses in one step (B batch, T steps, I input, H hidden, O output; hs is (T+1, B, H)):
-//   input projection (dense)  pre = x U^T + b        (T·B, I) · (I, H)
-//   output projection         y   = hs[1..] V^T + c  (T·B, H) · (H, O)
-//   output gradient           dh  = dy V             (T·B, O) · (O, H)
-//   weight gradients          dV  = dy^T hs[1..],  dW = dA^T hs[..T],  dU = dA^T x
-//   initial-state gradient    dh0 = dA_1 W           (B, H) · (H, H)
+//   C[i, j] = c[c_offset + i * c_row_stride + j]; addend and aux use c_row_stride too.
+// Pipeline-constant variants:
+//   A_IN_C:    A is read from the c binding. The recurrences read h_{t-1} (or dA_{t+1}) from the
+//              buffer they write h_t (dA_t) to; wgpu tracks usage per buffer, so that buffer is
+//              bound once, read_write.
+//   ONE_HOT_B: B[p, j] = (tokens[p] == j), the one-hot inputs of a token model (dU = dA^T x).
+//
+// Two entry points with the same bindings:
+//   matmul:  any strides; scalar loads.
+//   matmul4: the same product with every load a vec4: A's rows along p (A_COLS off: row-major A,
+//            K a multiple of 4) or A's four rows i0..i0+3 at one p (A_COLS on: column-major A),
+//            and B's columns j0..j0+3. The host picks it when A and B are aligned to vec4s
+//            (offsets and strides multiples of 4). On a software adapter every load an invocation
+//            makes is a separate memory access, so one vec4 instead of four scalars is what makes
+//            the kernel fast there. Its bindings are declared as vec4 arrays (a4, b4, c4); C is
+//            still written element by element, so C needs no alignment.
+//
+// Uses in one step (B batch, T steps, I input, H hidden, O output; hs (T+1, B, H)):
+//   forward step t     h_t  = tanh(pre_t + h_{t-1} W^T)            A_IN_C, ADD_MATRIX, TANH
+//   backward step t    dA_t = (dh_t + dA_{t+1} W) ⊙ (1 − h_t²)     A_IN_C, ADD_MATRIX, TANH_GRAD
+//   input (dense)      pre  = x U^T + b         output  y  = hs V^T + c      (ADD_BIAS)
+//   gradients          dh = dy V,  dV = dy^T hs,  dW = dA^T hs,  dU = dA^T x,  dh0 = dA_1 W
 //
 // Each invocation computes a 4×4 block of C with its accumulators in registers; a workgroup of
 // 8×8 invocations covers a 32×32 tile. Neighbouring invocations (x) own neighbouring column
-// blocks, so their loads of B (and stores of C) touch neighbouring addresses when B is row-major.
-// Out-of-range rows and columns are clamped on load and skipped on store.
+// blocks, so their loads of a row-major B (W^T, V^T, hs) and their stores touch neighbouring
+// addresses, while A's elements are shared along x. Out-of-range rows and columns are clamped on
+// load and skipped on store.
 //
 // Bindings:
-//   @binding(0) p:    MatmulParams, uniform
-//   @binding(1) a:    array<f32>, read
-//   @binding(2) b:    array<f32>, read
-//   @binding(3) bias: array<f32>, read      (read only when ADD_BIAS is set)
-//   @binding(4) c:    array<f32>, read_write
+//   @binding(0) p:      MatmulParams, uniform (dynamic offset)
+//   @binding(1) a:      array<f32>, read        (a4: array<vec4<f32>> in matmul4)
+//   @binding(2) b:      array<f32>, read        (b4: array<vec4<f32>> in matmul4)
+//   @binding(3) tokens: array<u32>, read        (ONE_HOT_B only)
+//   @binding(4) addend: array<f32>, read        (ADD_BIAS or ADD_MATRIX only)
+//   @binding(5) aux:    array<f32>, read        (TANH_GRAD only)
+//   @binding(6) c:      array<f32>, read_write  (c4: array<vec4<f32>> in matmul4)
 
 struct MatmulParams {
     m: u32,
@@ -38,19 +62,47 @@ struct MatmulParams {
     b_col_stride: u32,
     c_offset: u32,
     c_row_stride: u32,
-    bias_offset: u32,
+    addend_offset: u32,
+    aux_offset: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 const ADD_BIAS: u32 = 1u;
+const ADD_MATRIX: u32 = 2u;
+const TANH: u32 = 4u;
+const TANH_GRAD: u32 = 8u;
+
+override A_IN_C: bool = false;
+override ONE_HOT_B: bool = false;
+override A_COLS: bool = false;
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> tokens: array<u32>;
+@group(0) @binding(4) var<storage, read> addend: array<f32>;
+@group(0) @binding(5) var<storage, read> aux: array<f32>;
+@group(0) @binding(6) var<storage, read_write> c: array<f32>;
+@group(0) @binding(6) var<storage, read_write> c4: array<vec4<f32>>;
+
+fn load_a(index: u32) -> f32 {
+    if (A_IN_C) {
+        return c[index];
+    }
+    return a[index];
+}
+
+// Row k of B at the four columns j0..j0+3 (clamped into range by the caller's b_col).
+fn load_b(k: u32, b_col: vec4<u32>, j: vec4<u32>) -> vec4<f32> {
+    if (ONE_HOT_B) {
+        return select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(tokens[k]) == j);
+    }
+    let bk = k * p.b_row_stride;
+    return vec4<f32>(b[b_col.x + bk], b[b_col.y + bk], b[b_col.z + bk], b[b_col.w + bk]);
+}
 
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -59,39 +111,135 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i0 >= p.m || j0 >= p.n) {
         return;
     }
-    // Clamped row and column indices: loads stay in bounds, stores are guarded below.
+    let j = vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u);
+    let jc = min(j, vec4<u32>(p.n - 1u));
+    let b_col = vec4<u32>(p.b_offset) + jc * p.b_col_stride;
     var a_row: vec4<u32>;
-    var b_col: vec4<u32>;
     for (var r = 0u; r < 4u; r++) {
         a_row[r] = p.a_offset + min(i0 + r, p.m - 1u) * p.a_row_stride;
-        b_col[r] = p.b_offset + min(j0 + r, p.n - 1u) * p.b_col_stride;
     }
     var acc: array<vec4<f32>, 4>;
     for (var k = 0u; k < p.k; k++) {
         let ak = k * p.a_col_stride;
-        let bk = k * p.b_row_stride;
-        let bv = vec4<f32>(b[b_col.x + bk], b[b_col.y + bk], b[b_col.z + bk], b[b_col.w + bk]);
-        acc[0] += a[a_row.x + ak] * bv;
-        acc[1] += a[a_row.y + ak] * bv;
-        acc[2] += a[a_row.z + ak] * bv;
-        acc[3] += a[a_row.w + ak] * bv;
+        let bv = load_b(k, b_col, j);
+        acc[0] += load_a(a_row.x + ak) * bv;
+        acc[1] += load_a(a_row.y + ak) * bv;
+        acc[2] += load_a(a_row.z + ak) * bv;
+        acc[3] += load_a(a_row.w + ak) * bv;
     }
-    var bias_v = vec4<f32>(0.0);
+    store(i0, j, jc, acc);
+}
+
+// Adds the bias or matrix, applies tanh or tanh', and writes the 4×4 block that starts at
+// (i0, j0); `jc` holds the columns clamped into range.
+fn epilogue(i: u32, j: u32, s: f32) -> f32 {
+    let e = i * p.c_row_stride + j;
+    var v = s;
+    if ((p.flags & ADD_MATRIX) != 0u) {
+        v += addend[p.addend_offset + e];
+    }
+    if ((p.flags & TANH) != 0u) {
+        v = tanh(v);
+    } else if ((p.flags & TANH_GRAD) != 0u) {
+        let h = aux[p.aux_offset + e];
+        v *= 1.0 - h * h;
+    }
+    return v;
+}
+
+fn with_bias(acc: array<vec4<f32>, 4>, jc: vec4<u32>) -> array<vec4<f32>, 4> {
+    var out = acc;
     if ((p.flags & ADD_BIAS) != 0u) {
+        let o = p.addend_offset;
+        let bias = vec4<f32>(addend[o + jc.x], addend[o + jc.y], addend[o + jc.z], addend[o + jc.w]);
         for (var r = 0u; r < 4u; r++) {
-            bias_v[r] = bias[p.bias_offset + min(j0 + r, p.n - 1u)];
+            out[r] += bias;
         }
     }
+    return out;
+}
+
+fn store(i0: u32, j: vec4<u32>, jc: vec4<u32>, acc: array<vec4<f32>, 4>) {
+    let s = with_bias(acc, jc);
     for (var r = 0u; r < 4u; r++) {
         let i = i0 + r;
         if (i < p.m) {
-            let row = acc[r] + bias_v;
-            for (var s = 0u; s < 4u; s++) {
-                let j = j0 + s;
-                if (j < p.n) {
-                    c[p.c_offset + i * p.c_row_stride + j] = row[s];
+            for (var q = 0u; q < 4u; q++) {
+                if (j[q] < p.n) {
+                    c[p.c_offset + i * p.c_row_stride + j[q]] = epilogue(i, j[q], s[r][q]);
                 }
             }
         }
     }
+}
+
+fn store4(i0: u32, j: vec4<u32>, jc: vec4<u32>, acc: array<vec4<f32>, 4>) {
+    let s = with_bias(acc, jc);
+    for (var r = 0u; r < 4u; r++) {
+        let i = i0 + r;
+        if (i < p.m) {
+            for (var q = 0u; q < 4u; q++) {
+                if (j[q] < p.n) {
+                    let e = p.c_offset + i * p.c_row_stride + j[q];
+                    c4[e / 4u][e % 4u] = epilogue(i, j[q], s[r][q]);
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(8, 8)
+fn matmul4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i0 = gid.y * 4u;
+    let j0 = gid.x * 4u;
+    if (i0 >= p.m || j0 >= p.n) {
+        return;
+    }
+    let j = vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u);
+    let jc = min(j, vec4<u32>(p.n - 1u));
+    // B's row k at columns j0..j0+3 is b4[(b_base + k * b_row_stride) / 4]; j0 < n, so in range.
+    let b_base = p.b_offset + j0;
+    var acc: array<vec4<f32>, 4>;
+    if (A_COLS) {
+        // A[i0..i0+3, k] is a4[(a_base + k * a_col_stride) / 4]. Rows past M read rows that exist
+        // (the buffer holds a multiple of 4 of them) and are never stored.
+        let a_base = p.a_offset + i0;
+        for (var k = 0u; k < p.k; k++) {
+            let av = a4[(a_base + k * p.a_col_stride) / 4u];
+            var bv: vec4<f32>;
+            if (ONE_HOT_B) {
+                bv = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(tokens[k]) == j);
+            } else {
+                bv = b4[(b_base + k * p.b_row_stride) / 4u];
+            }
+            acc[0] += av.x * bv;
+            acc[1] += av.y * bv;
+            acc[2] += av.z * bv;
+            acc[3] += av.w * bv;
+        }
+    } else {
+        // A[i, k..k+3] is a4[(a_row[i] + k) / 4], or c4 for the recurrences; K is a multiple of 4.
+        var a_row: vec4<u32>;
+        for (var r = 0u; r < 4u; r++) {
+            a_row[r] = p.a_offset + min(i0 + r, p.m - 1u) * p.a_row_stride;
+        }
+        for (var k = 0u; k < p.k; k += 4u) {
+            var av: array<vec4<f32>, 4>;
+            for (var r = 0u; r < 4u; r++) {
+                if (A_IN_C) {
+                    av[r] = c4[(a_row[r] + k) / 4u];
+                } else {
+                    av[r] = a4[(a_row[r] + k) / 4u];
+                }
+            }
+            for (var q = 0u; q < 4u; q++) {
+                let bv = b4[(b_base + (k + q) * p.b_row_stride) / 4u];
+                acc[0] += av[0][q] * bv;
+                acc[1] += av[1][q] * bv;
+                acc[2] += av[2][q] * bv;
+                acc[3] += av[3][q] * bv;
+            }
+        }
+    }
+    store4(i0, j, jc, acc);
 }

@@ -7,7 +7,7 @@
 // invocations read neighbouring columns.
 //
 // Bindings:
-//   @binding(0) p:   ReduceParams, uniform
+//   @binding(0) p:   ReduceParams, uniform (dynamic offset)
 //   @binding(1) m:   array<f32>, read        (R, C)
 //   @binding(2) out: array<f32>, read_write
 

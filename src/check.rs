@@ -9,7 +9,7 @@
 use crate::compare::{Comparison, compare_all, table};
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuStep, Kernels};
+use crate::gpu::{Gpu, GpuStep, Kernels, Recurrence};
 use crate::model::{Batch, Inputs, ModelConfig, NamedTensor, Params, StepOutput, Targets};
 use crate::tensorfile::{OwnedTensor, TensorFile, write_atomic};
 use std::collections::HashMap;
@@ -183,7 +183,12 @@ impl CheckReport {
 
 /// Runs the GPU step (unless `device` is CPU) and the CPU reference on the case, compares them,
 /// and compares both with the case's expected results. Writes both paths' results to `dump`.
-pub fn check(gpu: Option<&Gpu>, case: &Case, dump: Option<&Path>) -> Result<CheckReport> {
+pub fn check(
+    gpu: Option<&Gpu>,
+    case: &Case,
+    recurrence: Option<Recurrence>,
+    dump: Option<&Path>,
+) -> Result<CheckReport> {
     let config = case.params.config;
     let (nb, nt) = (case.batch.batch, case.batch.steps);
     let params32: Params<f32> = case.params.cast();
@@ -193,16 +198,17 @@ pub fn check(gpu: Option<&Gpu>, case: &Case, dump: Option<&Path>) -> Result<Chec
 
     let gpu_out: Option<StepOutput<f32>> = match gpu {
         Some(gpu) => {
+            let recurrence = recurrence.unwrap_or_else(|| Recurrence::auto(nb, config.hidden));
             let kernels = gpu.scoped("building the compute pipelines", || {
                 Kernels::new(&gpu.device)
             })?;
             let step = gpu.scoped("allocating the step's buffers", || {
-                GpuStep::new(gpu, &kernels, config, nb, nt)
+                GpuStep::new(gpu, &kernels, config, nb, nt, recurrence)
             })??;
             let out = step.run_and_read(gpu, &params32, &case.batch)?;
             sections.push((
                 format!(
-                    "GPU ({}) against the CPU reference (f32), B={nb} T={nt} I={} H={} O={} {}",
+                    "GPU ({}, {recurrence:?} recurrence) against the CPU reference (f32), B={nb} T={nt} I={} H={} O={} {}",
                     crate::gpu::describe(&gpu.info),
                     config.input,
                     config.hidden,

@@ -17,6 +17,7 @@
 //! - [`train`], [`checkpoint`], [`sample`], [`plot`]: the training loop and what it writes.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod check;
 pub mod checkpoint;
 pub mod compare;

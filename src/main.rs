@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use unroll::check::{Case, check};
 use unroll::checkpoint::Checkpoint;
-use unroll::gpu::{AdapterChoice, Gpu, info_report};
+use unroll::gpu::{AdapterChoice, Gpu, Recurrence, info_report};
 use unroll::model::{Batch, ModelConfig, Params};
 use unroll::optim::{OptimizerConfig, OptimizerKind};
 use unroll::train::{RunOptions, Task, TrainConfig, train};
@@ -36,6 +36,52 @@ enum Command {
     Sample(SampleArgs),
     /// Predict the next steps of a series from a checkpoint; writes a CSV and a plot.
     Forecast(ForecastArgs),
+    /// Time full training steps on the GPU and on the CPU reference.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    /// A configuration H,B,T to time (repeatable; default: 100,1,25 128,32,64 512,32,64 1024,64,64).
+    #[arg(long = "config", value_parser = parse_hbt)]
+    configs: Vec<(usize, usize, usize)>,
+    /// Vocabulary size (I = O).
+    #[arg(long, default_value_t = 65)]
+    vocab: usize,
+    /// Timed steps per configuration.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Skip the CPU reference.
+    #[arg(long)]
+    no_cpu: bool,
+    /// Seconds the CPU reference may take per configuration (at least one step runs).
+    #[arg(long, default_value_t = 20.0)]
+    cpu_budget: f64,
+    /// Per-phase GPU times from timestamp queries.
+    #[arg(long)]
+    profile: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_hbt(s: &str) -> std::result::Result<(usize, usize, usize), String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("`{s}`: {e}; expected H,B,T such as 128,32,64"))?;
+    match v[..] {
+        [h, b, t] if h > 0 && b > 0 && t > 0 => Ok((h, b, t)),
+        _ => Err(format!(
+            "`{s}`: expected three positive sizes H,B,T such as 128,32,64"
+        )),
+    }
 }
 
 #[derive(Args)]
@@ -162,6 +208,10 @@ struct AdapterArgs {
     /// Use the adapter whose name contains this (default: WGPU_ADAPTER_NAME, else wgpu's choice).
     #[arg(long)]
     adapter: Option<String>,
+    /// How the GPU runs the recurrences: one dispatch per timestep, or one persistent dispatch
+    /// for all of them (default: chosen per shape).
+    #[arg(long, value_enum)]
+    recurrence: Option<Recurrence>,
 }
 
 impl AdapterArgs {
@@ -252,7 +302,12 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
         Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
         Device::Cpu => None,
     };
-    let report = check(gpu.as_ref(), &case, args.dump.as_deref())?;
+    let report = check(
+        gpu.as_ref(),
+        &case,
+        args.adapter.recurrence,
+        args.dump.as_deref(),
+    )?;
     print!("{}", report.render());
     if gpu.is_none() && case.expected.is_none() {
         println!("nothing to compare: --device cpu needs a --case with expected values");
@@ -313,6 +368,7 @@ fn run_train(args: &TrainArgs) -> Result<bool> {
         out_dir: args.out.clone(),
         device: args.device,
         adapter: args.adapter.choice(),
+        recurrence: args.adapter.recurrence,
         resume: args.resume.clone(),
         quiet: args.quiet,
         interrupt: Some(interrupt),
@@ -378,6 +434,65 @@ fn run_forecast(args: &ForecastArgs) -> Result<bool> {
     Ok(true)
 }
 
+fn run_bench(args: &BenchArgs) -> Result<bool> {
+    use unroll::bench::{BenchConfig, bench_cpu, bench_gpu, table};
+    let configs: Vec<BenchConfig> = if args.configs.is_empty() {
+        BenchConfig::standard()
+            .into_iter()
+            .map(|c| BenchConfig {
+                vocab: args.vocab,
+                ..c
+            })
+            .collect()
+    } else {
+        args.configs
+            .iter()
+            .map(|&(hidden, batch, steps)| BenchConfig {
+                hidden,
+                batch,
+                steps,
+                vocab: args.vocab,
+            })
+            .collect()
+    };
+    if args.steps == 0 {
+        anyhow::bail!(
+            "--steps is 0: nothing to time\n  hint: pass --steps of 1 or more (20 by default)"
+        );
+    }
+    let mut results = Vec::new();
+    for c in &configs {
+        let gpu = Gpu::new(&args.adapter.choice())?;
+        results.push(bench_gpu(
+            gpu,
+            c,
+            args.adapter.recurrence,
+            args.warmup,
+            args.steps,
+            args.profile,
+        )?);
+        if !args.no_cpu {
+            results.push(bench_cpu(
+                c,
+                args.steps,
+                std::time::Duration::from_secs_f64(args.cpu_budget),
+            )?);
+        }
+        if !args.json {
+            eprint!(
+                "{}",
+                table(&results[results.len() - 1 - (!args.no_cpu) as usize..])
+            );
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print!("{}", table(&results));
+    }
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -391,6 +506,7 @@ fn main() -> ExitCode {
         Command::Train(a) => run_train(a),
         Command::Sample(a) => run_sample(a),
         Command::Forecast(a) => run_forecast(a),
+        Command::Bench(a) => run_bench(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

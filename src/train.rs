@@ -7,7 +7,7 @@ use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_text};
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterChoice, Gpu, GpuTrainer};
+use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, Recurrence, TrainerShape};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::OptimizerConfig;
 use crate::plot;
@@ -158,6 +158,8 @@ pub struct RunOptions {
     pub device: Device,
     /// Which adapter, for the GPU.
     pub adapter: AdapterChoice,
+    /// How the GPU dispatches the recurrences (`None`: chosen per shape).
+    pub recurrence: Option<Recurrence>,
     /// Continue the run of this checkpoint.
     pub resume: Option<PathBuf>,
     /// No progress bar; a log line per evaluation instead.
@@ -351,15 +353,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let mut engine: Box<dyn Engine> = match opts.device {
         Device::Gpu => {
             let gpu = Gpu::new(&opts.adapter)?;
-            Box::new(GpuTrainer::new(
-                gpu,
-                config,
-                cfg.batch,
-                cfg.seq_len,
-                Some(val_b),
-                cfg.optim,
-                &params,
-            )?)
+            let shape = TrainerShape {
+                eval_batch: Some(val_b),
+                recurrence: opts.recurrence,
+                ..TrainerShape::new(cfg.batch, cfg.seq_len)
+            };
+            Box::new(GpuTrainer::new(gpu, config, shape, cfg.optim, &params)?)
         }
         Device::Cpu => Box::new(CpuTrainer::new(params, cfg.batch, cfg.seq_len, cfg.optim)?),
     };
@@ -518,7 +517,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             ));
         }
         bar.set_position(step);
-        if cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every) && step < cfg.iters {
+        if cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every) && step < cfg.iters
+        {
             save(engine.as_ref(), step, (step % cpe) as usize)?;
         }
         if opts

@@ -75,7 +75,7 @@ pub struct Gpu {
     pub device: wgpu::Device,
     /// Its queue.
     pub queue: wgpu::Queue,
-    /// Whether the device has timestamp queries (inside passes too).
+    /// Whether the device has timestamp queries (for `bench --profile`).
     pub timestamps: bool,
     /// Errors that no error scope caught, and the device-lost message.
     uncaptured: Arc<Mutex<Vec<String>>>,

@@ -27,11 +27,14 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// Builds the pipeline of entry point `name` with its bindings (in binding order) and the
+    /// values of its `override` constants.
     pub(crate) fn new(
         device: &wgpu::Device,
         module: &wgpu::ShaderModule,
         name: &'static str,
         bindings: &[(&str, Access)],
+        constants: &[(&str, f64)],
     ) -> Self {
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
@@ -78,7 +81,10 @@ impl Kernel {
             layout: Some(&pipeline_layout),
             module,
             entry_point: Some(name),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
             cache: None,
         });
         Self {
@@ -112,16 +118,16 @@ impl Kernel {
 
 /// Every kernel of the training step.
 pub struct Kernels {
-    /// matmul.wgsl
-    pub matmul: Kernel,
-    /// rnn_forward.wgsl
-    pub forward_step: Kernel,
-    /// rnn_backward.wgsl
-    pub backward_step: Kernel,
+    /// matmul.wgsl, indexed by [`MatmulVariant`].
+    matmul: Vec<Kernel>,
+    /// transpose.wgsl
+    pub transpose: Kernel,
+    /// rnn_sequence.wgsl, the whole forward recurrence in one dispatch
+    pub forward_sequence: Kernel,
+    /// rnn_sequence.wgsl, the whole backward recurrence in one dispatch
+    pub backward_sequence: Kernel,
     /// embedding.wgsl, the one-hot input projection
     pub gather: Kernel,
-    /// embedding.wgsl, dU for one-hot inputs
-    pub scatter: Kernel,
     /// loss.wgsl, tokens
     pub softmax_xent: Kernel,
     /// loss.wgsl, dense
@@ -146,15 +152,15 @@ impl Kernels {
             "matmul.wgsl",
             include_str!("../../shaders/matmul.wgsl"),
         );
-        let fwd = module(
+        let transpose = module(
             device,
-            "rnn_forward.wgsl",
-            include_str!("../../shaders/rnn_forward.wgsl"),
+            "transpose.wgsl",
+            include_str!("../../shaders/transpose.wgsl"),
         );
-        let bwd = module(
+        let sequence = module(
             device,
-            "rnn_backward.wgsl",
-            include_str!("../../shaders/rnn_backward.wgsl"),
+            "rnn_sequence.wgsl",
+            include_str!("../../shaders/rnn_sequence.wgsl"),
         );
         let emb = module(
             device,
@@ -167,84 +173,134 @@ impl Kernels {
             "reduce.wgsl",
             include_str!("../../shaders/reduce.wgsl"),
         );
-        let embedding_bindings = [
-            ("p", Uniform),
-            ("x", Read),
+        let matmul_bindings = [
+            ("p", UniformDynamic),
+            ("a", Read),
+            ("b", Read),
+            ("tokens", Read),
+            ("addend", Read),
+            ("aux", Read),
+            ("c", ReadWrite),
+        ];
+        let sequence_bindings = [
+            ("p", UniformDynamic),
             ("src", Read),
+            ("w", Read),
+            ("aux", Read),
             ("out", ReadWrite),
         ];
+        let loss_bindings = [
+            ("p", UniformDynamic),
+            ("y", Read),
+            ("token_targets", Read),
+            ("dense_targets", Read),
+            ("dy", ReadWrite),
+            ("row_loss", ReadWrite),
+        ];
         Self {
-            matmul: Kernel::new(
+            matmul: MatmulVariant::ALL
+                .iter()
+                .map(|v| {
+                    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+                    let constants = [
+                        ("A_IN_C", flag(v.a_in_c)),
+                        ("ONE_HOT_B", flag(v.one_hot_b)),
+                        ("A_COLS", flag(v.a_cols)),
+                    ];
+                    let entry = if v.vec4 { "matmul4" } else { "matmul" };
+                    Kernel::new(device, &matmul, entry, &matmul_bindings, &constants)
+                })
+                .collect(),
+            transpose: Kernel::new(
                 device,
-                &matmul,
-                "matmul",
-                &[
-                    ("p", Uniform),
-                    ("a", Read),
-                    ("b", Read),
-                    ("bias", Read),
-                    ("c", ReadWrite),
-                ],
+                &transpose,
+                "transpose",
+                &[("p", UniformDynamic), ("src", Read), ("out", ReadWrite)],
+                &[],
             ),
-            forward_step: Kernel::new(
+            forward_sequence: Kernel::new(
                 device,
-                &fwd,
-                "forward_step",
+                &sequence,
+                "forward_sequence",
+                &sequence_bindings,
+                &[],
+            ),
+            backward_sequence: Kernel::new(
+                device,
+                &sequence,
+                "backward_sequence",
+                &sequence_bindings,
+                &[],
+            ),
+            gather: Kernel::new(
+                device,
+                &emb,
+                "gather",
                 &[
                     ("p", UniformDynamic),
-                    ("pre", Read),
-                    ("params", Read),
-                    ("hs", ReadWrite),
+                    ("x", Read),
+                    ("src", Read),
+                    ("out", ReadWrite),
                 ],
+                &[],
             ),
-            backward_step: Kernel::new(
-                device,
-                &bwd,
-                "backward_step",
-                &[
-                    ("p", UniformDynamic),
-                    ("dh", Read),
-                    ("params", Read),
-                    ("hs", Read),
-                    ("da", ReadWrite),
-                ],
-            ),
-            gather: Kernel::new(device, &emb, "gather", &embedding_bindings),
-            scatter: Kernel::new(device, &emb, "scatter", &embedding_bindings),
-            softmax_xent: Kernel::new(
-                device,
-                &loss,
-                "softmax_xent",
-                &[
-                    ("p", Uniform),
-                    ("y", Read),
-                    ("token_targets", Read),
-                    ("dense_targets", Read),
-                    ("dy", ReadWrite),
-                    ("row_loss", ReadWrite),
-                ],
-            ),
-            squared_error: Kernel::new(
-                device,
-                &loss,
-                "squared_error",
-                &[
-                    ("p", Uniform),
-                    ("y", Read),
-                    ("token_targets", Read),
-                    ("dense_targets", Read),
-                    ("dy", ReadWrite),
-                    ("row_loss", ReadWrite),
-                ],
-            ),
+            softmax_xent: Kernel::new(device, &loss, "softmax_xent", &loss_bindings, &[]),
+            squared_error: Kernel::new(device, &loss, "squared_error", &loss_bindings, &[]),
             column_sum: Kernel::new(
                 device,
                 &reduce,
                 "column_sum",
-                &[("p", Uniform), ("m", Read), ("out", ReadWrite)],
+                &[("p", UniformDynamic), ("m", Read), ("out", ReadWrite)],
+                &[],
             ),
         }
     }
+}
+
+impl Kernels {
+    /// The matmul.wgsl pipeline of a variant.
+    pub fn matmul(&self, variant: MatmulVariant) -> &Kernel {
+        let i = MatmulVariant::ALL
+            .iter()
+            .position(|v| *v == variant)
+            .expect("every variant is built");
+        &self.matmul[i]
+    }
+}
+
+/// The entry point and pipeline constants of matmul.wgsl.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatmulVariant {
+    /// `matmul4`: every load a vec4.
+    pub vec4: bool,
+    /// A is read from C's binding (the recurrences).
+    pub a_in_c: bool,
+    /// B is the one-hot matrix of the tokens.
+    pub one_hot_b: bool,
+    /// (`matmul4`) A is column-major: four rows at one p form a vec4.
+    pub a_cols: bool,
+}
+
+const fn variant(vec4: bool, a_in_c: bool, one_hot_b: bool, a_cols: bool) -> MatmulVariant {
+    MatmulVariant {
+        vec4,
+        a_in_c,
+        one_hot_b,
+        a_cols,
+    }
+}
+
+impl MatmulVariant {
+    /// The variants built.
+    pub const ALL: [MatmulVariant; 7] = [
+        variant(false, false, false, false),
+        variant(false, true, false, false),
+        variant(false, false, true, false),
+        variant(true, false, false, false),
+        variant(true, true, false, false),
+        variant(true, false, false, true),
+        variant(true, false, true, true),
+    ];
 }
 
 /// The uniform of matmul.wgsl.
@@ -264,24 +320,42 @@ pub struct MatmulParams {
     pub b_col_stride: u32,
     pub c_offset: u32,
     pub c_row_stride: u32,
-    pub bias_offset: u32,
-    pub _pad: [u32; 3],
+    pub addend_offset: u32,
+    pub aux_offset: u32,
+    pub _pad: [u32; 2],
 }
 
-/// `flags` bit of [`MatmulParams`]: add `bias[j]` to column j.
+/// `flags` bit of [`MatmulParams`]: add `addend[j]` (a bias) to column j.
 pub const ADD_BIAS: u32 = 1;
+/// `flags` bit of [`MatmulParams`]: add `addend[i, j]`.
+pub const ADD_MATRIX: u32 = 2;
+/// `flags` bit of [`MatmulParams`]: C = tanh(S).
+pub const TANH: u32 = 4;
+/// `flags` bit of [`MatmulParams`]: C = S ⊙ (1 − aux²).
+pub const TANH_GRAD: u32 = 8;
 
-/// The uniform of rnn_forward.wgsl and rnn_backward.wgsl, one per timestep.
+/// The uniform of rnn_sequence.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 #[allow(missing_docs)] // the fields mirror the WGSL struct of the same name
-pub struct StepParams {
+pub struct SequenceParams {
     pub batch: u32,
     pub hidden: u32,
     pub steps: u32,
-    pub t: u32,
+    pub rows_per_group: u32,
     pub w_offset: u32,
     pub _pad: [u32; 3],
+}
+
+/// The uniform of transpose.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[allow(missing_docs)] // the fields mirror the WGSL struct of the same name
+pub struct TransposeParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub in_offset: u32,
+    pub out_offset: u32,
 }
 
 /// The uniform of embedding.wgsl.

@@ -5,22 +5,28 @@
 //!
 //! The stages, in order (the same as [`crate::cpu`], batched the way cuDNN batches them):
 //!
-//! | phase                | dispatches | computes                                              |
-//! |----------------------|-----------:|-------------------------------------------------------|
-//! | input projection     | 1          | `pre = x U^T + b` for all T·B rows (gather for tokens) |
-//! | forward recurrence   | T          | `h_t = tanh(pre_t + h_{t-1} W^T)`                      |
-//! | output and loss      | 3          | `y = hs V^T + c`, per-row loss and `dy`, the mean loss |
-//! | output gradients     | 3          | `dh = dy V`, `dV = dy^T hs`, `dc = Σ dy`              |
-//! | backward recurrence  | T          | `dA_t = (dh_t + dA_{t+1} W) ⊙ (1 − h_t²)`             |
-//! | weight gradients     | 4          | `dW = dA^T hs[..T]`, `db = Σ dA`, `dU = dA^T x`, `dh0 = dA_1 W` |
+//! | phase                | dispatches     | computes                                              |
+//! |----------------------|---------------:|-------------------------------------------------------|
+//! | weight transposes    | 2              | `W^T`, `V^T`, so that the products read them row by row |
+//! | input projection     | 1              | `pre = x U^T + b` for all T·B rows (gather for tokens) |
+//! | forward recurrence   | T, or 1        | `h_t = tanh(pre_t + h_{t-1} W^T)`                      |
+//! | output and loss      | 3              | `y = hs V^T + c`, per-row loss and `dy`, the mean loss |
+//! | output gradients     | 3              | `dh = dy V`, `dV = dy^T hs`, `dc = Σ dy`              |
+//! | backward recurrence  | T, or 1        | `dA_t = (dh_t + dA_{t+1} W) ⊙ (1 − h_t²)`             |
+//! | weight gradients     | 4              | `dW = dA^T hs[..T]`, `db = Σ dA`, `dU = dA^T x`, `dh0 = dA_1 W` |
 //!
-//! Only the two recurrences run timestep by timestep; every other stage is one dispatch over all
-//! T·B rows. Buffers, bind groups and pipelines are created once in [`GpuStep::new`].
+//! Only the two recurrences are sequential in time. They run either as one fused matmul dispatch
+//! per timestep ([`Recurrence::PerStep`]) or as one dispatch for all T timesteps in which each
+//! workgroup owns a block of batch rows ([`Recurrence::Persistent`]); every other stage is one
+//! dispatch over all T·B rows. Buffers, bind groups and pipelines are created once in
+//! [`GpuStep::new`]; the parameters of every dispatch sit in one uniform buffer, each at its own
+//! dynamic offset.
 
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{
-    ADD_BIAS, EmbeddingParams, Kernel, Kernels, LossParams, MatmulParams, ReduceParams, StepParams,
+    ADD_BIAS, ADD_MATRIX, EmbeddingParams, Kernel, Kernels, LossParams, MatmulParams,
+    MatmulVariant, ReduceParams, SequenceParams, TANH, TANH_GRAD, TransposeParams,
 };
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
 use wgpu::util::DeviceExt;
@@ -28,6 +34,8 @@ use wgpu::util::DeviceExt;
 /// The phases of a step, in the order they run (for profiles and counts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
+    /// `W^T` and `V^T`.
+    Transposes,
     /// `pre = x U^T + b`.
     InputProjection,
     /// `h_t = tanh(pre_t + h_{t-1} W^T)`, t = 1..T.
@@ -46,6 +54,7 @@ impl Phase {
     /// A short human name.
     pub fn name(&self) -> &'static str {
         match self {
+            Phase::Transposes => "weight transposes",
             Phase::InputProjection => "input projection",
             Phase::ForwardRecurrence => "forward recurrence",
             Phase::OutputAndLoss => "output and loss",
@@ -56,7 +65,44 @@ impl Phase {
     }
 }
 
-/// One recorded dispatch: a pipeline, its bind group and its grid.
+/// How the two recurrences are dispatched.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recurrence {
+    /// One fused matmul dispatch per timestep (matmul.wgsl), all in one compute pass.
+    PerStep,
+    /// One dispatch for all timesteps (rnn_sequence.wgsl): each workgroup owns a block of batch
+    /// rows and loops over t with workgroup barriers.
+    Persistent,
+}
+
+/// The most batch-row elements (rows per workgroup · H) the persistent kernel keeps in
+/// workgroup memory (`HALF` in rnn_sequence.wgsl).
+pub const PERSISTENT_MAX_ELEMENTS: usize = 2048;
+
+impl Recurrence {
+    /// The strategy for a shape, by a rule measured on the software adapters (see README,
+    /// Performance): the persistent kernel saves 2·T dispatches, which is what small steps cost;
+    /// once a timestep's product is large, the per-step matmul's 4×4 register blocks win.
+    pub fn auto(batch: usize, hidden: usize) -> Self {
+        if hidden <= PERSISTENT_MAX_ELEMENTS && batch * hidden * hidden <= 1 << 19 {
+            Recurrence::Persistent
+        } else {
+            Recurrence::PerStep
+        }
+    }
+
+    /// Batch rows per workgroup of the persistent kernel: enough to give its 256 invocations work,
+    /// few enough to fit the workgroup memory and to leave several workgroups.
+    fn rows_per_group(batch: usize, hidden: usize) -> usize {
+        let fit = (PERSISTENT_MAX_ELEMENTS / hidden).max(1);
+        256usize.div_ceil(hidden).clamp(1, fit).min(batch)
+    }
+}
+
+/// One recorded dispatch: a pipeline, its bind group, its uniform's offset and its grid.
 pub(crate) struct Dispatch {
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
@@ -79,11 +125,12 @@ pub(crate) fn grid_1d(n: usize) -> (u32, u32, u32) {
     (x as u32, groups.div_ceil(x) as u32, 1)
 }
 
-/// A storage buffer usable by every kernel, for copies and for reading back.
+/// A storage buffer usable by every kernel, for copies and for reading back. At least 16 bytes,
+/// so that any buffer can be bound where a kernel declares `array<vec4<f32>>`.
 pub(crate) fn storage(gpu: &Gpu, label: &str, elements: usize) -> wgpu::Buffer {
     gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: (elements.max(1) * 4) as u64,
+        size: (elements.max(4) * 4) as u64,
         usage: wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST,
@@ -100,20 +147,230 @@ pub(crate) fn uniform<T: bytemuck::Pod>(gpu: &Gpu, label: &str, value: &T) -> wg
         })
 }
 
+/// The dispatches of a step before their bind groups exist: every uniform goes into one buffer.
+struct Plan<'a> {
+    uniforms: Vec<u8>,
+    stride: usize,
+    specs: Vec<Spec<'a>>,
+}
+
+struct Spec<'a> {
+    phase: Phase,
+    kernel: &'a Kernel,
+    buffers: Vec<&'a wgpu::Buffer>,
+    offset: u32,
+    size: u64,
+    groups: (u32, u32, u32),
+}
+
+impl<'a> Plan<'a> {
+    fn push<T: bytemuck::Pod>(
+        &mut self,
+        phase: Phase,
+        kernel: &'a Kernel,
+        params: &T,
+        buffers: Vec<&'a wgpu::Buffer>,
+        groups: (u32, u32, u32),
+    ) {
+        let offset = self.uniforms.len();
+        self.uniforms.extend_from_slice(bytemuck::bytes_of(params));
+        self.uniforms.resize(offset + self.stride, 0);
+        self.specs.push(Spec {
+            phase,
+            kernel,
+            buffers,
+            offset: offset as u32,
+            size: std::mem::size_of::<T>() as u64,
+            groups,
+        });
+    }
+
+    /// A matmul.wgsl dispatch. `kernels` supplies the variant: A read from C when `a_in_c`, B
+    /// one-hot when `tokens` is given, `matmul4` when the operands are aligned. `addend` and `aux` are
+    /// needed only with the flags that read them; an unused binding gets `a`.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        &mut self,
+        kernels: &'a Kernels,
+        phase: Phase,
+        p: Product,
+        a: &'a wgpu::Buffer,
+        b: &'a wgpu::Buffer,
+        c: &'a wgpu::Buffer,
+        a_in_c: bool,
+        tokens: Option<&'a wgpu::Buffer>,
+        addend: Option<&'a wgpu::Buffer>,
+        aux: Option<&'a wgpu::Buffer>,
+    ) {
+        let variant = p.variant(a_in_c, tokens.is_some());
+        let buffers = vec![
+            a,
+            b,
+            tokens.unwrap_or(a),
+            addend.unwrap_or(a),
+            aux.unwrap_or(a),
+            c,
+        ];
+        self.push(
+            phase,
+            kernels.matmul(variant),
+            &p.params(),
+            buffers,
+            p.groups(),
+        );
+    }
+
+    /// A reduce.wgsl dispatch: out[out_offset + j] = scale · Σ_r m[r, j] over an (rows, cols) matrix.
+    #[allow(clippy::too_many_arguments)]
+    fn column_sum(
+        &mut self,
+        kernel: &'a Kernel,
+        phase: Phase,
+        m: &'a wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+        out: &'a wgpu::Buffer,
+        out_offset: usize,
+        scale: f32,
+    ) {
+        let rp = ReduceParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            out_offset: out_offset as u32,
+            scale,
+        };
+        self.push(phase, kernel, &rp, vec![m, out], grid_1d(cols));
+    }
+
+    fn finish(self, gpu: &Gpu) -> Vec<(Phase, Vec<Dispatch>)> {
+        let buffer = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("dispatch parameters"),
+                contents: &self.uniforms,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut phases: Vec<(Phase, Vec<Dispatch>)> = Vec::new();
+        for spec in self.specs {
+            let mut entries = vec![wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(spec.size),
+            })];
+            entries.extend(spec.buffers.iter().map(|b| b.as_entire_binding()));
+            let dispatch = Dispatch {
+                pipeline: spec.kernel.pipeline.clone(),
+                bind_group: spec.kernel.bind(&gpu.device, &entries),
+                offsets: vec![spec.offset],
+                groups: spec.groups,
+            };
+            match phases.last_mut() {
+                Some((phase, list)) if *phase == spec.phase => list.push(dispatch),
+                _ => phases.push((spec.phase, vec![dispatch])),
+            }
+        }
+        phases
+    }
+}
+
 /// A matrix operand of matmul.wgsl: element (i, p) at `offset + i * row_stride + p * col_stride`.
-struct Operand<'a> {
-    buffer: &'a wgpu::Buffer,
+#[derive(Clone, Copy)]
+struct Operand {
     offset: usize,
     row_stride: usize,
     col_stride: usize,
 }
 
-fn op(buffer: &wgpu::Buffer, offset: usize, row_stride: usize, col_stride: usize) -> Operand<'_> {
+/// A row-major matrix at `offset` with rows of `width` elements.
+fn rows(offset: usize, width: usize) -> Operand {
     Operand {
-        buffer,
         offset,
-        row_stride,
-        col_stride,
+        row_stride: width,
+        col_stride: 1,
+    }
+}
+
+/// The transpose of a row-major matrix at `offset` with rows of `width` elements.
+fn cols(offset: usize, width: usize) -> Operand {
+    Operand {
+        offset,
+        row_stride: 1,
+        col_stride: width,
+    }
+}
+
+/// The sizes and operands of one matmul.wgsl dispatch: C (m, n) = A (m, k) · B (k, n).
+struct Product {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand,
+    b: Operand,
+    /// C's offset and row stride.
+    c: (usize, usize),
+    flags: u32,
+    addend_offset: usize,
+    aux_offset: usize,
+}
+
+impl Product {
+    fn new(m: usize, n: usize, k: usize, a: Operand, b: Operand, c: (usize, usize)) -> Self {
+        Self {
+            m,
+            n,
+            k,
+            a,
+            b,
+            c,
+            flags: 0,
+            addend_offset: 0,
+            aux_offset: 0,
+        }
+    }
+
+    fn params(&self) -> MatmulParams {
+        MatmulParams {
+            m: self.m as u32,
+            n: self.n as u32,
+            k: self.k as u32,
+            flags: self.flags,
+            a_offset: self.a.offset as u32,
+            a_row_stride: self.a.row_stride as u32,
+            a_col_stride: self.a.col_stride as u32,
+            b_offset: self.b.offset as u32,
+            b_row_stride: self.b.row_stride as u32,
+            b_col_stride: self.b.col_stride as u32,
+            c_offset: self.c.0 as u32,
+            c_row_stride: self.c.1 as u32,
+            addend_offset: self.addend_offset as u32,
+            aux_offset: self.aux_offset as u32,
+            _pad: [0; 2],
+        }
+    }
+
+    /// The matmul.wgsl variant for this product: `matmul4` when A and B are aligned to vec4s.
+    fn variant(&self, a_in_c: bool, one_hot_b: bool) -> MatmulVariant {
+        let aligned = |o: &Operand, strided: usize| o.offset % 4 == 0 && strided % 4 == 0;
+        let b_rows = one_hot_b || (self.b.col_stride == 1 && aligned(&self.b, self.b.row_stride));
+        let a_rows =
+            self.a.col_stride == 1 && aligned(&self.a, self.a.row_stride) && self.k % 4 == 0;
+        let a_cols = !a_in_c
+            && self.a.row_stride == 1
+            && aligned(&self.a, self.a.col_stride)
+            && self.m % 4 == 0;
+        // The one-hot B is read in the column-major path only.
+        let use_cols = a_cols && (one_hot_b || !a_rows);
+        let vec4 = b_rows && (use_cols || (a_rows && !one_hot_b));
+        MatmulVariant {
+            vec4,
+            a_in_c,
+            one_hot_b,
+            a_cols: vec4 && use_cols,
+        }
+    }
+
+    fn groups(&self) -> (u32, u32, u32) {
+        (self.n.div_ceil(32) as u32, self.m.div_ceil(32) as u32, 1)
     }
 }
 
@@ -125,6 +382,8 @@ pub struct GpuStep {
     pub batch: usize,
     /// T.
     pub steps: usize,
+    /// How the recurrences are dispatched.
+    pub recurrence: Recurrence,
     /// U, W, b, V, c in the flat layout.          (P)
     pub params: wgpu::Buffer,
     /// dU, dW, db, dV, dc in the flat layout.     (P)
@@ -133,6 +392,10 @@ pub struct GpuStep {
     pub x: wgpu::Buffer,
     /// targets: token ids (T, B) u32, or (T, B, O) f32.
     pub targets: wgpu::Buffer,
+    /// W^T.                                       (H, H)
+    pub wt: wgpu::Buffer,
+    /// V^T.                                       (H, O)
+    pub vt: wgpu::Buffer,
     /// x U^T + b.                                 (T, B, H)
     pub pre: wgpu::Buffer,
     /// h_0 … h_T.                                 (T+1, B, H)
@@ -164,8 +427,9 @@ impl GpuStep {
         config: ModelConfig,
         batch: usize,
         steps: usize,
+        recurrence: Recurrence,
     ) -> Result<Self> {
-        Self::with_params(gpu, kernels, config, batch, steps, None)
+        Self::with_params(gpu, kernels, config, batch, steps, recurrence, None)
     }
 
     /// As [`Self::new`], reading the parameters from `params` when given (shared with another step,
@@ -176,6 +440,7 @@ impl GpuStep {
         config: ModelConfig,
         batch: usize,
         steps: usize,
+        recurrence: Recurrence,
         params: Option<wgpu::Buffer>,
     ) -> Result<Self> {
         config.validate()?;
@@ -187,14 +452,22 @@ impl GpuStep {
         }
         let (ni, nh, no) = (config.input, config.hidden, config.output);
         let (nb, nt) = (batch, steps);
-        let rows = nt * nb;
+        let n_rows = nt * nb;
+        if recurrence == Recurrence::Persistent && nh > PERSISTENT_MAX_ELEMENTS {
+            return Err(Error::config(
+                format!(
+                    "the persistent recurrence holds at most H={PERSISTENT_MAX_ELEMENTS} in workgroup memory, H is {nh}"
+                ),
+                "use --recurrence per-step",
+            ));
+        }
         let x_len = match config.kind {
-            InputKind::Tokens => rows,
-            InputKind::Dense => rows * ni,
+            InputKind::Tokens => n_rows,
+            InputKind::Dense => n_rows * ni,
         };
         let target_len = match config.kind {
-            InputKind::Tokens => rows,
-            InputKind::Dense => rows * no,
+            InputKind::Tokens => n_rows,
+            InputKind::Dense => n_rows * no,
         };
         let layout = config.layout();
         let sizes = [
@@ -202,19 +475,20 @@ impl GpuStep {
             ("the inputs x (T, B, I)", x_len),
             ("the targets (T, B, O)", target_len),
             ("the hidden states hs (T+1, B, H)", (nt + 1) * nb * nh),
-            ("the outputs y (T, B, O)", rows * no),
+            ("the outputs y (T, B, O)", n_rows * no),
         ];
         for (what, elements) in sizes {
             gpu.check_storage_size(what, (elements * 4) as u64, || {
+                let largest_batch = gpu.limits().max_storage_buffer_binding_size / (4 * (nt + 1) * nh.max(no)) as u64;
                 format!(
-                    "reduce the hidden size (H={nh}), the batch (B={nb}) or the timesteps (T={nt}); \
-                     B·T·max(H, O)·4 bytes must stay below the limit, or use --device cpu"
+                    "reduce the hidden size (H={nh}), the batch (B={nb}) or the timesteps (T={nt}): \
+                     (T+1)·B·max(H, O)·4 bytes must fit, so at most B={largest_batch} at this H and T; or use --device cpu"
                 )
             })?;
         }
         let mut bytes = 0u64;
         let mut buf = |label: &str, n: usize| {
-            bytes += (n.max(1) * 4) as u64;
+            bytes += (n.max(4) * 4) as u64;
             storage(gpu, label, n)
         };
         let params = match params {
@@ -224,300 +498,343 @@ impl GpuStep {
         let grads = buf("grads", layout.len);
         let x = buf("x", x_len);
         let targets = buf("targets", target_len);
-        let pre = buf("pre", rows * nh);
+        let wt = buf("wt", nh * nh);
+        let vt = buf("vt", nh * no);
+        let pre = buf("pre", n_rows * nh);
         let hs = buf("hs", (nt + 1) * nb * nh);
-        let logits = buf("logits", rows * no);
-        let dy = buf("dy", rows * no);
-        let row_loss = buf("row_loss", rows);
+        let logits = buf("logits", n_rows * no);
+        let dy = buf("dy", n_rows * no);
+        let row_loss = buf("row_loss", n_rows);
         let stats = buf("stats", 2);
-        let dh = buf("dh", rows * nh);
-        let da = buf("da", rows * nh);
+        let dh = buf("dh", n_rows * nh);
+        let da = buf("da", n_rows * nh);
         let dh0 = buf("dh0", nb * nh);
 
         let off = |name: &str| layout.slot(name).offset;
         let (o_u, o_w, o_b, o_v, o_c) = (off("U"), off("W"), off("b"), off("V"), off("c"));
-        let d = &gpu.device;
-        let matmul = |m: usize,
-                      n: usize,
-                      k: usize,
-                      a: Operand,
-                      b: Operand,
-                      c: (&wgpu::Buffer, usize, usize),
-                      bias: Option<(&wgpu::Buffer, usize)>| {
-            let p = MatmulParams {
-                m: m as u32,
-                n: n as u32,
-                k: k as u32,
-                flags: if bias.is_some() { ADD_BIAS } else { 0 },
-                a_offset: a.offset as u32,
-                a_row_stride: a.row_stride as u32,
-                a_col_stride: a.col_stride as u32,
-                b_offset: b.offset as u32,
-                b_row_stride: b.row_stride as u32,
-                b_col_stride: b.col_stride as u32,
-                c_offset: c.1 as u32,
-                c_row_stride: c.2 as u32,
-                bias_offset: bias.map_or(0, |(_, o)| o as u32),
-                _pad: [0; 3],
-            };
-            let u = uniform(gpu, "matmul params", &p);
-            let bias_buffer = bias.map_or(b.buffer, |(buffer, _)| buffer);
-            Dispatch {
-                pipeline: kernels.matmul.pipeline.clone(),
-                bind_group: kernels.matmul.bind(
-                    d,
-                    &[
-                        u.as_entire_binding(),
-                        a.buffer.as_entire_binding(),
-                        b.buffer.as_entire_binding(),
-                        bias_buffer.as_entire_binding(),
-                        c.0.as_entire_binding(),
-                    ],
-                ),
-                offsets: vec![],
-                groups: (n.div_ceil(32) as u32, m.div_ceil(32) as u32, 1),
-            }
+        let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
+        let mut plan = Plan {
+            uniforms: Vec::new(),
+            stride: 64usize.next_multiple_of(align),
+            specs: Vec::new(),
         };
-        let simple = |kernel: &Kernel, u: wgpu::Buffer, bufs: &[&wgpu::Buffer], n: usize| {
-            let mut entries = vec![u.as_entire_binding()];
-            entries.extend(bufs.iter().map(|b| b.as_entire_binding()));
-            Dispatch {
-                pipeline: kernel.pipeline.clone(),
-                bind_group: kernel.bind(d, &entries),
-                offsets: vec![],
-                groups: grid_1d(n),
-            }
-        };
-        let column_sum = |m: &wgpu::Buffer,
-                          rows: usize,
-                          cols: usize,
-                          out: &wgpu::Buffer,
-                          out_offset: usize,
-                          scale: f32| {
-            let p = ReduceParams {
-                rows: rows as u32,
-                cols: cols as u32,
-                out_offset: out_offset as u32,
-                scale,
-            };
-            simple(
-                &kernels.column_sum,
-                uniform(gpu, "reduce params", &p),
-                &[m, out],
-                cols,
-            )
-        };
-        let embedding = |kernel: &Kernel,
-                         src: &wgpu::Buffer,
-                         out: &wgpu::Buffer,
-                         out_offset: usize,
-                         n: usize| {
-            let p = EmbeddingParams {
-                rows: rows as u32,
-                hidden: nh as u32,
-                input: ni as u32,
-                u_offset: o_u as u32,
-                b_offset: o_b as u32,
-                out_offset: out_offset as u32,
-                _pad: [0; 2],
-            };
-            simple(
-                kernel,
-                uniform(gpu, "embedding params", &p),
-                &[&x, src, out],
-                n,
-            )
-        };
+        let k = kernels;
+        let h1 = nb * nh; // offset of h_1 in hs, and the size of one timestep's slice
+        // matmul.wgsl's bindings: a, b, tokens, bias, addend, aux, c. Unused ones get `params`
+        // (read-only), except where params is C.
+        let p_ = &params;
 
-        // One StepParams per timestep, each at an offset the device accepts for dynamic uniforms.
-        let stride = (std::mem::size_of::<StepParams>() as u32)
-            .next_multiple_of(gpu.limits().min_uniform_buffer_offset_alignment)
-            as usize;
-        let mut step_bytes = vec![0u8; stride * nt];
-        for t in 0..nt {
-            let p = StepParams {
-                batch: nb as u32,
-                hidden: nh as u32,
-                steps: nt as u32,
-                t: t as u32,
-                w_offset: o_w as u32,
-                _pad: [0; 3],
+        // Weight transposes: W^T (H, H) and V^T (H, O).
+        for (rows_, cols_, in_offset, out) in [(nh, nh, o_w, &wt), (no, nh, o_v, &vt)] {
+            let tp = TransposeParams {
+                rows: rows_ as u32,
+                cols: cols_ as u32,
+                in_offset: in_offset as u32,
+                out_offset: 0,
             };
-            step_bytes[t * stride..t * stride + std::mem::size_of::<StepParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&p));
+            plan.push(
+                Phase::Transposes,
+                &k.transpose,
+                &tp,
+                vec![p_, out],
+                grid_1d(rows_ * cols_),
+            );
         }
-        let step_uniform = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("step params (one per timestep)"),
-            contents: &step_bytes,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let step_binding = || {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &step_uniform,
-                offset: 0,
-                size: wgpu::BufferSize::new(std::mem::size_of::<StepParams>() as u64),
-            })
-        };
-        let forward_group = kernels.forward_step.bind(
-            d,
-            &[
-                step_binding(),
-                pre.as_entire_binding(),
-                params.as_entire_binding(),
-                hs.as_entire_binding(),
-            ],
-        );
-        let backward_group = kernels.backward_step.bind(
-            d,
-            &[
-                step_binding(),
-                dh.as_entire_binding(),
-                params.as_entire_binding(),
-                hs.as_entire_binding(),
-                da.as_entire_binding(),
-            ],
-        );
-        let recurrence = |kernel: &Kernel, group: &wgpu::BindGroup, order: Vec<usize>| {
-            order
-                .into_iter()
-                .map(|t| Dispatch {
-                    pipeline: kernel.pipeline.clone(),
-                    bind_group: group.clone(),
-                    offsets: vec![(t * stride) as u32],
-                    groups: grid_1d(nb * nh),
-                })
-                .collect::<Vec<_>>()
-        };
 
-        let h1 = nb * nh; // offset of h_1 in hs
-        let input_projection = match config.kind {
-            InputKind::Tokens => embedding(&kernels.gather, &params, &pre, 0, rows * nh),
-            // pre (T·B, H) = x (T·B, I) · U^T (I, H) + b
-            InputKind::Dense => matmul(
-                rows,
-                nh,
-                ni,
-                op(&x, 0, ni, 1),
-                op(&params, o_u, 1, ni),
-                (&pre, 0, nh),
-                Some((&params, o_b)),
-            ),
-        };
-        let loss_params = LossParams {
-            rows: rows as u32,
+        // Input projection.
+        match config.kind {
+            InputKind::Tokens => {
+                let ep = EmbeddingParams {
+                    rows: n_rows as u32,
+                    hidden: nh as u32,
+                    input: ni as u32,
+                    u_offset: o_u as u32,
+                    b_offset: o_b as u32,
+                    out_offset: 0,
+                    _pad: [0; 2],
+                };
+                plan.push(
+                    Phase::InputProjection,
+                    &k.gather,
+                    &ep,
+                    vec![&x, p_, &pre],
+                    grid_1d(n_rows * nh),
+                );
+            }
+            InputKind::Dense => {
+                // pre (T·B, H) = x (T·B, I) · U^T (I, H) + b
+                let mut pr = Product::new(n_rows, nh, ni, rows(0, ni), cols(o_u, ni), (0, nh));
+                pr.flags = ADD_BIAS;
+                pr.addend_offset = o_b;
+                plan.matmul(
+                    k,
+                    Phase::InputProjection,
+                    pr,
+                    &x,
+                    p_,
+                    &pre,
+                    false,
+                    None,
+                    Some(p_),
+                    None,
+                );
+            }
+        }
+
+        // Forward recurrence.
+        let rows_per_group = Recurrence::rows_per_group(nb, nh);
+        let sequence_groups = (nb.div_ceil(rows_per_group) as u32, 1, 1);
+        match recurrence {
+            Recurrence::PerStep => {
+                for t in 0..nt {
+                    // h_{t+1} (B, H) = tanh(pre_t + h_t (B, H) · W^T (H, H))
+                    let mut pr = Product::new(
+                        nb,
+                        nh,
+                        nh,
+                        rows(t * h1, nh),
+                        rows(0, nh),
+                        ((t + 1) * h1, nh),
+                    );
+                    pr.flags = ADD_MATRIX | TANH;
+                    // addend and aux are indexed like C, each from its own offset
+                    pr.addend_offset = t * h1;
+                    plan.matmul(
+                        k,
+                        Phase::ForwardRecurrence,
+                        pr,
+                        p_,
+                        &wt,
+                        &hs,
+                        true,
+                        None,
+                        Some(&pre),
+                        None,
+                    );
+                }
+            }
+            Recurrence::Persistent => {
+                let sp = SequenceParams {
+                    batch: nb as u32,
+                    hidden: nh as u32,
+                    steps: nt as u32,
+                    rows_per_group: rows_per_group as u32,
+                    w_offset: 0,
+                    _pad: [0; 3],
+                };
+                plan.push(
+                    Phase::ForwardRecurrence,
+                    &k.forward_sequence,
+                    &sp,
+                    vec![&pre, &wt, p_, &hs],
+                    sequence_groups,
+                );
+            }
+        }
+
+        // Output and loss.
+        // y (T·B, O) = hs[1..] (T·B, H) · V^T (H, O) + c
+        let mut pr = Product::new(n_rows, no, nh, rows(h1, nh), rows(0, no), (0, no));
+        pr.flags = ADD_BIAS;
+        pr.addend_offset = o_c;
+        plan.matmul(
+            k,
+            Phase::OutputAndLoss,
+            pr,
+            &hs,
+            &vt,
+            &logits,
+            false,
+            None,
+            Some(p_),
+            None,
+        );
+        let lp = LossParams {
+            rows: n_rows as u32,
             classes: no as u32,
-            scale: 1.0 / rows as f32,
+            scale: 1.0 / n_rows as f32,
             _pad: 0,
         };
         let loss_kernel = match config.kind {
-            InputKind::Tokens => &kernels.softmax_xent,
-            InputKind::Dense => &kernels.squared_error,
+            InputKind::Tokens => &k.softmax_xent,
+            InputKind::Dense => &k.squared_error,
         };
-        let output_and_loss = vec![
-            // y (T·B, O) = hs[1..] (T·B, H) · V^T (H, O) + c
-            matmul(
-                rows,
-                no,
-                nh,
-                op(&hs, h1, nh, 1),
-                op(&params, o_v, 1, nh),
-                (&logits, 0, no),
-                Some((&params, o_c)),
-            ),
-            simple(
-                loss_kernel,
-                uniform(gpu, "loss params", &loss_params),
-                &[&logits, &targets, &targets, &dy, &row_loss],
-                rows,
-            ),
-            column_sum(&row_loss, rows, 1, &stats, 0, 1.0 / rows as f32),
-        ];
-        let output_gradients = vec![
-            // dh (T·B, H) = dy (T·B, O) · V (O, H)
-            matmul(
-                rows,
-                nh,
-                no,
-                op(&dy, 0, no, 1),
-                op(&params, o_v, nh, 1),
-                (&dh, 0, nh),
-                None,
-            ),
-            // dV (O, H) = dy^T (O, T·B) · hs[1..] (T·B, H)
-            matmul(
-                no,
-                nh,
-                rows,
-                op(&dy, 0, 1, no),
-                op(&hs, h1, nh, 1),
-                (&grads, o_v, nh),
-                None,
-            ),
-            column_sum(&dy, rows, no, &grads, o_c, 1.0),
-        ];
-        let d_u = match config.kind {
-            InputKind::Tokens => embedding(&kernels.scatter, &da, &grads, o_u, ni * nh),
-            // dU (H, I) = dA^T (H, T·B) · x (T·B, I)
-            InputKind::Dense => matmul(
-                nh,
-                ni,
-                rows,
-                op(&da, 0, 1, nh),
-                op(&x, 0, ni, 1),
-                (&grads, o_u, ni),
-                None,
-            ),
-        };
-        let weight_gradients = vec![
-            // dW (H, H) = dA^T (H, T·B) · hs[..T] (T·B, H)
-            matmul(
-                nh,
-                nh,
-                rows,
-                op(&da, 0, 1, nh),
-                op(&hs, 0, nh, 1),
-                (&grads, o_w, nh),
-                None,
-            ),
-            column_sum(&da, rows, nh, &grads, o_b, 1.0),
-            d_u,
-            // dh0 (B, H) = dA_1 (B, H) · W (H, H)
-            matmul(
-                nb,
-                nh,
-                nh,
-                op(&da, 0, nh, 1),
-                op(&params, o_w, nh, 1),
-                (&dh0, 0, nh),
-                None,
-            ),
-        ];
-        let phases = vec![
-            (Phase::InputProjection, vec![input_projection]),
-            (
-                Phase::ForwardRecurrence,
-                recurrence(&kernels.forward_step, &forward_group, (0..nt).collect()),
-            ),
-            (Phase::OutputAndLoss, output_and_loss),
-            (Phase::OutputGradients, output_gradients),
-            (
-                Phase::BackwardRecurrence,
-                recurrence(
-                    &kernels.backward_step,
-                    &backward_group,
-                    (0..nt).rev().collect(),
-                ),
-            ),
-            (Phase::WeightGradients, weight_gradients),
-        ];
+        plan.push(
+            Phase::OutputAndLoss,
+            loss_kernel,
+            &lp,
+            vec![&logits, &targets, &targets, &dy, &row_loss],
+            grid_1d(n_rows),
+        );
+        plan.column_sum(
+            &k.column_sum,
+            Phase::OutputAndLoss,
+            &row_loss,
+            n_rows,
+            1,
+            &stats,
+            0,
+            1.0 / n_rows as f32,
+        );
+
+        // Output gradients.
+        // dh (T·B, H) = dy (T·B, O) · V (O, H)
+        let pr = Product::new(n_rows, nh, no, rows(0, no), rows(o_v, nh), (0, nh));
+        plan.matmul(
+            k,
+            Phase::OutputGradients,
+            pr,
+            &dy,
+            p_,
+            &dh,
+            false,
+            None,
+            None,
+            None,
+        );
+        // dV (O, H) = dy^T (O, T·B) · hs[1..] (T·B, H)
+        let pr = Product::new(no, nh, n_rows, cols(0, no), rows(h1, nh), (o_v, nh));
+        plan.matmul(
+            k,
+            Phase::OutputGradients,
+            pr,
+            &dy,
+            &hs,
+            &grads,
+            false,
+            None,
+            None,
+            None,
+        );
+        plan.column_sum(
+            &k.column_sum,
+            Phase::OutputGradients,
+            &dy,
+            n_rows,
+            no,
+            &grads,
+            o_c,
+            1.0,
+        );
+
+        // Backward recurrence.
+        match recurrence {
+            Recurrence::PerStep => {
+                for t in (0..nt).rev() {
+                    // dA_t (B, H) = (dh_t + dA_{t+1} (B, H) · W (H, H)) ⊙ (1 − h_t²); no product at t = T
+                    let depth = if t + 1 < nt { nh } else { 0 };
+                    let a_offset = if t + 1 < nt { (t + 1) * h1 } else { 0 };
+                    let mut pr = Product::new(
+                        nb,
+                        nh,
+                        depth,
+                        rows(a_offset, nh),
+                        rows(o_w, nh),
+                        (t * h1, nh),
+                    );
+                    pr.flags = ADD_MATRIX | TANH_GRAD;
+                    pr.addend_offset = t * h1;
+                    pr.aux_offset = (t + 1) * h1;
+                    plan.matmul(
+                        k,
+                        Phase::BackwardRecurrence,
+                        pr,
+                        p_,
+                        p_,
+                        &da,
+                        true,
+                        None,
+                        Some(&dh),
+                        Some(&hs),
+                    );
+                }
+            }
+            Recurrence::Persistent => {
+                let sp = SequenceParams {
+                    batch: nb as u32,
+                    hidden: nh as u32,
+                    steps: nt as u32,
+                    rows_per_group: rows_per_group as u32,
+                    w_offset: o_w as u32,
+                    _pad: [0; 3],
+                };
+                plan.push(
+                    Phase::BackwardRecurrence,
+                    &k.backward_sequence,
+                    &sp,
+                    vec![&dh, p_, &hs, &da],
+                    sequence_groups,
+                );
+            }
+        }
+
+        // Weight gradients.
+        // dW (H, H) = dA^T (H, T·B) · hs[..T] (T·B, H)
+        let pr = Product::new(nh, nh, n_rows, cols(0, nh), rows(0, nh), (o_w, nh));
+        plan.matmul(
+            k,
+            Phase::WeightGradients,
+            pr,
+            &da,
+            &hs,
+            &grads,
+            false,
+            None,
+            None,
+            None,
+        );
+        plan.column_sum(
+            &k.column_sum,
+            Phase::WeightGradients,
+            &da,
+            n_rows,
+            nh,
+            &grads,
+            o_b,
+            1.0,
+        );
+        // dU (H, I) = dA^T (H, T·B) · x (T·B, I), x one-hot for tokens
+        let pr = Product::new(nh, ni, n_rows, cols(0, nh), rows(0, ni), (o_u, ni));
+        let one_hot = (config.kind == InputKind::Tokens).then_some(&x);
+        plan.matmul(
+            k,
+            Phase::WeightGradients,
+            pr,
+            &da,
+            &x,
+            &grads,
+            false,
+            one_hot,
+            None,
+            None,
+        );
+        // dh0 (B, H) = dA_1 (B, H) · W (H, H)
+        let pr = Product::new(nb, nh, nh, rows(0, nh), rows(o_w, nh), (0, nh));
+        plan.matmul(
+            k,
+            Phase::WeightGradients,
+            pr,
+            &da,
+            p_,
+            &dh0,
+            false,
+            None,
+            None,
+            None,
+        );
+
+        let phases = plan.finish(gpu);
         Ok(Self {
             config,
             batch,
             steps,
+            recurrence,
             params,
             grads,
             x,
             targets,
+            wt,
+            vt,
             pre,
             hs,
             logits,
@@ -566,7 +883,6 @@ impl GpuStep {
     }
 
     /// The recorded phases, for per-phase profiling.
-    #[allow(dead_code)] // used by `bench --profile`
     pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
         &self.phases
     }

@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::context::{Gpu, map_read};
 use crate::gpu::kernels::{Access, Kernel, Kernels};
-use crate::gpu::step::{Dispatch, GpuStep, grid_1d, storage, uniform};
+use crate::gpu::step::{Dispatch, GpuStep, Recurrence, grid_1d, storage, uniform};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::{OptimizerConfig, OptimizerKind, OptimizerState};
 use bytemuck::{Pod, Zeroable};
@@ -77,28 +77,66 @@ pub struct GpuTrainer {
     counters: Counters,
 }
 
+/// The shapes a trainer is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrainerShape {
+    /// B of the training batches.
+    pub batch: usize,
+    /// T of every chunk.
+    pub steps: usize,
+    /// B of the evaluation batches, if the trainer evaluates.
+    pub eval_batch: Option<usize>,
+    /// How the recurrences are dispatched; `None` chooses by [`Recurrence::auto`].
+    pub recurrence: Option<Recurrence>,
+}
+
+impl TrainerShape {
+    /// Training batches of (B, T), no evaluation, the recurrence chosen for the shape.
+    pub fn new(batch: usize, steps: usize) -> Self {
+        Self {
+            batch,
+            steps,
+            eval_batch: None,
+            recurrence: None,
+        }
+    }
+}
+
 impl GpuTrainer {
     /// Builds the training step for batches of (B, T), an evaluation step for (B_eval, T) when
-    /// `eval_batch` is given, and the optimizer; uploads the parameters.
+    /// `shape.eval_batch` is given, and the optimizer; uploads the parameters.
     pub fn new(
         gpu: Gpu,
         config: ModelConfig,
-        batch: usize,
-        steps: usize,
-        eval_batch: Option<usize>,
+        shape: TrainerShape,
         optim: OptimizerConfig,
         params: &Params<f32>,
     ) -> Result<Self> {
+        let TrainerShape {
+            batch,
+            steps,
+            eval_batch,
+            recurrence,
+        } = shape;
+        let recurrence = recurrence.unwrap_or_else(|| Recurrence::auto(batch, config.hidden));
         optim.validate()?;
         let kernels = gpu.scoped("building the compute pipelines", || {
             Kernels::new(&gpu.device)
         })?;
         let train = gpu.scoped("allocating the training step", || {
-            GpuStep::new(&gpu, &kernels, config, batch, steps)
+            GpuStep::new(&gpu, &kernels, config, batch, steps, recurrence)
         })??;
         let eval = match eval_batch {
             Some(b) => Some(gpu.scoped("allocating the evaluation step", || {
-                GpuStep::with_params(&gpu, &kernels, config, b, steps, Some(train.params.clone()))
+                GpuStep::with_params(
+                    &gpu,
+                    &kernels,
+                    config,
+                    b,
+                    steps,
+                    recurrence,
+                    Some(train.params.clone()),
+                )
             })??),
             None => None,
         };
@@ -139,6 +177,7 @@ impl GpuTrainer {
                             ("stats", ReadWrite),
                             ("step", ReadWrite),
                         ],
+                        &[],
                     )
                 };
                 let p = OptimParams {
@@ -319,6 +358,88 @@ impl GpuTrainer {
             "reading the gradient norm back",
         )?);
         Ok(stats[1])
+    }
+
+    /// One training step with each phase in its own compute pass between timestamp queries;
+    /// returns (phase, milliseconds) in order. Needs `TIMESTAMP_QUERY`.
+    pub fn profile_step(
+        &mut self,
+        inputs: &Inputs,
+        targets: &Targets,
+    ) -> Result<Vec<(&'static str, f64)>> {
+        if !self.gpu.timestamps {
+            return Err(Error::Adapter {
+                problem: format!(
+                    "{} has no timestamp queries",
+                    crate::gpu::describe(&self.gpu.info)
+                ),
+                hint: "run bench without --profile".into(),
+            });
+        }
+        let mut phases: Vec<(&'static str, &[Dispatch])> = self
+            .train
+            .phases()
+            .iter()
+            .map(|(p, d)| (p.name(), d.as_slice()))
+            .collect();
+        phases.push(("optimizer", &self.optimizer));
+        let count = 2 * phases.len() as u32;
+        let (set, resolve, read) = self.gpu.scoped("creating timestamp queries", || {
+            let set = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("phase timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            let bytes = count as u64 * 8;
+            let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let read = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps read-back"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            (set, resolve, read)
+        })?;
+        self.train.write_data(&self.gpu, inputs, targets);
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        for (i, (name, dispatches)) in phases.iter().enumerate() {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(name),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &set,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            for d in *dispatches {
+                d.record(&mut pass);
+            }
+        }
+        encoder.resolve_query_set(&set, 0..count, &resolve, 0);
+        encoder.copy_buffer_to_buffer(&resolve, 0, &read, 0, count as u64 * 8);
+        self.gpu.queue.submit([encoder.finish()]);
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&map_read(
+            &self.gpu,
+            &read,
+            count as u64 * 8,
+            "reading timestamps",
+        )?);
+        let period = self.gpu.queue.get_timestamp_period() as f64;
+        Ok(phases
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                (
+                    *name,
+                    ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period * 1e-6,
+                )
+            })
+            .collect())
     }
 
     /// The mean loss over evaluation chunks, run from a zero hidden state carried from chunk to
