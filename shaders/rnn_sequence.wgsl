@@ -1,68 +1,104 @@
 // rnn_sequence.wgsl: the whole forward or backward recurrence in one dispatch ("persistent").
 //
 // Math, as in the per-timestep products of matmul.wgsl:
-//   forward_sequence,  t = 0..T-1:   h[t+1, b, j] = tanh(pre[t, b, j] + Σ_k h[t, b, k] W^T[k, j])
-//   backward_sequence, t = T-1..0:   dA[t, b, k]  = (dh[t, b, k] + Σ_j dA[t+1, b, j] W[j, k]) ⊙ (1 − h[t+1, b, k]²)
+//   forward_sequence,  t = 0..T-1:   h[t+1, b, j] = tanh(Σ_k h[t, b, k] W^T[k, j] + pre[t, b, j])
+//   backward_sequence, t = T-1..0:   dA[t, b, k]  = (Σ_j dA[t+1, b, j] W[j, k] + dh[t, b, k]) ⊙ (1 − h[t+1, b, k]²)
 //                                    (the sum left out at t = T-1)
 // Batch rows are independent in time, so each workgroup owns `rows_per_group` rows and loops over
 // t on its own, keeping the state of its rows in workgroup memory (two halves, read one, write the
 // other) with a workgroupBarrier() between timesteps. No workgroup ever waits for another: WGSL has
 // no grid-wide barrier, and spinning on one across workgroups may deadlock.
+//
+// Each invocation computes four neighbouring columns of a row, reading the state and the weights
+// as vec4s: the weights are a copy with rows padded to H4 = H rounded up to a multiple of 4
+// (zeros in the padding; transpose.wgsl makes it), and the state rows are padded the same way.
 // The sums run over k (j) in order and the addend comes last, as in matmul.wgsl.
-// rows_per_group · H ≤ 2048.
+// rows_per_group · H4 ≤ 2048.
 //
 // Bindings (forward | backward):
 //   @binding(0) p:   SequenceParams, uniform (dynamic offset)
-//   @binding(1) src: array<f32>, read        pre (T, B, H)      | dh (T, B, H)
-//   @binding(2) w:   array<f32>, read        W^T (H, H)         | W (H, H) at w_offset
-//   @binding(3) aux: array<f32>, read        (unused)           | hs (T+1, B, H)
-//   @binding(4) out: array<f32>, read_write  hs (T+1, B, H)     | dA (T, B, H)
+//   @binding(1) src: array<f32>, read               pre (T, B, H)   | dh (T, B, H)
+//   @binding(2) w:   array<vec4<f32>>, read         W^T (H, H4)     | W (H, H4)
+//   @binding(3) aux: array<f32>, read               (unused)        | hs (T+1, B, H)
+//   @binding(4) out: array<f32>, read_write         hs (T+1, B, H)  | dA (T, B, H)
 
 struct SequenceParams {
     batch: u32,
     hidden: u32,
+    hidden4: u32,
     steps: u32,
     rows_per_group: u32,
-    w_offset: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
 }
 
+// Elements of one half of the state.
 const HALF: u32 = 2048u;
 
 @group(0) @binding(0) var<uniform> p: SequenceParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> aux: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-var<workgroup> state: array<f32, 4096>;
+// Two halves of HALF elements, as vec4s.
+var<workgroup> state: array<vec4<f32>, 1024>;
+
+// Σ_k state[half][r, k] · w[k, 4q..4q+3] over the padded row r of the state.
+fn row_times_w(half: u32, r: u32, q: u32) -> vec4<f32> {
+    let q4 = p.hidden4 / 4u;
+    let base = (half * HALF + r * p.hidden4) / 4u;
+    var acc = vec4<f32>(0.0);
+    for (var k4 = 0u; k4 < q4; k4++) {
+        let s = state[base + k4];
+        let k = 4u * k4;
+        acc += s.x * w[k * q4 + q];
+        acc += s.y * w[(k + 1u) * q4 + q];
+        acc += s.z * w[(k + 2u) * q4 + q];
+        acc += s.w * w[(k + 3u) * q4 + q];
+    }
+    return acc;
+}
+
+// Writes element (r, j) of a padded state half.
+fn set_state(half: u32, r: u32, j: u32, v: f32) {
+    let e = half * HALF + r * p.hidden4 + j;
+    state[e / 4u][e % 4u] = v;
+}
 
 @compute @workgroup_size(256)
 fn forward_sequence(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let nh = p.hidden;
     let b0 = wid.x * p.rows_per_group;
-    let n = min(p.rows_per_group, p.batch - b0) * nh;
+    let rows = min(p.rows_per_group, p.batch - b0);
+    let quads = rows * (p.hidden4 / 4u);
     let row_block = b0 * nh;
     let step = p.batch * nh;
-    for (var idx = lid; idx < n; idx += 256u) {
-        state[idx] = out[row_block + idx];
+    // h_0 into half 0, zeros in the padding of both halves.
+    for (var e = lid; e < 2u * HALF / 4u; e += 256u) {
+        state[e] = vec4<f32>(0.0);
+    }
+    workgroupBarrier();
+    for (var idx = lid; idx < rows * nh; idx += 256u) {
+        set_state(0u, idx / nh, idx % nh, out[row_block + idx]);
     }
     workgroupBarrier();
     for (var t = 0u; t < p.steps; t++) {
-        let cur = (t % 2u) * HALF;
-        let nxt = HALF - cur;
-        for (var idx = lid; idx < n; idx += 256u) {
-            let r = idx / nh;
-            let j = idx % nh;
-            var a = 0.0;
-            for (var k = 0u; k < nh; k++) {
-                a += state[cur + r * nh + k] * w[k * nh + j];
+        let cur = t % 2u;
+        for (var idx = lid; idx < quads; idx += 256u) {
+            let r = idx / (p.hidden4 / 4u);
+            let q = idx % (p.hidden4 / 4u);
+            let a = row_times_w(cur, r, q);
+            for (var c = 0u; c < 4u; c++) {
+                let j = 4u * q + c;
+                if (j < nh) {
+                    let e = t * step + row_block + r * nh + j;
+                    let h = tanh(a[c] + src[e]);
+                    set_state(1u - cur, r, j, h);
+                    out[e + step] = h;
+                }
             }
-            let h = tanh(a + src[t * step + row_block + idx]);
-            state[nxt + idx] = h;
-            out[(t + 1u) * step + row_block + idx] = h;
         }
         workgroupBarrier();
     }
@@ -72,27 +108,32 @@ fn forward_sequence(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
 fn backward_sequence(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let nh = p.hidden;
     let b0 = wid.x * p.rows_per_group;
-    let n = min(p.rows_per_group, p.batch - b0) * nh;
+    let rows = min(p.rows_per_group, p.batch - b0);
+    let quads = rows * (p.hidden4 / 4u);
     let row_block = b0 * nh;
     let step = p.batch * nh;
+    for (var e = lid; e < 2u * HALF / 4u; e += 256u) {
+        state[e] = vec4<f32>(0.0);
+    }
+    workgroupBarrier();
     for (var s = 0u; s < p.steps; s++) {
         let t = p.steps - 1u - s;
-        let cur = (s % 2u) * HALF;
-        let nxt = HALF - cur;
-        for (var idx = lid; idx < n; idx += 256u) {
-            let r = idx / nh;
-            let k = idx % nh;
-            var g = 0.0;
-            if (s > 0u) {
-                for (var j = 0u; j < nh; j++) {
-                    g += state[cur + r * nh + j] * w[p.w_offset + j * nh + k];
+        let cur = s % 2u;
+        for (var idx = lid; idx < quads; idx += 256u) {
+            let r = idx / (p.hidden4 / 4u);
+            let q = idx % (p.hidden4 / 4u);
+            // dA_{T+1} = 0: the state half read first is all zeros.
+            let g = row_times_w(cur, r, q);
+            for (var c = 0u; c < 4u; c++) {
+                let k = 4u * q + c;
+                if (k < nh) {
+                    let e = t * step + row_block + r * nh + k;
+                    let h = aux[e + step];
+                    let d = (g[c] + src[e]) * (1.0 - h * h);
+                    set_state(1u - cur, r, k, d);
+                    out[e] = d;
                 }
             }
-            g += src[t * step + row_block + idx];
-            let h = aux[(t + 1u) * step + row_block + idx];
-            let d = g * (1.0 - h * h);
-            state[nxt + idx] = d;
-            out[t * step + row_block + idx] = d;
         }
         workgroupBarrier();
     }

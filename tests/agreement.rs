@@ -7,31 +7,34 @@ mod common;
 use unroll::check::RTOL_F32;
 use unroll::compare::compare_all;
 use unroll::cpu;
-use unroll::gpu::{GpuStep, Kernels};
+use unroll::gpu::{GpuStep, Kernels, Recurrence};
 use unroll::model::{Batch, ModelConfig, Params};
 
+/// Both recurrence strategies against the CPU reference on one case.
 fn gpu_matches_cpu(config: ModelConfig, batch: usize, steps: usize, random_h0: bool, seed: u64) {
     let gpu = common::gpu();
     let kernels = Kernels::new(&gpu.device);
     let params = Params::init(config, seed);
     let data = Batch::random(&config, batch, steps, random_h0, seed + 100);
-    let step = GpuStep::new(&gpu, &kernels, config, batch, steps).unwrap();
-    let got = step.run_and_read(&gpu, &params, &data).unwrap();
     let want = cpu::step(&params, &data);
-    let rows = compare_all(
-        &want.tensors(&config, batch, steps),
-        &got.tensors(&config, batch, steps),
-        RTOL_F32,
-    );
-    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["loss", "hs", "logits", "dU", "dW", "db", "dV", "dc", "dh0"]
-    );
-    common::assert_all_pass(
-        &format!("{config:?} B={batch} T={steps} h0 random: {random_h0}"),
-        &rows,
-    );
+    for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
+        let step = GpuStep::new(&gpu, &kernels, config, batch, steps, recurrence).unwrap();
+        let got = step.run_and_read(&gpu, &params, &data).unwrap();
+        let rows = compare_all(
+            &want.tensors(&config, batch, steps),
+            &got.tensors(&config, batch, steps),
+            RTOL_F32,
+        );
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["loss", "hs", "logits", "dU", "dW", "db", "dV", "dc", "dh0"]
+        );
+        common::assert_all_pass(
+            &format!("{config:?} B={batch} T={steps} h0 random: {random_h0}, {recurrence:?}"),
+            &rows,
+        );
+    }
 }
 
 #[test]
@@ -77,20 +80,29 @@ fn large_matches_cpu() {
 }
 
 #[test]
+fn wide_hidden_matches_cpu() {
+    // H·rows at the persistent kernel's workgroup-memory limit, and a hidden size not a multiple of 4.
+    gpu_matches_cpu(ModelConfig::tokens(65, 1024), 2, 5, true, 10);
+    gpu_matches_cpu(ModelConfig::dense(3, 2046, 2), 1, 3, true, 11);
+}
+
+#[test]
 fn step_is_bitwise_repeatable() {
     let gpu = common::gpu();
     let kernels = Kernels::new(&gpu.device);
     let config = ModelConfig::tokens(65, 96);
     let params = Params::init(config, 11);
     let data = Batch::random(&config, 6, 24, true, 12);
-    let step = GpuStep::new(&gpu, &kernels, config, 6, 24).unwrap();
-    let a = step.run_and_read(&gpu, &params, &data).unwrap();
-    let b = step.run_and_read(&gpu, &params, &data).unwrap();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-    assert_eq!(a.loss.to_bits(), b.loss.to_bits());
-    assert_eq!(bits(&a.grads), bits(&b.grads));
-    assert_eq!(bits(&a.hs), bits(&b.hs));
-    assert_eq!(bits(&a.dh0), bits(&b.dh0));
+    for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
+        let step = GpuStep::new(&gpu, &kernels, config, 6, 24, recurrence).unwrap();
+        let a = step.run_and_read(&gpu, &params, &data).unwrap();
+        let b = step.run_and_read(&gpu, &params, &data).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+        assert_eq!(bits(&a.grads), bits(&b.grads));
+        assert_eq!(bits(&a.hs), bits(&b.hs));
+        assert_eq!(bits(&a.dh0), bits(&b.dh0));
+    }
 }
 
 #[test]
@@ -98,7 +110,7 @@ fn wrong_batch_shape_is_an_error() {
     let gpu = common::gpu();
     let kernels = Kernels::new(&gpu.device);
     let config = ModelConfig::tokens(10, 8);
-    let step = GpuStep::new(&gpu, &kernels, config, 2, 4).unwrap();
+    let step = GpuStep::new(&gpu, &kernels, config, 2, 4, Recurrence::PerStep).unwrap();
     let data = Batch::random(&config, 3, 4, false, 0);
     let err = step
         .run_and_read(&gpu, &Params::init(config, 0), &data)
@@ -119,13 +131,8 @@ fn oversized_model_names_the_limit() {
     let hidden = 4096;
     let batch = 64;
     let steps = (2 * limit / (4 * hidden * batch) as u64) as usize;
-    let err = match GpuStep::new(
-        &gpu,
-        &kernels,
-        ModelConfig::tokens(65, hidden),
-        batch,
-        steps,
-    ) {
+    let config = ModelConfig::tokens(65, hidden);
+    let err = match GpuStep::new(&gpu, &kernels, config, batch, steps, Recurrence::PerStep) {
         Ok(_) => panic!(
             "a step of {} MiB of hidden states was accepted",
             (2 * limit) >> 20

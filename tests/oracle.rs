@@ -7,6 +7,7 @@ use std::path::Path;
 use unroll::check::{Case, RTOL_F32, RTOL_F64, check};
 use unroll::compare::compare_all;
 use unroll::cpu;
+use unroll::gpu::Recurrence;
 use unroll::model::Params;
 
 const ORACLE: &str = "tests/fixtures/grad_ref_V65_H32_B4_T16_seed7.safetensors";
@@ -42,9 +43,11 @@ fn cpu_f32_reproduces_the_oracle() {
 #[test]
 fn gpu_reproduces_the_oracle() {
     let gpu = common::gpu();
-    let report = check(Some(&gpu), &oracle(), None).unwrap();
-    assert_eq!(report.sections.len(), 4);
-    assert!(report.pass(), "{}", report.render());
+    for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
+        let report = check(Some(&gpu), &oracle(), Some(recurrence), None).unwrap();
+        assert_eq!(report.sections.len(), 4);
+        assert!(report.pass(), "{}", report.render());
+    }
 }
 
 #[test]
@@ -52,7 +55,7 @@ fn check_dump_holds_both_paths() {
     let gpu = common::gpu();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dump.safetensors");
-    check(Some(&gpu), &oracle(), Some(&path)).unwrap();
+    check(Some(&gpu), &oracle(), None, Some(&path)).unwrap();
     let f = unroll::tensorfile::TensorFile::open(&path).unwrap();
     for prefix in ["gpu", "cpu"] {
         for (name, shape) in [

@@ -6,7 +6,7 @@ use std::path::Path;
 use unroll::checkpoint::Checkpoint;
 use unroll::data::{Streams, arithmetic_score, builtin_corpus};
 use unroll::engine::{CpuTrainer, Engine};
-use unroll::gpu::{AdapterChoice, GpuTrainer};
+use unroll::gpu::{AdapterChoice, GpuTrainer, TrainerShape};
 use unroll::model::{ModelConfig, Params};
 use unroll::optim::{OptimizerConfig, OptimizerKind};
 use unroll::tensorfile::TensorFile;
@@ -31,6 +31,7 @@ fn opts(dir: &Path, device: Device) -> RunOptions {
         out_dir: dir.to_owned(),
         device,
         adapter: AdapterChoice::default(),
+        recurrence: None,
         resume: None,
         quiet: true,
         interrupt: None,
@@ -96,7 +97,14 @@ fn gpu_training_matches_cpu() {
         ..OptimizerConfig::default()
     };
     let params = Params::init(config, 5);
-    let mut g = GpuTrainer::new(gpu_context(), config, b, t, None, optim, &params).unwrap();
+    let mut g = GpuTrainer::new(
+        gpu_context(),
+        config,
+        TrainerShape::new(b, t),
+        optim,
+        &params,
+    )
+    .unwrap();
     let mut c = CpuTrainer::new(params.clone(), b, t, optim).unwrap();
     for k in 0..6 {
         let (x, y) = streams.chunk(k);
@@ -131,6 +139,43 @@ fn gpu_training_matches_cpu() {
         "the parameters barely moved ({moved}): the test would prove nothing"
     );
     assert_eq!(g.optimizer_state().unwrap().step, 6);
+}
+
+/// The GPU's evaluation (forward and loss from a zero state carried through the chunks, on its own
+/// batch size) gives the CPU's loss, for both recurrence strategies.
+#[test]
+fn gpu_evaluation_matches_cpu() {
+    use unroll::gpu::Recurrence;
+    let _ = common::gpu();
+    let text = builtin_corpus(600, 4);
+    let vocab = unroll::data::Vocab::from_text(&text);
+    let tokens = vocab.encode(text.as_bytes()).unwrap();
+    let streams = Streams::new(&tokens, 3, 10, "validation").unwrap();
+    let chunks: Vec<_> = (0..4).map(|k| streams.chunk(k)).collect();
+    let config = ModelConfig::tokens(vocab.len(), 36);
+    let params = Params::init(config, 8);
+    let mut c = CpuTrainer::new(params.clone(), 5, 10, OptimizerConfig::default()).unwrap();
+    let want = Engine::evaluate(&mut c, &chunks).unwrap();
+    for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
+        let shape = TrainerShape {
+            eval_batch: Some(3),
+            recurrence: Some(recurrence),
+            ..TrainerShape::new(5, 10)
+        };
+        let mut g = GpuTrainer::new(
+            gpu_context(),
+            config,
+            shape,
+            OptimizerConfig::default(),
+            &params,
+        )
+        .unwrap();
+        let got = g.evaluate(&chunks).unwrap();
+        assert!(
+            (got - want).abs() <= 1e-5 * want,
+            "{recurrence:?}: GPU {got}, CPU {want}"
+        );
+    }
 }
 
 fn gpu_context() -> unroll::gpu::Gpu {
@@ -175,7 +220,14 @@ fn gpu_optimizer_matches_cpu() {
             ..OptimizerConfig::default()
         };
         let params = Params::init(config, 4);
-        let mut g = GpuTrainer::new(gpu_context(), config, 1, 1, None, optim, &params).unwrap();
+        let mut g = GpuTrainer::new(
+            gpu_context(),
+            config,
+            TrainerShape::new(1, 1),
+            optim,
+            &params,
+        )
+        .unwrap();
         let mut p = params.data.clone();
         let mut state = unroll::optim::OptimizerState::new(n);
         for step in 0..5 {

@@ -341,9 +341,9 @@ pub const TANH_GRAD: u32 = 8;
 pub struct SequenceParams {
     pub batch: u32,
     pub hidden: u32,
+    pub hidden4: u32,
     pub steps: u32,
     pub rows_per_group: u32,
-    pub w_offset: u32,
     pub _pad: [u32; 3],
 }
 
@@ -356,6 +356,9 @@ pub struct TransposeParams {
     pub cols: u32,
     pub in_offset: u32,
     pub out_offset: u32,
+    pub out_stride: u32,
+    pub transpose: u32,
+    pub _pad: [u32; 2],
 }
 
 /// The uniform of embedding.wgsl.

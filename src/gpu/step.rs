@@ -7,7 +7,7 @@
 //!
 //! | phase                | dispatches     | computes                                              |
 //! |----------------------|---------------:|-------------------------------------------------------|
-//! | weight transposes    | 2              | `W^T`, `V^T`, so that the products read them row by row |
+//! | weight layouts       | 2, or 3        | `W^T`, `V^T` (and W) with rows padded for vec4 loads   |
 //! | input projection     | 1              | `pre = x U^T + b` for all T·B rows (gather for tokens) |
 //! | forward recurrence   | T, or 1        | `h_t = tanh(pre_t + h_{t-1} W^T)`                      |
 //! | output and loss      | 3              | `y = hs V^T + c`, per-row loss and `dy`, the mean loss |
@@ -54,7 +54,7 @@ impl Phase {
     /// A short human name.
     pub fn name(&self) -> &'static str {
         match self {
-            Phase::Transposes => "weight transposes",
+            Phase::Transposes => "weight layouts",
             Phase::InputProjection => "input projection",
             Phase::ForwardRecurrence => "forward recurrence",
             Phase::OutputAndLoss => "output and loss",
@@ -83,11 +83,11 @@ pub enum Recurrence {
 pub const PERSISTENT_MAX_ELEMENTS: usize = 2048;
 
 impl Recurrence {
-    /// The strategy for a shape, by a rule measured on the software adapters (see README,
-    /// Performance): the persistent kernel saves 2·T dispatches, which is what small steps cost;
-    /// once a timestep's product is large, the per-step matmul's 4×4 register blocks win.
+    /// The strategy for a shape, by a rule measured on lavapipe (README, Performance): the
+    /// persistent kernel saves 2·T dispatches but runs each block of batch rows on one workgroup;
+    /// it won up to B·H = 512 (e.g. H=100 B=1, H=128 B=4, H=64 B=8) and lost from B·H = 2048 on.
     pub fn auto(batch: usize, hidden: usize) -> Self {
-        if hidden <= PERSISTENT_MAX_ELEMENTS && batch * hidden * hidden <= 1 << 19 {
+        if batch * hidden.next_multiple_of(4) <= 1024 {
             Recurrence::Persistent
         } else {
             Recurrence::PerStep
@@ -350,14 +350,16 @@ impl Product {
 
     /// The matmul.wgsl variant for this product: `matmul4` when A and B are aligned to vec4s.
     fn variant(&self, a_in_c: bool, one_hot_b: bool) -> MatmulVariant {
-        let aligned = |o: &Operand, strided: usize| o.offset % 4 == 0 && strided % 4 == 0;
+        let aligned =
+            |o: &Operand, strided: usize| o.offset.is_multiple_of(4) && strided.is_multiple_of(4);
         let b_rows = one_hot_b || (self.b.col_stride == 1 && aligned(&self.b, self.b.row_stride));
-        let a_rows =
-            self.a.col_stride == 1 && aligned(&self.a, self.a.row_stride) && self.k % 4 == 0;
+        let a_rows = self.a.col_stride == 1
+            && aligned(&self.a, self.a.row_stride)
+            && self.k.is_multiple_of(4);
         let a_cols = !a_in_c
             && self.a.row_stride == 1
             && aligned(&self.a, self.a.col_stride)
-            && self.m % 4 == 0;
+            && self.m.is_multiple_of(4);
         // The one-hot B is read in the column-major path only.
         let use_cols = a_cols && (one_hot_b || !a_rows);
         let vec4 = b_rows && (use_cols || (a_rows && !one_hot_b));
@@ -392,10 +394,12 @@ pub struct GpuStep {
     pub x: wgpu::Buffer,
     /// targets: token ids (T, B) u32, or (T, B, O) f32.
     pub targets: wgpu::Buffer,
-    /// W^T.                                       (H, H)
+    /// W^T, rows padded to H4 (H rounded up to a multiple of 4).   (H4, H4)
     pub wt: wgpu::Buffer,
-    /// V^T.                                       (H, O)
+    /// V^T, rows padded to O4.                    (H, O4)
     pub vt: wgpu::Buffer,
+    /// W, rows padded to H4 (persistent recurrence).   (H4, H4)
+    pub w_padded: wgpu::Buffer,
     /// x U^T + b.                                 (T, B, H)
     pub pre: wgpu::Buffer,
     /// h_0 … h_T.                                 (T+1, B, H)
@@ -453,7 +457,8 @@ impl GpuStep {
         let (ni, nh, no) = (config.input, config.hidden, config.output);
         let (nb, nt) = (batch, steps);
         let n_rows = nt * nb;
-        if recurrence == Recurrence::Persistent && nh > PERSISTENT_MAX_ELEMENTS {
+        if recurrence == Recurrence::Persistent && nh.next_multiple_of(4) > PERSISTENT_MAX_ELEMENTS
+        {
             return Err(Error::config(
                 format!(
                     "the persistent recurrence holds at most H={PERSISTENT_MAX_ELEMENTS} in workgroup memory, H is {nh}"
@@ -498,8 +503,10 @@ impl GpuStep {
         let grads = buf("grads", layout.len);
         let x = buf("x", x_len);
         let targets = buf("targets", target_len);
-        let wt = buf("wt", nh * nh);
-        let vt = buf("vt", nh * no);
+        let (h4, o4) = (nh.next_multiple_of(4), no.next_multiple_of(4));
+        let wt = buf("wt", h4 * h4);
+        let vt = buf("vt", nh * o4);
+        let w_padded = buf("w_padded", h4 * h4);
         let pre = buf("pre", n_rows * nh);
         let hs = buf("hs", (nt + 1) * nb * nh);
         let logits = buf("logits", n_rows * no);
@@ -524,13 +531,21 @@ impl GpuStep {
         // (read-only), except where params is C.
         let p_ = &params;
 
-        // Weight transposes: W^T (H, H) and V^T (H, O).
-        for (rows_, cols_, in_offset, out) in [(nh, nh, o_w, &wt), (no, nh, o_v, &vt)] {
+        // Weight layouts: W^T (H, H4) and V^T (H, O4), rows padded to multiples of 4; and, for the
+        // persistent recurrence, W (H, H4).
+        let mut layouts = vec![(nh, nh, o_w, &wt, h4, true), (no, nh, o_v, &vt, o4, true)];
+        if recurrence == Recurrence::Persistent {
+            layouts.push((nh, nh, o_w, &w_padded, h4, false));
+        }
+        for (rows_, cols_, in_offset, out, out_stride, transpose) in layouts {
             let tp = TransposeParams {
                 rows: rows_ as u32,
                 cols: cols_ as u32,
                 in_offset: in_offset as u32,
                 out_offset: 0,
+                out_stride: out_stride as u32,
+                transpose: transpose as u32,
+                _pad: [0; 2],
             };
             plan.push(
                 Phase::Transposes,
@@ -582,7 +597,7 @@ impl GpuStep {
         }
 
         // Forward recurrence.
-        let rows_per_group = Recurrence::rows_per_group(nb, nh);
+        let rows_per_group = Recurrence::rows_per_group(nb, h4);
         let sequence_groups = (nb.div_ceil(rows_per_group) as u32, 1, 1);
         match recurrence {
             Recurrence::PerStep => {
@@ -593,7 +608,7 @@ impl GpuStep {
                         nh,
                         nh,
                         rows(t * h1, nh),
-                        rows(0, nh),
+                        rows(0, h4),
                         ((t + 1) * h1, nh),
                     );
                     pr.flags = ADD_MATRIX | TANH;
@@ -617,9 +632,9 @@ impl GpuStep {
                 let sp = SequenceParams {
                     batch: nb as u32,
                     hidden: nh as u32,
+                    hidden4: h4 as u32,
                     steps: nt as u32,
                     rows_per_group: rows_per_group as u32,
-                    w_offset: 0,
                     _pad: [0; 3],
                 };
                 plan.push(
@@ -634,7 +649,7 @@ impl GpuStep {
 
         // Output and loss.
         // y (T·B, O) = hs[1..] (T·B, H) · V^T (H, O) + c
-        let mut pr = Product::new(n_rows, no, nh, rows(h1, nh), rows(0, no), (0, no));
+        let mut pr = Product::new(n_rows, no, nh, rows(h1, nh), rows(0, o4), (0, no));
         pr.flags = ADD_BIAS;
         pr.addend_offset = o_c;
         plan.matmul(
@@ -753,16 +768,16 @@ impl GpuStep {
                 let sp = SequenceParams {
                     batch: nb as u32,
                     hidden: nh as u32,
+                    hidden4: h4 as u32,
                     steps: nt as u32,
                     rows_per_group: rows_per_group as u32,
-                    w_offset: o_w as u32,
                     _pad: [0; 3],
                 };
                 plan.push(
                     Phase::BackwardRecurrence,
                     &k.backward_sequence,
                     &sp,
-                    vec![&dh, p_, &hs, &da],
+                    vec![&dh, &w_padded, &hs, &da],
                     sequence_groups,
                 );
             }
@@ -835,6 +850,7 @@ impl GpuStep {
             targets,
             wt,
             vt,
+            w_padded,
             pre,
             hs,
             logits,
@@ -873,7 +889,10 @@ impl GpuStep {
         for (phase, dispatches) in &self.phases {
             if matches!(
                 phase,
-                Phase::InputProjection | Phase::ForwardRecurrence | Phase::OutputAndLoss
+                Phase::Transposes
+                    | Phase::InputProjection
+                    | Phase::ForwardRecurrence
+                    | Phase::OutputAndLoss
             ) {
                 for d in dispatches {
                     d.record(pass);
