@@ -8,5 +8,5 @@ pub mod trainer;
 
 pub use context::{AdapterChoice, Gpu, describe, info_report, list_adapters};
 pub use kernels::Kernels;
-pub use step::{GpuStep, Phase, Recurrence};
+pub use step::{GpuStep, MatmulProbe, Phase, Recurrence};
 pub use trainer::{Counters, GpuTrainer, StepStats, TrainerShape};
