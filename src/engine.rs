@@ -181,6 +181,16 @@ impl Engine for CpuTrainer {
     }
 
     fn set_hidden(&mut self, h: &[f32]) -> Result<()> {
+        if h.len() != self.carry.len() {
+            return Err(crate::Error::config(
+                format!(
+                    "a hidden state of {} values for B·H = {}",
+                    h.len(),
+                    self.carry.len()
+                ),
+                "resume with the batch size the checkpoint was trained with",
+            ));
+        }
         self.carry.copy_from_slice(h);
         Ok(())
     }

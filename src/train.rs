@@ -7,7 +7,7 @@ use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_text};
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, Recurrence, TrainerShape};
+use crate::gpu::{AdapterChoice, Gpu, GpuStep, GpuTrainer, Recurrence, TrainerShape};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::OptimizerConfig;
 use crate::plot;
@@ -41,6 +41,9 @@ pub enum Device {
     /// The CPU reference: slow, and bitwise repeatable.
     Cpu,
 }
+
+/// The largest hidden size accepted (W then takes 1 GiB).
+pub const MAX_HIDDEN: usize = 16_384;
 
 /// The configuration of a run, stored in its checkpoints.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -126,14 +129,14 @@ impl TrainConfig {
         positive("the number of steps", "--iters", self.iters)?;
         positive("--log-every", "--log-every", self.log_every)?;
         positive("--eval-every", "--eval-every", self.eval_every)?;
-        if self.hidden > 65_536 {
+        if self.hidden > MAX_HIDDEN {
             return Err(Error::config(
                 format!(
-                    "hidden size {} is absurdly large (W alone would be {} GiB)",
+                    "hidden size {} is too large: W alone would take {:.1} GiB",
                     self.hidden,
-                    (self.hidden * self.hidden * 4) >> 30
+                    (self.hidden as f64).powi(2) * 4.0 / (1u64 << 30) as f64
                 ),
-                "pass a --hidden of at most a few thousand",
+                format!("pass a --hidden of at most {MAX_HIDDEN}"),
             ));
         }
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
@@ -330,6 +333,20 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         resumed.as_ref().and_then(|c| c.info.normalization.clone()),
     )?;
     let config = data.config;
+    let val_b = match data.val.first() {
+        Some((Inputs::Tokens(x), _)) => x.len() / cfg.seq_len,
+        Some((Inputs::Dense(x), _)) => x.len() / cfg.seq_len / config.input,
+        None => 0,
+    };
+    // The adapter and its limits are checked before anything of the model's size is allocated.
+    let gpu = match opts.device {
+        Device::Gpu => {
+            let gpu = Gpu::new(&opts.adapter)?;
+            GpuStep::check_fits(&gpu, &config, cfg.batch, cfg.seq_len)?;
+            Some(gpu)
+        }
+        Device::Cpu => None,
+    };
     let params = match &resumed {
         Some(ck) => {
             if ck.params.config != config {
@@ -345,14 +362,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         }
         None => Params::init(config, cfg.seed),
     };
-    let val_b = match data.val.first() {
-        Some((Inputs::Tokens(x), _)) => x.len() / cfg.seq_len,
-        Some((Inputs::Dense(x), _)) => x.len() / cfg.seq_len / config.input,
-        None => 0,
-    };
-    let mut engine: Box<dyn Engine> = match opts.device {
-        Device::Gpu => {
-            let gpu = Gpu::new(&opts.adapter)?;
+    let mut engine: Box<dyn Engine> = match gpu {
+        Some(gpu) => {
             let shape = TrainerShape {
                 eval_batch: Some(val_b),
                 recurrence: opts.recurrence,
@@ -360,7 +371,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             };
             Box::new(GpuTrainer::new(gpu, config, shape, cfg.optim, &params)?)
         }
-        Device::Cpu => Box::new(CpuTrainer::new(params, cfg.batch, cfg.seq_len, cfg.optim)?),
+        None => Box::new(CpuTrainer::new(params, cfg.batch, cfg.seq_len, cfg.optim)?),
     };
     let mut step = 0u64;
     if let Some(ck) = &resumed {
@@ -380,6 +391,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         )
     })?;
     let checkpoint_path = opts.out_dir.join("model.safetensors");
+    remove_stale_temporaries(&checkpoint_path);
     let metrics_path = opts.out_dir.join("metrics.csv");
     let plot_path = opts.out_dir.join("loss.svg");
     let mut metrics = Metrics::open(&metrics_path, resumed.is_some(), step)?;
@@ -568,6 +580,21 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         plot: plot_path,
         device: engine.device(),
     })
+}
+
+/// Removes the temporary files that a process killed while writing `path` left beside it.
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp", name.to_string_lossy());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// The metrics file: one CSV row per reported step.

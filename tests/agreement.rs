@@ -142,3 +142,27 @@ fn oversized_model_names_the_limit() {
     assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
     assert!(err.contains("hidden states"), "{err}");
 }
+
+#[test]
+fn gpu_errors_name_the_operation() {
+    let gpu = common::gpu();
+    let too_big = gpu.limits().max_buffer_size + 4;
+    let err = gpu
+        .scoped("allocating an impossible buffer", || {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("impossible"),
+                size: too_big,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        })
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("GPU error during allocating an impossible buffer"),
+        "{err}"
+    );
+    // The device still works afterwards.
+    gpu.check("after the error").unwrap();
+}

@@ -206,32 +206,18 @@ impl Gpu {
         self.check(op)
     }
 
-    /// Checks that a buffer of `bytes` fits the device's limits for a buffer bound as storage.
-    pub fn check_storage_size(
-        &self,
-        what: &str,
-        bytes: u64,
-        hint: impl FnOnce() -> String,
-    ) -> Result<()> {
+    /// The largest buffer the device binds as storage: the name of the limiting wgpu limit and
+    /// its value in bytes.
+    pub fn storage_limit(&self) -> (&'static str, u64) {
         let limits = self.limits();
-        let (limit, allowed) = if limits.max_storage_buffer_binding_size < limits.max_buffer_size {
+        if limits.max_storage_buffer_binding_size < limits.max_buffer_size {
             (
                 "max_storage_buffer_binding_size",
                 limits.max_storage_buffer_binding_size,
             )
         } else {
             ("max_buffer_size", limits.max_buffer_size)
-        };
-        if bytes > allowed {
-            return Err(Error::Limit {
-                what: what.into(),
-                limit,
-                needed: bytes,
-                allowed,
-                hint: hint(),
-            });
         }
-        Ok(())
     }
 
     /// Reads `len` f32 values from a buffer (which needs `COPY_SRC`), starting at element `offset`.

@@ -422,7 +422,86 @@ pub struct GpuStep {
     bytes: u64,
 }
 
+/// The step's largest buffers for a model and (B, T): (what, elements).
+fn buffer_sizes(config: &ModelConfig, batch: usize, steps: usize) -> [(&'static str, usize); 5] {
+    let (ni, nh, no) = (config.input, config.hidden, config.output);
+    let rows = batch * steps;
+    let dense = config.kind == InputKind::Dense;
+    [
+        (
+            "the parameters (U, W, b, V, c)",
+            config.num_params().max(nh.next_multiple_of(4).pow(2)),
+        ),
+        (
+            "the inputs x (T, B, I)",
+            if dense { rows * ni } else { rows },
+        ),
+        ("the targets and outputs (T, B, O)", rows * no),
+        ("the hidden states hs (T+1, B, H)", (steps + 1) * batch * nh),
+        ("the per-timestep gradients dA (T, B, H)", rows * nh),
+    ]
+}
+
 impl GpuStep {
+    /// Checks, before any allocation, that every buffer of a step fits the device's limits; the
+    /// error names the limit, the bytes needed, and the largest hidden size and batch that fit.
+    pub fn check_fits(gpu: &Gpu, config: &ModelConfig, batch: usize, steps: usize) -> Result<()> {
+        let (limit, allowed) = gpu.storage_limit();
+        let fits = |c: &ModelConfig, b: usize| {
+            buffer_sizes(c, b, steps)
+                .iter()
+                .all(|&(_, n)| (n as u64) * 4 <= allowed)
+        };
+        // The largest value in [0, hi] for which `ok` holds (ok is monotone: true, then false).
+        let largest = |hi: usize, ok: &dyn Fn(usize) -> bool| {
+            let (mut lo, mut hi) = (0usize, hi);
+            while lo < hi {
+                let mid = (lo + hi).div_ceil(2);
+                if ok(mid) { lo = mid } else { hi = mid - 1 }
+            }
+            lo
+        };
+        for (what, elements) in buffer_sizes(config, batch, steps) {
+            let needed = elements as u64 * 4;
+            if needed > allowed {
+                let h = largest(config.hidden, &|h| {
+                    h > 0
+                        && fits(
+                            &ModelConfig {
+                                hidden: h,
+                                ..*config
+                            },
+                            batch,
+                        )
+                });
+                let b = largest(batch, &|b| b > 0 && fits(config, b));
+                let mut hint = String::from("the largest settings that fit: ");
+                if h > 0 {
+                    hint += &format!("--hidden {h} at batch {batch}");
+                }
+                if b > 0 {
+                    hint += &format!(
+                        "{}--batch {b} at hidden {}",
+                        if h > 0 { ", or " } else { "" },
+                        config.hidden
+                    );
+                }
+                if h == 0 && b == 0 {
+                    hint += &format!("none at sequence length {steps}; shorten --seq-len");
+                }
+                hint += "; or train with --device cpu";
+                return Err(Error::Limit {
+                    what: what.into(),
+                    limit,
+                    needed,
+                    allowed,
+                    hint,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Allocates every buffer and records every dispatch for this model and (B, T).
     /// Fails with [`Error::Limit`] before any allocation if a buffer does not fit the adapter.
     pub fn new(
@@ -466,6 +545,7 @@ impl GpuStep {
                 "use --recurrence per-step",
             ));
         }
+        Self::check_fits(gpu, &config, nb, nt)?;
         let x_len = match config.kind {
             InputKind::Tokens => n_rows,
             InputKind::Dense => n_rows * ni,
@@ -475,22 +555,6 @@ impl GpuStep {
             InputKind::Dense => n_rows * no,
         };
         let layout = config.layout();
-        let sizes = [
-            ("the parameters (U, W, b, V, c)", layout.len),
-            ("the inputs x (T, B, I)", x_len),
-            ("the targets (T, B, O)", target_len),
-            ("the hidden states hs (T+1, B, H)", (nt + 1) * nb * nh),
-            ("the outputs y (T, B, O)", n_rows * no),
-        ];
-        for (what, elements) in sizes {
-            gpu.check_storage_size(what, (elements * 4) as u64, || {
-                let largest_batch = gpu.limits().max_storage_buffer_binding_size / (4 * (nt + 1) * nh.max(no)) as u64;
-                format!(
-                    "reduce the hidden size (H={nh}), the batch (B={nb}) or the timesteps (T={nt}): \
-                     (T+1)·B·max(H, O)·4 bytes must fit, so at most B={largest_batch} at this H and T; or use --device cpu"
-                )
-            })?;
-        }
         let mut bytes = 0u64;
         let mut buf = |label: &str, n: usize| {
             bytes += (n.max(4) * 4) as u64;

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""The PyTorch baseline of `unroll bench`: the same full training step of a one-hot Elman RNN
+(torch.nn.RNN with tanh + torch.nn.Linear, mean cross-entropy over all T·B positions, backward,
+plain SGD update), float32, timed the same way: after warm-up, each step is run and the device
+synchronised inside the timed region; the median and minimum over the steps are reported.
+FLOPs per step are counted as 6·T·B·(I·H + H·H + H·O), as unroll counts them.
+
+    python3 benches/torch_rnn.py                   # the four standard configurations, CUDA if present
+    python3 benches/torch_rnn.py --device cpu --threads 2 --config 128,32,64
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+
+def bench(device, hidden, batch, steps, vocab, n_steps, warmup):
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(vocab, hidden, nonlinearity="tanh").to(device)
+    head = torch.nn.Linear(hidden, vocab).to(device)
+    params = list(rnn.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=1e-3)
+    x = torch.randint(0, vocab, (steps, batch), device=device)
+    y = torch.randint(0, vocab, (steps, batch), device=device)
+    eye = torch.eye(vocab, device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        h, _ = rnn(eye[x])
+        loss = torch.nn.functional.cross_entropy(head(h).reshape(-1, vocab), y.reshape(-1))
+        loss.backward()
+        opt.step()
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(n_steps):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    median = statistics.median(times)
+    flops = 6 * steps * batch * (vocab * hidden + hidden * hidden + hidden * vocab)
+    return {
+        "config": {"hidden": hidden, "batch": batch, "steps": steps, "vocab": vocab},
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "cudnn": torch.backends.cudnn.version() if device == "cuda" else None,
+        "median_ms": median,
+        "min_ms": min(times),
+        "tokens_per_s": batch * steps / (median * 1e-3),
+        "gflops": flops / (median * 1e-3) * 1e-9,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--config", action="append", help="H,B,T (repeatable)")
+    ap.add_argument("--vocab", type=int, default=65)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = [tuple(int(v) for v in c.split(",")) for c in args.config] if args.config else [
+        (100, 1, 25), (128, 32, 64), (512, 32, 64), (1024, 64, 64)]
+    results = [bench(args.device, h, b, t, args.vocab, args.steps, args.warmup) for h, b, t in configs]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{'H,B,T (I=O)':<16} {'device':<28} {'median ms':>10} {'min ms':>10} {'tokens/s':>12} {'GFLOP/s':>9}")
+    for r in results:
+        c = r["config"]
+        print(f"{c['hidden']},{c['batch']},{c['steps']} ({c['vocab']})".ljust(16),
+              f"{r['device'][:28]:<28} {r['median_ms']:>10.3f} {r['min_ms']:>10.3f} {r['tokens_per_s']:>12.0f} {r['gflops']:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,580 @@
+//! The real binary, given every mistake a user can make: each case checks the exit status and a
+//! message that names the problem, and that no panic or raw wgpu error reaches the user.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn unroll() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_unroll"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs unroll with `args`; asserts it fails with exit status 2 and says every one of `needles`.
+fn fails_with(args: &[&str], needles: &[&str]) -> String {
+    let out = unroll().args(args).output().unwrap();
+    let all = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "unroll {args:?} should fail with status 2:\n{all}"
+    );
+    for n in needles {
+        assert!(
+            all.contains(n),
+            "unroll {args:?}: the message lacks `{n}`:\n{all}"
+        );
+    }
+    for bad in [
+        "panicked",
+        "RUST_BACKTRACE",
+        "Validation Error",
+        "Caused by",
+    ] {
+        assert!(
+            !all.contains(bad),
+            "unroll {args:?} printed `{bad}`:\n{all}"
+        );
+    }
+    all
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// A small trained checkpoint (CPU, a few steps) in `dir`.
+fn checkpoint(dir: &Path) -> PathBuf {
+    let out = unroll()
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--hidden",
+            "8",
+            "--batch",
+            "2",
+            "--seq-len",
+            "8",
+        ])
+        .args([
+            "--iters",
+            "4",
+            "--eval-every",
+            "2",
+            "--log-every",
+            "2",
+            "--sample-len",
+            "0",
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    dir.join("model.safetensors")
+}
+
+fn train_cpu_on(path: &Path) -> Vec<String> {
+    [
+        "train",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--iters",
+        "2",
+        "--data",
+        path.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn data_file_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fails_with(
+        &args(&train_cpu_on(&d.join("missing.txt"))),
+        &["missing.txt", "no such file"],
+    );
+    fails_with(&args(&train_cpu_on(d)), &["is a directory"]);
+    fails_with(
+        &args(&train_cpu_on(Path::new("/proc/self/mem"))),
+        &["/proc/self/mem", "cannot read"],
+    );
+    fails_with(
+        &args(&train_cpu_on(&write(d, "empty.txt", b""))),
+        &["is empty"],
+    );
+    let short = write(d, "short.txt", b"abcdefghij");
+    let mut a = train_cpu_on(&short);
+    a.extend(["--batch", "2", "--seq-len", "8"].map(String::from));
+    fails_with(&args(&a), &["too short for 2 streams", "--seq-len"]);
+    let bad = write(d, "latin1.txt", b"caf\xe9 au lait, caf\xe9 au lait");
+    fails_with(
+        &args(&train_cpu_on(&bad)),
+        &["not valid UTF-8 at byte 3", "--bytes"],
+    );
+}
+
+#[test]
+fn bytes_mode_trains_on_any_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "latin1.txt", &b"caf\xe9 au lait, ".repeat(400));
+    let out = unroll()
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--bytes",
+            "--hidden",
+            "8",
+            "--batch",
+            "4",
+            "--seq-len",
+            "8",
+        ])
+        .args(["--iters", "3", "--sample-len", "20", "--data"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn validation_fraction_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "t.txt", &b"hello world, ".repeat(200));
+    for v in ["0", "1", "-0.5", "NaN"] {
+        let mut a = train_cpu_on(&f);
+        a.extend(["--val-fraction".into(), v.into()]);
+        fails_with(&args(&a), &["validation fraction", "--val-fraction"]);
+    }
+    // A fraction that leaves too little held-out text for one chunk.
+    let mut a = train_cpu_on(&f);
+    a.extend(["--val-fraction", "0.005", "--seq-len", "32"].map(String::from));
+    fails_with(&args(&a), &["validation data has", "--val-fraction"]);
+}
+
+#[test]
+fn size_and_rate_errors() {
+    let base = ["train", "--device", "cpu", "--quiet"];
+    for (flag, value, needle) in [
+        ("--hidden", "0", "hidden size is 0"),
+        ("--seq-len", "0", "sequence length is 0"),
+        ("--batch", "0", "batch size is 0"),
+        ("--iters", "0", "number of steps is 0"),
+        ("--hidden", "1000000", "hidden size 1000000 is too large"),
+        ("--lr", "0", "learning rate 0 is not a positive number"),
+        ("--lr", "-1", "learning rate -1 is not a positive number"),
+        ("--lr", "NaN", "learning rate NaN is not a positive number"),
+        ("--clip", "-1", "gradient clip"),
+    ] {
+        let mut a = base.to_vec();
+        a.extend([flag, value]);
+        if flag != "--iters" {
+            a.extend(["--iters", "2"]);
+        }
+        fails_with(&a, &[needle, "hint:"]);
+    }
+}
+
+#[test]
+fn sample_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = checkpoint(dir.path());
+    let ck = ck.to_str().unwrap();
+    fails_with(
+        &["sample", "--checkpoint", ck, "--temperature", "-1"],
+        &["temperature -1"],
+    );
+    fails_with(
+        &["sample", "--checkpoint", ck, "--len", "0"],
+        &["--len is 0"],
+    );
+    fails_with(
+        &["sample", "--checkpoint", ck, "--prime", "€"],
+        &["'€' is not in the model's vocabulary"],
+    );
+    let out = unroll()
+        .args([
+            "sample",
+            "--checkpoint",
+            ck,
+            "--len",
+            "30",
+            "--temperature",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn checkpoint_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = checkpoint(&d.join("good"));
+    let sample = |p: &Path| {
+        vec![
+            "sample".to_string(),
+            "--checkpoint".into(),
+            p.to_str().unwrap().into(),
+        ]
+    };
+    fails_with(
+        &args(&sample(&d.join("none.safetensors"))),
+        &["no such checkpoint"],
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = write(d, "truncated.safetensors", &bytes[..bytes.len() / 2]);
+    fails_with(
+        &args(&sample(&truncated)),
+        &["not a readable safetensors file", "truncated"],
+    );
+    let text_file = write(d, "notes.safetensors", b"these are my notes, not a model");
+    fails_with(
+        &args(&sample(&text_file)),
+        &["not a readable safetensors file"],
+    );
+
+    // Safetensors files from another program.
+    use unroll::tensorfile::{OwnedTensor, write_atomic};
+    let foreign = d.join("foreign.safetensors");
+    write_atomic(
+        &foreign,
+        &[OwnedTensor::f32("encoder.weight", vec![2, 2], &[0.0; 4])],
+        Default::default(),
+    )
+    .unwrap();
+    fails_with(&args(&sample(&foreign)), &["not an unroll checkpoint"]);
+    let ck = unroll::checkpoint::Checkpoint::load(&good).unwrap();
+    let meta: std::collections::HashMap<String, String> = [(
+        "unroll".to_string(),
+        serde_json::to_string(&ck.info).unwrap(),
+    )]
+    .into();
+    let (i, h) = (ck.params.config.input, ck.params.config.hidden);
+    let missing = d.join("missing.safetensors");
+    write_atomic(
+        &missing,
+        &[OwnedTensor::f32(
+            "rnn.weight_ih_l0",
+            vec![h, i],
+            ck.params.get("U"),
+        )],
+        meta.clone(),
+    )
+    .unwrap();
+    fails_with(
+        &args(&sample(&missing)),
+        &["has no tensor `rnn.weight_hh_l0`"],
+    );
+    let shaped = d.join("shaped.safetensors");
+    write_atomic(
+        &shaped,
+        &[OwnedTensor::f32(
+            "rnn.weight_ih_l0",
+            vec![i, h],
+            ck.params.get("U"),
+        )],
+        meta.clone(),
+    )
+    .unwrap();
+    fails_with(
+        &args(&sample(&shaped)),
+        &[
+            "rnn.weight_ih_l0",
+            &format!("has shape [{i}, {h}], expected [{h}, {i}]"),
+        ],
+    );
+    let typed = d.join("typed.safetensors");
+    let as_u32: Vec<u32> = ck.params.get("U").iter().map(|v| v.to_bits()).collect();
+    write_atomic(
+        &typed,
+        &[OwnedTensor::u32("rnn.weight_ih_l0", vec![h, i], &as_u32)],
+        meta,
+    )
+    .unwrap();
+    fails_with(
+        &args(&sample(&typed)),
+        &["rnn.weight_ih_l0", "dtype U32, expected F32"],
+    );
+
+    // Resuming on text with a character the checkpoint's vocabulary lacks.
+    let other = write(d, "other.txt", &b"Zebras zigzag. ".repeat(300));
+    fails_with(
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--resume",
+            good.to_str().unwrap(),
+            "--data",
+            other.to_str().unwrap(),
+        ],
+        &["does not fit the checkpoint's vocabulary", "'Z'"],
+    );
+}
+
+#[test]
+fn adapter_errors() {
+    fails_with(
+        &["info", "--backend", "bogus"],
+        &["unknown backend `bogus`", "vulkan, gl"],
+    );
+    fails_with(
+        &["check", "--backend", "dx12"],
+        &[
+            "no GPU adapter found",
+            "mesa-vulkan-drivers",
+            "--device cpu",
+        ],
+    );
+    fails_with(
+        &["check", "--adapter", "no-such-adapter-anywhere"],
+        &[
+            "no adapter's name contains `no-such-adapter-anywhere`",
+            "the adapters found are",
+            "llvmpipe",
+        ],
+    );
+}
+
+#[test]
+fn model_too_large_for_the_adapter() {
+    // W alone is 8192² · 4 bytes = 256 MiB, twice the software adapters' 128 MiB binding limit.
+    let all = fails_with(
+        &[
+            "train",
+            "--quiet",
+            "--hidden",
+            "8192",
+            "--batch",
+            "4",
+            "--seq-len",
+            "8",
+            "--iters",
+            "1",
+        ],
+        &[
+            "the parameters",
+            "max_storage_buffer_binding_size of 134217728 bytes",
+            "--hidden",
+            "--device cpu",
+        ],
+    );
+    // The largest hidden size named fits: its W is within the limit.
+    let h: usize = all
+        .split("--hidden ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        h.next_multiple_of(4).pow(2) * 4 <= 128 << 20 && h > 4000,
+        "hint names --hidden {h}"
+    );
+}
+
+#[test]
+fn divergence_stops_with_the_step_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let all = fails_with(
+        &[
+            "train",
+            "--quiet",
+            "--hidden",
+            "32",
+            "--batch",
+            "4",
+            "--seq-len",
+            "16",
+            "--iters",
+            "50",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e38",
+            "--clip",
+            "0",
+            "--log-every",
+            "1",
+            "--checkpoint-every",
+            "1",
+            "--out",
+            out,
+        ],
+        &[
+            "training diverged at step",
+            "lower the learning rate (--lr)",
+            "--clip",
+        ],
+    );
+    // The checkpoint of the last good step is on disk, whole and finite: never overwritten by
+    // the diverged weights.
+    let step: u64 = all
+        .split("diverged at step ")
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ck = unroll::checkpoint::Checkpoint::load(&dir.path().join("model.safetensors")).unwrap();
+    assert!(
+        ck.info.step < step,
+        "checkpoint of step {} after divergence at {step}",
+        ck.info.step
+    );
+    assert!(ck.params.data.iter().all(|v| v.is_finite()), "{all}");
+}
+
+fn spawn_training(dir: &Path, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--batch",
+            "4",
+            "--seq-len",
+            "16",
+            "--iters",
+            "1000000",
+        ])
+        .args([
+            "--log-every",
+            "1",
+            "--eval-every",
+            "1000000",
+            "--sample-len",
+            "0",
+            "--out",
+        ])
+        .arg(dir)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the run has written `rows` metrics rows (at most a minute).
+fn wait_for_steps(dir: &Path, rows: usize) {
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(dir.join("metrics.csv")).map_or(0, |s| s.lines().count())
+        < rows + 1
+    {
+        assert!(start.elapsed().as_secs() < 60, "training made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn kill(signal: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn interrupt_writes_a_checkpoint_and_says_how_to_resume() {
+    for signal in ["INT", "TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn_training(dir.path(), &["--hidden", "16", "--checkpoint-every", "0"]);
+        wait_for_steps(dir.path(), 3);
+        kill(signal, child.id());
+        let out = child.wait_with_output().unwrap();
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}:\n{all}");
+        assert!(
+            all.contains("interrupted at step")
+                && all.contains("resume with: unroll train --resume"),
+            "{all}"
+        );
+        let ck =
+            unroll::checkpoint::Checkpoint::load(&dir.path().join("model.safetensors")).unwrap();
+        assert!(
+            ck.info.step >= 3 && ck.info.step < 1_000_000,
+            "step {}",
+            ck.info.step
+        );
+        assert!(ck.optimizer.is_some() && ck.hidden.is_some());
+    }
+}
+
+#[test]
+fn kill_during_checkpoint_writes_leaves_the_last_checkpoint_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    // A model whose checkpoint (parameters and two moments) is a few MiB, written every step.
+    let extra = ["--hidden", "384", "--checkpoint-every", "1"];
+    for round in 0..8u64 {
+        let child = spawn_training(dir.path(), &extra);
+        wait_for_steps(dir.path(), 1);
+        std::thread::sleep(std::time::Duration::from_millis(37 * round));
+        kill("KILL", child.id());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), None, "killed by a signal");
+        let ck = unroll::checkpoint::Checkpoint::load(&dir.path().join("model.safetensors"));
+        assert!(ck.is_ok(), "round {round}: {:?}", ck.err());
+        std::fs::remove_file(dir.path().join("metrics.csv")).unwrap();
+    }
+    // A new run clears the temporary files the killed ones left.
+    let mut child = spawn_training(dir.path(), &extra);
+    wait_for_steps(dir.path(), 1);
+    kill("INT", child.id());
+    child.wait().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn second_interrupt_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Steps slow enough that the second signal arrives while the first step still runs.
+    let child = spawn_training(dir.path(), &["--hidden", "1024", "--checkpoint-every", "0"]);
+    wait_for_steps(dir.path(), 1);
+    kill("INT", child.id());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    kill("INT", child.id());
+    let out = child.wait_with_output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{all}");
+    assert!(all.contains("interrupted twice"), "{all}");
+}
