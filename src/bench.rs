@@ -144,7 +144,8 @@ pub fn bench_gpu(
     steps: usize,
     profile: bool,
 ) -> Result<BenchResult> {
-    let recurrence = recurrence.unwrap_or_else(|| Recurrence::auto(c.batch, c.hidden));
+    let recurrence =
+        recurrence.unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, c.batch, c.hidden));
     let check = check_against_cpu(&gpu, c, recurrence)?;
     let model = c.model();
     let device = format!("gpu: {}", crate::gpu::describe(&gpu.info));

@@ -198,7 +198,8 @@ pub fn check(
 
     let gpu_out: Option<StepOutput<f32>> = match gpu {
         Some(gpu) => {
-            let recurrence = recurrence.unwrap_or_else(|| Recurrence::auto(nb, config.hidden));
+            let recurrence = recurrence
+                .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, nb, config.hidden));
             let kernels = gpu.scoped("building the compute pipelines", || {
                 Kernels::new(&gpu.device)
             })?;

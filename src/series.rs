@@ -119,13 +119,14 @@ pub fn builtin_series(seed: u64) -> Table {
     let rows = (0..4000)
         .map(|t| {
             let t = t as f64;
-            let a = (t / 20.0).sin()
-                + 0.5 * (t / 7.0).sin()
+            let noise = 0.05;
+            let a = (t / 8.0).sin()
+                + 0.5 * (t / 3.0).sin()
                 + 0.0005 * t
-                + 0.05 * rng.random_range(-1.0..1.0);
-            let b = (t / 20.0 + 1.0).cos() * 0.8
-                + 0.3 * (t / 11.0).sin()
-                + 0.05 * rng.random_range(-1.0..1.0);
+                + noise * rng.random_range(-1.0..1.0);
+            let b = 0.8 * (t / 8.0 + 1.0).cos()
+                + 0.3 * (t / 5.0).sin()
+                + noise * rng.random_range(-1.0..1.0);
             vec![a, b]
         })
         .collect();

@@ -578,3 +578,218 @@ fn second_interrupt_exits_at_once() {
     assert_eq!(out.status.code(), Some(130), "{all}");
     assert!(all.contains("interrupted twice"), "{all}");
 }
+
+#[test]
+fn csv_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let series = |p: &Path| {
+        vec![
+            "train", "--task", "series", "--device", "cpu", "--quiet", "--iters", "2", "--data",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([p.to_str().unwrap().to_string()])
+        .collect::<Vec<_>>()
+    };
+    fails_with(&args(&series(&write(d, "empty.csv", b""))), &["is empty"]);
+    fails_with(
+        &args(&series(&write(d, "blank.csv", b"\n\n"))),
+        &["no rows"],
+    );
+    fails_with(
+        &args(&series(&write(d, "ragged.csv", b"a,b\n1,2\n3\n4,5\n"))),
+        &["row 3 has 1 cells, the header has 2"],
+    );
+    fails_with(
+        &args(&series(&write(d, "text.csv", b"a,b\n1,2\n3,high\n4,5\n"))),
+        &["row 3, column 2 (`b`): `high` is not a number"],
+    );
+    fails_with(
+        &args(&series(&write(d, "hole.csv", b"1,2\n3,\n"))),
+        &["row 2, column 2", "the cell is empty"],
+    );
+    fails_with(
+        &args(&series(&write(d, "single.csv", b"a,b\n1,2\n"))),
+        &["1 row of data", "at least 2"],
+    );
+    let ok = write(
+        d,
+        "ok.csv",
+        &(0..50)
+            .map(|i| format!("{i},{}\n", i * 2))
+            .collect::<String>()
+            .into_bytes(),
+    );
+    let mut a = series(&ok);
+    a.extend(["--columns", "x"].map(String::from));
+    fails_with(&args(&a), &["no column `x`", "the columns are: 0, 1"]);
+    fails_with(&args(&series(&ok)), &["too few for 32 streams"]);
+}
+
+#[test]
+fn forecast_writes_a_csv_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv: String = std::iter::once("load,temp\n".to_string())
+        .chain((0..600).map(|i| {
+            format!(
+                "{:.4},{:.4}\n",
+                (i as f64 / 9.0).sin(),
+                (i as f64 / 13.0).cos()
+            )
+        }))
+        .collect();
+    let data = write(d, "load.csv", csv.as_bytes());
+    let out = unroll()
+        .args([
+            "train", "--task", "series", "--device", "cpu", "--quiet", "--hidden", "12", "--batch",
+            "4",
+        ])
+        .args([
+            "--seq-len",
+            "16",
+            "--iters",
+            "20",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(d.join("run"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("repeat-last-value forecast"),
+        "{}",
+        text(&out)
+    );
+    let ck = d.join("run/model.safetensors");
+    let fc = d.join("fc.csv");
+    let out = unroll()
+        .args([
+            "forecast",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .args(["--horizon", "25", "--out", fc.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(&fc).unwrap();
+    assert_eq!(written.lines().next(), Some("load,temp"));
+    assert_eq!(written.lines().count(), 26);
+    assert!(
+        std::fs::read_to_string(fc.with_extension("svg"))
+            .unwrap()
+            .contains("forecast")
+    );
+    // A text model has no forecast, a series model no text.
+    let text_ck = checkpoint(&d.join("text"));
+    fails_with(
+        &["forecast", "--checkpoint", text_ck.to_str().unwrap()],
+        &["not a series model"],
+    );
+    fails_with(
+        &["sample", "--checkpoint", ck.to_str().unwrap()],
+        &["no vocabulary"],
+    );
+    fails_with(
+        &[
+            "forecast",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--horizon",
+            "0",
+        ],
+        &["horizon is 0"],
+    );
+}
+
+/// A deterministic text of about 1.2 MB: sentences of common English words.
+fn generated_text() -> String {
+    let words = [
+        "the", "a", "river", "ran", "past", "old", "mill", "and", "of", "light", "in", "winter",
+        "she", "said", "that", "it", "was", "quiet", "when", "we", "walked", "home", "through",
+        "snow", "under", "grey", "sky",
+    ];
+    let mut state = 0x2545_f491_u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut s = String::new();
+    while s.len() < 1_200_000 {
+        let n = 4 + next(9);
+        let sentence: Vec<&str> = (0..n).map(|_| words[next(words.len())]).collect();
+        let mut line = sentence.join(" ");
+        line[..1].make_ascii_uppercase();
+        s.push_str(&line);
+        s.push_str(if next(5) == 0 { ".\n" } else { ". " });
+    }
+    s
+}
+
+#[test]
+fn trains_on_a_megabyte_of_text_with_metrics_plot_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = generated_text();
+    let data = write(dir.path(), "book.txt", book.as_bytes());
+    assert!(std::fs::metadata(&data).unwrap().len() >= 1 << 20);
+    let run = dir.path().join("run");
+    let out = unroll()
+        .args([
+            "train",
+            "--quiet",
+            "--hidden",
+            "64",
+            "--batch",
+            "16",
+            "--seq-len",
+            "32",
+            "--iters",
+            "60",
+        ])
+        .args([
+            "--eval-every",
+            "20",
+            "--checkpoint-every",
+            "30",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("step 60: train loss") && all.contains("sample:"),
+        "{all}"
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(
+        metrics.lines().next(),
+        Some("step,train_loss,val_loss,tokens_per_s,elapsed_s")
+    );
+    assert_eq!(metrics.lines().count(), 1 + 6);
+    assert!(
+        std::fs::read_to_string(run.join("loss.svg"))
+            .unwrap()
+            .contains("<svg")
+    );
+    let ck = unroll::checkpoint::Checkpoint::load(&run.join("model.safetensors")).unwrap();
+    assert_eq!(ck.info.step, 60);
+    assert_eq!(
+        ck.info.vocab.unwrap(),
+        unroll::data::Vocab::from_text(&book),
+        "the text's own characters"
+    );
+}

@@ -369,3 +369,44 @@ fn checkpoint_round_trip_in_pytorch_layout() {
         std::fs::read(&s.checkpoint).unwrap()
     );
 }
+
+#[test]
+fn learns_the_builtin_series_better_than_repeating_the_last_value() {
+    let _ = common::gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        task: unroll::train::Task::Series,
+        hidden: 48,
+        batch: 16,
+        seq_len: 32,
+        iters: 800,
+        eval_every: 100,
+        checkpoint_every: 0,
+        optim: OptimizerConfig {
+            lr: 5e-3,
+            ..OptimizerConfig::default()
+        },
+        ..TrainConfig::default()
+    };
+    let s = train(&cfg, &opts(dir.path(), Device::Gpu)).unwrap();
+    assert!(
+        (s.val_loss as f64) < 0.6 * s.baseline_loss,
+        "validation loss {} against the repeat-last-value forecast's {}",
+        s.val_loss,
+        s.baseline_loss
+    );
+    // The checkpoint keeps the columns' statistics, and the forecast undoes them.
+    let ck = Checkpoint::load(&s.checkpoint).unwrap();
+    let norm = ck.info.normalization.clone().unwrap();
+    assert_eq!(norm.input_names, ["a", "b"]);
+    let table = unroll::series::builtin_series(cfg.seed);
+    let forecast = unroll::series::forecast(&ck.params, &norm, &table, 5).unwrap();
+    assert_eq!(forecast.len(), 5);
+    // Next-step forecasts stay within the range the series has.
+    for row in &forecast {
+        assert!(
+            row[0] > -2.0 && row[0] < 5.0 && row[1] > -2.0 && row[1] < 2.0,
+            "{row:?}"
+        );
+    }
+}

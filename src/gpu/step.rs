@@ -83,11 +83,22 @@ pub enum Recurrence {
 pub const PERSISTENT_MAX_ELEMENTS: usize = 2048;
 
 impl Recurrence {
-    /// The strategy for a shape, by a rule measured on lavapipe (README, Performance): the
-    /// persistent kernel saves 2·T dispatches but runs each block of batch rows on one workgroup;
-    /// it won up to B·H = 512 (e.g. H=100 B=1, H=128 B=4, H=64 B=8) and lost from B·H = 2048 on.
-    pub fn auto(batch: usize, hidden: usize) -> Self {
-        if batch * hidden.next_multiple_of(4) <= 1024 {
+    /// The strategy for a shape on an adapter, by rules measured (README, Performance):
+    /// - on a hardware GPU (an NVIDIA H200 through Vulkan) the persistent kernel was 3 to 5 times
+    ///   faster at every configuration benchmarked, H from 100 to 1024 and B from 1 to 64: a
+    ///   dispatch and the barrier after it cost more than a timestep's work;
+    /// - on a software adapter (llvmpipe) a workgroup runs on one CPU thread, so the persistent
+    ///   kernel wins only while the work is small: up to B·H = 512 it did (H=100 B=1, H=128 B=4,
+    ///   H=64 B=8), from B·H = 2048 on the per-step products, spread over every core, did.
+    ///
+    /// The persistent kernel needs H ≤ 2048 (its workgroup memory).
+    pub fn auto(device_type: wgpu::DeviceType, batch: usize, hidden: usize) -> Self {
+        let h4 = hidden.next_multiple_of(4);
+        let persistent = match device_type {
+            wgpu::DeviceType::Cpu => batch * h4 <= 1024,
+            _ => h4 <= PERSISTENT_MAX_ELEMENTS,
+        };
+        if persistent {
             Recurrence::Persistent
         } else {
             Recurrence::PerStep

@@ -118,7 +118,8 @@ impl GpuTrainer {
             eval_batch,
             recurrence,
         } = shape;
-        let recurrence = recurrence.unwrap_or_else(|| Recurrence::auto(batch, config.hidden));
+        let recurrence = recurrence
+            .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
         optim.validate()?;
         let kernels = gpu.scoped("building the compute pipelines", || {
             Kernels::new(&gpu.device)
