@@ -67,6 +67,14 @@ fn set_state(half: u32, r: u32, j: u32, v: f32) {
     state[e / 4u][e % 4u] = v;
 }
 
+// Zeros both halves of the state, padding included; ends with a barrier.
+fn clear_state(lid: u32) {
+    for (var e = lid; e < 2u * HALF / 4u; e += 256u) {
+        state[e] = vec4<f32>(0.0);
+    }
+    workgroupBarrier();
+}
+
 @compute @workgroup_size(256)
 fn forward_sequence(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let nh = p.hidden;
@@ -75,11 +83,8 @@ fn forward_sequence(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
     let quads = rows * (p.hidden4 / 4u);
     let row_block = b0 * nh;
     let step = p.batch * nh;
-    // h_0 into half 0, zeros in the padding of both halves.
-    for (var e = lid; e < 2u * HALF / 4u; e += 256u) {
-        state[e] = vec4<f32>(0.0);
-    }
-    workgroupBarrier();
+    // Zeros in the padding of both halves, then h_0 into half 0.
+    clear_state(lid);
     for (var idx = lid; idx < rows * nh; idx += 256u) {
         set_state(0u, idx / nh, idx % nh, out[row_block + idx]);
     }
@@ -112,10 +117,7 @@ fn backward_sequence(@builtin(local_invocation_index) lid: u32, @builtin(workgro
     let quads = rows * (p.hidden4 / 4u);
     let row_block = b0 * nh;
     let step = p.batch * nh;
-    for (var e = lid; e < 2u * HALF / 4u; e += 256u) {
-        state[e] = vec4<f32>(0.0);
-    }
-    workgroupBarrier();
+    clear_state(lid);
     for (var s = 0u; s < p.steps; s++) {
         let t = p.steps - 1u - s;
         let cur = s % 2u;

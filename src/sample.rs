@@ -10,39 +10,29 @@ use crate::error::{Error, Result};
 use crate::model::{InputKind, Params};
 use rand::{RngExt, SeedableRng};
 
-/// A one-hot model's hidden state, advanced one token at a time.
-pub struct Sampler<'a> {
+/// A model's hidden state, advanced one input at a time: inference on the CPU, for sampling text
+/// and forecasting series.
+pub struct Stepper<'a> {
     params: &'a Params<f32>,
     h: Vec<f32>,
 }
 
-impl<'a> Sampler<'a> {
+impl<'a> Stepper<'a> {
     /// Starts from a zero hidden state.
-    pub fn new(params: &'a Params<f32>) -> Result<Self> {
-        if params.config.kind != InputKind::Tokens {
-            return Err(Error::config(
-                "sampling text needs a model of token inputs",
-                "use `unroll forecast` for a model of dense inputs",
-            ));
-        }
-        Ok(Self {
+    pub fn new(params: &'a Params<f32>) -> Self {
+        Self {
             params,
             h: vec![0.0; params.config.hidden],
-        })
+        }
     }
 
-    /// Feeds one token: h ← tanh(U[:, x] + W h + b).
-    pub fn feed(&mut self, token: u32) {
-        let cfg = self.params.config;
-        let (u, w, b) = (
-            self.params.get("U"),
-            self.params.get("W"),
-            self.params.get("b"),
-        );
-        let nh = cfg.hidden;
+    /// h ← tanh(input + W h + b), where `input(j)` is row j of U x.
+    fn advance(&mut self, input: impl Fn(usize) -> f32) {
+        let nh = self.params.config.hidden;
+        let (w, b) = (self.params.get("W"), self.params.get("b"));
         let h: Vec<f32> = (0..nh)
             .map(|j| {
-                let mut a = b[j] + u[j * cfg.input + token as usize];
+                let mut a = b[j] + input(j);
                 for k in 0..nh {
                     a += w[j * nh + k] * self.h[k];
                 }
@@ -52,8 +42,20 @@ impl<'a> Sampler<'a> {
         self.h = h;
     }
 
+    /// Feeds a token: U x is column `token` of U.
+    pub fn feed_token(&mut self, token: u32) {
+        let (u, ni) = (self.params.get("U"), self.params.config.input);
+        self.advance(|j| u[j * ni + token as usize]);
+    }
+
+    /// Feeds a dense input x (I values).
+    pub fn feed(&mut self, x: &[f32]) {
+        let (u, ni) = (self.params.get("U"), self.params.config.input);
+        self.advance(|j| (0..ni).map(|k| u[j * ni + k] * x[k]).sum());
+    }
+
     /// The outputs y = V h + c.
-    pub fn logits(&self) -> Vec<f32> {
+    pub fn output(&self) -> Vec<f32> {
         let cfg = self.params.config;
         let (v, c) = (self.params.get("V"), self.params.get("c"));
         (0..cfg.output)
@@ -86,14 +88,20 @@ pub fn sample(
             "pass --prime with at least one character",
         ));
     }
+    if params.config.kind != InputKind::Tokens {
+        return Err(Error::config(
+            "sampling text needs a model of token inputs",
+            "use `unroll forecast` for a model of dense inputs",
+        ));
+    }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut s = Sampler::new(params)?;
+    let mut s = Stepper::new(params);
     for &t in prime {
-        s.feed(t);
+        s.feed_token(t);
     }
     let mut out = Vec::with_capacity(len);
     for _ in 0..len {
-        let y = s.logits();
+        let y = s.output();
         let next = if temperature == 0.0 {
             y.iter()
                 .enumerate()
@@ -119,7 +127,7 @@ pub fn sample(
             pick
         } as u32;
         out.push(next);
-        s.feed(next);
+        s.feed_token(next);
     }
     Ok(out)
 }

@@ -436,48 +436,22 @@ pub fn forecast(
     }
     let cfg = params.config;
     let data = norm.apply(table)?;
-    let (ni, nh, no) = (cfg.input, cfg.hidden, cfg.output);
+    let (ni, no) = (cfg.input, cfg.output);
     if data.inputs != ni || data.outputs != no {
         return Err(Error::config(
             format!("the data has {} input columns, the model {ni}", data.inputs),
             "forecast with the columns the model was trained on",
         ));
     }
-    let (u, w, b, v, c) = (
-        params.get("U"),
-        params.get("W"),
-        params.get("b"),
-        params.get("V"),
-        params.get("c"),
-    );
-    let mut h = vec![0f32; nh];
-    let advance = |h: &mut Vec<f32>, x: &[f32]| -> Vec<f32> {
-        let next: Vec<f32> = (0..nh)
-            .map(|j| {
-                let mut a = b[j];
-                for k in 0..ni {
-                    a += u[j * ni + k] * x[k];
-                }
-                for k in 0..nh {
-                    a += w[j * nh + k] * h[k];
-                }
-                a.tanh()
-            })
-            .collect();
-        *h = next;
-        (0..no)
-            .map(|o| c[o] + (0..nh).map(|k| v[o * nh + k] * h[k]).sum::<f32>())
-            .collect()
-    };
-    let mut y = Vec::new();
+    let mut stepper = crate::sample::Stepper::new(params);
     for r in 0..table.rows.len() {
-        y = advance(&mut h, &data.x[r * ni..(r + 1) * ni]);
+        stepper.feed(&data.x[r * ni..(r + 1) * ni]);
     }
     let mut out = Vec::with_capacity(horizon);
     for _ in 0..horizon {
+        let y = stepper.output();
         out.push(norm.denormalize_target(&y));
-        let x = y.clone();
-        y = advance(&mut h, &x);
+        stepper.feed(&y);
     }
     Ok(out)
 }

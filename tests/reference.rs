@@ -125,3 +125,24 @@ fn finite_differences_h0() {
         max_diff / max_ref
     );
 }
+
+/// The inference stepper (sampling, forecasting) computes the forward pass of the reference.
+#[test]
+fn stepper_matches_the_reference_forward() {
+    for config in [ModelConfig::tokens(7, 9), ModelConfig::dense(3, 9, 3)] {
+        let params = Params::init(config, 5);
+        let batch = Batch::random(&config, 1, 6, false, 6);
+        let fwd = cpu::forward(&params, &batch);
+        let mut s = unroll::sample::Stepper::new(&params);
+        for t in 0..6 {
+            match &batch.inputs {
+                Inputs::Tokens(x) => s.feed_token(x[t]),
+                Inputs::Dense(x) => s.feed(&x[t * 3..(t + 1) * 3]),
+            }
+            let want = &fwd.logits[t * config.output..(t + 1) * config.output];
+            for (a, b) in s.output().iter().zip(want) {
+                assert!((a - b).abs() <= 1e-6, "{config:?} t={t}: {a} vs {b}");
+            }
+        }
+    }
+}

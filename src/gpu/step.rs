@@ -674,6 +674,14 @@ impl GpuStep {
         // Forward recurrence.
         let rows_per_group = Recurrence::rows_per_group(nb, h4);
         let sequence_groups = (nb.div_ceil(rows_per_group) as u32, 1, 1);
+        let sequence = SequenceParams {
+            batch: nb as u32,
+            hidden: nh as u32,
+            hidden4: h4 as u32,
+            steps: nt as u32,
+            rows_per_group: rows_per_group as u32,
+            _pad: [0; 3],
+        };
         match recurrence {
             Recurrence::PerStep => {
                 for t in 0..nt {
@@ -704,18 +712,10 @@ impl GpuStep {
                 }
             }
             Recurrence::Persistent => {
-                let sp = SequenceParams {
-                    batch: nb as u32,
-                    hidden: nh as u32,
-                    hidden4: h4 as u32,
-                    steps: nt as u32,
-                    rows_per_group: rows_per_group as u32,
-                    _pad: [0; 3],
-                };
                 plan.push(
                     Phase::ForwardRecurrence,
                     &k.forward_sequence,
-                    &sp,
+                    &sequence,
                     vec![&pre, &wt, p_, &hs],
                     sequence_groups,
                 );
@@ -840,18 +840,10 @@ impl GpuStep {
                 }
             }
             Recurrence::Persistent => {
-                let sp = SequenceParams {
-                    batch: nb as u32,
-                    hidden: nh as u32,
-                    hidden4: h4 as u32,
-                    steps: nt as u32,
-                    rows_per_group: rows_per_group as u32,
-                    _pad: [0; 3],
-                };
                 plan.push(
                     Phase::BackwardRecurrence,
                     &k.backward_sequence,
-                    &sp,
+                    &sequence,
                     vec![&dh, &w_padded, &hs, &da],
                     sequence_groups,
                 );
