@@ -410,3 +410,79 @@ fn learns_the_builtin_series_better_than_repeating_the_last_value() {
         );
     }
 }
+
+/// Nothing is wasted per step: one submission, no wait unless the loss is reported, only the
+/// batch's token ids uploaded, 8 bytes (the loss and the gradient norm) read back on reporting
+/// steps alone, and no buffer, bind group or pipeline created after the first step.
+#[test]
+fn a_training_step_costs_one_submission_and_only_the_tokens() {
+    let _ = common::gpu();
+    let config = ModelConfig::tokens(30, 64);
+    let (b, t) = (8, 16);
+    let mut g = GpuTrainer::new(
+        gpu_context(),
+        config,
+        TrainerShape::new(b, t),
+        OptimizerConfig::default(),
+        &Params::init(config, 1),
+    )
+    .unwrap();
+    let batch = unroll::model::Batch::random(&config, b, t, false, 2);
+    g.train_step(&batch.inputs, &batch.targets, true, true)
+        .unwrap();
+    let hal = |g: &GpuTrainer| {
+        let c = g.gpu().device.get_internal_counters().hal;
+        (
+            c.buffers.read(),
+            c.bind_groups.read(),
+            c.compute_pipelines.read(),
+            c.shader_modules.read(),
+        )
+    };
+    let resources = hal(&g);
+    assert!(
+        resources.0 > 0 && resources.1 > 0 && resources.2 > 0,
+        "wgpu counts its resources: {resources:?}"
+    );
+    let before = g.counters();
+    for i in 1..=20 {
+        let report = i % 5 == 0;
+        let stats = g
+            .train_step(&batch.inputs, &batch.targets, false, report)
+            .unwrap();
+        assert_eq!(
+            stats.is_some(),
+            report,
+            "step {i}: a loss is returned on reporting steps only"
+        );
+    }
+    g.gpu().wait("the test").unwrap();
+    let after = g.counters();
+    assert_eq!(after.steps - before.steps, 20);
+    assert_eq!(
+        after.submissions - before.submissions,
+        20,
+        "one submission per step"
+    );
+    assert_eq!(
+        after.waits - before.waits,
+        4,
+        "a wait on each of the 4 reporting steps, no other"
+    );
+    assert_eq!(
+        after.bytes_uploaded - before.bytes_uploaded,
+        20 * 2 * (b * t * 4) as u64,
+        "inputs and targets, u32 each"
+    );
+    assert_eq!(after.bytes_read_back - before.bytes_read_back, 4 * 8);
+    assert_eq!(
+        (after.dispatches - before.dispatches) as usize,
+        20 * g.dispatches_per_step(),
+        "the recorded dispatches, no more"
+    );
+    assert_eq!(
+        hal(&g),
+        resources,
+        "(buffers, bind groups, pipelines, shader modules) after 20 more steps"
+    );
+}
