@@ -223,6 +223,15 @@ pub fn check(
         None => None,
     };
 
+    if gpu.is_none() && case.expected.is_none() {
+        // The reference alone: its f32 arithmetic against its own f64.
+        let cpu64 = cpu::step(&case.params, &case.batch);
+        sections.push((
+            "CPU reference (f32) against the CPU reference (f64)".into(),
+            compare_all(&cpu64.tensors(&config, nb, nt), &cpu_tensors, RTOL_F32),
+        ));
+    }
+
     if let Some(expected) = &case.expected {
         let cpu64 = cpu::step(&case.params, &case.batch);
         sections.push((

@@ -411,7 +411,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         bar
     };
     let say = |bar: &indicatif::ProgressBar, msg: String| {
-        if opts.quiet {
+        if bar.is_hidden() {
             println!("{msg}");
         } else {
             bar.println(msg);
@@ -508,7 +508,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
                         value: val_loss,
                     });
                 }
-                if opts.quiet {
+                if bar.is_hidden() {
                     say(
                         &bar,
                         format!(

@@ -793,3 +793,41 @@ fn trains_on_a_megabyte_of_text_with_metrics_plot_and_checkpoint() {
         "the text's own characters"
     );
 }
+
+#[test]
+fn check_exits_1_when_a_tensor_disagrees() {
+    use unroll::tensorfile::{OwnedTensor, write_atomic};
+    let dir = tempfile::tempdir().unwrap();
+    let (i, h, b, t) = (3usize, 2usize, 1usize, 2usize);
+    let f = |name: &str, shape: Vec<usize>, v: f32| {
+        OwnedTensor::f32(name, shape.clone(), &vec![v; shape.iter().product()])
+    };
+    let mut tensors = vec![
+        f("U", vec![h, i], 0.1),
+        f("W", vec![h, h], -0.2),
+        f("b", vec![h], 0.05),
+        f("V", vec![i, h], 0.3),
+        f("c", vec![i], 0.0),
+        f("h0", vec![b, h], 0.0),
+        OwnedTensor::u32("inputs", vec![t, b], &[0, 2]),
+        OwnedTensor::u32("targets", vec![t, b], &[2, 1]),
+    ];
+    // All outputs are equal, so the loss is ln 3; the case claims 1.0.
+    tensors.push(f("loss", vec![], 1.0));
+    let case = dir.path().join("case.safetensors");
+    write_atomic(&case, &tensors, Default::default()).unwrap();
+    let out = unroll()
+        .args(["check", "--device", "cpu", "--case", case.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("FAIL") && all.contains("check FAILED"),
+        "{all}"
+    );
+    assert!(
+        all.contains("ref 1.000000000e0  got 1.098612"),
+        "the worst element is shown:\n{all}"
+    );
+}

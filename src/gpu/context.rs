@@ -85,7 +85,8 @@ impl Gpu {
     /// Picks an adapter as `choice` says and creates its device.
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
         let backends = choice.backends()?;
-        let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+        let instance = instance(backends);
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
         if adapters.is_empty() {
             return Err(Error::Adapter {
                 problem: format!("no GPU adapter found for backends {backends:?}"),
@@ -104,17 +105,14 @@ impl Gpu {
                         hint: format!("the adapters found are: {}", names.join("; ")),
                     })?
             }
-            None => {
-                let inst = instance(backends);
-                pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::HighPerformance,
-                    ..Default::default()
-                }))
-                .map_err(|e| Error::Adapter {
-                    problem: format!("wgpu chose no adapter: {e}"),
-                    hint: NO_ADAPTER_HINT.into(),
-                })?
-            }
+            None => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Adapter {
+                problem: format!("wgpu chose no adapter: {e}"),
+                hint: NO_ADAPTER_HINT.into(),
+            })?,
         };
         Self::from_adapter(adapter)
     }
