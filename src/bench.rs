@@ -146,8 +146,10 @@ pub fn bench_gpu(
 ) -> Result<BenchResult> {
     let recurrence =
         recurrence.unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, c.batch, c.hidden));
-    let check = check_against_cpu(&gpu, c, recurrence)?;
     let model = c.model();
+    model.validate()?;
+    GpuStep::check_fits(&gpu, &model, c.batch, c.steps)?;
+    let check = check_against_cpu(&gpu, c, recurrence)?;
     let device = format!("gpu: {}", crate::gpu::describe(&gpu.info));
     let shape = TrainerShape {
         recurrence: Some(recurrence),
@@ -209,6 +211,7 @@ pub fn bench_gpu(
 /// (at least one step).
 pub fn bench_cpu(c: &BenchConfig, steps: usize, budget: Duration) -> Result<BenchResult> {
     let model = c.model();
+    model.validate()?;
     let mut params = Params::init(model, 1);
     let batch = Batch::random(&model, c.batch, c.steps, false, 3);
     let mut state = OptimizerState::new(model.num_params());

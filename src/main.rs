@@ -275,6 +275,10 @@ struct CheckArgs {
 }
 
 fn run_check(args: &CheckArgs) -> Result<bool> {
+    let gpu = match args.device {
+        Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
+        Device::Cpu => None,
+    };
     let case = match &args.case {
         Some(path) => Case::load(path)?,
         None => {
@@ -283,6 +287,9 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
                 Kind::Dense => ModelConfig::dense(args.input, args.hidden, args.output),
             };
             config.validate()?;
+            if let Some(gpu) = &gpu {
+                unroll::gpu::GpuStep::check_fits(gpu, &config, args.batch, args.steps)?;
+            }
             let batch = Batch::random(
                 &config,
                 args.batch,
@@ -297,10 +304,6 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
                 expected: None,
             }
         }
-    };
-    let gpu = match args.device {
-        Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
-        Device::Cpu => None,
     };
     let report = check(
         gpu.as_ref(),

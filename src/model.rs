@@ -51,6 +51,9 @@ pub struct ModelConfig {
     pub output: usize,
 }
 
+/// The largest hidden size accepted (W then takes 1 GiB).
+pub const MAX_HIDDEN: usize = 16_384;
+
 /// The names of the parameters, in their order in the flat parameter vector.
 pub const PARAM_NAMES: [&str; 5] = ["U", "W", "b", "V", "c"];
 
@@ -145,8 +148,18 @@ impl ModelConfig {
         self.layout().len
     }
 
-    /// Rejects sizes that make no model.
+    /// Rejects sizes that make no model, or one too large to hold.
     pub fn validate(&self) -> Result<()> {
+        if self.hidden > MAX_HIDDEN {
+            return Err(Error::config(
+                format!(
+                    "hidden size {} is too large: W alone would take {:.1} GiB",
+                    self.hidden,
+                    (self.hidden as f64).powi(2) * 4.0 / (1u64 << 30) as f64
+                ),
+                format!("pass a --hidden of at most {MAX_HIDDEN}"),
+            ));
+        }
         for (what, v) in [
             ("input size (I)", self.input),
             ("hidden size (H)", self.hidden),

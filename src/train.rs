@@ -42,9 +42,6 @@ pub enum Device {
     Cpu,
 }
 
-/// The largest hidden size accepted (W then takes 1 GiB).
-pub const MAX_HIDDEN: usize = 16_384;
-
 /// The configuration of a run, stored in its checkpoints.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
@@ -129,16 +126,7 @@ impl TrainConfig {
         positive("the number of steps", "--iters", self.iters)?;
         positive("--log-every", "--log-every", self.log_every)?;
         positive("--eval-every", "--eval-every", self.eval_every)?;
-        if self.hidden > MAX_HIDDEN {
-            return Err(Error::config(
-                format!(
-                    "hidden size {} is too large: W alone would take {:.1} GiB",
-                    self.hidden,
-                    (self.hidden as f64).powi(2) * 4.0 / (1u64 << 30) as f64
-                ),
-                format!("pass a --hidden of at most {MAX_HIDDEN}"),
-            ));
-        }
+        ModelConfig::tokens(1, self.hidden).validate()?;
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             return Err(Error::config(
                 format!(
