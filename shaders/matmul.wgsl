@@ -28,6 +28,11 @@
 //            the kernel fast there. Its bindings are declared as vec4 arrays (a4, b4, c4); C is
 //            still written element by element, so C needs no alignment.
 //
+// Split K: workgroup z sums p over [z · k_split, (z+1) · k_split) only and writes its partial
+// product at c_offset + z · c_split_stride; reduce.wgsl then adds the partials in order of z. A
+// product over T·B rows with a small C (dW, dV, dU) so becomes many workgroups instead of a few
+// with long loops. Without a split, k_split = K and the grid has one z. No epilogue with a split.
+//
 // Uses in one step (B batch, T steps, I input, H hidden, O output; hs (T+1, B, H)):
 //   forward step t     h_t  = tanh(pre_t + h_{t-1} W^T)            A_IN_C, ADD_MATRIX, TANH
 //   backward step t    dA_t = (dh_t + dA_{t+1} W) ⊙ (1 − h_t²)     A_IN_C, ADD_MATRIX, TANH_GRAD
@@ -64,8 +69,8 @@ struct MatmulParams {
     c_row_stride: u32,
     addend_offset: u32,
     aux_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
+    k_split: u32,
+    c_split_stride: u32,
 }
 
 const ADD_BIAS: u32 = 1u;
@@ -119,7 +124,8 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
         a_row[r] = p.a_offset + min(i0 + r, p.m - 1u) * p.a_row_stride;
     }
     var acc: array<vec4<f32>, 4>;
-    for (var k = 0u; k < p.k; k++) {
+    let k_end = min(p.k, (gid.z + 1u) * p.k_split);
+    for (var k = gid.z * p.k_split; k < k_end; k++) {
         let ak = k * p.a_col_stride;
         let bv = load_b(k, b_col, j);
         acc[0] += load_a(a_row.x + ak) * bv;
@@ -127,11 +133,10 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc[2] += load_a(a_row.z + ak) * bv;
         acc[3] += load_a(a_row.w + ak) * bv;
     }
-    store(i0, j, jc, acc);
+    store(i0, j, jc, acc, gid.z);
 }
 
-// Adds the bias or matrix, applies tanh or tanh', and writes the 4×4 block that starts at
-// (i0, j0); `jc` holds the columns clamped into range.
+// Adds the matrix and applies tanh or tanh' to one element of C.
 fn epilogue(i: u32, j: u32, s: f32) -> f32 {
     let e = i * p.c_row_stride + j;
     var v = s;
@@ -159,28 +164,33 @@ fn with_bias(acc: array<vec4<f32>, 4>, jc: vec4<u32>) -> array<vec4<f32>, 4> {
     return out;
 }
 
-fn store(i0: u32, j: vec4<u32>, jc: vec4<u32>, acc: array<vec4<f32>, 4>) {
+// Adds the bias and the epilogue, and writes the 4×4 block that starts at (i0, j0) of split z;
+// `jc` holds the columns clamped into range.
+fn store(i0: u32, j: vec4<u32>, jc: vec4<u32>, acc: array<vec4<f32>, 4>, z: u32) {
     let s = with_bias(acc, jc);
+    let c_base = p.c_offset + z * p.c_split_stride;
     for (var r = 0u; r < 4u; r++) {
         let i = i0 + r;
         if (i < p.m) {
             for (var q = 0u; q < 4u; q++) {
                 if (j[q] < p.n) {
-                    c[p.c_offset + i * p.c_row_stride + j[q]] = epilogue(i, j[q], s[r][q]);
+                    c[c_base + i * p.c_row_stride + j[q]] = epilogue(i, j[q], s[r][q]);
                 }
             }
         }
     }
 }
 
-fn store4(i0: u32, j: vec4<u32>, jc: vec4<u32>, acc: array<vec4<f32>, 4>) {
+// As store, through the vec4 view of C.
+fn store4(i0: u32, j: vec4<u32>, jc: vec4<u32>, acc: array<vec4<f32>, 4>, z: u32) {
     let s = with_bias(acc, jc);
+    let c_base = p.c_offset + z * p.c_split_stride;
     for (var r = 0u; r < 4u; r++) {
         let i = i0 + r;
         if (i < p.m) {
             for (var q = 0u; q < 4u; q++) {
                 if (j[q] < p.n) {
-                    let e = p.c_offset + i * p.c_row_stride + j[q];
+                    let e = c_base + i * p.c_row_stride + j[q];
                     c4[e / 4u][e % 4u] = epilogue(i, j[q], s[r][q]);
                 }
             }
@@ -204,7 +214,8 @@ fn matmul4(@builtin(global_invocation_id) gid: vec3<u32>) {
         // A[i0..i0+3, k] is a4[(a_base + k * a_col_stride) / 4]. Rows past M read rows that exist
         // (the buffer holds a multiple of 4 of them) and are never stored.
         let a_base = p.a_offset + i0;
-        for (var k = 0u; k < p.k; k++) {
+        let k_end = min(p.k, (gid.z + 1u) * p.k_split);
+        for (var k = gid.z * p.k_split; k < k_end; k++) {
             let av = a4[(a_base + k * p.a_col_stride) / 4u];
             var bv: vec4<f32>;
             if (ONE_HOT_B) {
@@ -223,7 +234,8 @@ fn matmul4(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var r = 0u; r < 4u; r++) {
             a_row[r] = p.a_offset + min(i0 + r, p.m - 1u) * p.a_row_stride;
         }
-        for (var k = 0u; k < p.k; k += 4u) {
+        let k_end = min(p.k, (gid.z + 1u) * p.k_split);
+        for (var k = gid.z * p.k_split; k < k_end; k += 4u) {
             var av: array<vec4<f32>, 4>;
             for (var r = 0u; r < 4u; r++) {
                 if (A_IN_C) {
@@ -241,5 +253,5 @@ fn matmul4(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    store4(i0, j, jc, acc);
+    store4(i0, j, jc, acc, gid.z);
 }

@@ -76,7 +76,9 @@ fn single_sequence_matches_cpu() {
 
 #[test]
 fn large_matches_cpu() {
+    // T·B = 1024 and 2048 rows: the weight gradients are summed in split layers.
     gpu_matches_cpu(ModelConfig::tokens(65, 256), 16, 64, true, 9);
+    gpu_matches_cpu(ModelConfig::dense(5, 64, 3), 32, 64, true, 12);
 }
 
 #[test]

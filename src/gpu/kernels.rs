@@ -322,7 +322,8 @@ pub struct MatmulParams {
     pub c_row_stride: u32,
     pub addend_offset: u32,
     pub aux_offset: u32,
-    pub _pad: [u32; 2],
+    pub k_split: u32,
+    pub c_split_stride: u32,
 }
 
 /// `flags` bit of [`MatmulParams`]: add `addend[j]` (a bias) to column j.

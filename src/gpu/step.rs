@@ -231,6 +231,48 @@ impl<'a> Plan<'a> {
         );
     }
 
+    /// A weight gradient, C = A^T B summed over all T·B rows: split along the rows into
+    /// `weight_gradient_splits` workgroup layers writing partial products into `partials`, then
+    /// summed in order by reduce.wgsl into C; or one plain product when the rows are few.
+    #[allow(clippy::too_many_arguments)]
+    fn weight_gradient(
+        &mut self,
+        kernels: &'a Kernels,
+        phase: Phase,
+        mut p: Product,
+        a: &'a wgpu::Buffer,
+        b: &'a wgpu::Buffer,
+        tokens: Option<&'a wgpu::Buffer>,
+        c: &'a wgpu::Buffer,
+        partials: &'a wgpu::Buffer,
+    ) {
+        let (m, n) = (p.m, p.n);
+        let splits = (partials.size() as usize / 4 / (m * n)).min(weight_gradient_splits(
+            p.k,
+            m * n,
+            u64::MAX,
+        ));
+        if splits <= 1 {
+            self.matmul(kernels, phase, p, a, b, c, false, tokens, None, None);
+            return;
+        }
+        debug_assert_eq!(p.c.1, n, "a weight gradient is a contiguous block");
+        let c_offset = p.c.0;
+        p.splits = splits;
+        p.c = (0, n);
+        self.matmul(kernels, phase, p, a, b, partials, false, tokens, None, None);
+        self.column_sum(
+            &kernels.column_sum,
+            phase,
+            partials,
+            splits,
+            m * n,
+            c,
+            c_offset,
+            1.0,
+        );
+    }
+
     /// A reduce.wgsl dispatch: out[out_offset + j] = scale · Σ_r m[r, j] over an (rows, cols) matrix.
     #[allow(clippy::too_many_arguments)]
     fn column_sum(
@@ -322,6 +364,8 @@ struct Product {
     flags: u32,
     addend_offset: usize,
     aux_offset: usize,
+    /// Workgroups along K, each summing its own slice (see matmul.wgsl, split K).
+    splits: usize,
 }
 
 impl Product {
@@ -336,6 +380,7 @@ impl Product {
             flags: 0,
             addend_offset: 0,
             aux_offset: 0,
+            splits: 1,
         }
     }
 
@@ -355,7 +400,8 @@ impl Product {
             c_row_stride: self.c.1 as u32,
             addend_offset: self.addend_offset as u32,
             aux_offset: self.aux_offset as u32,
-            _pad: [0; 2],
+            k_split: self.k.div_ceil(self.splits).next_multiple_of(4).max(1) as u32,
+            c_split_stride: (self.m * self.n) as u32,
         }
     }
 
@@ -383,7 +429,11 @@ impl Product {
     }
 
     fn groups(&self) -> (u32, u32, u32) {
-        (self.n.div_ceil(32) as u32, self.m.div_ceil(32) as u32, 1)
+        (
+            self.n.div_ceil(32) as u32,
+            self.m.div_ceil(32) as u32,
+            self.splits as u32,
+        )
     }
 }
 
@@ -429,8 +479,22 @@ pub struct GpuStep {
     pub da: wgpu::Buffer,
     /// ∂L/∂h_0.                                   (B, H)
     pub dh0: wgpu::Buffer,
+    /// Partial sums of the split weight gradients.   (splits, max M·N)
+    pub partials: wgpu::Buffer,
     phases: Vec<(Phase, Vec<Dispatch>)>,
     bytes: u64,
+}
+
+/// Workgroup layers for a weight gradient summed over `rows` rows into `outputs` elements: one
+/// per 512 rows, at most 8, and their partial sums within `limit` bytes. Long sums split this way
+/// keep a hardware GPU's cores busy, where a weight gradient otherwise has few workgroups, each
+/// looping over every row.
+fn weight_gradient_splits(rows: usize, outputs: usize, limit: u64) -> usize {
+    let mut splits = (rows / 512).clamp(1, 8);
+    while splits > 1 && (splits * outputs * 4) as u64 > limit {
+        splits -= 1;
+    }
+    splits
 }
 
 /// The step's largest buffers for a model and (B, T): (what, elements).
@@ -591,6 +655,16 @@ impl GpuStep {
         let dh = buf("dh", n_rows * nh);
         let da = buf("da", n_rows * nh);
         let dh0 = buf("dh0", nb * nh);
+        // Partial sums of the split weight-gradient products: (splits, M·N) of the largest.
+        let splits = weight_gradient_splits(n_rows, nh * nh.max(ni).max(no), gpu.storage_limit().1);
+        let partials = buf(
+            "partials",
+            if splits > 1 {
+                splits * nh * nh.max(ni).max(no)
+            } else {
+                0
+            },
+        );
 
         let off = |name: &str| layout.slot(name).offset;
         let (o_u, o_w, o_b, o_v, o_c) = (off("U"), off("W"), off("b"), off("V"), off("c"));
@@ -784,17 +858,15 @@ impl GpuStep {
         );
         // dV (O, H) = dy^T (O, T·B) · hs[1..] (T·B, H)
         let pr = Product::new(no, nh, n_rows, cols(0, no), rows(h1, nh), (o_v, nh));
-        plan.matmul(
+        plan.weight_gradient(
             k,
             Phase::OutputGradients,
             pr,
             &dy,
             &hs,
+            None,
             &grads,
-            false,
-            None,
-            None,
-            None,
+            &partials,
         );
         plan.column_sum(
             &k.column_sum,
@@ -853,17 +925,15 @@ impl GpuStep {
         // Weight gradients.
         // dW (H, H) = dA^T (H, T·B) · hs[..T] (T·B, H)
         let pr = Product::new(nh, nh, n_rows, cols(0, nh), rows(0, nh), (o_w, nh));
-        plan.matmul(
+        plan.weight_gradient(
             k,
             Phase::WeightGradients,
             pr,
             &da,
             &hs,
+            None,
             &grads,
-            false,
-            None,
-            None,
-            None,
+            &partials,
         );
         plan.column_sum(
             &k.column_sum,
@@ -878,17 +948,15 @@ impl GpuStep {
         // dU (H, I) = dA^T (H, T·B) · x (T·B, I), x one-hot for tokens
         let pr = Product::new(nh, ni, n_rows, cols(0, nh), rows(0, ni), (o_u, ni));
         let one_hot = (config.kind == InputKind::Tokens).then_some(&x);
-        plan.matmul(
+        plan.weight_gradient(
             k,
             Phase::WeightGradients,
             pr,
             &da,
             &x,
-            &grads,
-            false,
             one_hot,
-            None,
-            None,
+            &grads,
+            &partials,
         );
         // dh0 (B, H) = dA_1 (B, H) · W (H, H)
         let pr = Product::new(nb, nh, nh, rows(0, nh), rows(o_w, nh), (0, nh));
@@ -927,6 +995,7 @@ impl GpuStep {
             dh,
             da,
             dh0,
+            partials,
             phases,
             bytes,
         })
