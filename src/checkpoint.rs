@@ -9,6 +9,7 @@
 //! | `decoder.weight` | V | (O, H) |
 //! | `decoder.bias` | c | (O) |
 //! | `optimizer.m`, `optimizer.v` | the optimizer's moments, flat in the parameter layout | (P) |
+//! | `optimizer.step`, `optimizer.bias_correction` | t, and Adam's 1 − β1^t, 1 − β2^t | (1) u64, (2) |
 //! | `state.hidden` | the carried hidden state of each stream | (B, H) |
 //! | `state.positions` | where each stream's next chunk starts | (B) u64 |
 //!
@@ -85,6 +86,11 @@ impl Checkpoint {
             tensors.push(OwnedTensor::f32("optimizer.m", vec![n], &o.m));
             tensors.push(OwnedTensor::f32("optimizer.v", vec![n], &o.v));
             tensors.push(OwnedTensor::u64("optimizer.step", vec![1], &[o.step]));
+            tensors.push(OwnedTensor::f32(
+                "optimizer.bias_correction",
+                vec![2],
+                &o.bias,
+            ));
         }
         if let Some(h) = &self.hidden {
             tensors.push(OwnedTensor::f32("state.hidden", vec![h.len() / nh, nh], h));
@@ -158,6 +164,10 @@ impl Checkpoint {
                 m: f.f32s("optimizer.m", &[n])?,
                 v: f.f32s("optimizer.v", &[n])?,
                 step: f.u64s("optimizer.step")?.first().copied().unwrap_or(0),
+                bias: {
+                    let b = f.f32s("optimizer.bias_correction", &[2])?;
+                    [b[0], b[1]]
+                },
             })
         } else {
             None

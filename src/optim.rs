@@ -10,6 +10,10 @@
 //! Adam:     m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
 //!           p −= lr_t (m / (1 − β1^t)) / (√(v / (1 − β2^t)) + ε)
 //! ```
+//!
+//! The bias corrections 1 − β^t are kept by the recurrence `b_t = b_{t−1} + (1 − b_{t−1})(1 − β)`
+//! rather than computed with pow: a GPU's pow is accurate to about 1e-7 of β^t, and 1 − β^t
+//! cancels that down to 1e-3 of itself near t = 1. Both paths keep them the same way.
 
 use crate::error::{Error, Result};
 
@@ -101,7 +105,8 @@ impl OptimizerConfig {
     }
 }
 
-/// The optimizer's state: moments in the parameter layout and the step count.
+/// The optimizer's state: moments in the parameter layout, the step count and Adam's bias
+/// corrections.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptimizerState {
     /// First moment (SGD's velocity, Adam's m).
@@ -110,6 +115,8 @@ pub struct OptimizerState {
     pub v: Vec<f32>,
     /// Steps taken.
     pub step: u64,
+    /// 1 − β1^t and 1 − β2^t.
+    pub bias: [f32; 2],
 }
 
 impl OptimizerState {
@@ -119,29 +126,18 @@ impl OptimizerState {
             m: vec![0.0; n],
             v: vec![0.0; n],
             step: 0,
+            bias: [0.0; 2],
         }
     }
 }
 
-/// The gradient's global norm, summed in the order of the GPU's `grad_norm`: 256 strided partial
-/// sums, then a pairwise tree.
+/// The gradient's global norm, ‖g‖ = sqrt(Σ g_i²), accumulated in f64.
 pub fn grad_norm(grads: &[f32]) -> f32 {
-    let mut partial = [0f32; 256];
-    for (lane, acc) in partial.iter_mut().enumerate() {
-        let mut i = lane;
-        while i < grads.len() {
-            *acc += grads[i] * grads[i];
-            i += 256;
-        }
-    }
-    let mut width = 128;
-    while width > 0 {
-        for lane in 0..width {
-            partial[lane] += partial[lane + width];
-        }
-        width /= 2;
-    }
-    partial[0].sqrt()
+    grads
+        .iter()
+        .map(|&g| g as f64 * g as f64)
+        .sum::<f64>()
+        .sqrt() as f32
 }
 
 /// One update of `params` from `grads`; returns the gradient's norm before clipping.
@@ -154,6 +150,9 @@ pub fn update(
     let norm = grad_norm(grads);
     state.step += 1;
     let t = state.step;
+    state.bias[0] += (1.0 - state.bias[0]) * (1.0 - config.beta1);
+    state.bias[1] += (1.0 - state.bias[1]) * (1.0 - config.beta2);
+    let [bias1, bias2] = state.bias;
     let scale = if config.clip > 0.0 {
         (config.clip / norm).min(1.0)
     } else {
@@ -175,8 +174,8 @@ pub fn update(
             OptimizerKind::Adam => {
                 m[i] = config.beta1 * m[i] + (1.0 - config.beta1) * g;
                 v[i] = config.beta2 * v[i] + (1.0 - config.beta2) * g * g;
-                let m_hat = m[i] / (1.0 - config.beta1.powf(t as f32));
-                let v_hat = v[i] / (1.0 - config.beta2.powf(t as f32));
+                let m_hat = m[i] / bias1;
+                let v_hat = v[i] / bias2;
                 params[i] -= lr * m_hat / (v_hat.sqrt() + config.eps);
             }
         }

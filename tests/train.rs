@@ -203,7 +203,8 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
 fn gpu_optimizer_matches_cpu() {
     use rand::{RngExt, SeedableRng};
     let _ = common::gpu();
-    let config = ModelConfig::tokens(13, 17);
+    // 23,165 parameters: the norm's first stage runs 6 workgroups.
+    let config = ModelConfig::tokens(65, 100);
     let n = config.num_params();
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     for kind in [
@@ -256,6 +257,7 @@ fn gpu_optimizer_matches_cpu() {
         assert_close(&format!("{kind:?} m"), &s.m, &state.m);
         assert_close(&format!("{kind:?} v"), &s.v, &state.v);
         assert_eq!(s.step, 5);
+        assert_close(&format!("{kind:?} bias corrections"), &s.bias, &state.bias);
     }
 }
 

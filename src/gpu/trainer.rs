@@ -29,7 +29,8 @@ pub struct OptimParams {
     pub clip: f32,
     pub decay: f32,
     pub decay_every: u32,
-    pub _pad: [u32; 2],
+    pub groups: u32,
+    pub _pad: u32,
 }
 
 /// What a training step costs the host, counted by the engine itself.
@@ -69,8 +70,8 @@ pub struct GpuTrainer {
     eval_carry: Option<wgpu::Buffer>,
     m: wgpu::Buffer,
     v: wgpu::Buffer,
-    /// [t], the optimizer's step counter.
-    step_counter: wgpu::Buffer,
+    /// The optimizer's step t and bias corrections 1 − β1^t, 1 − β2^t (`OptimState`).
+    optim_state: wgpu::Buffer,
     staging: wgpu::Buffer,
     optimizer: Vec<Dispatch>,
     optim: OptimizerConfig,
@@ -142,13 +143,16 @@ impl GpuTrainer {
             None => None,
         };
         let n = config.num_params();
-        let (carry, eval_carry, m, v, step_counter, staging, optimizer) =
+        let (carry, eval_carry, m, v, optim_state, staging, optimizer) =
             gpu.scoped("allocating the optimizer", || {
                 let carry = storage(&gpu, "carry", batch * config.hidden);
                 let eval_carry = eval_batch.map(|b| storage(&gpu, "eval carry", b * config.hidden));
                 let m = storage(&gpu, "m", n);
                 let v = storage(&gpu, "v", n);
-                let step_counter = storage(&gpu, "step", 1);
+                let optim_state = storage(&gpu, "optimizer state", 4);
+                // The norm's first stage: a workgroup per 4096 parameters, at most 256.
+                let norm_groups = n.div_ceil(4096).clamp(1, 256);
+                let sums = storage(&gpu, "norm partial sums", norm_groups);
                 let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("stats read-back"),
                     size: 8,
@@ -176,7 +180,8 @@ impl GpuTrainer {
                             ("m", ReadWrite),
                             ("v", ReadWrite),
                             ("stats", ReadWrite),
-                            ("step", ReadWrite),
+                            ("state", ReadWrite),
+                            ("sums", ReadWrite),
                         ],
                         &[],
                     )
@@ -196,7 +201,8 @@ impl GpuTrainer {
                     clip: optim.clip,
                     decay: optim.decay,
                     decay_every: optim.decay_every,
-                    _pad: [0; 2],
+                    groups: norm_groups as u32,
+                    _pad: 0,
                 };
                 let u = uniform(&gpu, "optimizer params", &p);
                 let bindings = [
@@ -206,11 +212,19 @@ impl GpuTrainer {
                     m.as_entire_binding(),
                     v.as_entire_binding(),
                     train.stats.as_entire_binding(),
-                    step_counter.as_entire_binding(),
+                    optim_state.as_entire_binding(),
+                    sums.as_entire_binding(),
                 ];
+                let partial = kernel("grad_norm_partial");
                 let norm = kernel("grad_norm");
                 let update = kernel("update");
                 let optimizer = vec![
+                    Dispatch {
+                        pipeline: partial.pipeline.clone(),
+                        bind_group: partial.bind(&gpu.device, &bindings),
+                        offsets: vec![],
+                        groups: (norm_groups as u32, 1, 1),
+                    },
                     Dispatch {
                         pipeline: norm.pipeline.clone(),
                         bind_group: norm.bind(&gpu.device, &bindings),
@@ -224,7 +238,7 @@ impl GpuTrainer {
                         groups: grid_1d(n),
                     },
                 ];
-                (carry, eval_carry, m, v, step_counter, staging, optimizer)
+                (carry, eval_carry, m, v, optim_state, staging, optimizer)
             })?;
         let mut trainer = Self {
             gpu,
@@ -234,7 +248,7 @@ impl GpuTrainer {
             eval_carry,
             m,
             v,
-            step_counter,
+            optim_state,
             staging,
             optimizer,
             optim,
@@ -493,11 +507,12 @@ impl GpuTrainer {
     /// The optimizer's state.
     pub fn optimizer_state(&self) -> Result<OptimizerState> {
         let n = self.train.config.num_params();
-        let step = self.gpu.read_u32(&self.step_counter, 0, 1)?[0] as u64;
+        let state = self.gpu.read_u32(&self.optim_state, 0, 3)?;
         Ok(OptimizerState {
             m: self.gpu.read_f32(&self.m, 0, n)?,
             v: self.gpu.read_f32(&self.v, 0, n)?,
-            step,
+            step: state[0] as u64,
+            bias: [f32::from_bits(state[1]), f32::from_bits(state[2])],
         })
     }
 
@@ -516,11 +531,13 @@ impl GpuTrainer {
         let q = &self.gpu.queue;
         q.write_buffer(&self.m, 0, bytemuck::cast_slice(&state.m));
         q.write_buffer(&self.v, 0, bytemuck::cast_slice(&state.v));
-        q.write_buffer(
-            &self.step_counter,
+        let words = [
+            state.step as u32,
+            state.bias[0].to_bits(),
+            state.bias[1].to_bits(),
             0,
-            bytemuck::bytes_of(&(state.step as u32)),
-        );
+        ];
+        q.write_buffer(&self.optim_state, 0, bytemuck::cast_slice(&words));
         Ok(())
     }
 
