@@ -22,7 +22,7 @@ fn gpu() -> Gpu {
 
 fn matmul(c: &mut Criterion) {
     let gpu = gpu();
-    let kernels = Kernels::new(&gpu);
+    let kernels = Kernels::new(&gpu.device);
     let mut group = c.benchmark_group("matmul");
     group
         .sample_size(10)

@@ -114,7 +114,9 @@ fn check_against_cpu(gpu: &Gpu, c: &BenchConfig, recurrence: Recurrence) -> Resu
     let (b, t) = (c.batch.min(4), c.steps.min(16));
     let params = Params::init(model, 1);
     let batch = Batch::random(&model, b, t, true, 2);
-    let kernels = gpu.scoped("building the compute pipelines", || Kernels::new(gpu))?;
+    let kernels = gpu.scoped("building the compute pipelines", || {
+        Kernels::new(&gpu.device)
+    })?;
     let step = GpuStep::new(gpu, &kernels, model, b, t, recurrence)?;
     let got = step.run_and_read(gpu, &params, &batch)?;
     let want = cpu::step(&params, &batch);
@@ -142,7 +144,8 @@ pub fn bench_gpu(
     steps: usize,
     profile: bool,
 ) -> Result<BenchResult> {
-    let recurrence = recurrence.unwrap_or_else(|| Recurrence::auto(&gpu, c.batch, c.hidden));
+    let recurrence =
+        recurrence.unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, c.batch, c.hidden));
     let model = c.model();
     model.validate()?;
     GpuStep::check_fits(&gpu, &model, c.batch, c.steps)?;

@@ -198,8 +198,11 @@ pub fn check(
 
     let gpu_out: Option<StepOutput<f32>> = match gpu {
         Some(gpu) => {
-            let recurrence = recurrence.unwrap_or_else(|| Recurrence::auto(gpu, nb, config.hidden));
-            let kernels = gpu.scoped("building the compute pipelines", || Kernels::new(gpu))?;
+            let recurrence = recurrence
+                .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, nb, config.hidden));
+            let kernels = gpu.scoped("building the compute pipelines", || {
+                Kernels::new(&gpu.device)
+            })?;
             let step = gpu.scoped("allocating the step's buffers", || {
                 GpuStep::new(gpu, &kernels, config, nb, nt, recurrence)
             })??;

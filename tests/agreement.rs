@@ -10,22 +10,15 @@ use unroll::cpu;
 use unroll::gpu::{GpuStep, Kernels, Recurrence};
 use unroll::model::{Batch, ModelConfig, Params};
 
-/// Both recurrence strategies against the CPU reference on one case, the persistent one in both
-/// its forms (256-wide workgroups; 1024-wide ones that split each quad's sum over invocations).
+/// Both recurrence strategies against the CPU reference on one case.
 fn gpu_matches_cpu(config: ModelConfig, batch: usize, steps: usize, random_h0: bool, seed: u64) {
     let gpu = common::gpu();
-    let narrow = Kernels::with_sequence_workgroup(&gpu, 256);
-    let wide = Kernels::with_sequence_workgroup(&gpu, 1024);
+    let kernels = Kernels::new(&gpu.device);
     let params = Params::init(config, seed);
     let data = Batch::random(&config, batch, steps, random_h0, seed + 100);
     let want = cpu::step(&params, &data);
-    let runs = [
-        (Recurrence::PerStep, &narrow, "per-step"),
-        (Recurrence::Persistent, &narrow, "persistent, 256 wide"),
-        (Recurrence::Persistent, &wide, "persistent, 1024 wide"),
-    ];
-    for (recurrence, kernels, form) in runs {
-        let step = GpuStep::new(&gpu, kernels, config, batch, steps, recurrence).unwrap();
+    for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
+        let step = GpuStep::new(&gpu, &kernels, config, batch, steps, recurrence).unwrap();
         let got = step.run_and_read(&gpu, &params, &data).unwrap();
         let rows = compare_all(
             &want.tensors(&config, batch, steps),
@@ -38,7 +31,7 @@ fn gpu_matches_cpu(config: ModelConfig, batch: usize, steps: usize, random_h0: b
             ["loss", "hs", "logits", "dU", "dW", "db", "dV", "dc", "dh0"]
         );
         common::assert_all_pass(
-            &format!("{config:?} B={batch} T={steps} h0 random: {random_h0}, {form}"),
+            &format!("{config:?} B={batch} T={steps} h0 random: {random_h0}, {recurrence:?}"),
             &rows,
         );
     }
@@ -98,7 +91,7 @@ fn wide_hidden_matches_cpu() {
 #[test]
 fn step_is_bitwise_repeatable() {
     let gpu = common::gpu();
-    let kernels = Kernels::new(&gpu);
+    let kernels = Kernels::new(&gpu.device);
     let config = ModelConfig::tokens(65, 96);
     let params = Params::init(config, 11);
     let data = Batch::random(&config, 6, 24, true, 12);
@@ -117,7 +110,7 @@ fn step_is_bitwise_repeatable() {
 #[test]
 fn wrong_batch_shape_is_an_error() {
     let gpu = common::gpu();
-    let kernels = Kernels::new(&gpu);
+    let kernels = Kernels::new(&gpu.device);
     let config = ModelConfig::tokens(10, 8);
     let step = GpuStep::new(&gpu, &kernels, config, 2, 4, Recurrence::PerStep).unwrap();
     let data = Batch::random(&config, 3, 4, false, 0);
@@ -134,7 +127,7 @@ fn wrong_batch_shape_is_an_error() {
 #[test]
 fn oversized_model_names_the_limit() {
     let gpu = common::gpu();
-    let kernels = Kernels::new(&gpu);
+    let kernels = Kernels::new(&gpu.device);
     let limit = gpu.limits().max_storage_buffer_binding_size;
     // hs alone is (T+1)·B·H·4 bytes: make it twice the limit.
     let hidden = 4096;

@@ -129,13 +129,6 @@ pub struct Kernels {
     pub forward_sequence: Kernel,
     /// rnn_sequence.wgsl, the whole backward recurrence in one dispatch
     pub backward_sequence: Kernel,
-    /// rnn_sequence.wgsl, forward_sequence with each quad's sum split over invocations
-    pub forward_sequence_split: Kernel,
-    /// rnn_sequence.wgsl, backward_sequence with each quad's sum split over invocations
-    pub backward_sequence_split: Kernel,
-    /// Invocations per workgroup of the sequence kernels (`WG`): 256 on a software adapter,
-    /// where a workgroup runs on one thread; 1024 on a hardware GPU that allows it.
-    pub sequence_workgroup: u32,
     /// embedding.wgsl, the one-hot input projection
     pub gather: Kernel,
     /// loss.wgsl, tokens
@@ -154,21 +147,9 @@ fn module(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ShaderModule
 }
 
 impl Kernels {
-    /// Compiles every shader and builds every pipeline for the device of `gpu`, the sequence
-    /// kernels 1024 invocations wide on a hardware GPU that allows it, else 256.
-    pub fn new(gpu: &crate::gpu::Gpu) -> Self {
-        let limits = gpu.limits();
-        let wide = gpu.info.device_type != wgpu::DeviceType::Cpu
-            && limits.max_compute_invocations_per_workgroup >= 1024
-            && limits.max_compute_workgroup_size_x >= 1024;
-        Self::with_sequence_workgroup(gpu, if wide { 1024 } else { 256 })
-    }
-
-    /// As [`Self::new`], with the sequence kernels `sequence_workgroup` (256 or 1024) wide.
-    pub fn with_sequence_workgroup(gpu: &crate::gpu::Gpu, sequence_workgroup: u32) -> Self {
+    /// Compiles every shader and builds every pipeline.
+    pub fn new(device: &wgpu::Device) -> Self {
         use Access::*;
-        let device = &gpu.device;
-        let wg = [("WG", sequence_workgroup as f64)];
         let matmul = module(
             device,
             "matmul.wgsl",
@@ -245,30 +226,15 @@ impl Kernels {
                 &sequence,
                 "forward_sequence",
                 &sequence_bindings,
-                &wg,
+                &[],
             ),
             backward_sequence: Kernel::new(
                 device,
                 &sequence,
                 "backward_sequence",
                 &sequence_bindings,
-                &wg,
+                &[],
             ),
-            forward_sequence_split: Kernel::new(
-                device,
-                &sequence,
-                "forward_sequence_split",
-                &sequence_bindings,
-                &wg,
-            ),
-            backward_sequence_split: Kernel::new(
-                device,
-                &sequence,
-                "backward_sequence_split",
-                &sequence_bindings,
-                &wg,
-            ),
-            sequence_workgroup,
             gather: Kernel::new(
                 device,
                 &emb,
@@ -382,8 +348,7 @@ pub struct SequenceParams {
     pub hidden4: u32,
     pub steps: u32,
     pub rows_per_group: u32,
-    pub split: u32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 /// The uniform of transpose.wgsl.

@@ -91,14 +91,13 @@ impl Recurrence {
     ///   kernel wins only while the work is small: up to B·H = 512 it did (H=100 B=1, H=128 B=4,
     ///   H=64 B=8), from B·H = 2048 on the per-step products, spread over every core, did.
     ///
-    /// The persistent kernel needs H ≤ 2048 and 32 KiB of workgroup memory.
-    pub fn auto(gpu: &Gpu, batch: usize, hidden: usize) -> Self {
+    /// The persistent kernel needs H ≤ 2048 (its workgroup memory).
+    pub fn auto(device_type: wgpu::DeviceType, batch: usize, hidden: usize) -> Self {
         let h4 = hidden.next_multiple_of(4);
-        let persistent = Self::persistent_fits(gpu, hidden).is_ok()
-            && match gpu.info.device_type {
-                wgpu::DeviceType::Cpu => batch * h4 <= 1024,
-                _ => true,
-            };
+        let persistent = match device_type {
+            wgpu::DeviceType::Cpu => batch * h4 <= 1024,
+            _ => h4 <= PERSISTENT_MAX_ELEMENTS,
+        };
         if persistent {
             Recurrence::Persistent
         } else {
@@ -106,49 +105,13 @@ impl Recurrence {
         }
     }
 
-    /// Whether the persistent kernel can run a hidden size on this adapter.
-    fn persistent_fits(gpu: &Gpu, hidden: usize) -> Result<()> {
-        if hidden.next_multiple_of(4) > PERSISTENT_MAX_ELEMENTS {
-            return Err(Error::config(
-                format!(
-                    "the persistent recurrence holds at most H={PERSISTENT_MAX_ELEMENTS} in workgroup memory, H is {hidden}"
-                ),
-                "use --recurrence per-step",
-            ));
-        }
-        let storage = gpu.limits().max_compute_workgroup_storage_size;
-        if storage < PERSISTENT_WORKGROUP_BYTES {
-            return Err(Error::config(
-                format!(
-                    "the persistent recurrence needs {PERSISTENT_WORKGROUP_BYTES} bytes of workgroup memory, the adapter has {storage}"
-                ),
-                "use --recurrence per-step",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Batch rows per workgroup of the persistent kernel, and invocations per quad (`split`).
-    /// With 256-wide workgroups (a software adapter): enough rows to give the invocations work,
-    /// few enough to fit the workgroup memory and to leave several workgroups; no split. With
-    /// 1024-wide ones (a hardware GPU): a row per workgroup, for as many workgroups as rows, and
-    /// each quad's sum split over several invocations.
-    fn layout(kernels: &Kernels, batch: usize, hidden4: usize) -> (usize, usize) {
-        let fit = (PERSISTENT_MAX_ELEMENTS / hidden4).max(1);
-        if kernels.sequence_workgroup <= 256 {
-            (256usize.div_ceil(hidden4).clamp(1, fit).min(batch), 1)
-        } else {
-            let quads = hidden4 / 4;
-            (
-                1,
-                (kernels.sequence_workgroup as usize / quads).clamp(1, quads),
-            )
-        }
+    /// Batch rows per workgroup of the persistent kernel: enough to give its 256 invocations work,
+    /// few enough to fit the workgroup memory and to leave several workgroups.
+    fn rows_per_group(batch: usize, hidden: usize) -> usize {
+        let fit = (PERSISTENT_MAX_ELEMENTS / hidden).max(1);
+        256usize.div_ceil(hidden).clamp(1, fit).min(batch)
     }
 }
-
-/// Workgroup memory of rnn_sequence.wgsl: the state's two halves and the partial sums.
-pub const PERSISTENT_WORKGROUP_BYTES: u32 = 32 * 1024;
 
 /// One recorded dispatch: a pipeline, its bind group, its uniform's offset and its grid.
 pub(crate) struct Dispatch {
@@ -648,8 +611,14 @@ impl GpuStep {
         let (ni, nh, no) = (config.input, config.hidden, config.output);
         let (nb, nt) = (batch, steps);
         let n_rows = nt * nb;
-        if recurrence == Recurrence::Persistent {
-            Recurrence::persistent_fits(gpu, nh)?;
+        if recurrence == Recurrence::Persistent && nh.next_multiple_of(4) > PERSISTENT_MAX_ELEMENTS
+        {
+            return Err(Error::config(
+                format!(
+                    "the persistent recurrence holds at most H={PERSISTENT_MAX_ELEMENTS} in workgroup memory, H is {nh}"
+                ),
+                "use --recurrence per-step",
+            ));
         }
         Self::check_fits(gpu, &config, nb, nt)?;
         let x_len = match config.kind {
@@ -777,7 +746,7 @@ impl GpuStep {
         }
 
         // Forward recurrence.
-        let (rows_per_group, split) = Recurrence::layout(kernels, nb, h4);
+        let rows_per_group = Recurrence::rows_per_group(nb, h4);
         let sequence_groups = (nb.div_ceil(rows_per_group) as u32, 1, 1);
         let sequence = SequenceParams {
             batch: nb as u32,
@@ -785,8 +754,7 @@ impl GpuStep {
             hidden4: h4 as u32,
             steps: nt as u32,
             rows_per_group: rows_per_group as u32,
-            split: split as u32,
-            _pad: [0; 2],
+            _pad: [0; 3],
         };
         match recurrence {
             Recurrence::PerStep => {
@@ -820,11 +788,7 @@ impl GpuStep {
             Recurrence::Persistent => {
                 plan.push(
                     Phase::ForwardRecurrence,
-                    if split > 1 {
-                        &k.forward_sequence_split
-                    } else {
-                        &k.forward_sequence
-                    },
+                    &k.forward_sequence,
                     &sequence,
                     vec![&pre, &wt, p_, &hs],
                     sequence_groups,
@@ -950,11 +914,7 @@ impl GpuStep {
             Recurrence::Persistent => {
                 plan.push(
                     Phase::BackwardRecurrence,
-                    if split > 1 {
-                        &k.backward_sequence_split
-                    } else {
-                        &k.backward_sequence
-                    },
+                    &k.backward_sequence,
                     &sequence,
                     vec![&dh, &w_padded, &hs, &da],
                     sequence_groups,

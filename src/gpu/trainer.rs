@@ -119,9 +119,12 @@ impl GpuTrainer {
             eval_batch,
             recurrence,
         } = shape;
-        let recurrence = recurrence.unwrap_or_else(|| Recurrence::auto(&gpu, batch, config.hidden));
+        let recurrence = recurrence
+            .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
         optim.validate()?;
-        let kernels = gpu.scoped("building the compute pipelines", || Kernels::new(&gpu))?;
+        let kernels = gpu.scoped("building the compute pipelines", || {
+            Kernels::new(&gpu.device)
+        })?;
         let train = gpu.scoped("allocating the training step", || {
             GpuStep::new(&gpu, &kernels, config, batch, steps, recurrence)
         })??;
