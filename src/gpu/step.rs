@@ -11,9 +11,11 @@
 //! | input projection     | 1              | `pre = x U^T + b` for all T·B rows (gather for tokens) |
 //! | forward recurrence   | T, or 1        | `h_t = tanh(pre_t + h_{t-1} W^T)`                      |
 //! | output and loss      | 3              | `y = hs V^T + c`, per-row loss and `dy`, the mean loss |
-//! | output gradients     | 3              | `dh = dy V`, `dV = dy^T hs`, `dc = Σ dy`              |
+//! | output gradients     | 3 (+1)         | `dh = dy V`, `dV = dy^T hs`, `dc = Σ dy`              |
 //! | backward recurrence  | T, or 1        | `dA_t = (dh_t + dA_{t+1} W) ⊙ (1 − h_t²)`             |
-//! | weight gradients     | 4              | `dW = dA^T hs[..T]`, `db = Σ dA`, `dU = dA^T x`, `dh0 = dA_1 W` |
+//! | weight gradients     | 4 (+2)         | `dW = dA^T hs[..T]`, `db = Σ dA`, `dU = dA^T x`, `dh0 = dA_1 W` |
+//!
+//! (+1, +2: the in-order sums of split weight gradients, from T·B = 1024 rows on.)
 //!
 //! Only the two recurrences are sequential in time. They run either as one fused matmul dispatch
 //! per timestep ([`Recurrence::PerStep`]) or as one dispatch for all T timesteps in which each
