@@ -39,6 +39,14 @@ impl AdapterChoice {
         }
     }
 
+    /// The backends asked for, as the user wrote them: `backend dx12`, or `any backend`.
+    fn describe_backends(&self) -> String {
+        self.backend
+            .clone()
+            .or_else(|| std::env::var("WGPU_BACKEND").ok().filter(|s| !s.is_empty()))
+            .map_or("any backend".into(), |b| format!("backend {b}"))
+    }
+
     fn adapter_name(&self) -> Option<String> {
         self.adapter.clone().or_else(|| {
             std::env::var("WGPU_ADAPTER_NAME")
@@ -89,7 +97,7 @@ impl Gpu {
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
         if adapters.is_empty() {
             return Err(Error::Adapter {
-                problem: format!("no GPU adapter found for backends {backends:?}"),
+                problem: format!("no GPU adapter found for {}", choice.describe_backends()),
                 hint: NO_ADAPTER_HINT.into(),
             });
         }
@@ -284,7 +292,7 @@ pub fn info_report(choice: &AdapterChoice) -> Result<String> {
     let _ = writeln!(s, "adapters found:");
     if adapters.is_empty() {
         return Err(Error::Adapter {
-            problem: format!("no GPU adapter found for backends {:?}", choice.backends()?),
+            problem: format!("no GPU adapter found for {}", choice.describe_backends()),
             hint: NO_ADAPTER_HINT.into(),
         });
     }
