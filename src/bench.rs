@@ -73,8 +73,10 @@ pub struct BenchResult {
     pub dispatches_per_step: f64,
     /// Queue submissions per step (GPU).
     pub submissions_per_step: f64,
-    /// Waits for the GPU per step in training (reporting steps only; 0 here).
+    /// Waits for the GPU per training step that does not report the loss (GPU).
     pub waits_per_step_training: f64,
+    /// Waits for the GPU per reporting step (GPU).
+    pub waits_per_report: f64,
     /// Bytes uploaded per step (GPU).
     pub upload_bytes_per_step: f64,
     /// Bytes read back per reporting step (GPU).
@@ -170,6 +172,12 @@ pub fn bench_gpu(
     }
     let after = trainer.counters();
     let n = (after.steps - before.steps) as f64;
+    // One reporting step, untimed, for what a report reads back.
+    let report_before = trainer.counters();
+    trainer.train_step(&batch.inputs, &batch.targets, false, true)?;
+    let report = trainer.counters();
+    let readback_bytes_per_report = (report.bytes_read_back - report_before.bytes_read_back) as f64;
+    let waits_per_report = (report.waits - report_before.waits) as f64;
     let profile = if profile {
         trainer.profile_step(&batch.inputs, &batch.targets)?;
         let mut runs: Vec<Vec<(&str, f64)>> = Vec::new();
@@ -200,7 +208,8 @@ pub fn bench_gpu(
         submissions_per_step: (after.submissions - before.submissions) as f64 / n,
         waits_per_step_training: (after.waits - before.waits) as f64 / n,
         upload_bytes_per_step: (after.bytes_uploaded - before.bytes_uploaded) as f64 / n,
-        readback_bytes_per_report: 8.0,
+        readback_bytes_per_report,
+        waits_per_report,
         gpu_memory_bytes: trainer.memory_bytes(),
         check_max_rel_error: Some(check),
         profile,
@@ -240,6 +249,7 @@ pub fn bench_cpu(c: &BenchConfig, steps: usize, budget: Duration) -> Result<Benc
         waits_per_step_training: 0.0,
         upload_bytes_per_step: 0.0,
         readback_bytes_per_report: 0.0,
+        waits_per_report: 0.0,
         gpu_memory_bytes: 0,
         check_max_rel_error: None,
         profile: vec![],
@@ -252,7 +262,7 @@ pub fn table(results: &[BenchResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<16} {:<44} {:>5} {:>10} {:>10} {:>11} {:>8} {:>6} {:>5} {:>9} {:>8} {:>10}",
+        "{:<16} {:<44} {:>5} {:>10} {:>10} {:>11} {:>8} {:>6} {:>5} {:>5} {:>9} {:>8} {:>10}",
         "H,B,T (I=O)",
         "device",
         "steps",
@@ -262,6 +272,7 @@ pub fn table(results: &[BenchResult]) -> String {
         "GFLOP/s",
         "disp.",
         "subm.",
+        "waits",
         "upload B",
         "read B",
         "GPU MiB"
@@ -270,7 +281,7 @@ pub fn table(results: &[BenchResult]) -> String {
         let c = r.config;
         let _ = writeln!(
             s,
-            "{:<16} {:<44} {:>5} {:>10.3} {:>10.3} {:>11.0} {:>8.2} {:>6.0} {:>5.0} {:>9.0} {:>8.0} {:>10.1}",
+            "{:<16} {:<44} {:>5} {:>10.3} {:>10.3} {:>11.0} {:>8.2} {:>6.0} {:>5.0} {:>5} {:>9.0} {:>8.0} {:>10.1}",
             format!("{},{},{} ({})", c.hidden, c.batch, c.steps, c.vocab),
             r.device.chars().take(44).collect::<String>(),
             r.timed_steps,
@@ -280,6 +291,7 @@ pub fn table(results: &[BenchResult]) -> String {
             r.gflops,
             r.dispatches_per_step,
             r.submissions_per_step,
+            format!("{}/{}", r.waits_per_step_training, r.waits_per_report),
             r.upload_bytes_per_step,
             r.readback_bytes_per_report,
             r.gpu_memory_bytes as f64 / (1 << 20) as f64,
