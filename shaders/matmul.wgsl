@@ -2,7 +2,7 @@
 // the per-timestep recurrences included.
 //
 // Math, with A (M, K), B (K, N), C (M, N):
-//   S[i, j]  = Σ_p A[i, p] B[p, j]                       (p in order 0..K: a fixed summation order)
+//   S[i, j]  = Σ_p A[i, p] B[p, j]     (p in order 0..K, or slice by slice: see Split K; a fixed order)
 //   S       += addend[j]              if ADD_BIAS    (a bias vector)
 //   S       += addend[i, j]           if ADD_MATRIX  (a matrix)
 //   C[i, j]  = tanh(S)                if TANH
