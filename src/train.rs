@@ -531,6 +531,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         }
     }
     bar.finish_and_clear();
+    if val_loss.is_nan() && !interrupted {
+        // A resumed run that was already complete took no step: report where it stands.
+        val_loss = engine.evaluate(&data.val)?;
+    }
     save(engine.as_ref(), step, (step % cpe) as usize)?;
     if interrupted {
         say(
