@@ -375,18 +375,22 @@ fn run_train(args: &TrainArgs) -> Result<bool> {
     };
     let s = train(&cfg, &opts)?;
     println!("device: {}", s.device);
-    println!(
-        "step {}: train loss {:.4}, validation loss {:.4} ({} {:.4}), {:.0} tokens/s",
-        s.step,
-        s.train_loss,
-        s.val_loss,
-        match cfg.task {
-            Task::Text => "unigram entropy",
-            Task::Series => "repeat-last-value forecast",
-        },
-        s.baseline_loss,
-        s.tokens_per_s
-    );
+    let baseline = match cfg.task {
+        Task::Text => "unigram entropy",
+        Task::Series => "repeat-last-value forecast",
+    };
+    if s.train_loss.is_nan() {
+        // A resumed run that was already complete: no step was taken.
+        println!(
+            "step {}: no step left to take; validation loss {:.4} ({baseline} {:.4})",
+            s.step, s.val_loss, s.baseline_loss
+        );
+    } else {
+        println!(
+            "step {}: train loss {:.4}, validation loss {:.4} ({baseline} {:.4}), {:.0} tokens/s",
+            s.step, s.train_loss, s.val_loss, s.baseline_loss, s.tokens_per_s
+        );
+    }
     println!("checkpoint: {}", s.checkpoint.display());
     println!("metrics:    {}", s.metrics.display());
     println!("loss plot:  {}", s.plot.display());
