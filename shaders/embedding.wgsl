@@ -1,17 +1,15 @@
-// embedding.wgsl: the one-hot input's projection and its gradient, as a gather and a scatter.
+// embedding.wgsl: the one-hot input's projection, as a gather.
 //
 // With x_t a token id, x_t U^T is column x_t of U, so no matmul is needed:
 //   gather:  pre[r, j] = U[j, x[r]] + b[j]                      r = t·B + b over all T·B rows
-//   scatter: dU[j, v]  = Σ_{r : x[r] = v} dA[r, j]              (the scatter-add dA^T x)
-// The scatter gives each output element to one invocation, which walks the rows in order:
-// no atomics, a fixed summation order, the same bits on every run.
-// Shapes: x (T·B) token ids; U (H, I) and b (H) in params; pre, dA (T·B, H); dU (H, I) in grads.
+// (Its gradient dU = dA^T x is matmul.wgsl with a one-hot B.)
+// Shapes: x (T·B) token ids; U (H, I) and b (H) in params; pre (T·B, H).
 //
 // Bindings:
 //   @binding(0) p:      EmbeddingParams, uniform (dynamic offset)
 //   @binding(1) x:      array<u32>, read        (T·B)
-//   @binding(2) src:    array<f32>, read        gather: params (U, b) | scatter: dA
-//   @binding(3) out:    array<f32>, read_write  gather: pre | scatter: grads (dU)
+//   @binding(2) src:    array<f32>, read        params (U, b)
+//   @binding(3) out:    array<f32>, read_write  pre
 
 struct EmbeddingParams {
     rows: u32,
@@ -45,22 +43,4 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let r = idx / p.hidden;
     let j = idx % p.hidden;
     out[p.out_offset + idx] = src[p.u_offset + j * p.input + x[r]] + src[p.b_offset + j];
-}
-
-// One invocation per (v, j), j fastest, so that neighbours read neighbouring dA elements.
-@compute @workgroup_size(64)
-fn scatter(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let idx = linear_index(gid, groups);
-    if (idx >= p.input * p.hidden) {
-        return;
-    }
-    let v = idx / p.hidden;
-    let j = idx % p.hidden;
-    var acc = 0.0;
-    for (var r = 0u; r < p.rows; r++) {
-        if (x[r] == v) {
-            acc += src[r * p.hidden + j];
-        }
-    }
-    out[p.out_offset + j * p.input + v] = acc;
 }
