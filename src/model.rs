@@ -200,12 +200,6 @@ impl<F: Float> Params<F> {
         &self.data[slot.offset..slot.offset + slot.len]
     }
 
-    /// One parameter by name, mutable.
-    pub fn get_mut(&mut self, name: &str) -> &mut [F] {
-        let slot = self.config.layout().slot(name).clone();
-        &mut self.data[slot.offset..slot.offset + slot.len]
-    }
-
     /// The same parameters in another float type.
     pub fn cast<G: Float>(&self) -> Params<G> {
         Params {

@@ -38,11 +38,6 @@ impl TensorFile {
         SafeTensors::deserialize(&self.bytes).expect("validated in open")
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The string metadata of the header.
     pub fn metadata(&self) -> HashMap<String, String> {
         SafeTensors::read_metadata(&self.bytes)

@@ -74,7 +74,6 @@ pub struct GpuTrainer {
     optim_state: wgpu::Buffer,
     staging: wgpu::Buffer,
     optimizer: Vec<Dispatch>,
-    optim: OptimizerConfig,
     counters: Counters,
 }
 
@@ -251,7 +250,6 @@ impl GpuTrainer {
             optim_state,
             staging,
             optimizer,
-            optim,
             counters: Counters::default(),
         };
         trainer.set_params(params)?;
@@ -563,10 +561,5 @@ impl GpuTrainer {
             .queue
             .write_buffer(&self.carry, 0, bytemuck::cast_slice(h));
         Ok(())
-    }
-
-    /// The optimizer settings.
-    pub fn optimizer(&self) -> &OptimizerConfig {
-        &self.optim
     }
 }
