@@ -6,7 +6,8 @@
 //   stats[1] = ‖g‖ = sqrt(Σ_w sums[w])
 //   state.t += 1;  state.bias1 += (1 − state.bias1)(1 − β1);  state.bias2 likewise
 // The bias corrections 1 − β^t are kept by that recurrence rather than computed with pow: a
-// GPU's pow is accurate to about 1e-7 of β^t, and 1 − β^t cancels it down to 1e-3 of itself.
+// GPU's pow is an approximation, and 1 − β^t (about 1e-3 at t = 1 for β2 = 0.999) magnifies
+// its error; with pow, Adam on the GPU drifted 1e-5 (relative) from the CPU in five steps.
 // Every sum runs in a fixed order (strided, then a tree over the lanes), so the norm has the same
 // bits on every run; the first stage spreads a large model's parameters over many workgroups.
 // update (one invocation per element), with t = state.t, lr_t = lr · decay^floor((t−1) / decay_every),

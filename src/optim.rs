@@ -12,8 +12,8 @@
 //! ```
 //!
 //! The bias corrections 1 − β^t are kept by the recurrence `b_t = b_{t−1} + (1 − b_{t−1})(1 − β)`
-//! rather than computed with pow: a GPU's pow is accurate to about 1e-7 of β^t, and 1 − β^t
-//! cancels that down to 1e-3 of itself near t = 1. Both paths keep them the same way.
+//! rather than computed with pow: a GPU's pow is an approximation, and 1 − β^t (about 1e-3 at
+//! t = 1 for β2 = 0.999) magnifies its error. Both paths keep them the same way.
 
 use crate::error::{Error, Result};
 

@@ -260,15 +260,19 @@ fn checkpoint_errors() {
         &["not a readable safetensors file"],
     );
 
-    // Safetensors files from another program.
+    // Safetensors files from another program: one tensor each, with or without unroll's metadata.
     use unroll::tensorfile::{OwnedTensor, write_atomic};
-    let foreign = d.join("foreign.safetensors");
-    write_atomic(
-        &foreign,
-        &[OwnedTensor::f32("encoder.weight", vec![2, 2], &[0.0; 4])],
+    let file_of =
+        |name: &str, tensor: OwnedTensor, meta: std::collections::HashMap<String, String>| {
+            let path = d.join(name);
+            write_atomic(&path, &[tensor], meta).unwrap();
+            path
+        };
+    let foreign = file_of(
+        "foreign.safetensors",
+        OwnedTensor::f32("encoder.weight", vec![2, 2], &[0.0; 4]),
         Default::default(),
-    )
-    .unwrap();
+    );
     fails_with(&args(&sample(&foreign)), &["not an unroll checkpoint"]);
     let ck = unroll::checkpoint::Checkpoint::load(&good).unwrap();
     let meta: std::collections::HashMap<String, String> = [(
@@ -276,48 +280,33 @@ fn checkpoint_errors() {
         serde_json::to_string(&ck.info).unwrap(),
     )]
     .into();
-    let (i, h) = (ck.params.config.input, ck.params.config.hidden);
-    let missing = d.join("missing.safetensors");
-    write_atomic(
-        &missing,
-        &[OwnedTensor::f32(
-            "rnn.weight_ih_l0",
-            vec![h, i],
-            ck.params.get("U"),
-        )],
+    let (i, h, u) = (
+        ck.params.config.input,
+        ck.params.config.hidden,
+        ck.params.get("U"),
+    );
+    let missing = file_of(
+        "missing.safetensors",
+        OwnedTensor::f32("rnn.weight_ih_l0", vec![h, i], u),
         meta.clone(),
-    )
-    .unwrap();
+    );
     fails_with(
         &args(&sample(&missing)),
         &["has no tensor `rnn.weight_hh_l0`"],
     );
-    let shaped = d.join("shaped.safetensors");
-    write_atomic(
-        &shaped,
-        &[OwnedTensor::f32(
-            "rnn.weight_ih_l0",
-            vec![i, h],
-            ck.params.get("U"),
-        )],
+    let shaped = file_of(
+        "shaped.safetensors",
+        OwnedTensor::f32("rnn.weight_ih_l0", vec![i, h], u),
         meta.clone(),
-    )
-    .unwrap();
-    fails_with(
-        &args(&sample(&shaped)),
-        &[
-            "rnn.weight_ih_l0",
-            &format!("has shape [{i}, {h}], expected [{h}, {i}]"),
-        ],
     );
-    let typed = d.join("typed.safetensors");
-    let as_u32: Vec<u32> = ck.params.get("U").iter().map(|v| v.to_bits()).collect();
-    write_atomic(
-        &typed,
-        &[OwnedTensor::u32("rnn.weight_ih_l0", vec![h, i], &as_u32)],
+    let expected = format!("has shape [{i}, {h}], expected [{h}, {i}]");
+    fails_with(&args(&sample(&shaped)), &["rnn.weight_ih_l0", &expected]);
+    let as_u32: Vec<u32> = u.iter().map(|v| v.to_bits()).collect();
+    let typed = file_of(
+        "typed.safetensors",
+        OwnedTensor::u32("rnn.weight_ih_l0", vec![h, i], &as_u32),
         meta,
-    )
-    .unwrap();
+    );
     fails_with(
         &args(&sample(&typed)),
         &["rnn.weight_ih_l0", "dtype U32, expected F32"],

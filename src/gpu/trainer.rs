@@ -33,6 +33,30 @@ pub struct OptimParams {
     pub _pad: u32,
 }
 
+impl OptimParams {
+    /// The uniform for `config` over `n` parameters, the norm's first stage `groups` wide.
+    fn new(config: &OptimizerConfig, n: usize, groups: usize) -> Self {
+        Self {
+            n: n as u32,
+            kind: match config.kind {
+                OptimizerKind::Sgd => 0,
+                OptimizerKind::Adagrad => 1,
+                OptimizerKind::Adam => 2,
+            },
+            lr: config.lr,
+            momentum: config.momentum,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: config.eps,
+            clip: config.clip,
+            decay: config.decay,
+            decay_every: config.decay_every,
+            groups: groups as u32,
+            _pad: 0,
+        }
+    }
+}
+
 /// What a training step costs the host, counted by the engine itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -185,24 +209,7 @@ impl GpuTrainer {
                         &[],
                     )
                 };
-                let p = OptimParams {
-                    n: n as u32,
-                    kind: match optim.kind {
-                        OptimizerKind::Sgd => 0,
-                        OptimizerKind::Adagrad => 1,
-                        OptimizerKind::Adam => 2,
-                    },
-                    lr: optim.lr,
-                    momentum: optim.momentum,
-                    beta1: optim.beta1,
-                    beta2: optim.beta2,
-                    eps: optim.eps,
-                    clip: optim.clip,
-                    decay: optim.decay,
-                    decay_every: optim.decay_every,
-                    groups: norm_groups as u32,
-                    _pad: 0,
-                };
+                let p = OptimParams::new(&optim, n, norm_groups);
                 let u = uniform(&gpu, "optimizer params", &p);
                 let bindings = [
                     u.as_entire_binding(),
@@ -328,12 +335,7 @@ impl GpuTrainer {
             let _ = self.gpu.device.poll(wgpu::PollType::Poll);
             return self.gpu.check("a training step").map(|_| None);
         }
-        let stats: Vec<f32> = bytemuck::pod_collect_to_vec(&map_read(
-            &self.gpu,
-            &self.staging,
-            8,
-            "reading the loss back",
-        )?);
+        let stats = self.read_staging(8, "reading the loss back")?;
         self.counters.waits += 1;
         self.counters.bytes_read_back += 8;
         Ok(Some(StepStats {
@@ -364,13 +366,19 @@ impl GpuTrainer {
         }
         encoder.copy_buffer_to_buffer(&self.train.stats, 0, &self.staging, 0, 8);
         self.gpu.queue.submit([encoder.finish()]);
-        let stats: Vec<f32> = bytemuck::pod_collect_to_vec(&map_read(
+        let stats = self.read_staging(8, "reading the gradient norm back")?;
+        Ok(stats[1])
+    }
+
+    /// Waits for the submitted work and reads the first `bytes` bytes of the staging buffer
+    /// (the loss, and the gradient norm when 8) as f32.
+    fn read_staging(&self, bytes: u64, op: &str) -> Result<Vec<f32>> {
+        Ok(bytemuck::pod_collect_to_vec(&map_read(
             &self.gpu,
             &self.staging,
-            8,
-            "reading the gradient norm back",
-        )?);
-        Ok(stats[1])
+            bytes,
+            op,
+        )?))
     }
 
     /// One training step with each phase in its own compute pass between timestamp queries;
@@ -480,12 +488,7 @@ impl GpuTrainer {
             encoder.copy_buffer_to_buffer(&eval.hs, eval.steps as u64 * bh, carry, 0, bh);
             encoder.copy_buffer_to_buffer(&eval.stats, 0, &self.staging, 0, 4);
             self.gpu.queue.submit([encoder.finish()]);
-            let loss: Vec<f32> = bytemuck::pod_collect_to_vec(&map_read(
-                &self.gpu,
-                &self.staging,
-                4,
-                "reading the validation loss back",
-            )?);
+            let loss = self.read_staging(4, "reading the validation loss back")?;
             total += loss[0] as f64;
         }
         Ok((total / chunks.len().max(1) as f64) as f32)
