@@ -6,7 +6,16 @@
 //   squared_error: loss[r] = ½ Σ_o (y[r, o] − target[r, o])²
 //                  dy[r, o] = (y[r, o] − target[r, o]) · scale
 // The softmax subtracts the row's maximum first, so exp never overflows. The per-row losses are
-// summed afterwards by reduce.wgsl in a fixed order. One invocation per row.
+// summed afterwards by reduce.wgsl in a fixed order.
+//
+// Two forms of each, with the same bindings and results:
+//   softmax_xent, squared_error:           one invocation per row, walking its O classes (small O);
+//   softmax_xent_wide, squared_error_wide: one 256-wide workgroup per row, each invocation taking
+//                                          every 256th class, the lanes' partial results combined
+//                                          by a fixed tree. For large O: it keeps one invocation's
+//                                          loops short (LOOP_BUDGET in src/gpu/step.rs) and gives a
+//                                          long row many invocations. Rows past 65,535 use the
+//                                          grid's second dimension.
 //
 // Bindings:
 //   @binding(0) p:             LossParams, uniform (dynamic offset)
@@ -74,4 +83,93 @@ fn squared_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         dy[row + o] = e * p.scale;
     }
     row_loss[r] = l;
+}
+
+// ---- one workgroup per row ----
+
+const LANES: u32 = 256u;
+
+var<workgroup> lanes: array<f32, 256>;
+
+// The workgroup's row: workgroups are laid out as a 2-D grid, row = y · (groups along x) + x.
+fn row_of(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return wid.y * groups.x + wid.x;
+}
+
+// Combines the 256 lanes' values pairwise, in a fixed order, by max (`take_max`) or by sum; every
+// lane gets the result.
+fn combine(lid: u32, value: f32, take_max: bool) -> f32 {
+    lanes[lid] = value;
+    workgroupBarrier();
+    for (var width = LANES / 2u; width > 0u; width >>= 1u) {
+        if (lid < width) {
+            if (take_max) {
+                lanes[lid] = max(lanes[lid], lanes[lid + width]);
+            } else {
+                lanes[lid] += lanes[lid + width];
+            }
+        }
+        workgroupBarrier();
+    }
+    let result = lanes[0];
+    workgroupBarrier();
+    return result;
+}
+
+@compute @workgroup_size(256)
+fn softmax_xent_wide(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let r = row_of(wid, groups);
+    if (r >= p.rows) {
+        return;
+    }
+    let row = r * p.classes;
+    var m = y[row];
+    for (var o = lid; o < p.classes; o += LANES) {
+        m = max(m, y[row + o]);
+    }
+    m = combine(lid, m, true);
+    var sum = 0.0;
+    for (var o = lid; o < p.classes; o += LANES) {
+        sum += exp(y[row + o] - m);
+    }
+    sum = combine(lid, sum, false);
+    let label = token_targets[r];
+    let inv = p.scale / sum;
+    for (var o = lid; o < p.classes; o += LANES) {
+        var d = exp(y[row + o] - m) * inv;
+        if (o == label) {
+            d -= p.scale;
+        }
+        dy[row + o] = d;
+    }
+    if (lid == 0u) {
+        row_loss[r] = m + log(sum) - y[row + label];
+    }
+}
+
+@compute @workgroup_size(256)
+fn squared_error_wide(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let r = row_of(wid, groups);
+    if (r >= p.rows) {
+        return;
+    }
+    let row = r * p.classes;
+    var l = 0.0;
+    for (var o = lid; o < p.classes; o += LANES) {
+        let e = y[row + o] - dense_targets[row + o];
+        l += 0.5 * e * e;
+        dy[row + o] = e * p.scale;
+    }
+    l = combine(lid, l, false);
+    if (lid == 0u) {
+        row_loss[r] = l;
+    }
 }

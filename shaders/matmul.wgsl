@@ -33,6 +33,13 @@
 // product over T·B rows with a small C (dW, dV, dU) so becomes many workgroups instead of a few
 // with long loops. Without a split, k_split = K and the grid has one z. No epilogue with a split.
 //
+// K in chunks: one dispatch sums only p in [z · k_split + k_begin, … + k_len) of its split. The
+// host runs the chunks of a long sum as consecutive dispatches; every chunk after the first has
+// ACCUMULATE set and starts its accumulators from the C that the chunk before it wrote, so the
+// sum runs in the same order as in one dispatch, and only the last chunk applies the bias and the
+// epilogue. This bounds the loop iterations of one invocation (see LOOP_BUDGET in
+// src/gpu/step.rs: Mesa's software adapters end a shader's loops after 65,535 iterations).
+//
 // Uses in one step (B batch, T steps, I input, H hidden, O output; hs (T+1, B, H)):
 //   forward step t     h_t  = tanh(pre_t + h_{t-1} W^T)            A_IN_C, ADD_MATRIX, TANH
 //   backward step t    dA_t = (dh_t + dA_{t+1} W) ⊙ (1 − h_t²)     A_IN_C, ADD_MATRIX, TANH_GRAD
@@ -71,12 +78,17 @@ struct MatmulParams {
     aux_offset: u32,
     k_split: u32,
     c_split_stride: u32,
+    k_begin: u32,
+    k_len: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 const ADD_BIAS: u32 = 1u;
 const ADD_MATRIX: u32 = 2u;
 const TANH: u32 = 4u;
 const TANH_GRAD: u32 = 8u;
+const ACCUMULATE: u32 = 16u;
 
 override A_IN_C: bool = false;
 override ONE_HOT_B: bool = false;
@@ -109,6 +121,43 @@ fn load_b(k: u32, b_col: vec4<u32>, j: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(b[b_col.x + bk], b[b_col.y + bk], b[b_col.z + bk], b[b_col.w + bk]);
 }
 
+// The p this invocation sums over: its split's range, from k_begin on, at most k_len of it.
+fn k_range(z: u32) -> vec2<u32> {
+    let z0 = z * p.k_split;
+    let start = z0 + p.k_begin;
+    return vec2<u32>(start, min(min(p.k, z0 + p.k_split), start + p.k_len));
+}
+
+// The sums so far of the block at (i0, j0) of split z: C as the previous chunk left it with
+// ACCUMULATE, zeros otherwise. Rows past M are clamped (and never stored).
+fn initial(i0: u32, jc: vec4<u32>, z: u32) -> array<vec4<f32>, 4> {
+    var acc: array<vec4<f32>, 4>;
+    if ((p.flags & ACCUMULATE) != 0u) {
+        let c_base = p.c_offset + z * p.c_split_stride;
+        for (var r = 0u; r < 4u; r++) {
+            let row = c_base + min(i0 + r, p.m - 1u) * p.c_row_stride;
+            acc[r] = vec4<f32>(c[row + jc.x], c[row + jc.y], c[row + jc.z], c[row + jc.w]);
+        }
+    }
+    return acc;
+}
+
+// As initial, through the vec4 view of C.
+fn initial4(i0: u32, jc: vec4<u32>, z: u32) -> array<vec4<f32>, 4> {
+    var acc: array<vec4<f32>, 4>;
+    if ((p.flags & ACCUMULATE) != 0u) {
+        let c_base = p.c_offset + z * p.c_split_stride;
+        for (var r = 0u; r < 4u; r++) {
+            let row = c_base + min(i0 + r, p.m - 1u) * p.c_row_stride;
+            for (var q = 0u; q < 4u; q++) {
+                let e = row + jc[q];
+                acc[r][q] = c4[e / 4u][e % 4u];
+            }
+        }
+    }
+    return acc;
+}
+
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i0 = gid.y * 4u;
@@ -123,9 +172,9 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var r = 0u; r < 4u; r++) {
         a_row[r] = p.a_offset + min(i0 + r, p.m - 1u) * p.a_row_stride;
     }
-    var acc: array<vec4<f32>, 4>;
-    let k_end = min(p.k, (gid.z + 1u) * p.k_split);
-    for (var k = gid.z * p.k_split; k < k_end; k++) {
+    var acc = initial(i0, jc, gid.z);
+    let range = k_range(gid.z);
+    for (var k = range.x; k < range.y; k++) {
         let ak = k * p.a_col_stride;
         let bv = load_b(k, b_col, j);
         acc[0] += load_a(a_row.x + ak) * bv;
@@ -209,13 +258,13 @@ fn matmul4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let jc = min(j, vec4<u32>(p.n - 1u));
     // B's row k at columns j0..j0+3 is b4[(b_base + k * b_row_stride) / 4]; j0 < n, so in range.
     let b_base = p.b_offset + j0;
-    var acc: array<vec4<f32>, 4>;
+    var acc = initial4(i0, jc, gid.z);
+    let range = k_range(gid.z);
     if (A_COLS) {
         // A[i0..i0+3, k] is a4[(a_base + k * a_col_stride) / 4]. Rows past M read rows that exist
         // (the buffer holds a multiple of 4 of them) and are never stored.
         let a_base = p.a_offset + i0;
-        let k_end = min(p.k, (gid.z + 1u) * p.k_split);
-        for (var k = gid.z * p.k_split; k < k_end; k++) {
+        for (var k = range.x; k < range.y; k++) {
             let av = a4[(a_base + k * p.a_col_stride) / 4u];
             var bv: vec4<f32>;
             if (ONE_HOT_B) {
@@ -234,8 +283,7 @@ fn matmul4(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var r = 0u; r < 4u; r++) {
             a_row[r] = p.a_offset + min(i0 + r, p.m - 1u) * p.a_row_stride;
         }
-        let k_end = min(p.k, (gid.z + 1u) * p.k_split);
-        for (var k = gid.z * p.k_split; k < k_end; k += 4u) {
+        for (var k = range.x; k < range.y; k += 4u) {
             var av: array<vec4<f32>, 4>;
             for (var r = 0u; r < 4u; r++) {
                 if (A_IN_C) {

@@ -15,6 +15,13 @@
 // The sums run over k (j) in order and the addend comes last, as in matmul.wgsl.
 // rows_per_group · H4 ≤ 2048.
 //
+// Time in chunks: one dispatch runs timesteps [t_begin, t_end) only (forward in increasing t,
+// backward in decreasing t), starting from the state the chunk before it left in `out`
+// (h_{t_begin}, or dA_{t_end} when t_end < T). The host runs the chunks as consecutive dispatches,
+// so that one invocation's loops stay under LOOP_BUDGET (src/gpu/step.rs); the arithmetic is the
+// same as in one dispatch. Workgroups form a 2-D grid (group = y · (groups along x) + x) when the
+// batch needs more than 65,535 of them.
+//
 // Bindings (forward | backward):
 //   @binding(0) p:   SequenceParams, uniform (dynamic offset)
 //   @binding(1) src: array<f32>, read               pre (T, B, H)   | dh (T, B, H)
@@ -28,9 +35,9 @@ struct SequenceParams {
     hidden4: u32,
     steps: u32,
     rows_per_group: u32,
+    t_begin: u32,
+    t_end: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 // Elements of one half of the state.
@@ -75,22 +82,41 @@ fn clear_state(lid: u32) {
     workgroupBarrier();
 }
 
-@compute @workgroup_size(256)
-fn forward_sequence(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+// The first batch row of this workgroup (may be past B: the workgroup then has nothing to do).
+fn first_row(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return (wid.y * groups.x + wid.x) * p.rows_per_group;
+}
+
+// Reads `rows` rows of H from out[at..] into state half 0 (the padding stays zero); ends with a
+// barrier.
+fn load_state(lid: u32, rows: u32, at: u32) {
     let nh = p.hidden;
-    let b0 = wid.x * p.rows_per_group;
+    for (var idx = lid; idx < rows * nh; idx += 256u) {
+        set_state(0u, idx / nh, idx % nh, out[at + idx]);
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(256)
+fn forward_sequence(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let nh = p.hidden;
+    let b0 = first_row(wid, groups);
+    if (b0 >= p.batch) {
+        return;
+    }
     let rows = min(p.rows_per_group, p.batch - b0);
     let quads = rows * (p.hidden4 / 4u);
     let row_block = b0 * nh;
     let step = p.batch * nh;
-    // Zeros in the padding of both halves, then h_0 into half 0.
+    // Zeros in the padding of both halves, then h_{t_begin} into half 0.
     clear_state(lid);
-    for (var idx = lid; idx < rows * nh; idx += 256u) {
-        set_state(0u, idx / nh, idx % nh, out[row_block + idx]);
-    }
-    workgroupBarrier();
-    for (var t = 0u; t < p.steps; t++) {
-        let cur = t % 2u;
+    load_state(lid, rows, p.t_begin * step + row_block);
+    for (var t = p.t_begin; t < p.t_end; t++) {
+        let cur = (t - p.t_begin) % 2u;
         for (var idx = lid; idx < quads; idx += 256u) {
             let r = idx / (p.hidden4 / 4u);
             let q = idx % (p.hidden4 / 4u);
@@ -110,21 +136,31 @@ fn forward_sequence(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
 }
 
 @compute @workgroup_size(256)
-fn backward_sequence(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+fn backward_sequence(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
     let nh = p.hidden;
-    let b0 = wid.x * p.rows_per_group;
+    let b0 = first_row(wid, groups);
+    if (b0 >= p.batch) {
+        return;
+    }
     let rows = min(p.rows_per_group, p.batch - b0);
     let quads = rows * (p.hidden4 / 4u);
     let row_block = b0 * nh;
     let step = p.batch * nh;
+    // dA_{T+1} = 0: the state half read first is all zeros, unless an earlier chunk left dA_{t_end}.
     clear_state(lid);
-    for (var s = 0u; s < p.steps; s++) {
-        let t = p.steps - 1u - s;
+    if (p.t_end < p.steps) {
+        load_state(lid, rows, p.t_end * step + row_block);
+    }
+    for (var s = 0u; s < p.t_end - p.t_begin; s++) {
+        let t = p.t_end - 1u - s;
         let cur = s % 2u;
         for (var idx = lid; idx < quads; idx += 256u) {
             let r = idx / (p.hidden4 / 4u);
             let q = idx % (p.hidden4 / 4u);
-            // dA_{T+1} = 0: the state half read first is all zeros.
             let g = row_times_w(cur, r, q);
             for (var c = 0u; c < 4u; c++) {
                 let k = 4u * q + c;

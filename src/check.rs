@@ -6,7 +6,7 @@
 //! optionally the expected results `loss`, `hs`, `logits`, `dU`, `dW`, `db_ih` (or `db`), `dV`,
 //! `dc`, `dh0`.
 
-use crate::compare::{Comparison, compare_all, table};
+use crate::compare::{Comparison, compare_all, compare_with_yardstick, table};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuStep, Kernels, Recurrence};
@@ -181,8 +181,22 @@ impl CheckReport {
     }
 }
 
-/// Runs the GPU step (unless `device` is CPU) and the CPU reference on the case, compares them,
-/// and compares both with the case's expected results. Writes both paths' results to `dump`.
+/// Compares a GPU step's results on `params` and `batch` with the CPU reference in f64, with the
+/// reference in f32 as the yardstick of float32's own error (as [`check`] does).
+pub fn compare_step(out: &StepOutput<f32>, params: &Params<f64>, batch: &Batch) -> Vec<Comparison> {
+    let config = params.config;
+    let (nb, nt) = (batch.batch, batch.steps);
+    let truth = cpu::step(params, batch).tensors(&config, nb, nt);
+    let cpu32 = cpu::step(&params.cast::<f32>(), batch).tensors(&config, nb, nt);
+    compare_with_yardstick(&truth, &cpu32, &out.tensors(&config, nb, nt), RTOL_F32)
+}
+
+/// Runs the GPU step (unless `gpu` is None) and the CPU reference on the case and compares them
+/// with the truth: the case's expected values (PyTorch in f64) where it has them, else the CPU
+/// reference in f64. The GPU passes a tensor within `max(1e-5 · max |ref|, 4 × float32's own
+/// error)`, float32's own error being the CPU reference's in f32 (see [`crate::compare`]). The
+/// case's expected values also pin the f64 reference (within 1e-10). Writes both paths' results
+/// to `dump`.
 pub fn check(
     gpu: Option<&Gpu>,
     case: &Case,
@@ -192,9 +206,32 @@ pub fn check(
     let config = case.params.config;
     let (nb, nt) = (case.batch.batch, case.batch.steps);
     let params32: Params<f32> = case.params.cast();
-    let cpu32 = cpu::step(&params32, &case.batch);
-    let cpu_tensors = cpu32.tensors(&config, nb, nt);
+    let cpu_tensors = cpu::step(&params32, &case.batch).tensors(&config, nb, nt);
+    let cpu64 = cpu::step(&case.params, &case.batch).tensors(&config, nb, nt);
+    // The truth: the case's f64 values, tensor by tensor where it has them.
+    let truth: Vec<NamedTensor> = cpu64
+        .iter()
+        .map(|t| {
+            case.expected
+                .as_ref()
+                .and_then(|e| e.iter().find(|x| x.name == t.name))
+                .unwrap_or(t)
+                .clone()
+        })
+        .collect();
+    let truth_name = if case.expected.is_some() {
+        "the case's expected values"
+    } else {
+        "the CPU reference in f64"
+    };
     let mut sections = Vec::new();
+
+    if let Some(expected) = &case.expected {
+        sections.push((
+            "CPU reference (f64) against the case's expected values".into(),
+            compare_all(expected, &cpu64, RTOL_F64),
+        ));
+    }
 
     let gpu_out: Option<StepOutput<f32>> = match gpu {
         Some(gpu) => {
@@ -209,46 +246,31 @@ pub fn check(
             let out = step.run_and_read(gpu, &params32, &case.batch)?;
             sections.push((
                 format!(
-                    "GPU ({}, {recurrence:?} recurrence) against the CPU reference (f32), B={nb} T={nt} I={} H={} O={} {}",
+                    "GPU ({}, {recurrence:?} recurrence) against {truth_name}, B={nb} T={nt} I={} H={} O={} {}",
                     crate::gpu::describe(&gpu.info),
                     config.input,
                     config.hidden,
                     config.output,
                     config.kind
                 ),
-                compare_all(&cpu_tensors, &out.tensors(&config, nb, nt), RTOL_F32),
+                compare_with_yardstick(
+                    &truth,
+                    &cpu_tensors,
+                    &out.tensors(&config, nb, nt),
+                    RTOL_F32,
+                ),
             ));
             Some(out)
         }
-        None => None,
-    };
-
-    if gpu.is_none() && case.expected.is_none() {
-        // The reference alone: its f32 arithmetic against its own f64.
-        let cpu64 = cpu::step(&case.params, &case.batch);
-        sections.push((
-            "CPU reference (f32) against the CPU reference (f64)".into(),
-            compare_all(&cpu64.tensors(&config, nb, nt), &cpu_tensors, RTOL_F32),
-        ));
-    }
-
-    if let Some(expected) = &case.expected {
-        let cpu64 = cpu::step(&case.params, &case.batch);
-        sections.push((
-            "CPU reference (f64) against the case's expected values".into(),
-            compare_all(expected, &cpu64.tensors(&config, nb, nt), RTOL_F64),
-        ));
-        sections.push((
-            "CPU reference (f32) against the case's expected values".into(),
-            compare_all(expected, &cpu_tensors, RTOL_F32),
-        ));
-        if let Some(out) = &gpu_out {
+        None => {
+            // The reference alone: its f32 arithmetic against the truth.
             sections.push((
-                "GPU against the case's expected values".into(),
-                compare_all(expected, &out.tensors(&config, nb, nt), RTOL_F32),
+                format!("CPU reference (f32) against {truth_name}"),
+                compare_all(&truth, &cpu_tensors, RTOL_F32),
             ));
+            None
         }
-    }
+    };
 
     if let Some(path) = dump {
         let mut tensors = Vec::new();

@@ -272,6 +272,10 @@ struct CheckArgs {
     /// Seed for the parameters and the batch.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Draw every weight uniform in ±S instead of PyTorch's ±1/√H (e.g. 0.4 at H=96: a chaotic
+    /// model, on which float32 itself loses digits).
+    #[arg(long)]
+    init_scale: Option<f64>,
 }
 
 fn run_check(args: &CheckArgs) -> Result<bool> {
@@ -298,8 +302,17 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
                 args.seed + 1,
             );
             batch.validate(&config)?;
+            let mut params: Params<f64> = Params::init(config, args.seed).cast();
+            if let Some(scale) = args.init_scale {
+                if !(scale.is_finite() && scale > 0.0) {
+                    anyhow::bail!("--init-scale {scale}: expected a positive number such as 0.4");
+                }
+                // init draws uniform in ±1/√H: rescale to ±S.
+                let k = scale * (config.hidden as f64).sqrt();
+                params.data.iter_mut().for_each(|v| *v *= k);
+            }
             Case {
-                params: Params::init(config, args.seed).cast(),
+                params,
                 batch,
                 expected: None,
             }

@@ -54,6 +54,11 @@ pub struct ModelConfig {
 /// The largest hidden size accepted (W then takes 1 GiB).
 pub const MAX_HIDDEN: usize = 16_384;
 
+/// The largest input and output sizes (I, O): 2^20, more than the Unicode code points a text
+/// vocabulary can hold. (A matmul over O columns needs O/32 workgroups in one grid dimension,
+/// which holds 65,535.)
+pub const MAX_FEATURES: usize = 1 << 20;
+
 /// The names of the parameters, in their order in the flat parameter vector.
 pub const PARAM_NAMES: [&str; 5] = ["U", "W", "b", "V", "c"];
 
@@ -159,6 +164,17 @@ impl ModelConfig {
                 ),
                 format!("pass a --hidden of at most {MAX_HIDDEN}"),
             ));
+        }
+        for (what, v) in [
+            ("input size (I)", self.input),
+            ("output size (O)", self.output),
+        ] {
+            if v > MAX_FEATURES {
+                return Err(Error::config(
+                    format!("{what} {v} is too large: unroll handles at most {MAX_FEATURES}"),
+                    "use a smaller vocabulary (e.g. --bytes for text) or fewer columns",
+                ));
+            }
         }
         for (what, v) in [
             ("input size (I)", self.input),

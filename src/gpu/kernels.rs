@@ -135,6 +135,10 @@ pub struct Kernels {
     pub softmax_xent: Kernel,
     /// loss.wgsl, dense
     pub squared_error: Kernel,
+    /// loss.wgsl, tokens, one workgroup per row (large vocabularies)
+    pub softmax_xent_wide: Kernel,
+    /// loss.wgsl, dense, one workgroup per row (many outputs)
+    pub squared_error_wide: Kernel,
     /// reduce.wgsl
     pub column_sum: Kernel,
 }
@@ -249,6 +253,14 @@ impl Kernels {
             ),
             softmax_xent: Kernel::new(device, &loss, "softmax_xent", &loss_bindings, &[]),
             squared_error: Kernel::new(device, &loss, "squared_error", &loss_bindings, &[]),
+            softmax_xent_wide: Kernel::new(device, &loss, "softmax_xent_wide", &loss_bindings, &[]),
+            squared_error_wide: Kernel::new(
+                device,
+                &loss,
+                "squared_error_wide",
+                &loss_bindings,
+                &[],
+            ),
             column_sum: Kernel::new(
                 device,
                 &reduce,
@@ -327,6 +339,9 @@ pub struct MatmulParams {
     pub aux_offset: u32,
     pub k_split: u32,
     pub c_split_stride: u32,
+    pub k_begin: u32,
+    pub k_len: u32,
+    pub _pad: [u32; 2],
 }
 
 /// `flags` bit of [`MatmulParams`]: add `addend[j]` (a bias) to column j.
@@ -337,6 +352,10 @@ pub const ADD_MATRIX: u32 = 2;
 pub const TANH: u32 = 4;
 /// `flags` bit of [`MatmulParams`]: C = S ⊙ (1 − aux²).
 pub const TANH_GRAD: u32 = 8;
+/// `flags` bit of [`MatmulParams`]: start the sums from C (the previous chunk of K).
+pub const ACCUMULATE: u32 = 16;
+/// The flags that act on a finished sum: only the last chunk of K applies them.
+pub const EPILOGUE: u32 = ADD_BIAS | ADD_MATRIX | TANH | TANH_GRAD;
 
 /// The uniform of rnn_sequence.wgsl.
 #[repr(C)]
@@ -348,7 +367,9 @@ pub struct SequenceParams {
     pub hidden4: u32,
     pub steps: u32,
     pub rows_per_group: u32,
-    pub _pad: [u32; 3],
+    pub t_begin: u32,
+    pub t_end: u32,
+    pub _pad: u32,
 }
 
 /// The uniform of transpose.wgsl.
@@ -395,8 +416,12 @@ pub struct LossParams {
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 #[allow(missing_docs)] // the fields mirror the WGSL struct of the same name
 pub struct ReduceParams {
-    pub rows: u32,
+    pub row_begin: u32,
+    pub row_end: u32,
     pub cols: u32,
     pub out_offset: u32,
     pub scale: f32,
+    pub first: u32,
+    pub last: u32,
+    pub _pad: u32,
 }

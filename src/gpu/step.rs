@@ -27,8 +27,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{
-    ADD_BIAS, ADD_MATRIX, EmbeddingParams, Kernel, Kernels, LossParams, MatmulParams,
-    MatmulVariant, ReduceParams, SequenceParams, TANH, TANH_GRAD, TransposeParams,
+    ACCUMULATE, ADD_BIAS, ADD_MATRIX, EPILOGUE, EmbeddingParams, Kernel, Kernels, LossParams,
+    MatmulParams, MatmulVariant, ReduceParams, SequenceParams, TANH, TANH_GRAD, TransposeParams,
 };
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
 use wgpu::util::DeviceExt;
@@ -80,6 +80,28 @@ pub enum Recurrence {
     Persistent,
 }
 
+/// The most loop iterations one invocation of a kernel makes in one dispatch. Mesa's software
+/// adapters (llvmpipe, lavapipe) count every loop iteration of a shader invocation and end all its
+/// loops after 65,535 (`LP_MAX_TGSI_LOOP_ITERATIONS`), silently: a longer sum just stops. So every
+/// long loop runs in chunks, one dispatch each, that continue one another's sums in the same
+/// order; half the limit leaves room for the short fixed loops around the long one.
+pub const LOOP_BUDGET: usize = 32_768;
+
+/// K per matmul.wgsl dispatch: `matmul4`'s loop makes 9 iterations per 4 k (the loop over k and
+/// its two loops of four), under LOOP_BUDGET with room for the prologue and the store.
+pub const K_CHUNK: usize = 8_192;
+
+/// The most classes (O) for which loss.wgsl runs a row in one invocation: its three loops over
+/// them stay far under LOOP_BUDGET. Larger rows get a workgroup each.
+pub const WIDE_LOSS_CLASSES: usize = 2_048;
+
+/// Rows per reduce.wgsl dispatch (one iteration per row).
+pub const ROW_CHUNK: usize = 16_384;
+
+/// The most workgroups a dispatch may have along one dimension (WebGPU's default limit, which
+/// every adapter supports).
+pub const MAX_GROUPS: usize = 65_535;
+
 /// The most batch-row elements (rows per workgroup · H) the persistent kernel keeps in
 /// workgroup memory (`HALF` in rnn_sequence.wgsl).
 pub const PERSISTENT_MAX_ELEMENTS: usize = 2048;
@@ -105,6 +127,21 @@ impl Recurrence {
         } else {
             Recurrence::PerStep
         }
+    }
+
+    /// The persistent kernel's dispatches: [t_begin, t_end) ranges that cover 0..T, each short
+    /// enough that one invocation's loops stay under [`LOOP_BUDGET`]. Per timestep an invocation
+    /// loops over its quads (four columns of a row), and for each over H4/4 vec4s and four columns.
+    fn time_chunks(rows_per_group: usize, h4: usize, steps: usize) -> Vec<(usize, usize)> {
+        let q4 = h4 / 4;
+        let quads_per_invocation = (rows_per_group * q4).div_ceil(256);
+        let per_step = 2 + quads_per_invocation * (q4 + 6);
+        // Clearing and loading the state: at most 2048/256 + 1024/256 + 2 iterations.
+        let per_chunk = ((LOOP_BUDGET - 64) / per_step).max(1);
+        (0..steps)
+            .step_by(per_chunk)
+            .map(|t| (t, (t + per_chunk).min(steps)))
+            .collect()
     }
 
     /// Batch rows per workgroup of the persistent kernel: enough to give its 256 invocations work,
@@ -134,8 +171,14 @@ impl Dispatch {
 /// A 2-D grid of 64-wide workgroups covering `n` invocations (see `linear_index` in the shaders).
 pub(crate) fn grid_1d(n: usize) -> (u32, u32, u32) {
     let groups = n.div_ceil(64).max(1);
-    let x = groups.min(65_535);
+    let x = groups.min(MAX_GROUPS);
     (x as u32, groups.div_ceil(x) as u32, 1)
+}
+
+/// A 2-D grid of `n` workgroups, one per row (see `row_of` in loss.wgsl).
+pub(crate) fn grid_rows(n: usize) -> (u32, u32, u32) {
+    let x = n.clamp(1, MAX_GROUPS);
+    (x as u32, n.div_ceil(x) as u32, 1)
 }
 
 /// A storage buffer usable by every kernel, for copies and for reading back. At least 16 bytes,
@@ -186,6 +229,10 @@ impl<'a> Plan<'a> {
         groups: (u32, u32, u32),
     ) {
         let offset = self.uniforms.len();
+        debug_assert!(
+            std::mem::size_of::<T>() <= self.stride,
+            "a uniform wider than the stride"
+        );
         self.uniforms.extend_from_slice(bytemuck::bytes_of(params));
         self.uniforms.resize(offset + self.stride, 0);
         self.specs.push(Spec {
@@ -198,8 +245,10 @@ impl<'a> Plan<'a> {
         });
     }
 
-    /// A matmul.wgsl dispatch. `kernels` supplies the variant: A read from C when `a_in_c`, B
-    /// one-hot when `tokens` is given, `matmul4` when the operands are aligned. `addend` and `aux` are
+    /// A matmul.wgsl product, as one dispatch or several: blocks of rows where M needs more
+    /// workgroups than a grid dimension holds, and chunks of K where one invocation's loop would
+    /// pass [`LOOP_BUDGET`]. `kernels` supplies the variant: A read from C when `a_in_c`, B one-hot
+    /// when `tokens` is given, `matmul4` when the operands are aligned. `addend` and `aux` are
     /// needed only with the flags that read them; an unused binding gets `a`.
     #[allow(clippy::too_many_arguments)]
     fn matmul(
@@ -215,7 +264,7 @@ impl<'a> Plan<'a> {
         addend: Option<&'a wgpu::Buffer>,
         aux: Option<&'a wgpu::Buffer>,
     ) {
-        let variant = p.variant(a_in_c, tokens.is_some());
+        let kernel = kernels.matmul(p.variant(a_in_c, tokens.is_some()));
         let buffers = vec![
             a,
             b,
@@ -224,13 +273,11 @@ impl<'a> Plan<'a> {
             aux.unwrap_or(a),
             c,
         ];
-        self.push(
-            phase,
-            kernels.matmul(variant),
-            &p.params(),
-            buffers,
-            p.groups(),
-        );
+        for block in p.row_blocks() {
+            for params in block.chunks() {
+                self.push(phase, kernel, &params, buffers.clone(), block.groups());
+            }
+        }
     }
 
     /// A weight gradient, C = A^T B summed over all T·B rows: split along the rows into
@@ -275,7 +322,8 @@ impl<'a> Plan<'a> {
         );
     }
 
-    /// A reduce.wgsl dispatch: out[out_offset + j] = scale · Σ_r m[r, j] over an (rows, cols) matrix.
+    /// reduce.wgsl: out[out_offset + j] = scale · Σ_r m[r, j] over an (rows, cols) matrix, in
+    /// chunks of [`ROW_CHUNK`] rows (one dispatch each) that continue one another's sums.
     #[allow(clippy::too_many_arguments)]
     fn column_sum(
         &mut self,
@@ -288,13 +336,20 @@ impl<'a> Plan<'a> {
         out_offset: usize,
         scale: f32,
     ) {
-        let rp = ReduceParams {
-            rows: rows as u32,
-            cols: cols as u32,
-            out_offset: out_offset as u32,
-            scale,
-        };
-        self.push(phase, kernel, &rp, vec![m, out], grid_1d(cols));
+        let chunks = rows.div_ceil(ROW_CHUNK).max(1);
+        for i in 0..chunks {
+            let rp = ReduceParams {
+                row_begin: (i * ROW_CHUNK) as u32,
+                row_end: ((i + 1) * ROW_CHUNK).min(rows) as u32,
+                cols: cols as u32,
+                out_offset: out_offset as u32,
+                scale,
+                first: (i == 0) as u32,
+                last: (i + 1 == chunks) as u32,
+                _pad: 0,
+            };
+            self.push(phase, kernel, &rp, vec![m, out], grid_1d(cols));
+        }
     }
 
     fn finish(self, gpu: &Gpu) -> Vec<(Phase, Vec<Dispatch>)> {
@@ -354,7 +409,8 @@ fn cols(offset: usize, width: usize) -> Operand {
     }
 }
 
-/// The sizes and operands of one matmul.wgsl dispatch: C (m, n) = A (m, k) · B (k, n).
+/// The sizes and operands of one matmul.wgsl product: C (m, n) = A (m, k) · B (k, n).
+#[derive(Clone, Copy)]
 struct Product {
     m: usize,
     n: usize,
@@ -368,6 +424,8 @@ struct Product {
     aux_offset: usize,
     /// Workgroups along K, each summing its own slice (see matmul.wgsl, split K).
     splits: usize,
+    /// Elements between the partial products of two splits (M·N of the whole product).
+    split_stride: usize,
 }
 
 impl Product {
@@ -383,7 +441,62 @@ impl Product {
             addend_offset: 0,
             aux_offset: 0,
             splits: 1,
+            split_stride: m * n,
         }
+    }
+
+    /// The slice of K that each split sums.
+    fn k_split(&self) -> usize {
+        self.k.div_ceil(self.splits).next_multiple_of(4).max(1)
+    }
+
+    /// The product as blocks of at most [`MAX_GROUPS`] · 32 rows, each a product of its own
+    /// (one block unless M needs more workgroups than a grid dimension holds).
+    fn row_blocks(&self) -> Vec<Product> {
+        let per_block = MAX_GROUPS * 32;
+        (0..self.m.div_ceil(per_block).max(1))
+            .map(|i| {
+                let i0 = i * per_block;
+                let shift = i0 * self.c.1;
+                let mut block = Product {
+                    m: (self.m - i0).min(per_block),
+                    a: Operand {
+                        offset: self.a.offset + i0 * self.a.row_stride,
+                        ..self.a
+                    },
+                    c: (self.c.0 + shift, self.c.1),
+                    ..*self
+                };
+                if self.flags & ADD_MATRIX != 0 {
+                    block.addend_offset += shift;
+                }
+                block.aux_offset += shift;
+                block
+            })
+            .collect()
+    }
+
+    /// The parameters of the dispatches that sum K in chunks of at most [`K_CHUNK`]: each after
+    /// the first continues the sums the one before it stored, and only the last applies the
+    /// bias and the epilogue.
+    fn chunks(&self) -> Vec<MatmulParams> {
+        let n = self.k_split().div_ceil(K_CHUNK).max(1);
+        (0..n)
+            .map(|i| {
+                let mut flags = self.flags;
+                if i + 1 < n {
+                    flags &= !EPILOGUE;
+                }
+                if i > 0 {
+                    flags |= ACCUMULATE;
+                }
+                MatmulParams {
+                    flags,
+                    k_begin: (i * K_CHUNK) as u32,
+                    ..self.params()
+                }
+            })
+            .collect()
     }
 
     fn params(&self) -> MatmulParams {
@@ -402,8 +515,11 @@ impl Product {
             c_row_stride: self.c.1 as u32,
             addend_offset: self.addend_offset as u32,
             aux_offset: self.aux_offset as u32,
-            k_split: self.k.div_ceil(self.splits).next_multiple_of(4).max(1) as u32,
-            c_split_stride: (self.m * self.n) as u32,
+            k_split: self.k_split() as u32,
+            c_split_stride: self.split_stride as u32,
+            k_begin: 0,
+            k_len: K_CHUNK as u32,
+            _pad: [0; 2],
         }
     }
 
@@ -673,7 +789,7 @@ impl GpuStep {
         let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
         let mut plan = Plan {
             uniforms: Vec::new(),
-            stride: 64usize.next_multiple_of(align),
+            stride: std::mem::size_of::<MatmulParams>().next_multiple_of(align),
             specs: Vec::new(),
         };
         let k = kernels;
@@ -749,15 +865,18 @@ impl GpuStep {
 
         // Forward recurrence.
         let rows_per_group = Recurrence::rows_per_group(nb, h4);
-        let sequence_groups = (nb.div_ceil(rows_per_group) as u32, 1, 1);
-        let sequence = SequenceParams {
+        let sequence_groups = grid_rows(nb.div_ceil(rows_per_group));
+        let sequence = |(t_begin, t_end): (usize, usize)| SequenceParams {
             batch: nb as u32,
             hidden: nh as u32,
             hidden4: h4 as u32,
             steps: nt as u32,
             rows_per_group: rows_per_group as u32,
-            _pad: [0; 3],
+            t_begin: t_begin as u32,
+            t_end: t_end as u32,
+            _pad: 0,
         };
+        let time_chunks = Recurrence::time_chunks(rows_per_group, h4, nt);
         match recurrence {
             Recurrence::PerStep => {
                 for t in 0..nt {
@@ -788,13 +907,15 @@ impl GpuStep {
                 }
             }
             Recurrence::Persistent => {
-                plan.push(
-                    Phase::ForwardRecurrence,
-                    &k.forward_sequence,
-                    &sequence,
-                    vec![&pre, &wt, p_, &hs],
-                    sequence_groups,
-                );
+                for &chunk in &time_chunks {
+                    plan.push(
+                        Phase::ForwardRecurrence,
+                        &k.forward_sequence,
+                        &sequence(chunk),
+                        vec![&pre, &wt, p_, &hs],
+                        sequence_groups,
+                    );
+                }
             }
         }
 
@@ -821,16 +942,21 @@ impl GpuStep {
             scale: 1.0 / n_rows as f32,
             _pad: 0,
         };
-        let loss_kernel = match config.kind {
-            InputKind::Tokens => &k.softmax_xent,
-            InputKind::Dense => &k.squared_error,
+        // One invocation per row while its loops over O stay short; one workgroup per row past
+        // that (see loss.wgsl).
+        let wide = no > WIDE_LOSS_CLASSES;
+        let (loss_kernel, loss_groups) = match (config.kind, wide) {
+            (InputKind::Tokens, false) => (&k.softmax_xent, grid_1d(n_rows)),
+            (InputKind::Dense, false) => (&k.squared_error, grid_1d(n_rows)),
+            (InputKind::Tokens, true) => (&k.softmax_xent_wide, grid_rows(n_rows)),
+            (InputKind::Dense, true) => (&k.squared_error_wide, grid_rows(n_rows)),
         };
         plan.push(
             Phase::OutputAndLoss,
             loss_kernel,
             &lp,
             vec![&logits, &targets, &targets, &dy, &row_loss],
-            grid_1d(n_rows),
+            loss_groups,
         );
         plan.column_sum(
             &k.column_sum,
@@ -914,13 +1040,15 @@ impl GpuStep {
                 }
             }
             Recurrence::Persistent => {
-                plan.push(
-                    Phase::BackwardRecurrence,
-                    &k.backward_sequence,
-                    &sequence,
-                    vec![&dh, &w_padded, &hs, &da],
-                    sequence_groups,
-                );
+                for &chunk in time_chunks.iter().rev() {
+                    plan.push(
+                        Phase::BackwardRecurrence,
+                        &k.backward_sequence,
+                        &sequence(chunk),
+                        vec![&dh, &w_padded, &hs, &da],
+                        sequence_groups,
+                    );
+                }
             }
         }
 
