@@ -158,6 +158,15 @@ impl Checkpoint {
                 ),
             ));
         }
+        if let Some(norm) = &info.normalization {
+            norm.validate(&cfg)
+                .map_err(|e| Error::file(path, format!("has unusable column statistics: {e}")))?;
+        }
+        if let Some(train) = &info.train {
+            train.validate().map_err(|e| {
+                Error::file(path, format!("has an unusable training configuration: {e}"))
+            })?;
+        }
         let n = cfg.num_params();
         let optimizer = if f.has("optimizer.m") {
             Some(OptimizerState {

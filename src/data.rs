@@ -8,6 +8,7 @@
 use crate::error::{Error, Result};
 use crate::model::{Inputs, Targets};
 use rand::{RngExt, SeedableRng};
+use std::io::Read;
 use std::path::Path;
 
 /// How text becomes tokens.
@@ -87,25 +88,59 @@ impl Vocab {
     }
 }
 
-/// Reads a text file, with an error for each way it can be unusable.
-pub fn read_text(path: &Path) -> Result<Vec<u8>> {
-    if !path.exists() {
+/// The most bytes `--data` may hold unless `--max-bytes` says otherwise: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// Reads a data file of at most `max_bytes`, with an error for each way it can be unusable. Only
+/// regular files are read: a FIFO, a device or a socket is refused before it is opened (reading
+/// one may never end).
+pub fn read_data(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::file(path, "no such file; pass an existing file to --data")
+        }
+        _ => Error::file(path, format!("cannot read: {e}")),
+    })?;
+    if meta.is_dir() {
+        return Err(Error::file(path, "is a directory; pass a file to --data"));
+    }
+    if !meta.is_file() {
         return Err(Error::file(
             path,
-            "no such file; pass an existing text file to --data",
+            "is not a regular file (a pipe, a device or a socket); save the data to a file and pass that",
         ));
     }
-    if path.is_dir() {
-        return Err(Error::file(
+    let too_big = |size: u64| {
+        Error::file(
             path,
-            "is a directory; pass a text file to --data",
-        ));
+            format!(
+                "holds {size} bytes or more, more than the limit of {max_bytes}\n  hint: pass a \
+                 larger --max-bytes if the machine has the memory for it"
+            ),
+        )
+    };
+    if meta.len() > max_bytes {
+        return Err(too_big(meta.len()));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow while it is read: read one byte past the limit at most.
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big(bytes.len() as u64));
+    }
     if bytes.is_empty() {
         return Err(Error::file(path, "is empty; there is nothing to train on"));
     }
     Ok(bytes)
+}
+
+/// Reads a text file of at most [`DEFAULT_MAX_BYTES`] (see [`read_data`]).
+pub fn read_text(path: &Path) -> Result<Vec<u8>> {
+    read_data(path, DEFAULT_MAX_BYTES)
 }
 
 /// A corpus split into training and validation tokens.

@@ -14,7 +14,8 @@
 //! - [`optim`]: SGD, Adagrad, Adam and clipping (the GPU's twin is `shaders/optimizer.wgsl`).
 //! - [`engine`]: the training engine trait, for the GPU and the CPU.
 //! - [`data`], [`series`]: text and numeric series, batched into parallel streams.
-//! - [`train`], [`checkpoint`], [`sample`], [`plot`]: the training loop and what it writes.
+//! - [`train`], [`checkpoint`], [`sample`], [`plot`]: the training loop and what it writes;
+//!   [`rundir`]: what unroll may write over, and the lock of a run directory.
 #![warn(missing_docs)]
 
 pub mod bench;
@@ -29,6 +30,7 @@ pub mod gpu;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod rundir;
 pub mod sample;
 pub mod series;
 pub mod tensorfile;

@@ -1,7 +1,7 @@
 //! The `unroll` command line: parses arguments and calls the library.
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -94,6 +94,9 @@ struct TrainArgs {
     /// The data: a text file, or a CSV for --task series (default: the built-in data).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The most bytes --data may hold (the file is read into memory whole).
+    #[arg(long, default_value_t = unroll::data::DEFAULT_MAX_BYTES)]
+    max_bytes: u64,
     /// Text: use the 256 byte values as the vocabulary (any file, UTF-8 or not).
     #[arg(long)]
     bytes: bool,
@@ -154,15 +157,26 @@ struct TrainArgs {
     /// Characters of the sample printed at the end.
     #[arg(long, default_value_t = 300)]
     sample_len: usize,
-    /// Where the checkpoint (model.safetensors), metrics.csv and loss.svg go.
-    #[arg(long, default_value = "runs/default")]
-    out: PathBuf,
-    /// Continue the run of this checkpoint (its configuration is kept; --iters may raise the total).
+    /// Where the checkpoint (model.safetensors), metrics.csv and loss.svg go (default:
+    /// runs/default; with --resume, the checkpoint's own directory). A directory holding files
+    /// that unroll did not write is refused unless --force.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write into --out even if it holds files that unroll did not write (model.safetensors,
+    /// metrics.csv and loss.svg there are replaced).
+    #[arg(long)]
+    force: bool,
+    /// Continue the run of this checkpoint: its model, data encoding and training configuration
+    /// are kept; --iters (the total to reach), --data, --out and the device flags may be given.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// No progress bar: a log line per evaluation.
     #[arg(long)]
     quiet: bool,
+    /// Skip the check before training on the GPU: one step at the model's sizes (B and T capped
+    /// at 4 and 8) compared with the CPU reference.
+    #[arg(long)]
+    no_self_check: bool,
 }
 
 #[derive(Args)]
@@ -336,7 +350,75 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
     Ok(report.pass())
 }
 
-fn run_train(args: &TrainArgs) -> Result<bool> {
+/// The flags of `train` that a resumed run takes from its checkpoint: giving one with --resume
+/// is an error rather than a change that would be silently ignored.
+const FIXED_ON_RESUME: [&str; 19] = [
+    "task",
+    "bytes",
+    "columns",
+    "target",
+    "hidden",
+    "batch",
+    "seq_len",
+    "optimizer",
+    "lr",
+    "momentum",
+    "clip",
+    "lr_decay",
+    "lr_decay_every",
+    "val_fraction",
+    "eval_every",
+    "log_every",
+    "checkpoint_every",
+    "seed",
+    "sample_len",
+];
+
+/// Where a run writes: --out, else the resumed checkpoint's directory, else runs/default.
+fn out_dir(args: &TrainArgs) -> PathBuf {
+    match (&args.out, &args.resume) {
+        (Some(out), _) => out.clone(),
+        (None, Some(ck)) => match ck.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        },
+        (None, None) => PathBuf::from("runs/default"),
+    }
+}
+
+fn run_train(args: &TrainArgs, explicit: &[String]) -> Result<bool> {
+    if let Some(ck) = &args.resume {
+        let fixed: Vec<String> = FIXED_ON_RESUME
+            .iter()
+            .filter(|f| explicit.iter().any(|e| e == *f))
+            .map(|f| format!("--{}", f.replace('_', "-")))
+            .collect();
+        if !fixed.is_empty() {
+            anyhow::bail!(
+                "--resume continues the run as {} configured it; {} would change it\n  hint: drop {}, \
+                 or start a new run (with --resume only --iters, --data, --out and the device \
+                 and display flags apply)",
+                ck.display(),
+                fixed.join(", "),
+                if fixed.len() == 1 { "it" } else { "them" }
+            );
+        }
+        let overridden: Vec<String> = ["iters", "data"]
+            .iter()
+            .filter(|f| explicit.iter().any(|e| e == *f))
+            .map(|f| format!("--{f}"))
+            .collect();
+        println!(
+            "resuming {}: model, data encoding and training configuration from the checkpoint{}; writing to {}",
+            ck.display(),
+            if overridden.is_empty() {
+                String::new()
+            } else {
+                format!("; given here: {}", overridden.join(", "))
+            },
+            out_dir(args).display()
+        );
+    }
     let cfg = TrainConfig {
         task: args.task,
         data: args.data.clone(),
@@ -360,7 +442,7 @@ fn run_train(args: &TrainArgs) -> Result<bool> {
         eval_every: args.eval_every,
         log_every: args.log_every,
         checkpoint_every: args.checkpoint_every,
-        val_chunks: 8,
+        val_chunks: 0,
         seed: args.seed,
         sample_len: args.sample_len,
     };
@@ -378,7 +460,10 @@ fn run_train(args: &TrainArgs) -> Result<bool> {
         );
     })?;
     let opts = RunOptions {
-        out_dir: args.out.clone(),
+        out_dir: out_dir(args),
+        force: args.force,
+        max_bytes: args.max_bytes,
+        self_check: !args.no_self_check,
         device: args.device,
         adapter: args.adapter.choice(),
         recurrence: args.adapter.recurrence,
@@ -443,9 +528,12 @@ fn run_forecast(args: &ForecastArgs) -> Result<bool> {
         )
     })?;
     let seed = ck.info.train.as_ref().map_or(1, |t| t.seed);
-    let table = unroll::series::read_table(args.data.as_deref(), seed)?;
+    let table =
+        unroll::series::read_table(args.data.as_deref(), seed, unroll::data::DEFAULT_MAX_BYTES)?;
     let rows = unroll::series::forecast(&ck.params, &norm, &table, args.horizon)?;
-    let plot = unroll::series::write_forecast(&args.out, &norm, &table, &rows)?;
+    let mut inputs = vec![args.checkpoint.as_path()];
+    inputs.extend(args.data.as_deref());
+    let plot = unroll::series::write_forecast(&args.out, &norm, &table, &rows, &inputs)?;
     println!("forecast of {} steps: {}", args.horizon, args.out.display());
     println!("plot: {}", plot.display());
     Ok(true)
@@ -510,8 +598,27 @@ fn run_bench(args: &BenchArgs) -> Result<bool> {
     Ok(true)
 }
 
+/// The flags of a subcommand given on the command line (not defaulted).
+fn explicit_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
+    matches
+        .subcommand_matches(sub)
+        .map(|m| {
+            m.ids()
+                .filter(|id| {
+                    m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+                })
+                .map(|id| id.as_str().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match &cli.command {
         Command::Info(a) => info_report(&a.choice())
             .map(|s| {
@@ -520,7 +627,7 @@ fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Command::Check(a) => run_check(a),
-        Command::Train(a) => run_train(a),
+        Command::Train(a) => run_train(a, &explicit_flags(&matches, "train")),
         Command::Sample(a) => run_sample(a),
         Command::Forecast(a) => run_forecast(a),
         Command::Bench(a) => run_bench(a),

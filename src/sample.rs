@@ -68,6 +68,9 @@ impl<'a> Stepper<'a> {
     }
 }
 
+/// The longest sample (and forecast) accepted, in steps.
+pub const MAX_LEN: usize = 10_000_000;
+
 /// Primes the state with `prime`, then draws `len` tokens at `temperature` (0: greedy).
 pub fn sample(
     params: &Params<f32>,
@@ -80,6 +83,18 @@ pub fn sample(
         return Err(Error::config(
             format!("temperature {temperature} is not a number ≥ 0"),
             "pass --temperature 0 (greedy) or a positive value such as 0.8",
+        ));
+    }
+    if len > MAX_LEN {
+        return Err(Error::config(
+            format!("a sample of {len} characters is too long"),
+            format!("pass --len of at most {MAX_LEN}"),
+        ));
+    }
+    if params.data.iter().any(|v| !v.is_finite()) {
+        return Err(Error::config(
+            "the model's weights hold NaN or inf",
+            "sample from a checkpoint of a run that did not diverge",
         ));
     }
     if prime.is_empty() {
@@ -115,6 +130,12 @@ pub fn sample(
                 .map(|&v| (((v - m) / temperature) as f64).exp())
                 .collect();
             let total: f64 = p.iter().sum();
+            if !(total.is_finite() && total > 0.0) {
+                return Err(Error::config(
+                    "the model's outputs are not finite numbers (its weights hold NaN or inf)",
+                    "sample from a checkpoint of a run that did not diverge",
+                ));
+            }
             let mut r = rng.random_range(0.0..total);
             let mut pick = p.len() - 1;
             for (i, &pi) in p.iter().enumerate() {

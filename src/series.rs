@@ -29,39 +29,46 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Table> {
             "give a CSV of numbers, one row per time step, with an optional header row",
         )
     };
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty())
-        .collect();
-    if lines.is_empty() {
-        return Err(bad("the file has no rows".into()));
-    }
-    let split = |l: &str| {
-        l.split(',')
-            .map(|c| c.trim().to_string())
-            .collect::<Vec<String>>()
+    // A UTF-8 byte-order mark is not part of the first cell.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records().filter(|r| {
+        // Blank lines are skipped.
+        r.as_ref()
+            .map_or(true, |r| !(r.len() == 1 && r[0].is_empty()))
+    });
+    let line_of = |r: &csv::StringRecord| r.position().map_or(0, |p| p.line());
+    let first = match records.next() {
+        None => return Err(bad("the file has no rows".into())),
+        Some(r) => r.map_err(|e| bad(format!("{e}")))?,
     };
-    let first = split(lines[0].1);
     let has_header = first.iter().any(|c| c.parse::<f64>().is_err());
-    let names = if has_header {
-        first.clone()
+    let names: Vec<String> = if has_header {
+        first.iter().map(String::from).collect()
     } else {
         (0..first.len()).map(|i| i.to_string()).collect()
     };
     let mut rows = Vec::new();
-    for &(line_no, line) in &lines[has_header as usize..] {
-        let cells = split(line);
-        if cells.len() != names.len() {
+    let data = (!has_header)
+        .then_some(Ok(first))
+        .into_iter()
+        .chain(records);
+    for record in data {
+        let record = record.map_err(|e| bad(format!("{e}")))?;
+        let line_no = line_of(&record);
+        if record.len() != names.len() {
             return Err(bad(format!(
                 "row {line_no} has {} cells, the {} has {}",
-                cells.len(),
+                record.len(),
                 if has_header { "header" } else { "first row" },
                 names.len()
             )));
         }
-        let row = cells
+        let row = record
             .iter()
             .enumerate()
             .map(|(c, cell)| match cell.parse::<f64>() {
@@ -95,12 +102,17 @@ impl Table {
         if wanted.is_empty() {
             return Ok((0..self.names.len()).collect());
         }
+        // The first column of each name, found in one pass.
+        let mut by_name = std::collections::HashMap::new();
+        for (i, n) in self.names.iter().enumerate() {
+            by_name.entry(n.as_str()).or_insert(i);
+        }
         wanted
             .iter()
             .map(|w| {
-                self.names
-                    .iter()
-                    .position(|n| n == w)
+                by_name
+                    .get(w.as_str())
+                    .copied()
                     .or_else(|| w.parse::<usize>().ok().filter(|&i| i < self.names.len()))
                     .ok_or_else(|| {
                         Error::config(
@@ -151,6 +163,50 @@ pub struct Normalization {
     pub target_mean: Vec<f64>,
     /// Standard deviation of each target column.
     pub target_std: Vec<f64>,
+}
+
+impl Normalization {
+    /// Checks that the statistics fit a model's sizes: one name, mean and standard deviation per
+    /// input and per target, every mean finite and every deviation finite and positive.
+    pub fn validate(&self, config: &crate::model::ModelConfig) -> Result<()> {
+        for (what, names, mean, std, n) in [
+            (
+                "input",
+                &self.input_names,
+                &self.input_mean,
+                &self.input_std,
+                config.input,
+            ),
+            (
+                "target",
+                &self.target_names,
+                &self.target_mean,
+                &self.target_std,
+                config.output,
+            ),
+        ] {
+            if names.len() != n || mean.len() != n || std.len() != n {
+                return Err(Error::config(
+                    format!(
+                        "{} {what} names, {} means and {} deviations for a model of {n} {what}s",
+                        names.len(),
+                        mean.len(),
+                        std.len()
+                    ),
+                    "use a checkpoint that unroll wrote, unmodified",
+                ));
+            }
+            if mean.iter().any(|m| !m.is_finite())
+                || std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+            {
+                return Err(Error::config(
+                    format!("a {what} mean or deviation is not a finite (positive) number"),
+                    "use a checkpoint that unroll wrote, unmodified",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn mean_std(rows: &[Vec<f64>], col: usize) -> (f64, f64) {
@@ -321,10 +377,10 @@ pub struct SeriesData {
 }
 
 /// Reads the table of a run: the CSV of `--data`, or the built-in series.
-pub fn read_table(data: Option<&Path>, seed: u64) -> Result<Table> {
+pub fn read_table(data: Option<&Path>, seed: u64, max_bytes: u64) -> Result<Table> {
     match data {
         Some(path) => {
-            let bytes = crate::data::read_text(path)?;
+            let bytes = crate::data::read_data(path, max_bytes)?;
             let text = String::from_utf8(bytes).map_err(|e| {
                 Error::file(
                     path,
@@ -339,8 +395,12 @@ pub fn read_table(data: Option<&Path>, seed: u64) -> Result<Table> {
 
 /// Loads, normalises and batches the series of a run. A resumed run passes its checkpoint's
 /// normalisation, so the data is scaled exactly as before.
-pub fn load(cfg: &TrainConfig, normalization: Option<Normalization>) -> Result<SeriesData> {
-    let table = read_table(cfg.data.as_deref(), cfg.seed)?;
+pub fn load(
+    cfg: &TrainConfig,
+    normalization: Option<Normalization>,
+    max_bytes: u64,
+) -> Result<SeriesData> {
+    let table = read_table(cfg.data.as_deref(), cfg.seed, max_bytes)?;
     let rows = table.rows.len();
     let n_val = ((rows as f64) * cfg.val_fraction) as usize;
     let n_train = rows - n_val;
@@ -382,7 +442,10 @@ pub fn load(cfg: &TrainConfig, normalization: Option<Normalization>) -> Result<S
         ));
     }
     let val_streams = SeriesStreams::new(&data, n_train, rows, vb, cfg.seq_len, "validation")?;
-    let chunks = val_streams.chunks_per_epoch().min(cfg.val_chunks);
+    let chunks = match cfg.val_chunks {
+        0 => val_streams.chunks_per_epoch(),
+        n => val_streams.chunks_per_epoch().min(n),
+    };
     let val: Vec<(Inputs, Targets)> = (0..chunks).map(|k| val_streams.chunk(k)).collect();
     // The naive forecast on the same positions: the target of row r predicted as row r's target columns.
     let naive_val_loss = if normalization.autoregressive() {
@@ -428,10 +491,10 @@ pub fn forecast(
             "train with the same --columns and --target (the default) to forecast",
         ));
     }
-    if horizon == 0 {
+    if horizon == 0 || horizon > crate::sample::MAX_LEN {
         return Err(Error::config(
-            "the forecast horizon is 0",
-            "pass --horizon of 1 or more",
+            format!("a forecast horizon of {horizon} steps"),
+            format!("pass --horizon between 1 and {}", crate::sample::MAX_LEN),
         ));
     }
     let cfg = params.config;
@@ -463,8 +526,12 @@ pub fn write_forecast(
     norm: &Normalization,
     table: &Table,
     forecast: &[Vec<f64>],
+    inputs: &[&Path],
 ) -> Result<std::path::PathBuf> {
-    let mut csv = norm.target_names.join(",");
+    let header = norm.target_names.join(",");
+    let plot_path = path.with_extension("svg");
+    crate::rundir::check_forecast_outputs(path, &plot_path, inputs, &header)?;
+    let mut csv = header;
     csv.push('\n');
     for row in forecast {
         csv.push_str(
@@ -499,7 +566,6 @@ pub fn write_forecast(
                 .collect(),
         ));
     }
-    let plot_path = path.with_extension("svg");
     let lines: Vec<crate::plot::Line<'_>> = lines
         .iter()
         .map(|(label, points)| crate::plot::Line {
@@ -507,6 +573,12 @@ pub fn write_forecast(
             points: points.clone(),
         })
         .collect();
-    crate::plot::lines(&plot_path, "unroll: forecast", "step", "value", &lines)?;
+    crate::plot::lines(
+        &plot_path,
+        crate::rundir::FORECAST_TITLE,
+        "step",
+        "value",
+        &lines,
+    )?;
     Ok(plot_path)
 }

@@ -224,11 +224,8 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::file(&dir, format!("cannot create directory: {e}")))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    // A name only this process uses, in a pattern that the run directory's cleanup recognises.
+    let tmp = crate::rundir::temporary_for(&dir.join(path.file_name().unwrap_or_default()));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

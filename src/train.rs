@@ -4,19 +4,25 @@
 //! draws the loss curve and prints a sample.
 
 use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
-use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_text};
+use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_data};
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, Gpu, GpuStep, GpuTrainer, Recurrence, TrainerShape};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::OptimizerConfig;
 use crate::plot;
+use crate::rundir::{self, RunDir};
 use crate::series::{self, Normalization, SeriesStreams};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+
+/// The largest `--batch` and `--seq-len` accepted (each alone).
+pub const MAX_BATCH_OR_SEQ_LEN: usize = 1 << 24;
+/// The most positions (B·T) a step may hold.
+pub const MAX_ROWS: usize = 1 << 28;
 
 /// What the model learns from.
 #[derive(
@@ -75,7 +81,8 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
-    /// Evaluate on at most this many chunks of the validation data.
+    /// Evaluate on at most this many chunks of the validation data (0: all of it).
+    #[serde(default)]
     pub val_chunks: usize,
     /// The seed of the initial parameters (and the built-in data).
     pub seed: u64,
@@ -100,7 +107,7 @@ impl Default for TrainConfig {
             eval_every: 100,
             log_every: 10,
             checkpoint_every: 500,
-            val_chunks: 8,
+            val_chunks: 0,
             seed: 1,
             sample_len: 300,
         }
@@ -123,6 +130,28 @@ impl TrainConfig {
         positive("the hidden size", "--hidden", self.hidden as u64)?;
         positive("the batch size", "--batch", self.batch as u64)?;
         positive("the sequence length", "--seq-len", self.seq_len as u64)?;
+        for (what, flag, v) in [
+            ("the batch size", "--batch", self.batch),
+            ("the sequence length", "--seq-len", self.seq_len),
+        ] {
+            if v > MAX_BATCH_OR_SEQ_LEN {
+                return Err(Error::config(
+                    format!("{what} {v} is too large"),
+                    format!("pass {flag} of at most {MAX_BATCH_OR_SEQ_LEN}"),
+                ));
+            }
+        }
+        if self.batch * self.seq_len > MAX_ROWS {
+            return Err(Error::config(
+                format!(
+                    "a batch of {} streams of {} timesteps is {} positions per step, more than {MAX_ROWS}",
+                    self.batch,
+                    self.seq_len,
+                    self.batch * self.seq_len
+                ),
+                "lower --batch or --seq-len",
+            ));
+        }
         positive("the number of steps", "--iters", self.iters)?;
         positive("--log-every", "--log-every", self.log_every)?;
         positive("--eval-every", "--eval-every", self.eval_every)?;
@@ -145,6 +174,13 @@ impl TrainConfig {
 pub struct RunOptions {
     /// Where the checkpoint, metrics and plot go.
     pub out_dir: PathBuf,
+    /// Write into `out_dir` even if it holds files that unroll did not write.
+    pub force: bool,
+    /// The most bytes the data file may hold.
+    pub max_bytes: u64,
+    /// Before training on the GPU, compare one step at the run's model sizes with the CPU
+    /// reference, and refuse to train if they disagree.
+    pub self_check: bool,
     /// GPU or CPU.
     pub device: Device,
     /// Which adapter, for the GPU.
@@ -241,13 +277,14 @@ fn val_batch(len: usize, batch: usize, seq_len: usize) -> Result<usize> {
 
 fn load_data(
     cfg: &TrainConfig,
+    max_bytes: u64,
     vocab: Option<Vocab>,
     normalization: Option<Normalization>,
 ) -> Result<Data> {
     match cfg.task {
         Task::Text => {
             let text = match &cfg.data {
-                Some(path) => read_text(path)?,
+                Some(path) => read_data(path, max_bytes)?,
                 None => builtin_corpus(20_000, cfg.seed).into_bytes(),
             };
             let resumed = vocab.is_some();
@@ -264,9 +301,11 @@ fn load_data(
             let streams = Streams::new(&corpus.train, cfg.batch, cfg.seq_len, "training")?;
             let vb = val_batch(corpus.val.len(), cfg.batch, cfg.seq_len)?;
             let val_streams = Streams::new(&corpus.val, vb, cfg.seq_len, "validation")?;
-            let val = (0..val_streams.chunks_per_epoch().min(cfg.val_chunks))
-                .map(|k| val_streams.chunk(k))
-                .collect();
+            let chunks = match cfg.val_chunks {
+                0 => val_streams.chunks_per_epoch(),
+                n => val_streams.chunks_per_epoch().min(n),
+            };
+            let val = (0..chunks).map(|k| val_streams.chunk(k)).collect();
             let n = corpus.vocab.len();
             Ok(Data {
                 config: ModelConfig::tokens(n, cfg.hidden),
@@ -278,7 +317,7 @@ fn load_data(
             })
         }
         Task::Series => {
-            let s = series::load(cfg, normalization)?;
+            let s = series::load(cfg, normalization, max_bytes)?;
             Ok(Data {
                 config: ModelConfig::dense(s.inputs, cfg.hidden, s.outputs),
                 baseline: s.naive_val_loss,
@@ -317,6 +356,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     cfg.validate()?;
     let data = load_data(
         &cfg,
+        opts.max_bytes,
         resumed.as_ref().and_then(|c| c.info.vocab.clone()),
         resumed.as_ref().and_then(|c| c.info.normalization.clone()),
     )?;
@@ -331,6 +371,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         Device::Gpu => {
             let gpu = Gpu::new(&opts.adapter)?;
             GpuStep::check_fits(&gpu, &config, cfg.batch, cfg.seq_len)?;
+            if opts.self_check {
+                let recurrence = opts.recurrence.unwrap_or_else(|| {
+                    Recurrence::auto(gpu.info.device_type, cfg.batch, config.hidden)
+                });
+                self_check(&gpu, config, recurrence, cfg.seed)?;
+            }
             Some(gpu)
         }
         Device::Cpu => None,
@@ -372,16 +418,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         }
     }
 
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| {
-        Error::file(
-            &opts.out_dir,
-            format!("cannot create the output directory: {e}"),
-        )
-    })?;
-    let checkpoint_path = opts.out_dir.join("model.safetensors");
-    remove_stale_temporaries(&checkpoint_path);
-    let metrics_path = opts.out_dir.join("metrics.csv");
-    let plot_path = opts.out_dir.join("loss.svg");
+    let run_dir = RunDir::open(&opts.out_dir, opts.force)?;
+    let checkpoint_path = run_dir.file(rundir::CHECKPOINT);
+    let metrics_path = run_dir.file(rundir::METRICS);
+    let plot_path = run_dir.file(rundir::PLOT);
     let mut metrics = Metrics::open(&metrics_path, resumed.is_some(), step)?;
 
     let cpe = data.train.chunks_per_epoch() as u64;
@@ -465,45 +505,42 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         let k = (step % cpe) as usize;
         let (x, y) = data.train.chunk(k);
         step += 1;
-        let report = step.is_multiple_of(cfg.log_every) || step == cfg.iters;
+        let last = step == cfg.iters;
+        let report = step.is_multiple_of(cfg.log_every) || last;
+        let eval = step.is_multiple_of(cfg.eval_every) || last;
         let stats = engine.train_step(&x, &y, k == 0, report)?;
+        let mut row = None;
         if let Some(s) = stats.filter(|_| report) {
-            if !s.loss.is_finite() {
-                return Err(Error::Diverged {
-                    step,
-                    what: "the loss",
-                    value: s.loss,
-                });
-            }
-            if !s.grad_norm.is_finite() {
-                return Err(Error::Diverged {
-                    step,
-                    what: "the gradient norm",
-                    value: s.grad_norm,
-                });
-            }
+            check_finite(step, &s)?;
             train_loss = s.loss;
             let (t0, s0) = last_report;
             let tokens_per_s = (step - s0) as f64 * tokens_per_step / t0.elapsed().as_secs_f64();
             last_report = (Instant::now(), step);
-            let eval = step.is_multiple_of(cfg.eval_every) || step == cfg.iters;
-            if eval {
-                val_loss = engine.evaluate(&data.val)?;
-                if !val_loss.is_finite() {
-                    return Err(Error::Diverged {
-                        step,
-                        what: "the validation loss",
-                        value: val_loss,
-                    });
-                }
-                if bar.is_hidden() {
-                    say(
-                        &bar,
-                        format!(
-                            "step {step}: loss {train_loss:.4}, val {val_loss:.4}, {tokens_per_s:.0} tokens/s"
-                        ),
-                    );
-                }
+            row = Some(tokens_per_s);
+        }
+        if eval {
+            val_loss = engine.evaluate(&data.val)?;
+            if !val_loss.is_finite() {
+                return Err(Error::Diverged {
+                    step,
+                    what: "the validation loss",
+                    value: val_loss,
+                });
+            }
+        }
+        // The step's checkpoint comes before its metrics row: a row promises that the checkpoint
+        // of its step, when one was due, is on disk.
+        if cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every) && !last {
+            save(engine.as_ref(), step, (step % cpe) as usize)?;
+        }
+        if let Some(tokens_per_s) = row {
+            if bar.is_hidden() && eval {
+                say(
+                    &bar,
+                    format!(
+                        "step {step}: loss {train_loss:.4}, val {val_loss:.4}, {tokens_per_s:.0} tokens/s"
+                    ),
+                );
             }
             metrics.write(
                 step,
@@ -517,10 +554,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             ));
         }
         bar.set_position(step);
-        if cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every) && step < cfg.iters
-        {
-            save(engine.as_ref(), step, (step % cpe) as usize)?;
-        }
         if opts
             .interrupt
             .as_ref()
@@ -574,19 +607,49 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     })
 }
 
-/// Removes the temporary files that a process killed while writing `path` left beside it.
-fn remove_stale_temporaries(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
+/// One step at the run's model sizes (B and T capped at 4 and 8) on the GPU and on the CPU
+/// reference, compared as `unroll check` compares them; a mismatch is an error with the table.
+fn self_check(gpu: &Gpu, config: ModelConfig, recurrence: Recurrence, seed: u64) -> Result<()> {
+    let (b, t) = (4, 8);
+    let case = crate::check::Case {
+        params: Params::init(config, seed).cast(),
+        batch: crate::model::Batch::random(&config, b, t, true, seed + 1),
+        expected: None,
     };
-    let prefix = format!(".{}.tmp", name.to_string_lossy());
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(entry.path());
+    let report = crate::check::check(Some(gpu), &case, Some(recurrence), None)?;
+    if report.pass() {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!(
+            "the GPU's training step does not match the CPU reference at this model's sizes, so \
+             training on it would be wrong:\n{}",
+            report.render()
+        ),
+        format!(
+            "train with --device cpu, and please report this with the table above (`unroll check \
+             --kind {} --input {} --hidden {} --output {} --batch {b} --steps {t} --random-h0 \
+             --recurrence {}` reproduces it); --no-self-check skips this check",
+            config.kind,
+            config.input,
+            config.hidden,
+            config.output,
+            match recurrence {
+                Recurrence::PerStep => "per-step",
+                Recurrence::Persistent => "persistent",
             }
+        ),
+    ))
+}
+
+/// A diverged step's loss or gradient norm is an error that names it.
+fn check_finite(step: u64, s: &crate::gpu::StepStats) -> Result<()> {
+    for (what, value) in [("the loss", s.loss), ("the gradient norm", s.grad_norm)] {
+        if !value.is_finite() {
+            return Err(Error::Diverged { step, what, value });
         }
     }
+    Ok(())
 }
 
 /// The metrics file: one CSV row per reported step.
@@ -601,7 +664,7 @@ impl Metrics {
     fn open(path: &Path, resume: bool, step: u64) -> Result<Self> {
         let err = |e: std::io::Error| Error::file(path, format!("cannot write metrics: {e}"));
         let mut rows = Vec::new();
-        let mut kept = String::from("step,train_loss,val_loss,tokens_per_s,elapsed_s\n");
+        let mut kept = format!("{}\n", rundir::METRICS_HEADER);
         if resume && let Ok(old) = std::fs::read_to_string(path) {
             for line in old.lines().skip(1) {
                 let f: Vec<&str> = line.split(',').collect();
@@ -663,7 +726,7 @@ impl Metrics {
         };
         plot::lines(
             path,
-            "unroll: loss",
+            rundir::PLOT_TITLE,
             "step",
             y,
             &[

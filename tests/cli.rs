@@ -484,7 +484,8 @@ fn wait_for_steps(dir: &Path, rows: usize) {
     while std::fs::read_to_string(dir.join("metrics.csv")).map_or(0, |s| s.lines().count())
         < rows + 1
     {
-        assert!(start.elapsed().as_secs() < 60, "training made no progress");
+        // A bound only against a hang: a loaded machine may take minutes to compile the shaders.
+        assert!(start.elapsed().as_secs() < 600, "training made no progress");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -29,6 +29,9 @@ fn small(iters: u64) -> TrainConfig {
 fn opts(dir: &Path, device: Device) -> RunOptions {
     RunOptions {
         out_dir: dir.to_owned(),
+        force: false,
+        max_bytes: unroll::data::DEFAULT_MAX_BYTES,
+        self_check: true,
         device,
         adapter: AdapterChoice::default(),
         recurrence: None,

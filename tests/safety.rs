@@ -1,0 +1,436 @@
+//! The binary never destroys what the user did not ask it to, and turns bad sizes and hostile
+//! files into clear errors: each case runs `unroll` and shows the user's file intact or the error.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use unroll::checkpoint::Checkpoint;
+
+fn unroll() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_unroll"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs unroll in `cwd`; asserts exit status 2 and every needle in the output.
+fn fails_in(cwd: &Path, args: &[&str], needles: &[&str]) -> String {
+    let out = unroll().current_dir(cwd).args(args).output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "unroll {args:?}:\n{all}");
+    assert!(
+        !all.contains("panicked"),
+        "unroll {args:?} panicked:\n{all}"
+    );
+    for n in needles {
+        assert!(all.contains(n), "unroll {args:?} should say `{n}`:\n{all}");
+    }
+    all
+}
+
+fn succeeds_in(cwd: &Path, args: &[&str]) -> String {
+    let out = unroll().current_dir(cwd).args(args).output().unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "unroll {args:?}:\n{all}");
+    all
+}
+
+const SMALL: [&str; 14] = [
+    "--device",
+    "cpu",
+    "--quiet",
+    "--hidden",
+    "8",
+    "--batch",
+    "2",
+    "--seq-len",
+    "8",
+    "--log-every",
+    "2",
+    "--eval-every",
+    "2",
+    "--sample-len=0",
+];
+
+/// `unroll train` with the small settings, `extra` after them.
+fn train(_: &Path, extra: &[&str]) -> Vec<String> {
+    ["train"]
+        .iter()
+        .chain(SMALL.iter())
+        .chain(extra.iter())
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn write(path: &Path, bytes: &[u8]) -> PathBuf {
+    std::fs::write(path, bytes).unwrap();
+    path.to_owned()
+}
+
+#[test]
+fn train_refuses_an_out_directory_with_the_users_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("data");
+    std::fs::create_dir(&out).unwrap();
+    // The user's own files under the names unroll writes, and one of its own besides.
+    let data = write(
+        &out.join("model.safetensors"),
+        b"the user's data, not a checkpoint",
+    );
+    let metrics = write(&out.join("metrics.csv"), b"a,b\n1,2\n");
+    let plot = write(&out.join("loss.svg"), b"<svg>the user's plot</svg>");
+    let notes = write(&out.join(".model.safetensors.tmp-notes"), b"notes");
+    let args = train(d, &["--iters", "2", "--out", out.to_str().unwrap()]);
+    fails_in(
+        d,
+        &strs(&args),
+        &["did not write", "--force", "model.safetensors"],
+    );
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        b"the user's data, not a checkpoint"
+    );
+    assert_eq!(std::fs::read(&metrics).unwrap(), b"a,b\n1,2\n");
+    assert_eq!(std::fs::read(&plot).unwrap(), b"<svg>the user's plot</svg>");
+    assert_eq!(std::fs::read(&notes).unwrap(), b"notes");
+}
+
+#[test]
+fn force_writes_unrolls_files_and_leaves_other_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let notes = write(&d.join(".model.safetensors.tmp-notes"), b"notes");
+    let mine = write(&d.join("mine.txt"), b"mine");
+    // A temporary of unroll's own naming, left by a process that no longer exists.
+    let stale = write(&d.join(".model.safetensors.unroll-tmp-999999999"), b"stale");
+    let args = train(d, &["--iters", "2", "--force", "--out", "."]);
+    succeeds_in(d, &strs(&args));
+    assert!(Checkpoint::load(&d.join("model.safetensors")).is_ok());
+    assert_eq!(std::fs::read(&notes).unwrap(), b"notes");
+    assert_eq!(std::fs::read(&mine).unwrap(), b"mine");
+    assert!(!stale.exists(), "a dead run's temporary is removed");
+}
+
+#[test]
+fn a_run_directory_of_unroll_is_reused_and_resume_stays_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = d.join("run");
+    let run_s = run.to_str().unwrap();
+    succeeds_in(d, &strs(&train(d, &["--iters", "4", "--out", run_s])));
+    // Its own files do not make the directory foreign.
+    succeeds_in(d, &strs(&train(d, &["--iters", "4", "--out", run_s])));
+    // --resume without --out writes beside its checkpoint, never into runs/default.
+    let ck = run.join("model.safetensors");
+    let ck_s = ck.to_str().unwrap();
+    let said = succeeds_in(
+        d,
+        &[
+            "train", "--device", "cpu", "--quiet", "--resume", ck_s, "--iters", "6",
+        ],
+    );
+    assert!(said.contains("given here: --iters"), "{said}");
+    assert!(!d.join("runs").exists(), "nothing written to runs/default");
+    assert_eq!(Checkpoint::load(&ck).unwrap().info.step, 6);
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(metrics.lines().any(|l| l.starts_with("6,")), "{metrics}");
+    // A flag that would change the run is an error, not silently ignored.
+    fails_in(
+        d,
+        &[
+            "train", "--device", "cpu", "--resume", ck_s, "--lr", "0.5", "--hidden", "9",
+        ],
+        &["--lr", "--hidden", "would change it"],
+    );
+    assert_eq!(Checkpoint::load(&ck).unwrap().info.step, 6);
+}
+
+#[test]
+fn two_runs_in_one_directory_do_not_interleave() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = train(
+        d,
+        &[
+            "--iters",
+            "100000000",
+            "--checkpoint-every",
+            "0",
+            "--out",
+            ".",
+        ],
+    );
+    let mut first = unroll()
+        .current_dir(d)
+        .args(strs(&args))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first run to hold the lock: its first metrics row is written after it.
+    let metrics = d.join("metrics.csv");
+    while std::fs::read_to_string(&metrics).map_or(0, |s| s.lines().count()) < 2 {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let said = fails_in(
+        d,
+        &strs(&train(d, &["--iters", "2", "--out", "."])),
+        &["another unroll run"],
+    );
+    assert!(said.contains(&format!("pid {}", first.id())), "{said}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The dead run's lock is taken over.
+    succeeds_in(d, &strs(&train(d, &["--iters", "2", "--out", "."])));
+}
+
+/// A series checkpoint in `dir`.
+fn series_checkpoint(dir: &Path) -> PathBuf {
+    let args = train(dir, &["--task", "series", "--iters", "2", "--out", "."]);
+    succeeds_in(dir, &strs(&args));
+    dir.join("model.safetensors")
+}
+
+#[test]
+fn forecast_never_replaces_its_input_or_a_file_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ck = series_checkpoint(d);
+    let ck_s = ck.to_str().unwrap();
+    let rows: String = std::iter::once("a,b\n".to_string())
+        .chain((0..60).map(|i| format!("{},{}\n", i % 7, i % 5)))
+        .collect();
+    let data = write(&d.join("history.csv"), rows.as_bytes());
+    let data_s = data.to_str().unwrap();
+    let base = [
+        "forecast",
+        "--checkpoint",
+        ck_s,
+        "--data",
+        data_s,
+        "--horizon",
+        "5",
+    ];
+    fn with<'a>(base: &[&'a str], out: &'a str) -> Vec<&'a str> {
+        base.iter().copied().chain(["--out", out]).collect()
+    }
+    let with_out = |out| with(&base, out);
+    fails_in(d, &with_out(data_s), &["is an input"]);
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), rows);
+    // `loss.csv` would put its plot over train's loss.svg.
+    let plot_before = std::fs::read(d.join("loss.svg")).unwrap();
+    fails_in(
+        d,
+        &with_out("loss.csv"),
+        &["loss.svg", "not a forecast plot"],
+    );
+    assert_eq!(std::fs::read(d.join("loss.svg")).unwrap(), plot_before);
+    // A CSV of the user's.
+    let users = write(&d.join("users.csv"), b"x,y\n1,2\n");
+    fails_in(d, &with_out(users.to_str().unwrap()), &["not a forecast"]);
+    assert_eq!(std::fs::read(&users).unwrap(), b"x,y\n1,2\n");
+    // Its own forecast is replaced on a second run.
+    succeeds_in(d, &with_out("f.csv"));
+    succeeds_in(d, &with_out("f.csv"));
+}
+
+#[test]
+fn sizes_from_flags_are_checked_before_arithmetic_and_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cpu = ["train", "--device", "cpu", "--quiet", "--out", "o"];
+    let with = |extra: &[&'static str]| cpu.iter().chain(extra).copied().collect::<Vec<_>>();
+    fails_in(
+        d,
+        &with(&["--seq-len", "18446744073709551615"]),
+        &["sequence length", "too large"],
+    );
+    fails_in(
+        d,
+        &with(&["--batch", "4000000", "--seq-len", "4000000"]),
+        &["positions per step"],
+    );
+    let ck = d.join("c");
+    std::fs::create_dir(&ck).unwrap();
+    let ck_s = ck.to_str().unwrap();
+    succeeds_in(d, &strs(&train(d, &["--iters", "2", "--out", ck_s])));
+    let model = ck.join("model.safetensors");
+    let model_s = model.to_str().unwrap();
+    fails_in(
+        d,
+        &["sample", "--checkpoint", model_s, "--len", "1000000000000"],
+        &["too long", "--len"],
+    );
+    let series = d.join("s");
+    std::fs::create_dir(&series).unwrap();
+    let series_ck = series_checkpoint(&series);
+    fails_in(
+        d,
+        &[
+            "forecast",
+            "--checkpoint",
+            series_ck.to_str().unwrap(),
+            "--horizon",
+            "1000000000000",
+            "--out",
+            "f.csv",
+        ],
+        &["horizon"],
+    );
+}
+
+#[test]
+fn hostile_checkpoints_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text_run = d.join("t");
+    std::fs::create_dir(&text_run).unwrap();
+    succeeds_in(
+        d,
+        &strs(&train(
+            d,
+            &["--iters", "2", "--out", text_run.to_str().unwrap()],
+        )),
+    );
+    let mut ck = Checkpoint::load(&text_run.join("model.safetensors")).unwrap();
+    // NaN weights: sampling says so instead of panicking.
+    ck.params.data.iter_mut().for_each(|v| *v = f32::NAN);
+    let nan = d.join("nan.safetensors");
+    ck.save(&nan).unwrap();
+    fails_in(
+        d,
+        &[
+            "sample",
+            "--checkpoint",
+            nan.to_str().unwrap(),
+            "--temperature",
+            "0.8",
+        ],
+        &["NaN"],
+    );
+    // A sequence length in the metadata that overflows.
+    let mut ck = Checkpoint::load(&text_run.join("model.safetensors")).unwrap();
+    ck.info.train.as_mut().unwrap().seq_len = usize::MAX;
+    let long = d.join("long.safetensors");
+    ck.save(&long).unwrap();
+    fails_in(
+        d,
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--resume",
+            long.to_str().unwrap(),
+            "--out",
+            "r",
+        ],
+        &["training configuration", "too large"],
+    );
+    // Column statistics that do not fit the model.
+    let series = d.join("s");
+    std::fs::create_dir(&series).unwrap();
+    let mut ck = Checkpoint::load(&series_checkpoint(&series)).unwrap();
+    ck.info.normalization.as_mut().unwrap().input_mean.clear();
+    let stats = d.join("stats.safetensors");
+    ck.save(&stats).unwrap();
+    fails_in(
+        d,
+        &[
+            "forecast",
+            "--checkpoint",
+            stats.to_str().unwrap(),
+            "--out",
+            "f.csv",
+        ],
+        &["column statistics"],
+    );
+}
+
+#[test]
+fn data_that_is_not_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for data in [fifo.to_str().unwrap(), "/dev/zero"] {
+        fails_in(
+            d,
+            &strs(&train(d, &["--iters", "1", "--data", data, "--out", "o"])),
+            &["not a regular file"],
+        );
+    }
+    let big = write(&d.join("big.txt"), &[b'a'; 5000]);
+    fails_in(
+        d,
+        &strs(&train(
+            d,
+            &[
+                "--data",
+                big.to_str().unwrap(),
+                "--max-bytes",
+                "4096",
+                "--out",
+                "o",
+            ],
+        )),
+        &["more than the limit of 4096", "--max-bytes"],
+    );
+}
+
+#[test]
+fn a_csv_with_many_columns_fails_at_once_and_a_bom_is_not_a_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let wide: String = (0..2)
+        .map(|r| {
+            (0..100_000)
+                .map(|c| ((r + c) % 10).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n"
+        })
+        .collect();
+    let path = write(&d.join("wide.csv"), wide.as_bytes());
+    let columns: String = (0..10_000)
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    fails_in(
+        d,
+        &strs(&train(
+            d,
+            &[
+                "--task",
+                "series",
+                "--data",
+                path.to_str().unwrap(),
+                "--columns",
+                &columns,
+                "--out",
+                "o",
+            ],
+        )),
+        &["too few"],
+    );
+    let rows: String = (0..40).map(|i| format!("{i},{}\n", i * 2)).collect();
+    let table = unroll::series::parse_csv(&format!("\u{feff}{rows}"), "bom.csv").unwrap();
+    assert_eq!(table.names, ["0", "1"], "a BOM is not a header");
+    assert_eq!(table.rows.len(), 40);
+    assert_eq!(table.rows[0], [0.0, 0.0]);
+    let quoted = unroll::series::parse_csv("\"load, kW\",temp\n1,2\n3,4\n", "q.csv").unwrap();
+    assert_eq!(quoted.names, ["load, kW", "temp"]);
+}
