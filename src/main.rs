@@ -142,10 +142,11 @@ struct TrainArgs {
     /// Fraction of the data held out (from its end) for validation.
     #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     val_fraction: f64,
-    /// Evaluate on the validation data every N steps.
+    /// Evaluate on the whole validation data every N steps (one loss read back per chunk).
     #[arg(long, default_value_t = 100)]
     eval_every: u64,
-    /// Report the training loss every N steps (the only read-back from the GPU).
+    /// Report the training loss every N steps (read back from the GPU; other training steps do
+    /// not wait for it).
     #[arg(long, default_value_t = 10)]
     log_every: u64,
     /// Write a checkpoint every N steps (0: only at the end).

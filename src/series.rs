@@ -493,7 +493,7 @@ pub fn forecast(
     }
     if horizon == 0 || horizon > crate::sample::MAX_LEN {
         return Err(Error::config(
-            format!("a forecast horizon of {horizon} steps"),
+            format!("the forecast horizon is {horizon} steps"),
             format!("pass --horizon between 1 and {}", crate::sample::MAX_LEN),
         ));
     }

@@ -20,6 +20,13 @@ impl TensorFile {
         if path.is_dir() {
             return Err(Error::file(path, "is a directory, not a safetensors file"));
         }
+        // Only regular files: reading a pipe or a device may never end.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(Error::file(
+                path,
+                "is not a regular file (a pipe, a device or a socket), not a safetensors file",
+            ));
+        }
         let bytes =
             std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
         SafeTensors::deserialize(&bytes).map_err(|e| {

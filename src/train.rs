@@ -260,9 +260,15 @@ impl Source {
     }
 }
 
-/// Streams for the validation tail: B_val ≤ B streams, as many chunks as fit, at most `max`.
-fn val_batch(len: usize, batch: usize, seq_len: usize) -> Result<usize> {
-    let b = (len / (seq_len + 1)).min(batch);
+/// The bytes of outputs (T, B_val, O) an evaluation chunk may hold: wider chunks mean fewer
+/// dispatches and waits to score the whole held-out part.
+const EVAL_OUTPUT_BYTES: usize = 64 << 20;
+
+/// Streams for the validation tail: at least B (when the tail has them) and up to 64, as many as
+/// keep a chunk's outputs within [`EVAL_OUTPUT_BYTES`], and no more than the tail holds.
+fn val_batch(len: usize, batch: usize, seq_len: usize, outputs: usize) -> Result<usize> {
+    let fit = EVAL_OUTPUT_BYTES / (seq_len * outputs * 4).max(1);
+    let b = (len / (seq_len + 1)).min(batch.max(fit.min(64)));
     if b == 0 {
         return Err(Error::config(
             format!(
@@ -299,7 +305,7 @@ fn load_data(
                     }
                 })?;
             let streams = Streams::new(&corpus.train, cfg.batch, cfg.seq_len, "training")?;
-            let vb = val_batch(corpus.val.len(), cfg.batch, cfg.seq_len)?;
+            let vb = val_batch(corpus.val.len(), cfg.batch, cfg.seq_len, corpus.vocab.len())?;
             let val_streams = Streams::new(&corpus.val, vb, cfg.seq_len, "validation")?;
             let chunks = match cfg.val_chunks {
                 0 => val_streams.chunks_per_epoch(),

@@ -288,7 +288,7 @@ fn sizes_from_flags_are_checked_before_arithmetic_and_allocation() {
             "--out",
             "f.csv",
         ],
-        &["horizon"],
+        &["horizon is 1000000000000"],
     );
 }
 
@@ -433,4 +433,92 @@ fn a_csv_with_many_columns_fails_at_once_and_a_bom_is_not_a_header() {
     assert_eq!(table.rows[0], [0.0, 0.0]);
     let quoted = unroll::series::parse_csv("\"load, kW\",temp\n1,2\n3,4\n", "q.csv").unwrap();
     assert_eq!(quoted.names, ["load, kW", "temp"]);
+}
+
+#[test]
+fn check_on_a_chaotic_model_passes_with_the_ratio_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = unroll()
+        .current_dir(dir.path())
+        .args(["check", "--hidden", "96", "--steps", "40", "--batch", "4"])
+        .args(["--init-scale", "0.4", "--recurrence", "per-step"])
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("f32's own") && all.contains("ratio"), "{all}");
+    assert!(all.contains("check passed"), "{all}");
+}
+
+#[test]
+fn a_text_of_100000_distinct_characters_trains_on_the_gpu_as_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 10^5 distinct characters (CJK and beyond, skipping the surrogates), each a few times.
+    let chars: Vec<char> = (0x4E00u32..)
+        .filter_map(char::from_u32)
+        .take(100_000)
+        .collect();
+    let mut text = String::new();
+    for round in 0..2 {
+        for (i, c) in chars.iter().enumerate() {
+            text.push(*c);
+            if (i + round) % 61 == 0 {
+                text.push('\n');
+            }
+        }
+    }
+    let data = write(&d.join("wide.txt"), text.as_bytes());
+    let mut losses = Vec::new();
+    for device in ["gpu", "cpu"] {
+        let out = d.join(device);
+        let said = succeeds_in(
+            d,
+            &[
+                "train",
+                "--device",
+                device,
+                "--quiet",
+                "--hidden",
+                "16",
+                "--batch",
+                "1",
+                "--seq-len",
+                "8",
+                "--iters",
+                "3",
+                "--log-every",
+                "1",
+                "--eval-every",
+                "3",
+                "--sample-len",
+                "0",
+                "--val-fraction",
+                "0.02",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        let line = said
+            .lines()
+            .find(|l| l.starts_with("step 3: train loss"))
+            .unwrap_or_else(|| panic!("{said}"));
+        let loss: f64 = line
+            .split("train loss ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        losses.push(loss);
+    }
+    // A cross-entropy over 100,000 classes starts near ln(100000) = 11.5, never below 0.
+    assert!(losses.iter().all(|l| (5.0..20.0).contains(l)), "{losses:?}");
+    assert!(
+        (losses[0] - losses[1]).abs() < 1e-3 * losses[1],
+        "GPU {} vs CPU {}",
+        losses[0],
+        losses[1]
+    );
 }

@@ -461,8 +461,8 @@ fn a_training_step_costs_one_submission_and_only_the_tokens() {
             "step {i}: a loss is returned on reporting steps only"
         );
     }
-    g.gpu().wait("the test").unwrap();
     let after = g.counters();
+    g.gpu().wait("the test").unwrap();
     assert_eq!(after.steps - before.steps, 20);
     assert_eq!(
         after.submissions - before.submissions,
@@ -489,5 +489,75 @@ fn a_training_step_costs_one_submission_and_only_the_tokens() {
         hal(&g),
         resources,
         "(buffers, bind groups, pipelines, shader modules) after 20 more steps"
+    );
+}
+
+/// Evaluation is counted where it happens: per chunk one submission, one wait and the 4 bytes of
+/// its loss, and the forward dispatches recorded; and the memory the trainer reports is what wgpu
+/// allocated for its buffers.
+#[test]
+fn evaluation_and_memory_are_measured() {
+    let _ = common::gpu();
+    let gpu = gpu_context();
+    let buffers_before = gpu.device.get_internal_counters().hal.buffer_memory.read();
+    let config = ModelConfig::tokens(30, 64);
+    let (b, t, eval_b) = (8, 16, 3);
+    let shape = TrainerShape {
+        eval_batch: Some(eval_b),
+        ..TrainerShape::new(b, t)
+    };
+    let mut g = GpuTrainer::new(
+        gpu,
+        config,
+        shape,
+        OptimizerConfig::default(),
+        &Params::init(config, 1),
+    )
+    .unwrap();
+    let allocated = g
+        .gpu()
+        .device
+        .get_internal_counters()
+        .hal
+        .buffer_memory
+        .read()
+        - buffers_before;
+    let reported = g.memory_bytes() as isize;
+    eprintln!("memory: reported {reported} bytes, wgpu's buffer_memory grew by {allocated}");
+    if allocated > 0 {
+        // wgpu rounds allocations up to its alignment; never down, and not by a buffer's worth.
+        assert!(
+            reported <= allocated && allocated - reported < reported / 10,
+            "reported {reported} bytes, wgpu allocated {allocated}"
+        );
+    } else {
+        // Backends without the counter: every buffer's size is counted at least once.
+        let n = (config.num_params() * 4) as isize;
+        assert!(
+            reported > 5 * n,
+            "params, grads, m, v and the steps: {reported}"
+        );
+    }
+    let chunks: Vec<_> = (0..5)
+        .map(|k| {
+            let batch = unroll::model::Batch::random(&config, eval_b, t, false, k);
+            (batch.inputs, batch.targets)
+        })
+        .collect();
+    let before = g.counters();
+    let loss = g.evaluate(&chunks).unwrap();
+    let after = g.counters();
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    assert_eq!(after.submissions - before.submissions, 5);
+    assert_eq!(after.waits - before.waits, 5, "one wait per chunk's loss");
+    assert_eq!(after.bytes_read_back - before.bytes_read_back, 5 * 4);
+    assert_eq!(
+        after.bytes_uploaded - before.bytes_uploaded,
+        5 * 2 * (eval_b * t * 4) as u64
+    );
+    let forward = after.dispatches - before.dispatches;
+    assert!(
+        forward > 5 && forward < 5 * g.dispatches_per_step() as u64,
+        "the forward pass of each chunk, not the whole step: {forward}"
     );
 }

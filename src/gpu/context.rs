@@ -2,7 +2,54 @@
 //! `--adapter`, `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`. Everything else takes a [`Gpu`].
 
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// What the host asked of a device, counted where each thing happens: a dispatch when it is
+/// recorded into a pass, a submission when it is submitted, a wait when the host blocks on the
+/// queue, bytes when they are written to or mapped back from the device.
+#[derive(Debug, Default)]
+pub struct Meter {
+    dispatches: AtomicU64,
+    submissions: AtomicU64,
+    waits: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    bytes_read_back: AtomicU64,
+}
+
+/// A reading of a [`Meter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeterReading {
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Queue submissions.
+    pub submissions: u64,
+    /// Waits for the GPU.
+    pub waits: u64,
+    /// Bytes written to the GPU.
+    pub bytes_uploaded: u64,
+    /// Bytes read back from the GPU.
+    pub bytes_read_back: u64,
+}
+
+impl Meter {
+    /// Counts one dispatch (called by the code that records it).
+    pub(crate) fn dispatched(&self) {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn read(&self) -> MeterReading {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MeterReading {
+            dispatches: get(&self.dispatches),
+            submissions: get(&self.submissions),
+            waits: get(&self.waits),
+            bytes_uploaded: get(&self.bytes_uploaded),
+            bytes_read_back: get(&self.bytes_read_back),
+        }
+    }
+}
 
 /// Which adapter to use. Empty fields fall back to `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`,
 /// then to wgpu's default choice.
@@ -87,6 +134,8 @@ pub struct Gpu {
     pub timestamps: bool,
     /// Errors that no error scope caught, and the device-lost message.
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// What was asked of the device.
+    pub meter: Arc<Meter>,
 }
 
 impl Gpu {
@@ -159,6 +208,7 @@ impl Gpu {
             queue,
             timestamps: features.contains(wanted),
             uncaptured,
+            meter: Arc::default(),
         })
     }
 
@@ -201,8 +251,23 @@ impl Gpu {
         })
     }
 
+    /// Submits an encoder's commands (the one place unroll submits work).
+    pub fn submit(&self, encoder: wgpu::CommandEncoder) {
+        self.queue.submit([encoder.finish()]);
+        self.meter.submissions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes bytes to a buffer (the one place unroll uploads data); returns their number.
+    pub fn write(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> u64 {
+        self.queue.write_buffer(buffer, offset, bytes);
+        let n = bytes.len() as u64;
+        self.meter.bytes_uploaded.fetch_add(n, Ordering::Relaxed);
+        n
+    }
+
     /// Waits until the queue is idle.
     pub fn wait(&self, op: &str) -> Result<()> {
+        self.meter.waits.fetch_add(1, Ordering::Relaxed);
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu {
@@ -251,7 +316,7 @@ impl Gpu {
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, bytes);
-        self.queue.submit([encoder.finish()]);
+        self.submit(encoder);
         map_read(self, &staging, bytes, "reading a buffer back")
     }
 }
@@ -281,6 +346,9 @@ pub(crate) fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64, op: &str) 
         view.to_vec()
     };
     staging.unmap();
+    gpu.meter
+        .bytes_read_back
+        .fetch_add(data.len() as u64, Ordering::Relaxed);
     Ok(data)
 }
 

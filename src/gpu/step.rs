@@ -158,10 +158,13 @@ pub(crate) struct Dispatch {
     pub bind_group: wgpu::BindGroup,
     pub offsets: Vec<u32>,
     pub groups: (u32, u32, u32),
+    /// The device's meter, which counts the dispatch when it is recorded.
+    pub meter: std::sync::Arc<crate::gpu::context::Meter>,
 }
 
 impl Dispatch {
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.meter.dispatched();
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &self.offsets);
         pass.dispatch_workgroups(self.groups.0, self.groups.1, self.groups.2);
@@ -373,6 +376,7 @@ impl<'a> Plan<'a> {
                 bind_group: spec.kernel.bind(&gpu.device, &entries),
                 offsets: vec![spec.offset],
                 groups: spec.groups,
+                meter: gpu.meter.clone(),
             };
             match phases.last_mut() {
                 Some((phase, list)) if *phase == spec.phase => list.push(dispatch),
@@ -1103,6 +1107,7 @@ impl GpuStep {
             None,
         );
 
+        bytes += plan.uniforms.len() as u64;
         let phases = plan.finish(gpu);
         Ok(Self {
             config,
@@ -1131,7 +1136,8 @@ impl GpuStep {
         })
     }
 
-    /// Bytes of GPU memory the step's buffers hold.
+    /// Bytes of GPU memory the step's buffers hold (the parameters too, unless shared with another
+    /// step).
     pub fn memory_bytes(&self) -> u64 {
         self.bytes
     }
@@ -1183,8 +1189,7 @@ impl GpuStep {
                 "build the step for the model's sizes",
             ));
         }
-        gpu.queue
-            .write_buffer(&self.params, 0, bytemuck::cast_slice(&params.data));
+        gpu.write(&self.params, 0, bytemuck::cast_slice(&params.data));
         Ok(())
     }
 
@@ -1200,15 +1205,13 @@ impl GpuStep {
             ));
         }
         batch.validate(&self.config)?;
-        gpu.queue
-            .write_buffer(&self.hs, 0, bytemuck::cast_slice(&batch.h0));
-        Ok(self.write_data(gpu, &batch.inputs, &batch.targets) + (batch.h0.len() * 4) as u64)
+        let h0 = gpu.write(&self.hs, 0, bytemuck::cast_slice(&batch.h0));
+        Ok(self.write_data(gpu, &batch.inputs, &batch.targets) + h0)
     }
 
     /// Uploads inputs and targets alone (the caller has checked them against the model), leaving
     /// h_0 as it is. Returns the bytes uploaded.
     pub fn write_data(&self, gpu: &Gpu, inputs: &Inputs, targets: &Targets) -> u64 {
-        let q = &gpu.queue;
         let x: &[u8] = match inputs {
             Inputs::Tokens(x) => bytemuck::cast_slice(x),
             Inputs::Dense(x) => bytemuck::cast_slice(x),
@@ -1217,9 +1220,7 @@ impl GpuStep {
             Targets::Tokens(y) => bytemuck::cast_slice(y),
             Targets::Dense(y) => bytemuck::cast_slice(y),
         };
-        q.write_buffer(&self.x, 0, x);
-        q.write_buffer(&self.targets, 0, y);
-        (x.len() + y.len()) as u64
+        gpu.write(&self.x, 0, x) + gpu.write(&self.targets, 0, y)
     }
 
     /// Runs one step on `params` and `batch` and reads back everything it computed.
@@ -1238,7 +1239,7 @@ impl GpuStep {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 self.record(&mut pass);
             }
-            gpu.queue.submit([encoder.finish()]);
+            gpu.submit(encoder);
             Ok(())
         })??;
         let (nb, nh) = (self.batch, self.config.hidden);
@@ -1322,7 +1323,7 @@ impl MatmulProbe {
                 self.dispatch.record(&mut pass);
             }
         }
-        gpu.queue.submit([encoder.finish()]);
+        gpu.submit(encoder);
         gpu.wait("a matmul benchmark")
     }
 }

@@ -57,7 +57,9 @@ impl OptimParams {
     }
 }
 
-/// What a training step costs the host, counted by the engine itself.
+/// What the trainer's device was asked to do: the training steps run, and the device's
+/// [`crate::gpu::context::Meter`] (dispatches counted as they are recorded, submissions as they
+/// are submitted, waits and bytes where they happen; evaluation and read-backs included).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Training steps run.
@@ -98,7 +100,10 @@ pub struct GpuTrainer {
     optim_state: wgpu::Buffer,
     staging: wgpu::Buffer,
     optimizer: Vec<Dispatch>,
-    counters: Counters,
+    /// Training steps run.
+    steps: u64,
+    /// Bytes of the buffers created for the trainer (its steps' excepted).
+    own_bytes: u64,
 }
 
 /// The shapes a trainer is built for.
@@ -166,7 +171,7 @@ impl GpuTrainer {
             None => None,
         };
         let n = config.num_params();
-        let (carry, eval_carry, m, v, optim_state, staging, optimizer) =
+        let (carry, eval_carry, m, v, optim_state, staging, optimizer, own_bytes) =
             gpu.scoped("allocating the optimizer", || {
                 let carry = storage(&gpu, "carry", batch * config.hidden);
                 let eval_carry = eval_batch.map(|b| storage(&gpu, "eval carry", b * config.hidden));
@@ -229,22 +234,39 @@ impl GpuTrainer {
                         pipeline: partial.pipeline.clone(),
                         bind_group: partial.bind(&gpu.device, &bindings),
                         offsets: vec![],
+                        meter: gpu.meter.clone(),
                         groups: (norm_groups as u32, 1, 1),
                     },
                     Dispatch {
                         pipeline: norm.pipeline.clone(),
                         bind_group: norm.bind(&gpu.device, &bindings),
                         offsets: vec![],
+                        meter: gpu.meter.clone(),
                         groups: (1, 1, 1),
                     },
                     Dispatch {
                         pipeline: update.pipeline.clone(),
                         bind_group: update.bind(&gpu.device, &bindings),
                         offsets: vec![],
+                        meter: gpu.meter.clone(),
                         groups: grid_1d(n),
                     },
                 ];
-                (carry, eval_carry, m, v, optim_state, staging, optimizer)
+                let own_bytes = [&carry, &m, &v, &optim_state, &sums, &staging, &u]
+                    .iter()
+                    .map(|b| b.size())
+                    .sum::<u64>()
+                    + eval_carry.as_ref().map_or(0, |b| b.size());
+                (
+                    carry,
+                    eval_carry,
+                    m,
+                    v,
+                    optim_state,
+                    staging,
+                    optimizer,
+                    own_bytes,
+                )
             })?;
         let mut trainer = Self {
             gpu,
@@ -257,7 +279,8 @@ impl GpuTrainer {
             optim_state,
             staging,
             optimizer,
-            counters: Counters::default(),
+            steps: 0,
+            own_bytes,
         };
         trainer.set_params(params)?;
         Ok(trainer)
@@ -275,7 +298,15 @@ impl GpuTrainer {
 
     /// What the steps so far cost the host.
     pub fn counters(&self) -> Counters {
-        self.counters
+        let m = self.gpu.meter.read();
+        Counters {
+            steps: self.steps,
+            dispatches: m.dispatches,
+            submissions: m.submissions,
+            waits: m.waits,
+            bytes_uploaded: m.bytes_uploaded,
+            bytes_read_back: m.bytes_read_back,
+        }
     }
 
     /// Dispatches in one training step (step, norm, update).
@@ -284,12 +315,11 @@ impl GpuTrainer {
     }
 
     /// GPU memory held by the trainer's buffers, in bytes.
+    /// (The evaluation step shares the training step's parameters; its own buffers count.)
     pub fn memory_bytes(&self) -> u64 {
-        let n = self.train.config.num_params() as u64 * 4;
         self.train.memory_bytes()
-            + self.eval.as_ref().map_or(0, |e| e.memory_bytes() - n)
-            + 2 * n
-            + self.carry.size()
+            + self.eval.as_ref().map_or(0, GpuStep::memory_bytes)
+            + self.own_bytes
     }
 
     /// Replaces the parameters.
@@ -309,7 +339,7 @@ impl GpuTrainer {
     ) -> Result<Option<StepStats>> {
         let bh = (self.train.batch * self.train.config.hidden * 4) as u64;
         let t = self.train.steps as u64;
-        self.counters.bytes_uploaded += self.train.write_data(&self.gpu, inputs, targets);
+        self.train.write_data(&self.gpu, inputs, targets);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         if reset {
             encoder.clear_buffer(&self.carry, 0, None);
@@ -326,18 +356,14 @@ impl GpuTrainer {
         if report {
             encoder.copy_buffer_to_buffer(&self.train.stats, 0, &self.staging, 0, 8);
         }
-        self.gpu.queue.submit([encoder.finish()]);
-        self.counters.steps += 1;
-        self.counters.submissions += 1;
-        self.counters.dispatches += self.dispatches_per_step() as u64;
+        self.gpu.submit(encoder);
+        self.steps += 1;
         if !report {
             // Let wgpu reclaim finished submissions without waiting for the running one.
             let _ = self.gpu.device.poll(wgpu::PollType::Poll);
             return self.gpu.check("a training step").map(|_| None);
         }
         let stats = self.read_staging(8, "reading the loss back")?;
-        self.counters.waits += 1;
-        self.counters.bytes_read_back += 8;
         Ok(Some(StepStats {
             loss: stats[0],
             grad_norm: stats[1],
@@ -355,8 +381,7 @@ impl GpuTrainer {
             ));
         }
         self.gpu
-            .queue
-            .write_buffer(&self.train.grads, 0, bytemuck::cast_slice(grads));
+            .write(&self.train.grads, 0, bytemuck::cast_slice(grads));
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -365,7 +390,7 @@ impl GpuTrainer {
             }
         }
         encoder.copy_buffer_to_buffer(&self.train.stats, 0, &self.staging, 0, 8);
-        self.gpu.queue.submit([encoder.finish()]);
+        self.gpu.submit(encoder);
         let stats = self.read_staging(8, "reading the gradient norm back")?;
         Ok(stats[1])
     }
@@ -443,7 +468,7 @@ impl GpuTrainer {
         }
         encoder.resolve_query_set(&set, 0..count, &resolve, 0);
         encoder.copy_buffer_to_buffer(&resolve, 0, &read, 0, count as u64 * 8);
-        self.gpu.queue.submit([encoder.finish()]);
+        self.gpu.submit(encoder);
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&map_read(
             &self.gpu,
             &read,
@@ -475,7 +500,7 @@ impl GpuTrainer {
         let bh = (eval.batch * eval.config.hidden * 4) as u64;
         let mut total = 0.0f64;
         for (i, (x, y)) in chunks.iter().enumerate() {
-            self.counters.bytes_uploaded += eval.write_data(&self.gpu, x, y);
+            eval.write_data(&self.gpu, x, y);
             let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
             if i == 0 {
                 encoder.clear_buffer(carry, 0, None);
@@ -487,7 +512,7 @@ impl GpuTrainer {
             }
             encoder.copy_buffer_to_buffer(&eval.hs, eval.steps as u64 * bh, carry, 0, bh);
             encoder.copy_buffer_to_buffer(&eval.stats, 0, &self.staging, 0, 4);
-            self.gpu.queue.submit([encoder.finish()]);
+            self.gpu.submit(encoder);
             let loss = self.read_staging(4, "reading the validation loss back")?;
             total += loss[0] as f64;
         }
@@ -529,16 +554,16 @@ impl GpuTrainer {
                 "resume from a checkpoint of the same model",
             ));
         }
-        let q = &self.gpu.queue;
-        q.write_buffer(&self.m, 0, bytemuck::cast_slice(&state.m));
-        q.write_buffer(&self.v, 0, bytemuck::cast_slice(&state.v));
+        let g = &self.gpu;
+        g.write(&self.m, 0, bytemuck::cast_slice(&state.m));
+        g.write(&self.v, 0, bytemuck::cast_slice(&state.v));
         let words = [
             state.step as u32,
             state.bias[0].to_bits(),
             state.bias[1].to_bits(),
             0,
         ];
-        q.write_buffer(&self.optim_state, 0, bytemuck::cast_slice(&words));
+        g.write(&self.optim_state, 0, bytemuck::cast_slice(&words));
         Ok(())
     }
 
@@ -560,9 +585,7 @@ impl GpuTrainer {
                 "resume with the batch size the checkpoint was trained with",
             ));
         }
-        self.gpu
-            .queue
-            .write_buffer(&self.carry, 0, bytemuck::cast_slice(h));
+        self.gpu.write(&self.carry, 0, bytemuck::cast_slice(h));
         Ok(())
     }
 }
