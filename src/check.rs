@@ -148,6 +148,55 @@ impl Case {
     }
 }
 
+impl Case {
+    /// Writes the case in the layout [`Case::load`] reads: the parameters and the batch, and the
+    /// expected results (the case's own, else the CPU reference's in f64), so that a model and
+    /// batch can be checked again elsewhere (`unroll check --case`) or attached to a report.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let config = self.params.config;
+        let (nb, nt) = (self.batch.batch, self.batch.steps);
+        let (ni, nh, no) = (config.input, config.hidden, config.output);
+        let p = |name: &str| self.params.get(name).to_vec();
+        let mut tensors = vec![
+            OwnedTensor::f64("U", vec![nh, ni], &p("U")),
+            OwnedTensor::f64("W", vec![nh, nh], &p("W")),
+            OwnedTensor::f64("b", vec![nh], &p("b")),
+            OwnedTensor::f64("V", vec![no, nh], &p("V")),
+            OwnedTensor::f64("c", vec![no], &p("c")),
+            OwnedTensor::f32("h0", vec![nb, nh], &self.batch.h0),
+        ];
+        match (&self.batch.inputs, &self.batch.targets) {
+            (Inputs::Tokens(x), Targets::Tokens(y)) => {
+                tensors.push(OwnedTensor::u32("inputs", vec![nt, nb], x));
+                tensors.push(OwnedTensor::u32("targets", vec![nt, nb], y));
+            }
+            (Inputs::Dense(x), Targets::Dense(y)) => {
+                tensors.push(OwnedTensor::f32("inputs", vec![nt, nb, ni], x));
+                tensors.push(OwnedTensor::f32("targets", vec![nt, nb, no], y));
+            }
+            _ => {
+                return Err(Error::config(
+                    "the case's inputs and targets are of different kinds",
+                    "give tokens with token targets, or dense inputs with dense targets",
+                ));
+            }
+        }
+        let expected = match &self.expected {
+            Some(e) => e.clone(),
+            None => cpu::step(&self.params, &self.batch).tensors(&config, nb, nt),
+        };
+        for t in expected {
+            tensors.push(OwnedTensor::f64(t.name, t.shape, &t.data));
+        }
+        let mut meta = HashMap::new();
+        meta.insert(
+            "made_by".to_string(),
+            "unroll check --save-case; expected values from unroll's CPU reference in f64".into(),
+        );
+        write_atomic(path, &tensors, meta)
+    }
+}
+
 /// Where `check` runs the step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckDevice {

@@ -263,6 +263,10 @@ struct CheckArgs {
     /// Write both paths' results to this safetensors file (`gpu.<name>`, `cpu.<name>`).
     #[arg(long)]
     dump: Option<PathBuf>,
+    /// Write the case (parameters, batch and the expected results in f64) to this file, in the
+    /// layout --case reads: to check it again elsewhere, or to attach it to a report.
+    #[arg(long)]
+    save_case: Option<PathBuf>,
     /// Input kind of the generated model.
     #[arg(long, value_enum, default_value = "tokens")]
     kind: Kind,
@@ -333,6 +337,13 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
             }
         }
     };
+    for path in [&args.save_case, &args.dump].into_iter().flatten() {
+        unroll::rundir::check_replaceable(path)?;
+    }
+    if let Some(path) = &args.save_case {
+        case.save(path)?;
+        println!("case written to {}", path.display());
+    }
     let report = check(
         gpu.as_ref(),
         &case,

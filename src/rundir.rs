@@ -90,6 +90,38 @@ pub fn is_unroll_checkpoint(path: &Path) -> bool {
         .is_some()
 }
 
+/// Refuses an output path of `unroll check` (`--dump`, `--save-case`) that holds a file unroll
+/// did not write: one it may replace is a safetensors file whose metadata unroll wrote.
+pub fn check_replaceable(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let ours = {
+        let bytes = head(path, 1 << 20);
+        bytes.len() >= 8 && {
+            let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()) as usize;
+            serde_json::from_slice::<serde_json::Value>(bytes.get(8..8 + n).unwrap_or_default())
+                .ok()
+                .and_then(|v| v.get("__metadata__").cloned())
+                .is_some_and(|m| {
+                    m.get("unroll").is_some()
+                        || m.get("config").is_some()
+                        || m.get("made_by")
+                            .and_then(|v| v.as_str())
+                            .is_some_and(|s| s.starts_with("unroll"))
+                })
+        }
+    };
+    if ours {
+        Ok(())
+    } else {
+        Err(Error::file(
+            path,
+            "exists and is not a file that unroll wrote; it is left as it is\n  hint: pass another path",
+        ))
+    }
+}
+
 /// Whether `path` is a file unroll wrote under this name in a run directory.
 fn is_ours(path: &Path, name: &str) -> bool {
     match name {

@@ -182,6 +182,16 @@ impl OwnedTensor {
         }
     }
 
+    /// An F64 tensor.
+    pub fn f64(name: impl Into<String>, shape: Vec<usize>, data: &[f64]) -> Self {
+        Self {
+            name: name.into(),
+            dtype: Dtype::F64,
+            shape,
+            bytes: bytemuck::cast_slice(data).to_vec(),
+        }
+    }
+
     /// A U32 tensor.
     pub fn u32(name: impl Into<String>, shape: Vec<usize>, data: &[u32]) -> Self {
         Self {

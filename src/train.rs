@@ -1,7 +1,9 @@
 //! `unroll train`: the training loop, the same for the GPU and the CPU engine and for text and
-//! series data. It reports the loss every `log_every` steps (the only read-back), evaluates on the
-//! held-out tail every `eval_every` steps, writes metrics, checkpoints atomically, and at the end
-//! draws the loss curve and prints a sample.
+//! series data. It reads the loss back every `log_every` steps (other steps never wait for the
+//! GPU), evaluates on the whole held-out tail every `eval_every` steps (a loss read back per
+//! chunk), writes the step's checkpoint and then its metrics row, and at the end draws the loss
+//! curve and prints a sample. Before the first GPU step it compares one step with the CPU
+//! reference at the run's model sizes.
 
 use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_data};
@@ -260,14 +262,21 @@ impl Source {
     }
 }
 
-/// The bytes of outputs (T, B_val, O) an evaluation chunk may hold: wider chunks mean fewer
-/// dispatches and waits to score the whole held-out part.
-const EVAL_OUTPUT_BYTES: usize = 64 << 20;
+/// The bytes of per-position buffers (outputs, and four of H: pre, hs, dh, dA) an evaluation
+/// chunk may add beyond the training step's: wider chunks mean fewer dispatches and waits to
+/// score the whole held-out part.
+const EVAL_CHUNK_BYTES: usize = 64 << 20;
 
 /// Streams for the validation tail: at least B (when the tail has them) and up to 64, as many as
-/// keep a chunk's outputs within [`EVAL_OUTPUT_BYTES`], and no more than the tail holds.
-fn val_batch(len: usize, batch: usize, seq_len: usize, outputs: usize) -> Result<usize> {
-    let fit = EVAL_OUTPUT_BYTES / (seq_len * outputs * 4).max(1);
+/// keep a chunk's buffers within [`EVAL_CHUNK_BYTES`], and no more than the tail holds.
+fn val_batch(
+    len: usize,
+    batch: usize,
+    seq_len: usize,
+    outputs: usize,
+    hidden: usize,
+) -> Result<usize> {
+    let fit = EVAL_CHUNK_BYTES / (seq_len * (outputs + 4 * hidden) * 4).max(1);
     let b = (len / (seq_len + 1)).min(batch.max(fit.min(64)));
     if b == 0 {
         return Err(Error::config(
@@ -305,7 +314,13 @@ fn load_data(
                     }
                 })?;
             let streams = Streams::new(&corpus.train, cfg.batch, cfg.seq_len, "training")?;
-            let vb = val_batch(corpus.val.len(), cfg.batch, cfg.seq_len, corpus.vocab.len())?;
+            let vb = val_batch(
+                corpus.val.len(),
+                cfg.batch,
+                cfg.seq_len,
+                corpus.vocab.len(),
+                cfg.hidden,
+            )?;
             let val_streams = Streams::new(&corpus.val, vb, cfg.seq_len, "validation")?;
             let chunks = match cfg.val_chunks {
                 0 => val_streams.chunks_per_epoch(),

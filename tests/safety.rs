@@ -522,3 +522,79 @@ fn a_text_of_100000_distinct_characters_trains_on_the_gpu_as_on_the_cpu() {
         losses[1]
     );
 }
+
+#[test]
+fn check_case_of_a_chaotic_model_passes_and_a_corrupted_one_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let case = d.join("chaotic.safetensors");
+    let case_s = case.to_str().unwrap();
+    succeeds_in(
+        d,
+        &[
+            "check",
+            "--hidden",
+            "96",
+            "--steps",
+            "40",
+            "--batch",
+            "4",
+            "--init-scale",
+            "0.4",
+            "--random-h0",
+            "--save-case",
+            case_s,
+        ],
+    );
+    let said = succeeds_in(d, &["check", "--case", case_s]);
+    assert!(
+        said.contains("ratio") && said.contains("check passed"),
+        "{said}"
+    );
+    // One element of the expected dW off by 1 % of the tensor's scale.
+    let mut c = unroll::check::Case::load(&case).unwrap();
+    let dw = c
+        .expected
+        .as_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|t| t.name == "dW")
+        .unwrap();
+    let scale = dw.data.iter().fold(0f64, |a, v| a.max(v.abs()));
+    dw.data[5] += 0.01 * scale;
+    let bad = d.join("corrupted.safetensors");
+    c.save(&bad).unwrap();
+    let out = unroll()
+        .current_dir(d)
+        .args(["check", "--case", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("check FAILED"), "{all}");
+    let failing: Vec<&str> = all
+        .lines()
+        .filter(|l| l.trim_end().ends_with("FAIL"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        failing.iter().all(|n| *n == "dW") && !failing.is_empty(),
+        "{all}"
+    );
+    // --save-case and --dump never replace a file that unroll did not write.
+    let mine = write(&d.join("mine.safetensors"), b"not unroll's");
+    fails_in(
+        d,
+        &[
+            "check",
+            "--hidden",
+            "8",
+            "--steps",
+            "2",
+            "--dump",
+            mine.to_str().unwrap(),
+        ],
+        &["not a file that unroll wrote"],
+    );
+    assert_eq!(std::fs::read(&mine).unwrap(), b"not unroll's");
+}
