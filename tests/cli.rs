@@ -3,7 +3,6 @@
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 fn unroll() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_unroll"));
@@ -11,13 +10,8 @@ fn unroll() -> Command {
     c
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod common;
+use common::text;
 
 /// Runs unroll with `args`; asserts it fails with exit status 2 and says every one of `needles`.
 fn fails_with(args: &[&str], needles: &[&str]) -> String {

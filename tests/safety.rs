@@ -2,20 +2,15 @@
 //! files into clear errors: each case runs `unroll` and shows the user's file intact or the error.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use unroll::checkpoint::Checkpoint;
 
 fn unroll() -> Command {
     Command::new(env!("CARGO_BIN_EXE_unroll"))
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod common;
+use common::text;
 
 /// Runs unroll in `cwd`; asserts exit status 2 and every needle in the output.
 fn fails_in(cwd: &Path, args: &[&str], needles: &[&str]) -> String {

@@ -27,3 +27,12 @@ pub fn assert_all_pass(title: &str, rows: &[Comparison]) {
         panic!("{}", table(title, rows));
     }
 }
+
+/// A finished process's stdout and stderr, as one text.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
