@@ -1,8 +1,9 @@
-//! The GPU path: adapter and device ([`context`]), the compute pipelines ([`kernels`]) and the
-//! training step built from them ([`step`]). Kernels live in `shaders/`, one file per family.
+//! The GPU path: adapter and device ([`context`]), the compute pipelines ([`kernels`]), how
+//! dispatches are planned ([`plan`]) and the training step built from them ([`step`]). Kernels live in `shaders/`, one file per family.
 
 pub mod context;
 pub mod kernels;
+pub mod plan;
 pub mod step;
 pub mod trainer;
 

@@ -1,0 +1,462 @@
+//! Dispatch planning: how the kernels of a step are described before they are recorded. A
+//! [`Plan`] collects dispatches ([`Spec`]: a kernel, its uniform, its buffers, its grid), every
+//! uniform in one buffer at its own dynamic offset; a [`Product`] describes one matmul.wgsl
+//! product and becomes one dispatch or several (row blocks past a grid dimension, chunks of K
+//! past the loop budget). [`Plan::finish`] creates the bind groups and returns the recorded
+//! [`Dispatch`]es by phase.
+
+use crate::gpu::context::{Gpu, Meter};
+use crate::gpu::kernels::{
+    ACCUMULATE, ADD_MATRIX, EPILOGUE, Kernel, Kernels, MatmulParams, MatmulVariant, ReduceParams,
+};
+use crate::gpu::step::Phase;
+use std::sync::Arc;
+use wgpu::util::DeviceExt;
+
+/// The most loop iterations one invocation of a kernel makes in one dispatch. Mesa's software
+/// adapters (llvmpipe, lavapipe) count every loop iteration of a shader invocation and end all its
+/// loops after 65,535 (`LP_MAX_TGSI_LOOP_ITERATIONS`), silently: a longer sum just stops. So every
+/// long loop runs in chunks, one dispatch each, that continue one another's sums in the same
+/// order; half the limit leaves room for the short fixed loops around the long one.
+pub const LOOP_BUDGET: usize = 32_768;
+
+/// K per matmul.wgsl dispatch: `matmul4`'s loop makes 9 iterations per 4 k (the loop over k and
+/// its two loops of four), under LOOP_BUDGET with room for the prologue and the store.
+pub const K_CHUNK: usize = 8_192;
+
+/// The most classes (O) for which loss.wgsl runs a row in one invocation: its three loops over
+/// them stay far under LOOP_BUDGET. Larger rows get a workgroup each.
+pub const WIDE_LOSS_CLASSES: usize = 2_048;
+
+/// Rows per reduce.wgsl dispatch (one iteration per row).
+pub const ROW_CHUNK: usize = 16_384;
+
+/// The most workgroups a dispatch may have along one dimension (WebGPU's default limit, which
+/// every adapter supports).
+pub const MAX_GROUPS: usize = 65_535;
+
+/// One recorded dispatch: a pipeline, its bind group, its uniform's offset and its grid.
+pub(crate) struct Dispatch {
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind_group: wgpu::BindGroup,
+    pub offsets: Vec<u32>,
+    pub groups: (u32, u32, u32),
+    /// The device's meter, which counts the dispatch when it is recorded.
+    pub meter: Arc<Meter>,
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.meter.dispatched();
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &self.offsets);
+        pass.dispatch_workgroups(self.groups.0, self.groups.1, self.groups.2);
+    }
+}
+
+/// A 2-D grid of 64-wide workgroups covering `n` invocations (see `linear_index` in the shaders).
+pub(crate) fn grid_1d(n: usize) -> (u32, u32, u32) {
+    let groups = n.div_ceil(64).max(1);
+    let x = groups.min(MAX_GROUPS);
+    (x as u32, groups.div_ceil(x) as u32, 1)
+}
+
+/// A 2-D grid of `n` workgroups, one per row (see `row_of` in loss.wgsl).
+pub(crate) fn grid_rows(n: usize) -> (u32, u32, u32) {
+    let x = n.clamp(1, MAX_GROUPS);
+    (x as u32, n.div_ceil(x) as u32, 1)
+}
+
+/// A storage buffer usable by every kernel, for copies and for reading back. At least 16 bytes,
+/// so that any buffer can be bound where a kernel declares `array<vec4<f32>>`.
+pub(crate) fn storage(gpu: &Gpu, label: &str, elements: usize) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (elements.max(4) * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+pub(crate) fn uniform<T: bytemuck::Pod>(gpu: &Gpu, label: &str, value: &T) -> wgpu::Buffer {
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+}
+
+/// The dispatches of a step before their bind groups exist: every uniform goes into one buffer.
+pub(crate) struct Plan<'a> {
+    pub(crate) uniforms: Vec<u8>,
+    pub(crate) stride: usize,
+    pub(crate) specs: Vec<Spec<'a>>,
+}
+
+pub(crate) struct Spec<'a> {
+    pub(crate) phase: Phase,
+    pub(crate) kernel: &'a Kernel,
+    pub(crate) buffers: Vec<&'a wgpu::Buffer>,
+    pub(crate) offset: u32,
+    pub(crate) size: u64,
+    pub(crate) groups: (u32, u32, u32),
+}
+
+impl<'a> Plan<'a> {
+    pub(crate) fn push<T: bytemuck::Pod>(
+        &mut self,
+        phase: Phase,
+        kernel: &'a Kernel,
+        params: &T,
+        buffers: Vec<&'a wgpu::Buffer>,
+        groups: (u32, u32, u32),
+    ) {
+        let offset = self.uniforms.len();
+        debug_assert!(
+            std::mem::size_of::<T>() <= self.stride,
+            "a uniform wider than the stride"
+        );
+        self.uniforms.extend_from_slice(bytemuck::bytes_of(params));
+        self.uniforms.resize(offset + self.stride, 0);
+        self.specs.push(Spec {
+            phase,
+            kernel,
+            buffers,
+            offset: offset as u32,
+            size: std::mem::size_of::<T>() as u64,
+            groups,
+        });
+    }
+
+    /// A matmul.wgsl product, as one dispatch or several: blocks of rows where M needs more
+    /// workgroups than a grid dimension holds, and chunks of K where one invocation's loop would
+    /// pass [`LOOP_BUDGET`]. `kernels` supplies the variant: A read from C when `a_in_c`, B one-hot
+    /// when `tokens` is given, `matmul4` when the operands are aligned. `addend` and `aux` are
+    /// needed only with the flags that read them; an unused binding gets `a`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn matmul(
+        &mut self,
+        kernels: &'a Kernels,
+        phase: Phase,
+        p: Product,
+        a: &'a wgpu::Buffer,
+        b: &'a wgpu::Buffer,
+        c: &'a wgpu::Buffer,
+        a_in_c: bool,
+        tokens: Option<&'a wgpu::Buffer>,
+        addend: Option<&'a wgpu::Buffer>,
+        aux: Option<&'a wgpu::Buffer>,
+    ) {
+        let kernel = kernels.matmul(p.variant(a_in_c, tokens.is_some()));
+        let buffers = vec![
+            a,
+            b,
+            tokens.unwrap_or(a),
+            addend.unwrap_or(a),
+            aux.unwrap_or(a),
+            c,
+        ];
+        for block in p.row_blocks() {
+            for params in block.chunks() {
+                self.push(phase, kernel, &params, buffers.clone(), block.groups());
+            }
+        }
+    }
+
+    /// A weight gradient, C = A^T B summed over all T·B rows: split along the rows into
+    /// `weight_gradient_splits` workgroup layers writing partial products into `partials`, then
+    /// summed in order by reduce.wgsl into C; or one plain product when the rows are few.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn weight_gradient(
+        &mut self,
+        kernels: &'a Kernels,
+        phase: Phase,
+        mut p: Product,
+        a: &'a wgpu::Buffer,
+        b: &'a wgpu::Buffer,
+        tokens: Option<&'a wgpu::Buffer>,
+        c: &'a wgpu::Buffer,
+        partials: &'a wgpu::Buffer,
+    ) {
+        let (m, n) = (p.m, p.n);
+        let splits = (partials.size() as usize / 4 / (m * n)).min(weight_gradient_splits(
+            p.k,
+            m * n,
+            u64::MAX,
+        ));
+        if splits <= 1 {
+            self.matmul(kernels, phase, p, a, b, c, false, tokens, None, None);
+            return;
+        }
+        debug_assert_eq!(p.c.1, n, "a weight gradient is a contiguous block");
+        let c_offset = p.c.0;
+        p.splits = splits;
+        p.c = (0, n);
+        self.matmul(kernels, phase, p, a, b, partials, false, tokens, None, None);
+        self.column_sum(
+            &kernels.column_sum,
+            phase,
+            partials,
+            splits,
+            m * n,
+            c,
+            c_offset,
+            1.0,
+        );
+    }
+
+    /// reduce.wgsl: out[out_offset + j] = scale · Σ_r m[r, j] over an (rows, cols) matrix, in
+    /// chunks of [`ROW_CHUNK`] rows (one dispatch each) that continue one another's sums.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn column_sum(
+        &mut self,
+        kernel: &'a Kernel,
+        phase: Phase,
+        m: &'a wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+        out: &'a wgpu::Buffer,
+        out_offset: usize,
+        scale: f32,
+    ) {
+        let chunks = rows.div_ceil(ROW_CHUNK).max(1);
+        for i in 0..chunks {
+            let rp = ReduceParams {
+                row_begin: (i * ROW_CHUNK) as u32,
+                row_end: ((i + 1) * ROW_CHUNK).min(rows) as u32,
+                cols: cols as u32,
+                out_offset: out_offset as u32,
+                scale,
+                first: (i == 0) as u32,
+                last: (i + 1 == chunks) as u32,
+                _pad: 0,
+            };
+            self.push(phase, kernel, &rp, vec![m, out], grid_1d(cols));
+        }
+    }
+
+    pub(crate) fn finish(self, gpu: &Gpu) -> Vec<(Phase, Vec<Dispatch>)> {
+        let buffer = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("dispatch parameters"),
+                contents: &self.uniforms,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut phases: Vec<(Phase, Vec<Dispatch>)> = Vec::new();
+        for spec in self.specs {
+            let mut entries = vec![wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(spec.size),
+            })];
+            entries.extend(spec.buffers.iter().map(|b| b.as_entire_binding()));
+            let dispatch = Dispatch {
+                pipeline: spec.kernel.pipeline.clone(),
+                bind_group: spec.kernel.bind(&gpu.device, &entries),
+                offsets: vec![spec.offset],
+                groups: spec.groups,
+                meter: gpu.meter.clone(),
+            };
+            match phases.last_mut() {
+                Some((phase, list)) if *phase == spec.phase => list.push(dispatch),
+                _ => phases.push((spec.phase, vec![dispatch])),
+            }
+        }
+        phases
+    }
+}
+
+/// A matrix operand of matmul.wgsl: element (i, p) at `offset + i * row_stride + p * col_stride`.
+#[derive(Clone, Copy)]
+pub(crate) struct Operand {
+    pub(crate) offset: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) col_stride: usize,
+}
+
+/// A row-major matrix at `offset` with rows of `width` elements.
+pub(crate) fn rows(offset: usize, width: usize) -> Operand {
+    Operand {
+        offset,
+        row_stride: width,
+        col_stride: 1,
+    }
+}
+
+/// The transpose of a row-major matrix at `offset` with rows of `width` elements.
+pub(crate) fn cols(offset: usize, width: usize) -> Operand {
+    Operand {
+        offset,
+        row_stride: 1,
+        col_stride: width,
+    }
+}
+
+/// The sizes and operands of one matmul.wgsl product: C (m, n) = A (m, k) · B (k, n).
+#[derive(Clone, Copy)]
+pub(crate) struct Product {
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) a: Operand,
+    pub(crate) b: Operand,
+    /// C's offset and row stride.
+    pub(crate) c: (usize, usize),
+    pub(crate) flags: u32,
+    pub(crate) addend_offset: usize,
+    pub(crate) aux_offset: usize,
+    /// Workgroups along K, each summing its own slice (see matmul.wgsl, split K).
+    pub(crate) splits: usize,
+    /// Elements between the partial products of two splits (M·N of the whole product).
+    pub(crate) split_stride: usize,
+}
+
+impl Product {
+    pub(crate) fn new(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: Operand,
+        b: Operand,
+        c: (usize, usize),
+    ) -> Self {
+        Self {
+            m,
+            n,
+            k,
+            a,
+            b,
+            c,
+            flags: 0,
+            addend_offset: 0,
+            aux_offset: 0,
+            splits: 1,
+            split_stride: m * n,
+        }
+    }
+
+    /// The slice of K that each split sums.
+    fn k_split(&self) -> usize {
+        self.k.div_ceil(self.splits).next_multiple_of(4).max(1)
+    }
+
+    /// The product as blocks of at most [`MAX_GROUPS`] · 32 rows, each a product of its own
+    /// (one block unless M needs more workgroups than a grid dimension holds).
+    fn row_blocks(&self) -> Vec<Product> {
+        let per_block = MAX_GROUPS * 32;
+        (0..self.m.div_ceil(per_block).max(1))
+            .map(|i| {
+                let i0 = i * per_block;
+                let shift = i0 * self.c.1;
+                let mut block = Product {
+                    m: (self.m - i0).min(per_block),
+                    a: Operand {
+                        offset: self.a.offset + i0 * self.a.row_stride,
+                        ..self.a
+                    },
+                    c: (self.c.0 + shift, self.c.1),
+                    ..*self
+                };
+                if self.flags & ADD_MATRIX != 0 {
+                    block.addend_offset += shift;
+                }
+                block.aux_offset += shift;
+                block
+            })
+            .collect()
+    }
+
+    /// The parameters of the dispatches that sum K in chunks of at most [`K_CHUNK`]: each after
+    /// the first continues the sums the one before it stored, and only the last applies the
+    /// bias and the epilogue.
+    fn chunks(&self) -> Vec<MatmulParams> {
+        let n = self.k_split().div_ceil(K_CHUNK).max(1);
+        (0..n)
+            .map(|i| {
+                let mut flags = self.flags;
+                if i + 1 < n {
+                    flags &= !EPILOGUE;
+                }
+                if i > 0 {
+                    flags |= ACCUMULATE;
+                }
+                MatmulParams {
+                    flags,
+                    k_begin: (i * K_CHUNK) as u32,
+                    ..self.params()
+                }
+            })
+            .collect()
+    }
+
+    fn params(&self) -> MatmulParams {
+        MatmulParams {
+            m: self.m as u32,
+            n: self.n as u32,
+            k: self.k as u32,
+            flags: self.flags,
+            a_offset: self.a.offset as u32,
+            a_row_stride: self.a.row_stride as u32,
+            a_col_stride: self.a.col_stride as u32,
+            b_offset: self.b.offset as u32,
+            b_row_stride: self.b.row_stride as u32,
+            b_col_stride: self.b.col_stride as u32,
+            c_offset: self.c.0 as u32,
+            c_row_stride: self.c.1 as u32,
+            addend_offset: self.addend_offset as u32,
+            aux_offset: self.aux_offset as u32,
+            k_split: self.k_split() as u32,
+            c_split_stride: self.split_stride as u32,
+            k_begin: 0,
+            k_len: K_CHUNK as u32,
+            _pad: [0; 2],
+        }
+    }
+
+    /// The matmul.wgsl variant for this product: `matmul4` when A and B are aligned to vec4s.
+    pub(crate) fn variant(&self, a_in_c: bool, one_hot_b: bool) -> MatmulVariant {
+        let aligned =
+            |o: &Operand, strided: usize| o.offset.is_multiple_of(4) && strided.is_multiple_of(4);
+        let b_rows = one_hot_b || (self.b.col_stride == 1 && aligned(&self.b, self.b.row_stride));
+        let a_rows = self.a.col_stride == 1
+            && aligned(&self.a, self.a.row_stride)
+            && self.k.is_multiple_of(4);
+        let a_cols = !a_in_c
+            && self.a.row_stride == 1
+            && aligned(&self.a, self.a.col_stride)
+            && self.m.is_multiple_of(4);
+        // The one-hot B is read in the column-major path only.
+        let use_cols = a_cols && (one_hot_b || !a_rows);
+        let vec4 = b_rows && (use_cols || (a_rows && !one_hot_b));
+        MatmulVariant {
+            vec4,
+            a_in_c,
+            one_hot_b,
+            a_cols: vec4 && use_cols,
+        }
+    }
+
+    fn groups(&self) -> (u32, u32, u32) {
+        (
+            self.n.div_ceil(32) as u32,
+            self.m.div_ceil(32) as u32,
+            self.splits as u32,
+        )
+    }
+}
+
+/// Workgroup layers for a weight gradient summed over `rows` rows into `outputs` elements: one
+/// per 512 rows, at most 8, and their partial sums within `limit` bytes. Long sums split this way
+/// keep a hardware GPU's cores busy, where a weight gradient otherwise has few workgroups, each
+/// looping over every row.
+pub(crate) fn weight_gradient_splits(rows: usize, outputs: usize, limit: u64) -> usize {
+    let mut splits = (rows / 512).clamp(1, 8);
+    while splits > 1 && (splits * outputs * 4) as u64 > limit {
+        splits -= 1;
+    }
+    splits
+}
