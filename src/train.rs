@@ -353,28 +353,9 @@ fn load_data(
 
 /// Runs training as `cfg` and `opts` say; resumes when `opts.resume` names a checkpoint.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
-    let resumed = match &opts.resume {
-        Some(path) => Some(Checkpoint::load(path)?),
-        None => None,
-    };
-    // A resumed run keeps its configuration; only the step count may grow.
-    let cfg = match &resumed {
-        Some(ck) => {
-            let mut saved = ck.info.train.clone().ok_or_else(|| {
-                Error::file(
-                    opts.resume.as_ref().unwrap(),
-                    "holds a model but no training state; it cannot be resumed (train from scratch)",
-                )
-            })?;
-            saved.iters = cfg.iters.max(saved.iters);
-            if cfg.data.is_some() {
-                saved.data = cfg.data.clone();
-            }
-            saved
-        }
-        None => cfg.clone(),
-    };
-    cfg.validate()?;
+    let (cfg, resumed) = resolve_config(cfg, opts)?;
+    // The run directory is claimed before anything slow: a refusal comes at once.
+    let run_dir = RunDir::open(&opts.out_dir, opts.force)?;
     let data = load_data(
         &cfg,
         opts.max_bytes,
@@ -382,64 +363,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         resumed.as_ref().and_then(|c| c.info.normalization.clone()),
     )?;
     let config = data.config;
-    let val_b = match data.val.first() {
-        Some((Inputs::Tokens(x), _)) => x.len() / cfg.seq_len,
-        Some((Inputs::Dense(x), _)) => x.len() / cfg.seq_len / config.input,
-        None => 0,
-    };
-    // The adapter and its limits are checked before anything of the model's size is allocated.
-    let gpu = match opts.device {
-        Device::Gpu => {
-            let gpu = Gpu::new(&opts.adapter)?;
-            GpuStep::check_fits(&gpu, &config, cfg.batch, cfg.seq_len)?;
-            if opts.self_check {
-                let recurrence = opts.recurrence.unwrap_or_else(|| {
-                    Recurrence::auto(gpu.info.device_type, cfg.batch, config.hidden)
-                });
-                self_check(&gpu, config, recurrence, cfg.seed)?;
-            }
-            Some(gpu)
-        }
-        Device::Cpu => None,
-    };
-    let params = match &resumed {
-        Some(ck) => {
-            if ck.params.config != config {
-                return Err(Error::config(
-                    format!(
-                        "the checkpoint's model {:?} does not fit the data's {:?}",
-                        ck.params.config, config
-                    ),
-                    "resume with the data the checkpoint was trained on",
-                ));
-            }
-            ck.params.clone()
-        }
-        None => Params::init(config, cfg.seed),
-    };
-    let mut engine: Box<dyn Engine> = match gpu {
-        Some(gpu) => {
-            let shape = TrainerShape {
-                eval_batch: Some(val_b),
-                recurrence: opts.recurrence,
-                ..TrainerShape::new(cfg.batch, cfg.seq_len)
-            };
-            Box::new(GpuTrainer::new(gpu, config, shape, cfg.optim, &params)?)
-        }
-        None => Box::new(CpuTrainer::new(params, cfg.batch, cfg.seq_len, cfg.optim)?),
-    };
-    let mut step = 0u64;
-    if let Some(ck) = &resumed {
-        step = ck.info.step;
-        if let Some(o) = &ck.optimizer {
-            engine.set_optimizer_state(o)?;
-        }
-        if let Some(h) = &ck.hidden {
-            engine.set_hidden(h)?;
-        }
-    }
-
-    let run_dir = RunDir::open(&opts.out_dir, opts.force)?;
+    let (mut engine, mut step) = build_engine(&cfg, opts, &data, resumed.as_ref())?;
     let checkpoint_path = run_dir.file(rundir::CHECKPOINT);
     let metrics_path = run_dir.file(rundir::METRICS);
     let plot_path = run_dir.file(rundir::PLOT);
@@ -447,18 +371,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
 
     let cpe = data.train.chunks_per_epoch() as u64;
     let tokens_per_step = (cfg.batch * cfg.seq_len) as f64;
-    let bar = if opts.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let bar = indicatif::ProgressBar::new(cfg.iters).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
-            )
-            .expect("valid template"),
-        );
-        bar.set_position(step);
-        bar
-    };
+    let bar = progress_bar(opts.quiet, cfg.iters, step);
     let say = |bar: &indicatif::ProgressBar, msg: String| {
         if bar.is_hidden() {
             println!("{msg}");
@@ -626,6 +539,106 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         plot: plot_path,
         device: engine.device(),
     })
+}
+
+/// The configuration of a run: `cfg` for a new one; a resumed one keeps its checkpoint's, with
+/// only the step count (raised) and the data path (when given) taken from `cfg`.
+fn resolve_config(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+) -> Result<(TrainConfig, Option<Checkpoint>)> {
+    let Some(path) = &opts.resume else {
+        cfg.validate()?;
+        return Ok((cfg.clone(), None));
+    };
+    let ck = Checkpoint::load(path)?;
+    let mut saved = ck.info.train.clone().ok_or_else(|| {
+        Error::file(
+            path,
+            "holds a model but no training state; it cannot be resumed (train from scratch)",
+        )
+    })?;
+    saved.iters = cfg.iters.max(saved.iters);
+    if cfg.data.is_some() {
+        saved.data = cfg.data.clone();
+    }
+    saved.validate()?;
+    Ok((saved, Some(ck)))
+}
+
+/// The engine of a run, on the GPU (its adapter's limits checked and, unless turned off, one step
+/// compared with the CPU reference before anything of the model's size is allocated) or on the
+/// CPU; with a resumed run's parameters, optimizer and carried state. Returns it and the step
+/// it stands at.
+fn build_engine(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    data: &Data,
+    resumed: Option<&Checkpoint>,
+) -> Result<(Box<dyn Engine>, u64)> {
+    let config = data.config;
+    let params = match resumed {
+        Some(ck) if ck.params.config != config => {
+            return Err(Error::config(
+                format!(
+                    "the checkpoint's model {:?} does not fit the data's {:?}",
+                    ck.params.config, config
+                ),
+                "resume with the data the checkpoint was trained on",
+            ));
+        }
+        Some(ck) => ck.params.clone(),
+        None => Params::init(config, cfg.seed),
+    };
+    let mut engine: Box<dyn Engine> = match opts.device {
+        Device::Gpu => {
+            let gpu = Gpu::new(&opts.adapter)?;
+            GpuStep::check_fits(&gpu, &config, cfg.batch, cfg.seq_len)?;
+            let recurrence = opts.recurrence.unwrap_or_else(|| {
+                Recurrence::auto(gpu.info.device_type, cfg.batch, config.hidden)
+            });
+            if opts.self_check {
+                self_check(&gpu, config, recurrence, cfg.seed)?;
+            }
+            let val_b = match data.val.first() {
+                Some((Inputs::Tokens(x), _)) => x.len() / cfg.seq_len,
+                Some((Inputs::Dense(x), _)) => x.len() / cfg.seq_len / config.input,
+                None => 0,
+            };
+            let shape = TrainerShape {
+                eval_batch: Some(val_b),
+                recurrence: Some(recurrence),
+                ..TrainerShape::new(cfg.batch, cfg.seq_len)
+            };
+            Box::new(GpuTrainer::new(gpu, config, shape, cfg.optim, &params)?)
+        }
+        Device::Cpu => Box::new(CpuTrainer::new(params, cfg.batch, cfg.seq_len, cfg.optim)?),
+    };
+    let Some(ck) = resumed else {
+        return Ok((engine, 0));
+    };
+    if let Some(o) = &ck.optimizer {
+        engine.set_optimizer_state(o)?;
+    }
+    if let Some(h) = &ck.hidden {
+        engine.set_hidden(h)?;
+    }
+    Ok((engine, ck.info.step))
+}
+
+/// A progress bar over the run's steps, or a hidden one (`--quiet`: log lines instead).
+fn progress_bar(quiet: bool, iters: u64, step: u64) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(iters).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    bar.set_position(step);
+    bar
 }
 
 /// One step at the run's model sizes (B and T capped at 4 and 8) on the GPU and on the CPU
