@@ -40,7 +40,7 @@ pub struct RunInfo {
     #[serde(default)]
     pub normalization: Option<crate::series::Normalization>,
     /// The training configuration.
-    pub train: Option<crate::train::TrainConfig>,
+    pub train: Option<crate::config::TrainConfig>,
     /// Training steps taken.
     pub step: u64,
 }

@@ -14,6 +14,7 @@
 //! - [`optim`]: SGD, Adagrad, Adam and clipping (the GPU's twin is `shaders/optimizer.wgsl`).
 //! - [`engine`]: the training engine trait, for the GPU and the CPU.
 //! - [`data`], [`series`]: text and numeric series, batched into parallel streams.
+//! - [`config`]: the configuration of a run (plain data, stored in checkpoints).
 //! - [`train`], [`checkpoint`], [`sample`], [`plot`]: the training loop and what it writes;
 //!   [`rundir`]: what unroll may write over, and the lock of a run directory.
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod bench;
 pub mod check;
 pub mod checkpoint;
 pub mod compare;
+pub mod config;
 pub mod cpu;
 pub mod data;
 pub mod engine;

@@ -5,9 +5,9 @@
 //! Every column is normalised with the mean and standard deviation of the training part; the
 //! checkpoint stores them and the forecast undoes them.
 
+use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::model::{Inputs, Params, Targets};
-use crate::train::TrainConfig;
 use rand::{RngExt, SeedableRng};
 use std::path::Path;
 

@@ -1,0 +1,157 @@
+//! The configuration of a training run, as its checkpoints store it: a leaf module of plain
+//! data, which the training loop, the checkpoint and the data readers all use.
+
+use crate::error::{Error, Result};
+use crate::model::ModelConfig;
+use crate::optim::OptimizerConfig;
+use std::path::PathBuf;
+
+/// The largest `--batch` and `--seq-len` accepted (each alone).
+pub const MAX_BATCH_OR_SEQ_LEN: usize = 1 << 24;
+/// The most positions (B·T) a step may hold.
+pub const MAX_ROWS: usize = 1 << 28;
+
+/// What the model learns from.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Next-character prediction on text.
+    Text,
+    /// Next-step prediction on numeric series from CSV.
+    Series,
+}
+
+/// Where the training runs.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// The GPU path (default).
+    Gpu,
+    /// The CPU reference: slow, and bitwise repeatable.
+    Cpu,
+}
+
+/// The configuration of a run, stored in its checkpoints.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Text or series.
+    pub task: Task,
+    /// The data file; none for the built-in data.
+    pub data: Option<PathBuf>,
+    /// Text: use the 256 byte values as the vocabulary.
+    pub bytes: bool,
+    /// Series: the input columns (names or 0-based indices); empty for all.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Series: the target columns; empty for the same as the inputs.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// H.
+    pub hidden: usize,
+    /// B: parallel streams.
+    pub batch: usize,
+    /// T: timesteps per chunk (truncated BPTT length).
+    pub seq_len: usize,
+    /// Training steps in all.
+    pub iters: u64,
+    /// The optimizer.
+    pub optim: OptimizerConfig,
+    /// The fraction of the data held out for validation, from its end.
+    pub val_fraction: f64,
+    /// Evaluate every this many steps.
+    pub eval_every: u64,
+    /// Report the training loss every this many steps.
+    pub log_every: u64,
+    /// Checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: u64,
+    /// Evaluate on at most this many chunks of the validation data (0: all of it).
+    #[serde(default)]
+    pub val_chunks: usize,
+    /// The seed of the initial parameters (and the built-in data).
+    pub seed: u64,
+    /// The length of the sample printed at the end (text).
+    pub sample_len: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            task: Task::Text,
+            data: None,
+            bytes: false,
+            columns: vec![],
+            targets: vec![],
+            hidden: 128,
+            batch: 32,
+            seq_len: 32,
+            iters: 1500,
+            optim: OptimizerConfig::default(),
+            val_fraction: 0.1,
+            eval_every: 100,
+            log_every: 10,
+            checkpoint_every: 500,
+            val_chunks: 0,
+            seed: 1,
+            sample_len: 300,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Rejects settings that cannot train, each with what to do instead.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |what: &str, flag: &str, v: u64| {
+            if v == 0 {
+                Err(Error::config(
+                    format!("{what} is 0"),
+                    format!("pass {flag} of 1 or more"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        positive("the hidden size", "--hidden", self.hidden as u64)?;
+        positive("the batch size", "--batch", self.batch as u64)?;
+        positive("the sequence length", "--seq-len", self.seq_len as u64)?;
+        for (what, flag, v) in [
+            ("the batch size", "--batch", self.batch),
+            ("the sequence length", "--seq-len", self.seq_len),
+        ] {
+            if v > MAX_BATCH_OR_SEQ_LEN {
+                return Err(Error::config(
+                    format!("{what} {v} is too large"),
+                    format!("pass {flag} of at most {MAX_BATCH_OR_SEQ_LEN}"),
+                ));
+            }
+        }
+        if self.batch * self.seq_len > MAX_ROWS {
+            return Err(Error::config(
+                format!(
+                    "a batch of {} streams of {} timesteps is {} positions per step, more than {MAX_ROWS}",
+                    self.batch,
+                    self.seq_len,
+                    self.batch * self.seq_len
+                ),
+                "lower --batch or --seq-len",
+            ));
+        }
+        positive("the number of steps", "--iters", self.iters)?;
+        positive("--log-every", "--log-every", self.log_every)?;
+        positive("--eval-every", "--eval-every", self.eval_every)?;
+        ModelConfig::tokens(1, self.hidden).validate()?;
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            return Err(Error::config(
+                format!(
+                    "validation fraction {} leaves no training or no validation data",
+                    self.val_fraction
+                ),
+                "pass --val-fraction strictly between 0 and 1, e.g. 0.1",
+            ));
+        }
+        self.optim.validate()
+    }
+}
