@@ -9,6 +9,8 @@
 //!
 //! - [`model`]: shapes, the flat parameter layout, batches, step results.
 //! - [`cpu`]: the CPU reference step (plain loops, f32 or f64).
+//! - [`cell`] and [`cpu_stack`]: stacked RNN, GRU and LSTM layers with PyTorch's semantics, their
+//!   parameter table, and their CPU reference.
 //! - [`gpu`]: the device, the WGSL kernels and the GPU step.
 //! - [`check`] and [`compare`]: GPU against CPU against the PyTorch oracle.
 //! - [`optim`]: SGD, Adagrad, Adam and clipping (the GPU's twin is `shaders/optimizer.wgsl`).
@@ -20,11 +22,13 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod cell;
 pub mod check;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod cpu;
+pub mod cpu_stack;
 pub mod data;
 pub mod engine;
 pub mod error;

@@ -1,0 +1,556 @@
+//! The CPU reference for stacked layers of any [`Cell`]: one training step in plain loops,
+//! generic over f32 and f64, following PyTorch's `nn.RNN` / `nn.GRU` / `nn.LSTM` line by line.
+//! It shares nothing with the GPU path but the parameter table ([`crate::cell::ParamTable`]).
+//!
+//! Dimensions: B batch, T timesteps, I input, H hidden, O output, L layers, G gates.
+//!
+//! ```text
+//! forward, l = 0..L, t = 1..T:  a = U x_t + b_ih,  r = W h_{t-1} + b_hh   (G·H each)
+//!                               h_t (and c_t) from a and r by the cell (see crate::cell)
+//!                               x_t of layer l+1 = h_t of layer l
+//! output:                       y_t = V h_t^(L-1) + c;  loss = mean over the T·B positions
+//! backward, l = L-1..0, t = T..1:
+//!   dh = ∂L/∂h_t (from y_t, or from layer l+1's input) + the carry from t+1
+//!   da, dr = ∂L/∂a, ∂L/∂r by the cell (equal but for a GRU's n gate: dr_n = da_n ⊙ r)
+//!   dU += da ⊗ x_t,  db_ih += da,  dW += dr ⊗ h_{t-1},  db_hh += dr
+//!   ∂L/∂x_t = U^T da (layer l-1's dh),  carry to t-1 = W^T dr (+ dh ⊙ z for a GRU; dc ⊙ f for an LSTM's c)
+//! ```
+
+use crate::cell::{Cell, ParamTable, StackConfig};
+use crate::model::{InputKind, Inputs, Targets};
+use num_traits::Float;
+
+/// A batch for a stacked model: inputs and targets as [`crate::model::Batch`] has them, and an
+/// initial state per layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackBatch {
+    /// B.
+    pub batch: usize,
+    /// T.
+    pub steps: usize,
+    /// x_1 … x_T.
+    pub inputs: Inputs,
+    /// The targets of y_1 … y_T.
+    pub targets: Targets,
+    /// h_0 of every layer, (L, B, H).
+    pub h0: Vec<f32>,
+    /// c_0 of every layer, (L, B, H) (LSTM; zeros or empty otherwise).
+    pub c0: Vec<f32>,
+}
+
+/// Everything one step computes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackOutput<F> {
+    /// The mean loss.
+    pub loss: F,
+    /// The top layer's h_1 … h_T, (T, B, H).
+    pub output: Vec<F>,
+    /// Every layer's h_T, (L, B, H).
+    pub h_n: Vec<F>,
+    /// Every layer's c_T, (L, B, H) (LSTM; empty otherwise).
+    pub c_n: Vec<F>,
+    /// y_1 … y_T, (T, B, O).
+    pub logits: Vec<F>,
+    /// ∂L/∂θ in the table's layout, (P).
+    pub grads: Vec<F>,
+    /// ∂L/∂h_0, (L, B, H).
+    pub dh0: Vec<F>,
+    /// ∂L/∂c_0, (L, B, H) (LSTM; empty otherwise).
+    pub dc0: Vec<F>,
+}
+
+fn f<F: Float>(v: f32) -> F {
+    F::from(v).unwrap()
+}
+
+fn sigmoid<F: Float>(x: F) -> F {
+    F::one() / (F::one() + (-x).exp())
+}
+
+/// One layer's forward results, kept for its backward pass.
+struct Layer<F> {
+    /// h_0 … h_T, (T+1, B, H).
+    hs: Vec<F>,
+    /// c_0 … c_T, (T+1, B, H) (LSTM).
+    cs: Vec<F>,
+    /// The gates after their activations, (T, B, G·H): RNN h'; GRU r, z, n; LSTM i, f, g, o.
+    gates: Vec<F>,
+    /// GRU: W_n h + b_hn, (T, B, H).
+    hn: Vec<F>,
+}
+
+/// The layer's input at (t, b): a token id (layer 0 of a token model) or a dense vector.
+enum X<'a, F> {
+    Token(u32),
+    Dense(&'a [F]),
+}
+
+/// `out[j] = bias[j] + Σ_k m[j, k] · x[k]` over the rows of m (rows × width).
+fn affine<F: Float>(m: &[F], bias: &[F], x: &X<'_, F>, out: &mut [F]) {
+    let width = m.len() / bias.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        let row = &m[j * width..(j + 1) * width];
+        *o = bias[j]
+            + match x {
+                X::Token(tok) => row[*tok as usize],
+                X::Dense(v) => row
+                    .iter()
+                    .zip(v.iter())
+                    .fold(F::zero(), |s, (&a, &b)| s + a * b),
+            };
+    }
+}
+
+/// One cell step: from a = U x + b_ih and r = W h + b_hh, the gates, h' and c'.
+fn cell_forward<F: Float>(cell: Cell, a: &[F], r: &[F], h: &[F], c: &[F], out: CellOut<'_, F>) {
+    let nh = h.len();
+    for j in 0..nh {
+        match cell {
+            Cell::Rnn | Cell::RnnRelu => {
+                let s = a[j] + r[j];
+                let v = if cell == Cell::Rnn {
+                    s.tanh()
+                } else {
+                    s.max(F::zero())
+                };
+                out.gates[j] = v;
+                out.h[j] = v;
+            }
+            Cell::Gru => {
+                let rg = sigmoid(a[j] + r[j]);
+                let z = sigmoid(a[nh + j] + r[nh + j]);
+                let n = (a[2 * nh + j] + rg * r[2 * nh + j]).tanh();
+                out.gates[j] = rg;
+                out.gates[nh + j] = z;
+                out.gates[2 * nh + j] = n;
+                out.hn[j] = r[2 * nh + j];
+                out.h[j] = (F::one() - z) * n + z * h[j];
+            }
+            Cell::Lstm => {
+                let i = sigmoid(a[j] + r[j]);
+                let fg = sigmoid(a[nh + j] + r[nh + j]);
+                let g = (a[2 * nh + j] + r[2 * nh + j]).tanh();
+                let o = sigmoid(a[3 * nh + j] + r[3 * nh + j]);
+                let c_new = fg * c[j] + i * g;
+                out.gates[j] = i;
+                out.gates[nh + j] = fg;
+                out.gates[2 * nh + j] = g;
+                out.gates[3 * nh + j] = o;
+                out.c[j] = c_new;
+                out.h[j] = o * c_new.tanh();
+            }
+        }
+    }
+}
+
+/// Where one cell step writes.
+struct CellOut<'a, F> {
+    gates: &'a mut [F],
+    hn: &'a mut [F],
+    h: &'a mut [F],
+    c: &'a mut [F],
+}
+
+/// The forward pass of layer `l` over all T, reading its input through `x_at(t, b)`.
+fn layer_forward<'x, F: Float + 'x>(
+    config: &StackConfig,
+    table: &ParamTable,
+    params: &[F],
+    l: usize,
+    batch: &StackBatch,
+    x_at: &dyn Fn(usize, usize) -> X<'x, F>,
+) -> Layer<F> {
+    let (nb, nt, nh) = (batch.batch, batch.steps, config.hidden);
+    let gh = config.cell.gates() * nh;
+    let name = |p: &str| format!("rnn.{p}_l{l}");
+    let (u, w) = (
+        table.slice(params, &name("weight_ih")),
+        table.slice(params, &name("weight_hh")),
+    );
+    let (b_ih, b_hh) = (
+        table.slice(params, &name("bias_ih")),
+        table.slice(params, &name("bias_hh")),
+    );
+    let state = |v: &[f32]| -> Vec<F> {
+        let mut s = vec![F::zero(); (nt + 1) * nb * nh];
+        for (d, &x) in s.iter_mut().zip(v.iter().skip(l * nb * nh).take(nb * nh)) {
+            *d = f(x);
+        }
+        s
+    };
+    let mut layer = Layer {
+        hs: state(&batch.h0),
+        cs: state(&batch.c0),
+        gates: vec![F::zero(); nt * nb * gh],
+        hn: vec![F::zero(); nt * nb * nh],
+    };
+    let (mut a, mut r) = (vec![F::zero(); gh], vec![F::zero(); gh]);
+    for t in 0..nt {
+        for b in 0..nb {
+            let (prev, next) = ((t * nb + b) * nh, ((t + 1) * nb + b) * nh);
+            affine(u, b_ih, &x_at(t, b), &mut a);
+            affine(w, b_hh, &X::Dense(&layer.hs[prev..prev + nh]), &mut r);
+            let (h_old, h_new) = layer.hs.split_at_mut(next);
+            let (c_old, c_new) = layer.cs.split_at_mut(next);
+            let pos = t * nb + b;
+            cell_forward(
+                config.cell,
+                &a,
+                &r,
+                &h_old[prev..prev + nh],
+                &c_old[prev..prev + nh],
+                CellOut {
+                    gates: &mut layer.gates[pos * gh..(pos + 1) * gh],
+                    hn: &mut layer.hn[pos * nh..(pos + 1) * nh],
+                    h: &mut h_new[..nh],
+                    c: &mut c_new[..nh],
+                },
+            );
+        }
+    }
+    layer
+}
+
+/// The gradients at one cell step: da, dr (G·H each) and the parts of the carry to t-1 that do
+/// not go through W (a GRU's z path into dh_prev, an LSTM's dc_prev).
+struct CellGrad<'a, F> {
+    da: &'a mut [F],
+    dr: &'a mut [F],
+    dh_prev: &'a mut [F],
+    dc_prev: &'a mut [F],
+}
+
+/// One cell step backward. `dh` is ∂L/∂h', `dc` ∂L/∂c' from t+1 (LSTM); `gates`, `hn`, `h`, `c`,
+/// `c_new` as the forward pass left them.
+#[allow(clippy::too_many_arguments)]
+fn cell_backward<F: Float>(
+    cell: Cell,
+    dh: &[F],
+    dc: &[F],
+    gates: &[F],
+    hn: &[F],
+    h: &[F],
+    c: &[F],
+    c_new: &[F],
+    out: CellGrad<'_, F>,
+) {
+    let nh = dh.len();
+    let one = F::one();
+    for j in 0..nh {
+        match cell {
+            Cell::Rnn | Cell::RnnRelu => {
+                let v = gates[j];
+                let d = if cell == Cell::Rnn {
+                    dh[j] * (one - v * v)
+                } else if v > F::zero() {
+                    dh[j]
+                } else {
+                    F::zero()
+                };
+                out.da[j] = d;
+                out.dr[j] = d;
+            }
+            Cell::Gru => {
+                let (rg, z, n) = (gates[j], gates[nh + j], gates[2 * nh + j]);
+                let dn = dh[j] * (one - z) * (one - n * n);
+                let dz = dh[j] * (h[j] - n) * z * (one - z);
+                let drg = dn * hn[j] * rg * (one - rg);
+                out.da[j] = drg;
+                out.da[nh + j] = dz;
+                out.da[2 * nh + j] = dn;
+                out.dr[j] = drg;
+                out.dr[nh + j] = dz;
+                out.dr[2 * nh + j] = dn * rg;
+                out.dh_prev[j] = dh[j] * z;
+            }
+            Cell::Lstm => {
+                let (i, fg, g, o) = (
+                    gates[j],
+                    gates[nh + j],
+                    gates[2 * nh + j],
+                    gates[3 * nh + j],
+                );
+                let tc = c_new[j].tanh();
+                let dcn = dc[j] + dh[j] * o * (one - tc * tc);
+                let d = [
+                    dcn * g * i * (one - i),
+                    dcn * c[j] * fg * (one - fg),
+                    dcn * i * (one - g * g),
+                    dh[j] * tc * o * (one - o),
+                ];
+                for (q, dq) in d.into_iter().enumerate() {
+                    out.da[q * nh + j] = dq;
+                    out.dr[q * nh + j] = dq;
+                }
+                out.dc_prev[j] = dcn * fg;
+            }
+        }
+    }
+}
+
+/// `out[k] += Σ_j m[j, k] · v[j]`: the transposed product that carries a gradient back.
+fn add_transposed<F: Float>(m: &[F], v: &[F], out: &mut [F]) {
+    let width = out.len();
+    for (j, &vj) in v.iter().enumerate() {
+        for (o, &mjk) in out.iter_mut().zip(&m[j * width..(j + 1) * width]) {
+            *o = *o + mjk * vj;
+        }
+    }
+}
+
+/// `m[j, k] += v[j] · x[k]` (or `m[j, tok] += v[j]` for a token).
+fn add_outer<F: Float>(m: &mut [F], v: &[F], x: &X<'_, F>) {
+    let width = m.len() / v.len();
+    for (j, &vj) in v.iter().enumerate() {
+        let row = &mut m[j * width..(j + 1) * width];
+        match x {
+            X::Token(tok) => row[*tok as usize] = row[*tok as usize] + vj,
+            X::Dense(xs) => {
+                for (d, &xk) in row.iter_mut().zip(xs.iter()) {
+                    *d = *d + vj * xk;
+                }
+            }
+        }
+    }
+}
+
+fn add<F: Float>(acc: &mut [F], v: &[F]) {
+    for (a, &x) in acc.iter_mut().zip(v) {
+        *a = *a + x;
+    }
+}
+
+/// Layer `l` backward over all T: accumulates its parameters' gradients into `grads`, returns
+/// ∂L/∂x_t (T, B, I_l) when `want_dx`, and writes ∂L/∂h_0, ∂L/∂c_0 of the layer.
+#[allow(clippy::too_many_arguments)]
+fn layer_backward<'x, F: Float + 'x>(
+    config: &StackConfig,
+    table: &ParamTable,
+    params: &[F],
+    grads: &mut [F],
+    l: usize,
+    layer: &Layer<F>,
+    dh_in: &[F],
+    x_at: &dyn Fn(usize, usize) -> X<'x, F>,
+    want_dx: bool,
+    dh0: &mut [F],
+    dc0: &mut [F],
+) -> Vec<F> {
+    let (nb, nh) = (dh0.len() / config.hidden, config.hidden);
+    let nt = dh_in.len() / (nb * nh);
+    let gh = config.cell.gates() * nh;
+    let ni = config.layer_input(l);
+    let name = |p: &str| format!("rnn.{p}_l{l}");
+    let (u, w) = (
+        table.slice(params, &name("weight_ih")),
+        table.slice(params, &name("weight_hh")),
+    );
+    let mut dx = vec![F::zero(); if want_dx { nt * nb * ni } else { 0 }];
+    let (mut dh_next, mut dc_next) = (vec![F::zero(); nb * nh], vec![F::zero(); nb * nh]);
+    let (mut da, mut dr) = (vec![F::zero(); gh], vec![F::zero(); gh]);
+    let (mut dh_direct, mut dc_prev) = (vec![F::zero(); nh], vec![F::zero(); nh]);
+    let (mut du, mut dw) = (vec![F::zero(); gh * ni], vec![F::zero(); gh * nh]);
+    let (mut db_ih, mut db_hh) = (vec![F::zero(); gh], vec![F::zero(); gh]);
+    for t in (0..nt).rev() {
+        for b in 0..nb {
+            let pos = t * nb + b;
+            let (prev, next) = (pos * nh, ((t + 1) * nb + b) * nh);
+            let dh: Vec<F> = (0..nh)
+                .map(|j| dh_in[pos * nh + j] + dh_next[b * nh + j])
+                .collect();
+            dh_direct.iter_mut().for_each(|v| *v = F::zero());
+            cell_backward(
+                config.cell,
+                &dh,
+                &dc_next[b * nh..(b + 1) * nh],
+                &layer.gates[pos * gh..(pos + 1) * gh],
+                &layer.hn[pos * nh..(pos + 1) * nh],
+                &layer.hs[prev..prev + nh],
+                &layer.cs[prev..prev + nh],
+                &layer.cs[next..next + nh],
+                CellGrad {
+                    da: &mut da,
+                    dr: &mut dr,
+                    dh_prev: &mut dh_direct,
+                    dc_prev: &mut dc_prev,
+                },
+            );
+            let x = x_at(t, b);
+            add_outer(&mut du, &da, &x);
+            add(&mut db_ih, &da);
+            add_outer(&mut dw, &dr, &X::Dense(&layer.hs[prev..prev + nh]));
+            add(&mut db_hh, &dr);
+            if want_dx {
+                add_transposed(u, &da, &mut dx[pos * ni..(pos + 1) * ni]);
+            }
+            let carry = &mut dh_next[b * nh..(b + 1) * nh];
+            carry.copy_from_slice(&dh_direct);
+            add_transposed(w, &dr, carry);
+            if config.cell.has_cell_state() {
+                dc_next[b * nh..(b + 1) * nh].copy_from_slice(&dc_prev);
+            }
+        }
+    }
+    for (p, g) in [
+        ("weight_ih", du),
+        ("weight_hh", dw),
+        ("bias_ih", db_ih),
+        ("bias_hh", db_hh),
+    ] {
+        add(table.slice_mut(grads, &name(p)), &g);
+    }
+    dh0.copy_from_slice(&dh_next);
+    dc0.copy_from_slice(&dc_next);
+    dx
+}
+
+/// The loss and ∂L/∂y of the outputs: mean cross-entropy over the positions (tokens), or the
+/// mean of ½‖y − target‖² (dense).
+fn loss_and_grad<F: Float>(logits: &[F], targets: &Targets, no: usize) -> (F, Vec<F>) {
+    let n = logits.len() / no;
+    let scale = F::one() / F::from(n).unwrap();
+    let mut dy = vec![F::zero(); logits.len()];
+    let mut total = F::zero();
+    for p in 0..n {
+        let y = &logits[p * no..(p + 1) * no];
+        let d = &mut dy[p * no..(p + 1) * no];
+        match targets {
+            Targets::Tokens(ids) => {
+                let m = y.iter().fold(F::neg_infinity(), |a, &b| a.max(b));
+                let sum = y.iter().fold(F::zero(), |s, &v| s + (v - m).exp());
+                let label = ids[p] as usize;
+                total = total + (m + sum.ln() - y[label]);
+                for (o, dv) in d.iter_mut().enumerate() {
+                    *dv = (y[o] - m).exp() / sum * scale;
+                }
+                d[label] = d[label] - scale;
+            }
+            Targets::Dense(v) => {
+                for (o, dv) in d.iter_mut().enumerate() {
+                    let e = y[o] - f(v[p * no + o]);
+                    total = total + F::from(0.5).unwrap() * e * e;
+                    *dv = e * scale;
+                }
+            }
+        }
+    }
+    (total * scale, dy)
+}
+
+/// One training step of a stacked model: forward, loss, backward.
+pub fn step<F: Float>(config: &StackConfig, params: &[F], batch: &StackBatch) -> StackOutput<F> {
+    let table = config.table();
+    assert_eq!(params.len(), table.len, "parameters in the table's layout");
+    let (nb, nt, nh, no, nl) = (
+        batch.batch,
+        batch.steps,
+        config.hidden,
+        config.output,
+        config.layers,
+    );
+    let dense: Vec<F> = match &batch.inputs {
+        Inputs::Dense(x) => x.iter().map(|&v| f(v)).collect(),
+        Inputs::Tokens(_) => vec![],
+    };
+    let input_at = |t: usize, b: usize| -> X<'_, F> {
+        match (&batch.inputs, config.kind) {
+            (Inputs::Tokens(ids), InputKind::Tokens) => X::Token(ids[t * nb + b]),
+            _ => {
+                let ni = config.input;
+                X::Dense(&dense[(t * nb + b) * ni..(t * nb + b + 1) * ni])
+            }
+        }
+    };
+    // Forward, layer by layer; layer l+1 reads layer l's h_1 … h_T.
+    let mut layers: Vec<Layer<F>> = Vec::with_capacity(nl);
+    for l in 0..nl {
+        let layer = match layers.last() {
+            None => layer_forward(config, &table, params, l, batch, &input_at),
+            Some(below) => {
+                let hs = &below.hs;
+                let at = |t: usize, b: usize| {
+                    X::Dense(&hs[((t + 1) * nb + b) * nh..((t + 1) * nb + b + 1) * nh])
+                };
+                layer_forward(config, &table, params, l, batch, &at)
+            }
+        };
+        layers.push(layer);
+    }
+    let top = &layers[nl - 1].hs[nb * nh..];
+    let (v, c) = (
+        table.slice(params, "decoder.weight"),
+        table.slice(params, "decoder.bias"),
+    );
+    let mut logits = vec![F::zero(); nt * nb * no];
+    for p in 0..nt * nb {
+        affine(
+            v,
+            c,
+            &X::Dense(&top[p * nh..(p + 1) * nh]),
+            &mut logits[p * no..(p + 1) * no],
+        );
+    }
+    let (loss, dy) = loss_and_grad(&logits, &batch.targets, no);
+
+    // Backward: the decoder, then the layers from the top.
+    let mut grads = vec![F::zero(); table.len];
+    let mut dh_top = vec![F::zero(); nt * nb * nh];
+    {
+        let dv = table.slice_mut(&mut grads, "decoder.weight");
+        for p in 0..nt * nb {
+            add_outer(
+                dv,
+                &dy[p * no..(p + 1) * no],
+                &X::Dense(&top[p * nh..(p + 1) * nh]),
+            );
+            add_transposed(
+                v,
+                &dy[p * no..(p + 1) * no],
+                &mut dh_top[p * nh..(p + 1) * nh],
+            );
+        }
+        let dc = table.slice_mut(&mut grads, "decoder.bias");
+        for p in 0..nt * nb {
+            add(dc, &dy[p * no..(p + 1) * no]);
+        }
+    }
+    let mut dh0 = vec![F::zero(); nl * nb * nh];
+    let mut dc0 = vec![F::zero(); nl * nb * nh];
+    let mut dh_in = dh_top;
+    for l in (0..nl).rev() {
+        let (h0_l, c0_l) = (
+            &mut dh0[l * nb * nh..(l + 1) * nb * nh],
+            &mut dc0[l * nb * nh..(l + 1) * nb * nh],
+        );
+        dh_in = if l == 0 {
+            layer_backward(
+                config, &table, params, &mut grads, 0, &layers[0], &dh_in, &input_at, false, h0_l,
+                c0_l,
+            )
+        } else {
+            let hs = &layers[l - 1].hs;
+            let at = |t: usize, b: usize| {
+                X::Dense(&hs[((t + 1) * nb + b) * nh..((t + 1) * nb + b + 1) * nh])
+            };
+            layer_backward(
+                config, &table, params, &mut grads, l, &layers[l], &dh_in, &at, true, h0_l, c0_l,
+            )
+        };
+    }
+    let last = |v: &[F]| v[nt * nb * nh..].to_vec();
+    let lstm = config.cell.has_cell_state();
+    StackOutput {
+        loss,
+        output: top.to_vec(),
+        h_n: layers.iter().flat_map(|ly| last(&ly.hs)).collect(),
+        c_n: if lstm {
+            layers.iter().flat_map(|ly| last(&ly.cs)).collect()
+        } else {
+            vec![]
+        },
+        logits,
+        grads,
+        dh0,
+        dc0: if lstm { dc0 } else { vec![] },
+    }
+}

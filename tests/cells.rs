@@ -1,0 +1,342 @@
+//! The CPU reference for stacked RNN (tanh, relu), GRU and LSTM layers, pinned two ways:
+//! - by the PyTorch cases in `tests/fixtures/cells/` (made by `tests/fixtures/cells_reference.py`):
+//!   loss, output, h_n, c_n, logits and every gradient, within 1e-10 · max |ref| in f64 and
+//!   1e-5 in f32;
+//! - by central finite differences in f64 on every parameter and on h0 and c0, for every cell at
+//!   L = 1 and L = 2, tokens and dense.
+
+use std::path::Path;
+use unroll::cell::{Cell, StackConfig};
+use unroll::compare::{Comparison, compare_all, table};
+use unroll::cpu_stack::{StackBatch, StackOutput, step};
+use unroll::model::{InputKind, Inputs, NamedTensor, Targets};
+use unroll::tensorfile::TensorFile;
+
+/// A case of the PyTorch oracle: the model, its parameters (f64, in the table's layout), the
+/// batch and the expected results by name.
+struct Oracle {
+    config: StackConfig,
+    params: Vec<f64>,
+    batch: StackBatch,
+    expected: Vec<NamedTensor>,
+}
+
+fn load(path: &Path) -> Oracle {
+    let f = TensorFile::open(path).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&f.metadata()["meta"]).expect("the metadata `meta` is JSON");
+    let spec = &meta["spec"];
+    let n = |k: &str| spec[k].as_u64().unwrap() as usize;
+    let cell = match (
+        spec["cell"].as_str().unwrap(),
+        spec["nonlinearity"].as_str(),
+    ) {
+        ("rnn", Some("relu")) => Cell::RnnRelu,
+        ("rnn", _) => Cell::Rnn,
+        ("gru", _) => Cell::Gru,
+        ("lstm", _) => Cell::Lstm,
+        (other, _) => panic!("unknown cell {other}"),
+    };
+    let dense = spec["dense"].as_bool().unwrap();
+    let config = StackConfig {
+        cell,
+        layers: n("layers"),
+        kind: if dense {
+            InputKind::Dense
+        } else {
+            InputKind::Tokens
+        },
+        input: n("I"),
+        hidden: n("H"),
+        output: n("O"),
+    };
+    let (nb, nt) = (n("B"), n("T"));
+    let table = config.table();
+    let mut params = vec![0.0; table.len];
+    for e in &table.entries {
+        let (_, v) = f.floats(&e.name, Some(&e.shape)).unwrap();
+        params[e.offset..e.offset + e.len].copy_from_slice(&v);
+    }
+    let to32 = |v: Vec<f64>| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let (inputs, targets) = if dense {
+        (
+            Inputs::Dense(to32(f.floats("inputs", None).unwrap().1)),
+            Targets::Dense(to32(f.floats("targets", None).unwrap().1)),
+        )
+    } else {
+        (
+            Inputs::Tokens(f.ids("inputs", None).unwrap().1),
+            Targets::Tokens(f.ids("targets", None).unwrap().1),
+        )
+    };
+    let state = |name: &str| {
+        if f.has(name) {
+            to32(
+                f.floats(name, Some(&[config.layers, nb, config.hidden]))
+                    .unwrap()
+                    .1,
+            )
+        } else {
+            vec![]
+        }
+    };
+    let mut expected = Vec::new();
+    let mut names = vec![
+        "loss", "output", "h_n", "c_n", "logits", "grad.h0", "grad.c0",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    names.extend(table.entries.iter().map(|e| format!("grad.{}", e.name)));
+    for name in names {
+        if f.has(&name) {
+            let (shape, data) = f.floats(&name, None).unwrap();
+            expected.push(NamedTensor { name, shape, data });
+        }
+    }
+    Oracle {
+        config,
+        params,
+        batch: StackBatch {
+            batch: nb,
+            steps: nt,
+            inputs,
+            targets,
+            h0: state("h0"),
+            c0: state("c0"),
+        },
+        expected,
+    }
+}
+
+/// The step's results under the oracle's names.
+fn named<F: num_traits::Float>(
+    config: &StackConfig,
+    out: &StackOutput<F>,
+    nb: usize,
+    nt: usize,
+) -> Vec<NamedTensor> {
+    let (nh, no, nl) = (config.hidden, config.output, config.layers);
+    let t = |name: &str, shape: Vec<usize>, v: &[F]| NamedTensor {
+        name: name.into(),
+        shape,
+        data: v.iter().map(|x| x.to_f64().unwrap()).collect(),
+    };
+    let mut all = vec![
+        t("loss", vec![], &[out.loss]),
+        t("output", vec![nt, nb, nh], &out.output),
+        t("h_n", vec![nl, nb, nh], &out.h_n),
+        t("logits", vec![nt, nb, no], &out.logits),
+        t("grad.h0", vec![nl, nb, nh], &out.dh0),
+    ];
+    if config.cell.has_cell_state() {
+        all.push(t("c_n", vec![nl, nb, nh], &out.c_n));
+        all.push(t("grad.c0", vec![nl, nb, nh], &out.dc0));
+    }
+    for e in config.table().entries {
+        all.push(t(
+            &format!("grad.{}", e.name),
+            e.shape.clone(),
+            &out.grads[e.offset..e.offset + e.len],
+        ));
+    }
+    all
+}
+
+fn assert_pass(title: &str, rows: &[Comparison]) {
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(Comparison::pass), "{}", table(title, rows));
+}
+
+#[test]
+fn the_reference_reproduces_every_pytorch_case() {
+    let mut files: Vec<_> = std::fs::read_dir("tests/fixtures/cells")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 7, "every oracle case is checked");
+    for path in files {
+        let o = load(&path);
+        let (nb, nt) = (o.batch.batch, o.batch.steps);
+        // Every tensor the file holds is compared, and every parameter has its gradient there.
+        assert_eq!(
+            o.expected.len(),
+            5 + o.config.table().entries.len() + 2 * o.config.cell.has_cell_state() as usize,
+            "{}",
+            path.display()
+        );
+        let got64 = named(&o.config, &step(&o.config, &o.params, &o.batch), nb, nt);
+        assert_pass(
+            &format!("{} in f64", path.display()),
+            &compare_all(&o.expected, &got64, 1e-10),
+        );
+        let p32: Vec<f32> = o.params.iter().map(|&v| v as f32).collect();
+        let got32 = named(&o.config, &step(&o.config, &p32, &o.batch), nb, nt);
+        assert_pass(
+            &format!("{} in f32", path.display()),
+            &compare_all(&o.expected, &got32, 1e-5),
+        );
+    }
+}
+
+/// A small model of every kind with random parameters and state.
+fn small(
+    cell: Cell,
+    layers: usize,
+    kind: InputKind,
+    seed: u64,
+) -> (StackConfig, Vec<f64>, StackBatch) {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let config = StackConfig {
+        cell,
+        layers,
+        kind,
+        input: 5,
+        hidden: 4,
+        output: 3,
+    };
+    let (nb, nt) = (2, 3);
+    let params: Vec<f64> = (0..config.table().len)
+        .map(|_| rng.random_range(-0.6..0.6))
+        .collect();
+    let state = |rng: &mut rand::rngs::StdRng| {
+        (0..layers * nb * config.hidden)
+            .map(|_| rng.random_range(-0.5f32..0.5))
+            .collect::<Vec<f32>>()
+    };
+    let (inputs, targets) = match kind {
+        InputKind::Tokens => (
+            Inputs::Tokens((0..nt * nb).map(|_| rng.random_range(0..5u32)).collect()),
+            Targets::Tokens((0..nt * nb).map(|_| rng.random_range(0..3u32)).collect()),
+        ),
+        InputKind::Dense => (
+            Inputs::Dense(
+                (0..nt * nb * 5)
+                    .map(|_| rng.random_range(-1.0f32..1.0))
+                    .collect(),
+            ),
+            Targets::Dense(
+                (0..nt * nb * 3)
+                    .map(|_| rng.random_range(-1.0f32..1.0))
+                    .collect(),
+            ),
+        ),
+    };
+    let h0 = state(&mut rng);
+    let c0 = if cell.has_cell_state() {
+        state(&mut rng)
+    } else {
+        vec![]
+    };
+    (
+        config,
+        params,
+        StackBatch {
+            batch: nb,
+            steps: nt,
+            inputs,
+            targets,
+            h0,
+            c0,
+        },
+    )
+}
+
+/// The relative error of an analytic gradient against central differences: |a − n| / max(|a|, |n|, 1e-3).
+fn rel(analytic: f64, numeric: f64) -> f64 {
+    (analytic - numeric).abs() / analytic.abs().max(numeric.abs()).max(1e-3)
+}
+
+#[test]
+fn finite_differences_pin_every_gradient_of_every_cell() {
+    let eps = 1e-6;
+    for cell in [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm] {
+        for layers in [1, 2] {
+            for kind in [InputKind::Tokens, InputKind::Dense] {
+                let (config, params, batch) = small(cell, layers, kind, 7 + layers as u64);
+                let what = format!("{cell:?} L={layers} {kind}");
+                let out = step(&config, &params, &batch);
+                let loss = |p: &[f64], b: &StackBatch| step(&config, p, b).loss;
+                let mut worst: f64 = 0.0;
+                let mut nonzero = 0;
+                for i in 0..params.len() {
+                    let (mut up, mut down) = (params.clone(), params.clone());
+                    up[i] += eps;
+                    down[i] -= eps;
+                    let numeric = (loss(&up, &batch) - loss(&down, &batch)) / (2.0 * eps);
+                    worst = worst.max(rel(out.grads[i], numeric));
+                    nonzero += (numeric.abs() > 1e-6) as usize;
+                }
+                // The initial states: f32 in the batch, so the step is taken in f32's grid.
+                let state_eps = 1.0 / 1024.0;
+                for (which, grads) in [("h0", &out.dh0), ("c0", &out.dc0)] {
+                    for i in 0..grads.len() {
+                        let (mut up, mut down) = (batch.clone(), batch.clone());
+                        let (u, d) = if which == "h0" {
+                            (&mut up.h0, &mut down.h0)
+                        } else {
+                            (&mut up.c0, &mut down.c0)
+                        };
+                        u[i] += state_eps as f32;
+                        d[i] -= state_eps as f32;
+                        let numeric =
+                            (loss(&params, &up) - loss(&params, &down)) / (2.0 * state_eps);
+                        // A step of 2^-10 leaves a curvature error of order eps²; the bound says so.
+                        assert!(
+                            (grads[i] - numeric).abs() <= 1e-5 * grads[i].abs().max(1e-2),
+                            "{what}: d{which}[{i}] analytic {} numeric {numeric}",
+                            grads[i]
+                        );
+                    }
+                }
+                assert!(worst <= 1e-6, "{what}: worst relative error {worst:e}");
+                // Not a vacuous check: a third or more of the parameters move the loss (tokens leave the unused
+                // columns of U at zero, and so do relu's dead units).
+                assert!(
+                    nonzero > params.len() / 3,
+                    "{what}: the check moved the loss ({nonzero} of {})",
+                    params.len()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_table_names_every_parameter_as_pytorch_does() {
+    let config = StackConfig {
+        cell: Cell::Lstm,
+        layers: 2,
+        kind: InputKind::Tokens,
+        input: 29,
+        hidden: 37,
+        output: 29,
+    };
+    let table = config.table();
+    let names: Vec<(&str, &[usize])> = table
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.shape.as_slice()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("rnn.weight_ih_l0", &[148, 29][..]),
+            ("rnn.weight_hh_l0", &[148, 37][..]),
+            ("rnn.bias_ih_l0", &[148][..]),
+            ("rnn.bias_hh_l0", &[148][..]),
+            ("rnn.weight_ih_l1", &[148, 37][..]),
+            ("rnn.weight_hh_l1", &[148, 37][..]),
+            ("rnn.bias_ih_l1", &[148][..]),
+            ("rnn.bias_hh_l1", &[148][..]),
+            ("decoder.weight", &[29, 37][..]),
+            ("decoder.bias", &[29][..]),
+        ]
+    );
+    let last = table.entries.last().unwrap();
+    assert_eq!(table.len, last.offset + last.len);
+}
