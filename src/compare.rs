@@ -153,11 +153,12 @@ pub fn compare_with_yardstick(
 /// ratio of the error to it.
 pub fn table(title: &str, rows: &[Comparison]) -> String {
     let yardstick = rows.iter().any(|c| c.f32_error.is_some());
+    let w = rows.iter().map(|c| c.name.len()).max().unwrap_or(0).max(8);
     let mut s = String::new();
     let _ = writeln!(s, "{title}");
     let _ = write!(
         s,
-        "  {:<8} {:<16} {:>12} {:>12} {:>12}",
+        "  {:<w$} {:<16} {:>12} {:>12} {:>12}",
         "tensor", "shape", "max |Δ|", "max |ref|", "rel. error"
     );
     if yardstick {
@@ -168,7 +169,7 @@ pub fn table(title: &str, rows: &[Comparison]) -> String {
         let relative = |x: f64| if c.max_ref > 0.0 { x / c.max_ref } else { x };
         let _ = write!(
             s,
-            "  {:<8} {:<16} {:>12.3e} {:>12.3e} {:>12.3e}",
+            "  {:<w$} {:<16} {:>12.3e} {:>12.3e} {:>12.3e}",
             c.name,
             format!("{:?}", c.shape),
             c.max_diff,
@@ -201,8 +202,9 @@ pub fn table(title: &str, rows: &[Comparison]) -> String {
     if yardstick {
         let _ = writeln!(
             s,
-            "  (f32's own: the CPU reference in f32 against the same truth; a tensor passes within \
-             max({:.0e}, {F32_ERROR_FACTOR} × f32's own), relative to max |ref|)",
+            "  (f32's own: a float32 computation of the same step against the same truth, the CPU \
+             reference's unless the title names another; a tensor passes within max({:.0e}, \
+             {F32_ERROR_FACTOR} × f32's own), relative to max |ref|)",
             rows.first().map_or(0.0, |c| c.rtol)
         );
     }

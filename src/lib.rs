@@ -12,7 +12,8 @@
 //! - [`cell`] and [`cpu_stack`]: stacked RNN, GRU and LSTM layers with PyTorch's semantics, their
 //!   parameter table, and their CPU reference.
 //! - [`gpu`]: the device, the WGSL kernels and the GPU step.
-//! - [`check`] and [`compare`]: GPU against CPU against the PyTorch oracle.
+//! - [`check`] and [`compare`]: GPU against CPU against the PyTorch oracle; [`check_stack`]: the
+//!   CPU reference of stacked cells against PyTorch's cases.
 //! - [`optim`]: SGD, Adagrad, Adam and clipping (the GPU's twin is `shaders/optimizer.wgsl`).
 //! - [`engine`]: the training engine trait, for the GPU and the CPU.
 //! - [`data`], [`series`]: text and numeric series, batched into parallel streams.
@@ -24,6 +25,7 @@
 pub mod bench;
 pub mod cell;
 pub mod check;
+pub mod check_stack;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use unroll::check::{Case, check};
+use unroll::check_stack::StackCase;
 use unroll::checkpoint::Checkpoint;
 use unroll::gpu::{AdapterChoice, Gpu, Recurrence, info_report};
 use unroll::model::{Batch, ModelConfig, Params};
@@ -298,6 +299,29 @@ struct CheckArgs {
 }
 
 fn run_check(args: &CheckArgs) -> Result<bool> {
+    if let Some(path) = args.case.as_deref().filter(|p| StackCase::is_stack_file(p)) {
+        let case = StackCase::load(path)?;
+        if args.device == Device::Gpu {
+            anyhow::bail!(
+                "{}: a case of {} layer(s) of {:?}; the GPU step runs a single tanh layer so far\n  \
+                 hint: check it on the CPU reference with --device cpu",
+                path.display(),
+                case.config.layers,
+                case.config.cell
+            );
+        }
+        let report = unroll::check_stack::check_stack(&case);
+        print!("{}", report.render());
+        println!(
+            "{}",
+            if report.pass() {
+                "check passed"
+            } else {
+                "check FAILED"
+            }
+        );
+        return Ok(report.pass());
+    }
     let gpu = match args.device {
         Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
         Device::Cpu => None,
@@ -626,6 +650,13 @@ fn explicit_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
+    // Output piped into a program that stops reading (`| head`) ends unroll quietly, as it does
+    // any Unix tool, instead of a panic on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

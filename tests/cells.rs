@@ -5,143 +5,11 @@
 //! - by central finite differences in f64 on every parameter and on h0 and c0, for every cell at
 //!   L = 1 and L = 2, tokens and dense.
 
-use std::path::Path;
 use unroll::cell::{Cell, StackConfig};
+use unroll::check_stack::{StackCase, check_stack, named};
 use unroll::compare::{Comparison, compare_all, table};
-use unroll::cpu_stack::{StackBatch, StackOutput, step};
-use unroll::model::{InputKind, Inputs, NamedTensor, Targets};
-use unroll::tensorfile::TensorFile;
-
-/// A case of the PyTorch oracle: the model, its parameters (f64, in the table's layout), the
-/// batch and the expected results by name.
-struct Oracle {
-    config: StackConfig,
-    params: Vec<f64>,
-    batch: StackBatch,
-    expected: Vec<NamedTensor>,
-}
-
-fn load(path: &Path) -> Oracle {
-    let f = TensorFile::open(path).unwrap();
-    let meta: serde_json::Value =
-        serde_json::from_str(&f.metadata()["meta"]).expect("the metadata `meta` is JSON");
-    let spec = &meta["spec"];
-    let n = |k: &str| spec[k].as_u64().unwrap() as usize;
-    let cell = match (
-        spec["cell"].as_str().unwrap(),
-        spec["nonlinearity"].as_str(),
-    ) {
-        ("rnn", Some("relu")) => Cell::RnnRelu,
-        ("rnn", _) => Cell::Rnn,
-        ("gru", _) => Cell::Gru,
-        ("lstm", _) => Cell::Lstm,
-        (other, _) => panic!("unknown cell {other}"),
-    };
-    let dense = spec["dense"].as_bool().unwrap();
-    let config = StackConfig {
-        cell,
-        layers: n("layers"),
-        kind: if dense {
-            InputKind::Dense
-        } else {
-            InputKind::Tokens
-        },
-        input: n("I"),
-        hidden: n("H"),
-        output: n("O"),
-    };
-    let (nb, nt) = (n("B"), n("T"));
-    let table = config.table();
-    let mut params = vec![0.0; table.len];
-    for e in &table.entries {
-        let (_, v) = f.floats(&e.name, Some(&e.shape)).unwrap();
-        params[e.offset..e.offset + e.len].copy_from_slice(&v);
-    }
-    let to32 = |v: Vec<f64>| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let (inputs, targets) = if dense {
-        (
-            Inputs::Dense(to32(f.floats("inputs", None).unwrap().1)),
-            Targets::Dense(to32(f.floats("targets", None).unwrap().1)),
-        )
-    } else {
-        (
-            Inputs::Tokens(f.ids("inputs", None).unwrap().1),
-            Targets::Tokens(f.ids("targets", None).unwrap().1),
-        )
-    };
-    let state = |name: &str| {
-        if f.has(name) {
-            to32(
-                f.floats(name, Some(&[config.layers, nb, config.hidden]))
-                    .unwrap()
-                    .1,
-            )
-        } else {
-            vec![]
-        }
-    };
-    let mut expected = Vec::new();
-    let mut names = vec![
-        "loss", "output", "h_n", "c_n", "logits", "grad.h0", "grad.c0",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect::<Vec<_>>();
-    names.extend(table.entries.iter().map(|e| format!("grad.{}", e.name)));
-    for name in names {
-        if f.has(&name) {
-            let (shape, data) = f.floats(&name, None).unwrap();
-            expected.push(NamedTensor { name, shape, data });
-        }
-    }
-    Oracle {
-        config,
-        params,
-        batch: StackBatch {
-            batch: nb,
-            steps: nt,
-            inputs,
-            targets,
-            h0: state("h0"),
-            c0: state("c0"),
-        },
-        expected,
-    }
-}
-
-/// The step's results under the oracle's names.
-fn named<F: num_traits::Float>(
-    config: &StackConfig,
-    out: &StackOutput<F>,
-    nb: usize,
-    nt: usize,
-) -> Vec<NamedTensor> {
-    let (nh, no, nl) = (config.hidden, config.output, config.layers);
-    let t = |name: &str, shape: Vec<usize>, v: &[F]| NamedTensor {
-        name: name.into(),
-        shape,
-        data: v.iter().map(|x| x.to_f64().unwrap()).collect(),
-    };
-    let mut all = vec![
-        t("loss", vec![], &[out.loss]),
-        t("output", vec![nt, nb, nh], &out.output),
-        t("h_n", vec![nl, nb, nh], &out.h_n),
-        t("logits", vec![nt, nb, no], &out.logits),
-        t("grad.h0", vec![nl, nb, nh], &out.dh0),
-    ];
-    if config.cell.has_cell_state() {
-        all.push(t("c_n", vec![nl, nb, nh], &out.c_n));
-        all.push(t("grad.c0", vec![nl, nb, nh], &out.dc0));
-    }
-    for e in config.table().entries {
-        all.push(t(
-            &format!("grad.{}", e.name),
-            e.shape.clone(),
-            &out.grads[e.offset..e.offset + e.len],
-        ));
-    }
-    all
-}
+use unroll::cpu_stack::{StackBatch, step};
+use unroll::model::{InputKind, Inputs, Targets};
 
 fn assert_pass(title: &str, rows: &[Comparison]) {
     assert!(!rows.is_empty());
@@ -159,7 +27,7 @@ fn the_reference_reproduces_every_pytorch_case() {
     files.sort();
     assert_eq!(files.len(), 7, "every oracle case is checked");
     for path in files {
-        let o = load(&path);
+        let o = StackCase::load(&path).unwrap();
         let (nb, nt) = (o.batch.batch, o.batch.steps);
         // Every tensor the file holds is compared, and every parameter has its gradient there.
         assert_eq!(
@@ -179,6 +47,9 @@ fn the_reference_reproduces_every_pytorch_case() {
             &format!("{} in f32", path.display()),
             &compare_all(&o.expected, &got32, 1e-5),
         );
+        // What `unroll check --device cpu --case` reports on it passes too.
+        let report = check_stack(&o);
+        assert!(report.pass(), "{}", report.render());
     }
 }
 
@@ -339,4 +210,34 @@ fn the_table_names_every_parameter_as_pytorch_does() {
     );
     let last = table.entries.last().unwrap();
     assert_eq!(table.len, last.offset + last.len);
+}
+
+#[test]
+fn check_reads_every_case_of_stacked_cells() {
+    for entry in std::fs::read_dir("tests/fixtures/cells").unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "safetensors") {
+            continue;
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
+            .args(["check", "--device", "cpu", "--case"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: {text}", path.display());
+        assert!(
+            text.contains("grad.rnn.weight_hh_l0") && text.ends_with("check passed\n"),
+            "{text}"
+        );
+        // The GPU step runs one tanh layer so far: it says so instead of checking something else.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
+            .args(["check", "--case"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("--device cpu"), "{err}");
+    }
 }

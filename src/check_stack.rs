@@ -1,0 +1,237 @@
+//! `unroll check --case` on a case of stacked layers (the layout of `tests/fixtures/cells/`,
+//! made by `cells_reference.py`): parameters under PyTorch's `state_dict` names, the batch with
+//! an initial state per layer, the expected results in f64 and PyTorch's own float32 results as
+//! `f32.<name>`.
+//!
+//! The CPU reference ([`crate::cpu_stack`]) runs it in f64, compared with the case within 1e-10,
+//! and in f32, compared within `max(1e-5 · max |ref|, 4 × PyTorch float32's own error)`.
+
+use crate::cell::{Cell, StackConfig};
+use crate::check::{CheckReport, RTOL_F32, RTOL_F64};
+use crate::compare::{compare_all, compare_with_yardstick};
+use crate::cpu_stack::{StackBatch, StackOutput, step};
+use crate::error::{Error, Result};
+use crate::model::{InputKind, Inputs, NamedTensor, Targets};
+use crate::tensorfile::TensorFile;
+use num_traits::Float;
+use std::path::Path;
+
+/// A case of stacked layers.
+pub struct StackCase {
+    /// The model.
+    pub config: StackConfig,
+    /// The parameters in the table's layout, as stored (f32 values, held in f64).
+    pub params: Vec<f64>,
+    /// The batch and initial states.
+    pub batch: StackBatch,
+    /// The expected results (f64), by name.
+    pub expected: Vec<NamedTensor>,
+    /// PyTorch's float32 results of the same names, where the file has them.
+    pub expected_f32: Vec<NamedTensor>,
+}
+
+impl StackCase {
+    /// Whether a safetensors file is in this layout (it names its parameters as PyTorch does).
+    pub fn is_stack_file(path: &Path) -> bool {
+        TensorFile::open(path).is_ok_and(|f| f.has("rnn.weight_ih_l0"))
+    }
+
+    /// Reads a case; its metadata key `meta` holds the spec (cell, layers, I, H, O, B, T, dense).
+    pub fn load(path: &Path) -> Result<Self> {
+        let f = TensorFile::open(path)?;
+        let bad = |what: String| Error::file(path, what);
+        let meta: serde_json::Value = f
+            .metadata()
+            .get("meta")
+            .and_then(|m| serde_json::from_str(m).ok())
+            .ok_or_else(|| bad("has no readable `meta` metadata with the case's spec".into()))?;
+        let spec = &meta["spec"];
+        let n = |k: &str| {
+            spec[k]
+                .as_u64()
+                .filter(|&v| v > 0 && v <= 1 << 20)
+                .map(|v| v as usize)
+                .ok_or_else(|| bad(format!("the spec's `{k}` is not a size")))
+        };
+        let cell = match (spec["cell"].as_str(), spec["nonlinearity"].as_str()) {
+            (Some("rnn"), Some("relu")) => Cell::RnnRelu,
+            (Some("rnn"), _) => Cell::Rnn,
+            (Some("gru"), _) => Cell::Gru,
+            (Some("lstm"), _) => Cell::Lstm,
+            (other, _) => {
+                return Err(bad(format!(
+                    "the spec's cell {other:?} is not rnn, gru or lstm"
+                )));
+            }
+        };
+        let dense = spec["dense"].as_bool().unwrap_or(false);
+        let config = StackConfig {
+            cell,
+            layers: n("layers")?,
+            kind: if dense {
+                InputKind::Dense
+            } else {
+                InputKind::Tokens
+            },
+            input: n("I")?,
+            hidden: n("H")?,
+            output: n("O")?,
+        };
+        config.validate()?;
+        let (nb, nt) = (n("B")?, n("T")?);
+        let table = config.table();
+        let mut params = vec![0.0; table.len];
+        for e in &table.entries {
+            let (_, v) = f.floats(&e.name, Some(&e.shape))?;
+            params[e.offset..e.offset + e.len].copy_from_slice(&v);
+        }
+        let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        let (inputs, targets) = if dense {
+            let x = f.floats("inputs", Some(&[nt, nb, config.input]))?.1;
+            let y = f.floats("targets", Some(&[nt, nb, config.output]))?.1;
+            (Inputs::Dense(f32s(x)), Targets::Dense(f32s(y)))
+        } else {
+            let x = f.ids("inputs", Some(&[nt, nb]))?.1;
+            let y = f.ids("targets", Some(&[nt, nb]))?.1;
+            if let Some(bad_id) = x.iter().find(|&&v| v as usize >= config.input) {
+                return Err(bad(format!(
+                    "input token {bad_id} is outside [0, {})",
+                    config.input
+                )));
+            }
+            if let Some(bad_id) = y.iter().find(|&&v| v as usize >= config.output) {
+                return Err(bad(format!(
+                    "target token {bad_id} is outside [0, {})",
+                    config.output
+                )));
+            }
+            (Inputs::Tokens(x), Targets::Tokens(y))
+        };
+        let state_shape = [config.layers, nb, config.hidden];
+        let state = |name: &str| -> Result<Vec<f32>> {
+            Ok(if f.has(name) {
+                f32s(f.floats(name, Some(&state_shape))?.1)
+            } else {
+                vec![0.0; state_shape.iter().product()]
+            })
+        };
+        let h0 = state("h0")?;
+        let c0 = if cell.has_cell_state() {
+            state("c0")?
+        } else {
+            vec![]
+        };
+        let read = |prefix: &str| -> Result<Vec<NamedTensor>> {
+            let mut out = Vec::new();
+            for name in result_names(&config) {
+                let stored = format!("{prefix}{name}");
+                if f.has(&stored) {
+                    let (shape, data) = f.floats(&stored, None)?;
+                    out.push(NamedTensor { name, shape, data });
+                }
+            }
+            Ok(out)
+        };
+        Ok(Self {
+            config,
+            params,
+            batch: StackBatch {
+                batch: nb,
+                steps: nt,
+                inputs,
+                targets,
+                h0,
+                c0,
+            },
+            expected: read("")?,
+            expected_f32: read("f32.")?,
+        })
+    }
+}
+
+/// The names of a step's results, as the oracle stores them.
+fn result_names(config: &StackConfig) -> Vec<String> {
+    let mut names: Vec<String> = ["loss", "output", "h_n", "logits", "grad.h0"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if config.cell.has_cell_state() {
+        names.extend(["c_n".to_string(), "grad.c0".to_string()]);
+    }
+    names.extend(
+        config
+            .table()
+            .entries
+            .iter()
+            .map(|e| format!("grad.{}", e.name)),
+    );
+    names
+}
+
+/// A step's results under the oracle's names.
+pub fn named<F: Float>(
+    config: &StackConfig,
+    out: &StackOutput<F>,
+    nb: usize,
+    nt: usize,
+) -> Vec<NamedTensor> {
+    let (nh, no, nl) = (config.hidden, config.output, config.layers);
+    let t = |name: &str, shape: Vec<usize>, v: &[F]| NamedTensor {
+        name: name.into(),
+        shape,
+        data: v.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)).collect(),
+    };
+    let mut all = vec![
+        t("loss", vec![], &[out.loss]),
+        t("output", vec![nt, nb, nh], &out.output),
+        t("h_n", vec![nl, nb, nh], &out.h_n),
+        t("logits", vec![nt, nb, no], &out.logits),
+        t("grad.h0", vec![nl, nb, nh], &out.dh0),
+    ];
+    if config.cell.has_cell_state() {
+        all.push(t("c_n", vec![nl, nb, nh], &out.c_n));
+        all.push(t("grad.c0", vec![nl, nb, nh], &out.dc0));
+    }
+    for e in config.table().entries {
+        let g = &out.grads[e.offset..e.offset + e.len];
+        all.push(t(&format!("grad.{}", e.name), e.shape.clone(), g));
+    }
+    all
+}
+
+/// Runs the CPU reference on the case in f64 and in f32 and compares both with its values.
+pub fn check_stack(case: &StackCase) -> CheckReport {
+    let (nb, nt) = (case.batch.batch, case.batch.steps);
+    let c = &case.config;
+    let got64 = named(c, &step(c, &case.params, &case.batch), nb, nt);
+    let p32: Vec<f32> = case.params.iter().map(|&v| v as f32).collect();
+    let got32 = named(c, &step(c, &p32, &case.batch), nb, nt);
+    let f32_rows = if case.expected_f32.len() == case.expected.len() {
+        compare_with_yardstick(&case.expected, &case.expected_f32, &got32, RTOL_F32)
+    } else {
+        compare_all(&case.expected, &got32, RTOL_F32)
+    };
+    let what = format!(
+        "{:?}, {} layer{}, I={} H={} O={} B={nb} T={nt} {}",
+        c.cell,
+        c.layers,
+        if c.layers == 1 { "" } else { "s" },
+        c.input,
+        c.hidden,
+        c.output,
+        c.kind
+    );
+    CheckReport {
+        sections: vec![
+            (
+                format!("CPU reference (f64) against the case's expected values: {what}"),
+                compare_all(&case.expected, &got64, RTOL_F64),
+            ),
+            (
+                "CPU reference (f32) against the case's expected values (f32's own: PyTorch's float32)"
+                    .into(),
+                f32_rows,
+            ),
+        ],
+    }
+}
