@@ -7,7 +7,8 @@
 
 use crate::gpu::context::{Gpu, Meter};
 use crate::gpu::kernels::{
-    ACCUMULATE, ADD_MATRIX, EPILOGUE, Kernel, Kernels, MatmulParams, MatmulVariant, ReduceParams,
+    ACCUMULATE, ADD_BIAS, ADD_MATRIX, EPILOGUE, Kernel, Kernels, MatmulParams, MatmulVariant,
+    ReduceParams, TANH, TANH_GRAD,
 };
 use crate::gpu::step::Phase;
 use std::sync::Arc;
@@ -133,31 +134,46 @@ impl<'a> Plan<'a> {
 
     /// A matmul.wgsl product, as one dispatch or several: blocks of rows where M needs more
     /// workgroups than a grid dimension holds, and chunks of K where one invocation's loop would
-    /// pass [`LOOP_BUDGET`]. `kernels` supplies the variant: A read from C when `a_in_c`, B one-hot
-    /// when `tokens` is given, `matmul4` when the operands are aligned. `addend` and `aux` are
-    /// needed only with the flags that read them; an unused binding gets `a`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn matmul(
-        &mut self,
-        kernels: &'a Kernels,
-        phase: Phase,
-        p: Product,
-        a: &'a wgpu::Buffer,
-        b: &'a wgpu::Buffer,
-        c: &'a wgpu::Buffer,
-        a_in_c: bool,
-        tokens: Option<&'a wgpu::Buffer>,
-        addend: Option<&'a wgpu::Buffer>,
-        aux: Option<&'a wgpu::Buffer>,
-    ) {
+    /// pass [`LOOP_BUDGET`]. The variant follows from the operands (A read from C, B one-hot,
+    /// `matmul4` when they are aligned); a binding the variant does not read gets B's buffer,
+    /// which every variant only reads.
+    pub(crate) fn matmul(&mut self, kernels: &'a Kernels, phase: Phase, m: Matmul<'a>) {
+        let mut p = m.product;
+        let (b, tokens) = match m.b {
+            B::Buffer(b) => (b, None),
+            B::OneHot(tokens) => (tokens, Some(tokens)),
+        };
+        let (addend, aux) = match m.epilogue {
+            Epilogue::None => (None, None),
+            Epilogue::Bias(bias, offset) => {
+                p.flags = ADD_BIAS;
+                p.addend_offset = offset;
+                (Some(bias), None)
+            }
+            Epilogue::AddTanh(addend, offset) => {
+                p.flags = ADD_MATRIX | TANH;
+                p.addend_offset = offset;
+                (Some(addend), None)
+            }
+            Epilogue::AddTanhGrad { addend, aux } => {
+                p.flags = ADD_MATRIX | TANH_GRAD;
+                p.addend_offset = addend.1;
+                p.aux_offset = aux.1;
+                (Some(addend.0), Some(aux.0))
+            }
+        };
+        let (a, a_in_c) = match m.a {
+            A::Buffer(a) => (a, false),
+            A::InC => (b, true),
+        };
         let kernel = kernels.matmul(p.variant(a_in_c, tokens.is_some()));
         let buffers = vec![
             a,
             b,
-            tokens.unwrap_or(a),
-            addend.unwrap_or(a),
-            aux.unwrap_or(a),
-            c,
+            tokens.unwrap_or(b),
+            addend.unwrap_or(b),
+            aux.unwrap_or(b),
+            m.c,
         ];
         for block in p.row_blocks() {
             for params in block.chunks() {
@@ -176,8 +192,7 @@ impl<'a> Plan<'a> {
         phase: Phase,
         mut p: Product,
         a: &'a wgpu::Buffer,
-        b: &'a wgpu::Buffer,
-        tokens: Option<&'a wgpu::Buffer>,
+        b: B<'a>,
         c: &'a wgpu::Buffer,
         partials: &'a wgpu::Buffer,
     ) {
@@ -187,15 +202,30 @@ impl<'a> Plan<'a> {
             m * n,
             u64::MAX,
         ));
+        let a = A::Buffer(a);
         if splits <= 1 {
-            self.matmul(kernels, phase, p, a, b, c, false, tokens, None, None);
+            let product = Matmul {
+                product: p,
+                a,
+                b,
+                c,
+                epilogue: Epilogue::None,
+            };
+            self.matmul(kernels, phase, product);
             return;
         }
         debug_assert_eq!(p.c.1, n, "a weight gradient is a contiguous block");
         let c_offset = p.c.0;
         p.splits = splits;
         p.c = (0, n);
-        self.matmul(kernels, phase, p, a, b, partials, false, tokens, None, None);
+        let product = Matmul {
+            product: p,
+            a,
+            b,
+            c: partials,
+            epilogue: Epilogue::None,
+        };
+        self.matmul(kernels, phase, product);
         self.column_sum(
             &kernels.column_sum,
             phase,
@@ -268,6 +298,51 @@ impl<'a> Plan<'a> {
         }
         phases
     }
+}
+
+/// Where a product reads A.
+#[derive(Clone, Copy)]
+pub(crate) enum A<'a> {
+    /// A buffer of its own.
+    Buffer(&'a wgpu::Buffer),
+    /// C's buffer: the recurrences read h_{t-1} (dA_{t+1}) where they write h_t (dA_t), and
+    /// wgpu tracks a buffer's use as a whole, so it is bound once, read_write.
+    InC,
+}
+
+/// Where a product reads B.
+#[derive(Clone, Copy)]
+pub(crate) enum B<'a> {
+    /// A buffer.
+    Buffer(&'a wgpu::Buffer),
+    /// The one-hot matrix of these token ids: B[p, j] = (tokens[p] == j).
+    OneHot(&'a wgpu::Buffer),
+}
+
+/// What a product does with its sums S before it stores them (see matmul.wgsl).
+#[derive(Clone, Copy)]
+pub(crate) enum Epilogue<'a> {
+    /// C = S.
+    None,
+    /// C = S + bias[j], the bias at this offset of this buffer.
+    Bias(&'a wgpu::Buffer, usize),
+    /// C = tanh(S + addend[i, j]), the addend indexed like C from this offset (forward step).
+    AddTanh(&'a wgpu::Buffer, usize),
+    /// C = (S + addend[i, j]) ⊙ (1 − aux[i, j]²), both indexed like C from their offsets
+    /// (backward step: aux holds h).
+    AddTanhGrad {
+        addend: (&'a wgpu::Buffer, usize),
+        aux: (&'a wgpu::Buffer, usize),
+    },
+}
+
+/// One product to plan: its sizes and operands, and what happens to its sums.
+pub(crate) struct Matmul<'a> {
+    pub(crate) product: Product,
+    pub(crate) a: A<'a>,
+    pub(crate) b: B<'a>,
+    pub(crate) c: &'a wgpu::Buffer,
+    pub(crate) epilogue: Epilogue<'a>,
 }
 
 /// A matrix operand of matmul.wgsl: element (i, p) at `offset + i * row_stride + p * col_stride`.

@@ -27,12 +27,11 @@
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{
-    ADD_BIAS, ADD_MATRIX, EmbeddingParams, Kernels, LossParams, MatmulParams, SequenceParams, TANH,
-    TANH_GRAD, TransposeParams,
+    EmbeddingParams, Kernels, LossParams, MatmulParams, SequenceParams, TransposeParams,
 };
 pub(crate) use crate::gpu::plan::{
-    Dispatch, Plan, Product, cols, grid_1d, grid_rows, rows, storage, uniform,
-    weight_gradient_splits,
+    A, B, Dispatch, Epilogue, Matmul, Plan, Product, cols, grid_1d, grid_rows, rows, storage,
+    uniform, weight_gradient_splits,
 };
 pub use crate::gpu::plan::{K_CHUNK, LOOP_BUDGET, MAX_GROUPS, ROW_CHUNK, WIDE_LOSS_CLASSES};
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
@@ -413,21 +412,15 @@ impl GpuStep {
             }
             InputKind::Dense => {
                 // pre (T·B, H) = x (T·B, I) · U^T (I, H) + b
-                let mut pr = Product::new(n_rows, nh, ni, rows(0, ni), cols(o_u, ni), (0, nh));
-                pr.flags = ADD_BIAS;
-                pr.addend_offset = o_b;
-                plan.matmul(
-                    k,
-                    Phase::InputProjection,
-                    pr,
-                    &x,
-                    p_,
-                    &pre,
-                    false,
-                    None,
-                    Some(p_),
-                    None,
-                );
+                let product = Product::new(n_rows, nh, ni, rows(0, ni), cols(o_u, ni), (0, nh));
+                let matmul = Matmul {
+                    product,
+                    a: A::Buffer(&x),
+                    b: B::Buffer(p_),
+                    c: &pre,
+                    epilogue: Epilogue::Bias(p_, o_b),
+                };
+                plan.matmul(k, Phase::InputProjection, matmul);
             }
         }
 
@@ -449,7 +442,7 @@ impl GpuStep {
             Recurrence::PerStep => {
                 for t in 0..nt {
                     // h_{t+1} (B, H) = tanh(pre_t + h_t (B, H) · W^T (H, H))
-                    let mut pr = Product::new(
+                    let product = Product::new(
                         nb,
                         nh,
                         nh,
@@ -457,21 +450,14 @@ impl GpuStep {
                         rows(0, h4),
                         ((t + 1) * h1, nh),
                     );
-                    pr.flags = ADD_MATRIX | TANH;
-                    // addend and aux are indexed like C, each from its own offset
-                    pr.addend_offset = t * h1;
-                    plan.matmul(
-                        k,
-                        Phase::ForwardRecurrence,
-                        pr,
-                        p_,
-                        &wt,
-                        &hs,
-                        true,
-                        None,
-                        Some(&pre),
-                        None,
-                    );
+                    let matmul = Matmul {
+                        product,
+                        a: A::InC,
+                        b: B::Buffer(&wt),
+                        c: &hs,
+                        epilogue: Epilogue::AddTanh(&pre, t * h1),
+                    };
+                    plan.matmul(k, Phase::ForwardRecurrence, matmul);
                 }
             }
             Recurrence::Persistent => {
@@ -489,21 +475,15 @@ impl GpuStep {
 
         // Output and loss.
         // y (T·B, O) = hs[1..] (T·B, H) · V^T (H, O) + c
-        let mut pr = Product::new(n_rows, no, nh, rows(h1, nh), rows(0, o4), (0, no));
-        pr.flags = ADD_BIAS;
-        pr.addend_offset = o_c;
-        plan.matmul(
-            k,
-            Phase::OutputAndLoss,
-            pr,
-            &hs,
-            &vt,
-            &logits,
-            false,
-            None,
-            Some(p_),
-            None,
-        );
+        let product = Product::new(n_rows, no, nh, rows(h1, nh), rows(0, o4), (0, no));
+        let matmul = Matmul {
+            product,
+            a: A::Buffer(&hs),
+            b: B::Buffer(&vt),
+            c: &logits,
+            epilogue: Epilogue::Bias(p_, o_c),
+        };
+        plan.matmul(k, Phase::OutputAndLoss, matmul);
         let lp = LossParams {
             rows: n_rows as u32,
             classes: no as u32,
@@ -540,18 +520,14 @@ impl GpuStep {
         // Output gradients.
         // dh (T·B, H) = dy (T·B, O) · V (O, H)
         let pr = Product::new(n_rows, nh, no, rows(0, no), rows(o_v, nh), (0, nh));
-        plan.matmul(
-            k,
-            Phase::OutputGradients,
-            pr,
-            &dy,
-            p_,
-            &dh,
-            false,
-            None,
-            None,
-            None,
-        );
+        let matmul = Matmul {
+            product: pr,
+            a: A::Buffer(&dy),
+            b: B::Buffer(p_),
+            c: &dh,
+            epilogue: Epilogue::None,
+        };
+        plan.matmul(k, Phase::OutputGradients, matmul);
         // dV (O, H) = dy^T (O, T·B) · hs[1..] (T·B, H)
         let pr = Product::new(no, nh, n_rows, cols(0, no), rows(h1, nh), (o_v, nh));
         plan.weight_gradient(
@@ -559,8 +535,7 @@ impl GpuStep {
             Phase::OutputGradients,
             pr,
             &dy,
-            &hs,
-            None,
+            B::Buffer(&hs),
             &grads,
             &partials,
         );
@@ -582,7 +557,7 @@ impl GpuStep {
                     // dA_t (B, H) = (dh_t + dA_{t+1} (B, H) · W (H, H)) ⊙ (1 − h_t²); no product at t = T
                     let depth = if t + 1 < nt { nh } else { 0 };
                     let a_offset = if t + 1 < nt { (t + 1) * h1 } else { 0 };
-                    let mut pr = Product::new(
+                    let product = Product::new(
                         nb,
                         nh,
                         depth,
@@ -590,21 +565,17 @@ impl GpuStep {
                         rows(o_w, nh),
                         (t * h1, nh),
                     );
-                    pr.flags = ADD_MATRIX | TANH_GRAD;
-                    pr.addend_offset = t * h1;
-                    pr.aux_offset = (t + 1) * h1;
-                    plan.matmul(
-                        k,
-                        Phase::BackwardRecurrence,
-                        pr,
-                        p_,
-                        p_,
-                        &da,
-                        true,
-                        None,
-                        Some(&dh),
-                        Some(&hs),
-                    );
+                    let matmul = Matmul {
+                        product,
+                        a: A::InC,
+                        b: B::Buffer(p_),
+                        c: &da,
+                        epilogue: Epilogue::AddTanhGrad {
+                            addend: (&dh, t * h1),
+                            aux: (&hs, (t + 1) * h1),
+                        },
+                    };
+                    plan.matmul(k, Phase::BackwardRecurrence, matmul);
                 }
             }
             Recurrence::Persistent => {
@@ -628,8 +599,7 @@ impl GpuStep {
             Phase::WeightGradients,
             pr,
             &da,
-            &hs,
-            None,
+            B::Buffer(&hs),
             &grads,
             &partials,
         );
@@ -645,31 +615,29 @@ impl GpuStep {
         );
         // dU (H, I) = dA^T (H, T·B) · x (T·B, I), x one-hot for tokens
         let pr = Product::new(nh, ni, n_rows, cols(0, nh), rows(0, ni), (o_u, ni));
-        let one_hot = (config.kind == InputKind::Tokens).then_some(&x);
+        let x_as_b = match config.kind {
+            InputKind::Tokens => B::OneHot(&x),
+            InputKind::Dense => B::Buffer(&x),
+        };
         plan.weight_gradient(
             k,
             Phase::WeightGradients,
             pr,
             &da,
-            &x,
-            one_hot,
+            x_as_b,
             &grads,
             &partials,
         );
         // dh0 (B, H) = dA_1 (B, H) · W (H, H)
         let pr = Product::new(nb, nh, nh, rows(0, nh), rows(o_w, nh), (0, nh));
-        plan.matmul(
-            k,
-            Phase::WeightGradients,
-            pr,
-            &da,
-            p_,
-            &dh0,
-            false,
-            None,
-            None,
-            None,
-        );
+        let matmul = Matmul {
+            product: pr,
+            a: A::Buffer(&da),
+            b: B::Buffer(p_),
+            c: &dh0,
+            epilogue: Epilogue::None,
+        };
+        plan.matmul(k, Phase::WeightGradients, matmul);
 
         bytes += plan.uniforms.len() as u64;
         let phases = plan.finish(gpu);
@@ -858,18 +826,14 @@ impl MatmulProbe {
             stride: 256usize.max(gpu.limits().min_uniform_buffer_offset_alignment as usize),
             specs: Vec::new(),
         };
-        plan.matmul(
-            kernels,
-            Phase::WeightGradients,
+        let matmul = Matmul {
             product,
-            &a,
-            &b,
-            &c,
-            false,
-            None,
-            None,
-            None,
-        );
+            a: A::Buffer(&a),
+            b: B::Buffer(&b),
+            c: &c,
+            epilogue: Epilogue::None,
+        };
+        plan.matmul(kernels, Phase::WeightGradients, matmul);
         let dispatch = plan.finish(gpu).remove(0).1.remove(0);
         Self {
             dispatch,
