@@ -535,3 +535,49 @@ pub(crate) fn weight_gradient_splits(rows: usize, outputs: usize, limit: u64) ->
     }
     splits
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_stay_within_a_dimension() {
+        assert_eq!(grid_rows(1), (1, 1, 1));
+        assert_eq!(grid_rows(65_535), (65_535, 1, 1));
+        assert_eq!(grid_rows(70_000), (65_535, 2, 1));
+        let (x, y, _) = grid_1d(65_535 * 64 * 3 + 1);
+        assert!(x as usize <= MAX_GROUPS && (x as usize) * (y as usize) * 64 > 65_535 * 64 * 3);
+    }
+
+    #[test]
+    fn long_products_split_into_row_blocks_and_chunks_of_k() {
+        // 3,000,000 rows: two blocks, the second starting where the first ends in A, C and the
+        // matrix addend, with the bias left where it is.
+        let mut p = Product::new(3_000_000, 8, 8, rows(0, 8), rows(0, 8), (0, 8));
+        p.flags = ADD_MATRIX;
+        p.addend_offset = 5;
+        let blocks = p.row_blocks();
+        let per = MAX_GROUPS * 32;
+        assert_eq!(blocks.len(), 2);
+        assert_eq!((blocks[0].m, blocks[1].m), (per, 3_000_000 - per));
+        assert_eq!(blocks[1].a.offset, per * 8);
+        assert_eq!(blocks[1].c.0, per * 8);
+        assert_eq!(blocks[1].addend_offset, 5 + per * 8);
+        assert!(blocks.iter().all(|b| b.groups().1 as usize <= MAX_GROUPS));
+        // K = 20,000 in three chunks: only the first starts from zero, only the last applies the
+        // epilogue, and together they cover K once.
+        let mut p = Product::new(4, 4, 20_000, rows(0, 20_000), rows(0, 4), (0, 4));
+        p.flags = ADD_MATRIX | TANH;
+        let chunks = p.chunks();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[0].flags & ACCUMULATE, 0);
+        assert!(chunks[1..].iter().all(|c| c.flags & ACCUMULATE != 0));
+        assert!(chunks[..2].iter().all(|c| c.flags & EPILOGUE == 0));
+        assert_eq!(chunks[2].flags & EPILOGUE, ADD_MATRIX | TANH);
+        let covered: u32 = chunks
+            .iter()
+            .map(|c| c.k_len.min(c.k - c.k_begin.min(c.k)))
+            .sum();
+        assert_eq!(covered, 20_000);
+    }
+}
