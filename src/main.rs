@@ -298,6 +298,17 @@ struct CheckArgs {
     init_scale: Option<f64>,
 }
 
+/// Prints a check's tables and its verdict.
+fn print_report(report: &unroll::check::CheckReport) {
+    print!("{}", report.render());
+    let verdict = if report.pass() {
+        "check passed"
+    } else {
+        "check FAILED"
+    };
+    println!("{verdict}");
+}
+
 fn run_check(args: &CheckArgs) -> Result<bool> {
     if let Some(path) = args.case.as_deref().filter(|p| StackCase::is_stack_file(p)) {
         let case = StackCase::load(path)?;
@@ -311,15 +322,7 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
             );
         }
         let report = unroll::check_stack::check_stack(&case);
-        print!("{}", report.render());
-        println!(
-            "{}",
-            if report.pass() {
-                "check passed"
-            } else {
-                "check FAILED"
-            }
-        );
+        print_report(&report);
         return Ok(report.pass());
     }
     let gpu = match args.device {
@@ -374,15 +377,7 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
         args.adapter.recurrence,
         args.dump.as_deref(),
     )?;
-    print!("{}", report.render());
-    println!(
-        "{}",
-        if report.pass() {
-            "check passed"
-        } else {
-            "check FAILED"
-        }
-    );
+    print_report(&report);
     Ok(report.pass())
 }
 
