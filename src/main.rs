@@ -143,7 +143,8 @@ struct TrainArgs {
     /// Fraction of the data held out (from its end) for validation.
     #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     val_fraction: f64,
-    /// Evaluate on the whole validation data every N steps (one loss read back per chunk).
+    /// Evaluate on the whole validation data every N steps (one loss read back per chunk; such a
+    /// step reports its training loss too).
     #[arg(long, default_value_t = 100)]
     eval_every: u64,
     /// Report the training loss every N steps (read back from the GPU; other training steps do

@@ -290,8 +290,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         let (x, y) = data.train.chunk(k);
         step += 1;
         let last = step == cfg.iters;
-        let report = step.is_multiple_of(cfg.log_every) || last;
         let eval = step.is_multiple_of(cfg.eval_every) || last;
+        // An evaluated step reports its training loss too, so its metrics row has both.
+        let report = step.is_multiple_of(cfg.log_every) || eval;
         let stats = engine.train_step(&x, &y, k == 0, report)?;
         let mut row = None;
         if let Some(s) = stats.filter(|_| report) {
