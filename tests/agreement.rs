@@ -243,3 +243,11 @@ fn chaotic_model_passes_and_a_corrupted_gradient_fails() {
         "only dW fails"
     );
 }
+
+#[test]
+fn persistent_workgroups_past_one_grid_dimension_match_cpu() {
+    // H4 = 256 gives one batch row per persistent workgroup: B = 65,600 rows need more than
+    // 65,535 workgroups, so the kernel's grid uses its second dimension. (hs fills 99 % of a
+    // 128 MiB storage binding.)
+    gpu_matches_cpu(ModelConfig::tokens(2, 253), 65_600, 1, true, 33);
+}
