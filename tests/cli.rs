@@ -15,7 +15,14 @@ use common::text;
 
 /// Runs unroll with `args`; asserts it fails with exit status 2 and says every one of `needles`.
 fn fails_with(args: &[&str], needles: &[&str]) -> String {
-    let out = unroll().args(args).output().unwrap();
+    // A directory of its own: a run without --out writes to runs/default there, never into one
+    // that another test's run holds.
+    let cwd = tempfile::tempdir().unwrap();
+    let out = unroll()
+        .current_dir(cwd.path())
+        .args(args)
+        .output()
+        .unwrap();
     let all = text(&out);
     assert_eq!(
         out.status.code(),
