@@ -67,27 +67,26 @@ fn head(path: &Path, limit: u64) -> Vec<u8> {
     bytes
 }
 
-/// Whether `path` is a checkpoint unroll wrote: a safetensors header with the `unroll` metadata.
-pub fn is_unroll_checkpoint(path: &Path) -> bool {
-    let Ok(mut f) = File::open(path) else {
-        return false;
-    };
+/// The `__metadata__` of a safetensors file's header, read without reading its tensors.
+fn safetensors_metadata(path: &Path) -> Option<serde_json::Value> {
+    let mut f = File::open(path).ok()?;
     let mut len = [0u8; 8];
-    if f.read_exact(&mut len).is_err() {
-        return false;
-    }
+    f.read_exact(&mut len).ok()?;
     let len = u64::from_le_bytes(len);
     if len > 100 << 20 {
-        return false;
+        return None;
     }
     let mut header = Vec::new();
-    if f.take(len).read_to_end(&mut header).is_err() {
-        return false;
-    }
+    f.take(len).read_to_end(&mut header).ok()?;
     serde_json::from_slice::<serde_json::Value>(&header)
-        .ok()
-        .and_then(|v| v.get("__metadata__")?.get("unroll").cloned())
-        .is_some()
+        .ok()?
+        .get("__metadata__")
+        .cloned()
+}
+
+/// Whether `path` is a checkpoint unroll wrote: a safetensors header with the `unroll` metadata.
+pub fn is_unroll_checkpoint(path: &Path) -> bool {
+    safetensors_metadata(path).is_some_and(|m| m.get("unroll").is_some())
 }
 
 /// Refuses an output path of `unroll check` (`--dump`, `--save-case`) that holds a file unroll
@@ -96,22 +95,14 @@ pub fn check_replaceable(path: &Path) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let ours = {
-        let bytes = head(path, 1 << 20);
-        bytes.len() >= 8 && {
-            let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()) as usize;
-            serde_json::from_slice::<serde_json::Value>(bytes.get(8..8 + n).unwrap_or_default())
-                .ok()
-                .and_then(|v| v.get("__metadata__").cloned())
-                .is_some_and(|m| {
-                    m.get("unroll").is_some()
-                        || m.get("config").is_some()
-                        || m.get("made_by")
-                            .and_then(|v| v.as_str())
-                            .is_some_and(|s| s.starts_with("unroll"))
-                })
-        }
-    };
+    // A checkpoint, a `--dump` (its `config`) or a `--save-case` (its `made_by`).
+    let ours = safetensors_metadata(path).is_some_and(|m| {
+        m.get("unroll").is_some()
+            || m.get("config").is_some()
+            || m.get("made_by")
+                .and_then(|v| v.as_str())
+                .is_some_and(|s| s.starts_with("unroll"))
+    });
     if ours {
         Ok(())
     } else {
