@@ -8,9 +8,10 @@
 
 use crate::cell::{Cell, StackConfig};
 use crate::check::{CheckReport, RTOL_F32, RTOL_F64};
-use crate::compare::{compare_all, compare_with_yardstick};
+use crate::compare::{Comparison, compare_all, compare_with_yardstick};
 use crate::cpu_stack::{StackBatch, StackOutput, step};
 use crate::error::{Error, Result};
+use crate::gpu::{GpuStack, Gpu, Kernels};
 use crate::model::{InputKind, Inputs, NamedTensor, Targets};
 use crate::tensorfile::TensorFile;
 use num_traits::Float;
@@ -234,4 +235,23 @@ pub fn check_stack(case: &StackCase) -> CheckReport {
             ),
         ],
     }
+}
+
+/// One step of a stacked model on the GPU, compared tensor by tensor with the CPU reference in
+/// f64 (the truth), each with the reference's own f32 error as the yardstick (see
+/// [`compare_with_yardstick`]).
+pub fn compare_gpu_stack(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    config: &StackConfig,
+    params: &[f64],
+    batch: &StackBatch,
+) -> Result<Vec<Comparison>> {
+    let (nb, nt) = (batch.batch, batch.steps);
+    let p32: Vec<f32> = params.iter().map(|&v| v as f32).collect();
+    let stack = GpuStack::new(gpu, kernels, *config, nb, nt)?;
+    let got = named(config, &stack.run_and_read(gpu, &p32, batch)?, nb, nt);
+    let truth = named(config, &step(config, params, batch), nb, nt);
+    let own = named(config, &step(config, &p32, batch), nb, nt);
+    Ok(compare_with_yardstick(&truth, &own, &got, RTOL_F32))
 }

@@ -1,6 +1,8 @@
 //! The compute pipelines, one per WGSL entry point, each with its bind group layout declared
 //! here binding by binding (the names match the WGSL variables). Built once per device.
 
+use crate::cell::Cell;
+use crate::gpu::cells::CellKernels;
 use bytemuck::{Pod, Zeroable};
 
 /// How a binding is used.
@@ -141,6 +143,8 @@ pub struct Kernels {
     pub squared_error_wide: Kernel,
     /// reduce.wgsl
     pub column_sum: Kernel,
+    /// cell.wgsl with each cell's kernels, built the first time a step of that cell asks.
+    cells: [std::sync::OnceLock<CellKernels>; 4],
 }
 
 fn module(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ShaderModule {
@@ -268,7 +272,19 @@ impl Kernels {
                 &[("p", UniformDynamic), ("m", Read), ("out", ReadWrite)],
                 &[],
             ),
+            cells: Default::default(),
         }
+    }
+
+    /// The pointwise kernels of a cell (built on first use).
+    pub fn cell(&self, device: &wgpu::Device, cell: Cell) -> &CellKernels {
+        let i = match cell {
+            Cell::Rnn => 0,
+            Cell::RnnRelu => 1,
+            Cell::Gru => 2,
+            Cell::Lstm => 3,
+        };
+        self.cells[i].get_or_init(|| CellKernels::new(device, cell))
     }
 }
 

@@ -7,9 +7,10 @@
 
 use crate::gpu::context::{Gpu, Meter};
 use crate::gpu::kernels::{
-    ACCUMULATE, ADD_BIAS, ADD_MATRIX, EPILOGUE, Kernel, Kernels, MatmulParams, MatmulVariant,
-    ReduceParams, TANH, TANH_GRAD,
+    ACCUMULATE, ADD_BIAS, ADD_MATRIX, EPILOGUE, Kernel, Kernels, LossParams, MatmulParams,
+    MatmulVariant, ReduceParams, TANH, TANH_GRAD, TransposeParams,
 };
+use crate::model::InputKind;
 use crate::gpu::step::Phase;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
@@ -150,6 +151,11 @@ impl<'a> Plan<'a> {
                 p.addend_offset = offset;
                 (Some(bias), None)
             }
+            Epilogue::Add(addend, offset) => {
+                p.flags = ADD_MATRIX;
+                p.addend_offset = offset;
+                (Some(addend), None)
+            }
             Epilogue::AddTanh(addend, offset) => {
                 p.flags = ADD_MATRIX | TANH;
                 p.addend_offset = offset;
@@ -268,6 +274,63 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// transpose.wgsl: a (rows, cols) matrix at `src[in_offset..]` copied into `out[out_offset..]`
+    /// with rows `out_stride` apart, transposed (W^T, V^T) or not (a padded W).
+    pub(crate) fn layout(
+        &mut self,
+        kernels: &'a Kernels,
+        copy: TransposeParams,
+        src: &'a wgpu::Buffer,
+        out: &'a wgpu::Buffer,
+    ) {
+        let n = (copy.rows * copy.cols) as usize;
+        self.push(
+            Phase::Transposes,
+            &kernels.transpose,
+            &copy,
+            vec![src, out],
+            grid_1d(n),
+        );
+    }
+
+    /// loss.wgsl and the mean: per-row loss and dy of the logits, then their mean into
+    /// `stats[0]`. One invocation per row while its loops over O stay short; one workgroup per
+    /// row past [`WIDE_LOSS_CLASSES`].
+    pub(crate) fn loss(&mut self, kernels: &'a Kernels, loss: Loss<'a>) {
+        let (n_rows, no) = (loss.rows, loss.classes);
+        let lp = LossParams {
+            rows: n_rows as u32,
+            classes: no as u32,
+            scale: 1.0 / n_rows as f32,
+            _pad: 0,
+        };
+        let k = kernels;
+        let (kernel, groups) = match (loss.kind, no > WIDE_LOSS_CLASSES) {
+            (InputKind::Tokens, false) => (&k.softmax_xent, grid_1d(n_rows)),
+            (InputKind::Dense, false) => (&k.squared_error, grid_1d(n_rows)),
+            (InputKind::Tokens, true) => (&k.softmax_xent_wide, grid_rows(n_rows)),
+            (InputKind::Dense, true) => (&k.squared_error_wide, grid_rows(n_rows)),
+        };
+        let buffers = vec![
+            loss.logits,
+            loss.targets,
+            loss.targets,
+            loss.dy,
+            loss.row_loss,
+        ];
+        self.push(Phase::OutputAndLoss, kernel, &lp, buffers, groups);
+        self.column_sum(
+            &k.column_sum,
+            Phase::OutputAndLoss,
+            loss.row_loss,
+            n_rows,
+            1,
+            loss.stats,
+            0,
+            1.0 / n_rows as f32,
+        );
+    }
+
     pub(crate) fn finish(self, gpu: &Gpu) -> Vec<(Phase, Vec<Dispatch>)> {
         let buffer = gpu
             .device
@@ -300,6 +363,25 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The loss of a step's outputs: its kind, sizes and buffers.
+pub(crate) struct Loss<'a> {
+    pub(crate) kind: InputKind,
+    /// T·B.
+    pub(crate) rows: usize,
+    /// O.
+    pub(crate) classes: usize,
+    /// y (T·B, O).
+    pub(crate) logits: &'a wgpu::Buffer,
+    /// Token ids (T·B) or values (T·B, O).
+    pub(crate) targets: &'a wgpu::Buffer,
+    /// ∂L/∂y (T·B, O).
+    pub(crate) dy: &'a wgpu::Buffer,
+    /// Per-row loss (T·B).
+    pub(crate) row_loss: &'a wgpu::Buffer,
+    /// [the mean loss, …].
+    pub(crate) stats: &'a wgpu::Buffer,
+}
+
 /// Where a product reads A.
 #[derive(Clone, Copy)]
 pub(crate) enum A<'a> {
@@ -326,6 +408,8 @@ pub(crate) enum Epilogue<'a> {
     None,
     /// C = S + bias[j], the bias at this offset of this buffer.
     Bias(&'a wgpu::Buffer, usize),
+    /// C = S + addend[i, j], the addend indexed like C from this offset.
+    Add(&'a wgpu::Buffer, usize),
     /// C = tanh(S + addend[i, j]), the addend indexed like C from this offset (forward step).
     AddTanh(&'a wgpu::Buffer, usize),
     /// C = (S + addend[i, j]) ⊙ (1 − aux[i, j]²), both indexed like C from their offsets

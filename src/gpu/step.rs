@@ -26,12 +26,10 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
-use crate::gpu::kernels::{
-    EmbeddingParams, Kernels, LossParams, MatmulParams, SequenceParams, TransposeParams,
-};
+use crate::gpu::kernels::{EmbeddingParams, Kernels, MatmulParams, SequenceParams, TransposeParams};
 pub(crate) use crate::gpu::plan::{
-    A, B, Dispatch, Epilogue, Matmul, Plan, Product, cols, grid_1d, grid_rows, rows, storage,
-    uniform, weight_gradient_splits,
+    A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, grid_rows, rows,
+    storage, uniform, weight_gradient_splits,
 };
 pub use crate::gpu::plan::{K_CHUNK, LOOP_BUDGET, MAX_GROUPS, ROW_CHUNK, WIDE_LOSS_CLASSES};
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
@@ -372,7 +370,7 @@ impl GpuStep {
             layouts.push((nh, nh, o_w, &w_padded, h4, false));
         }
         for (rows_, cols_, in_offset, out, out_stride, transpose) in layouts {
-            let tp = TransposeParams {
+            let copy = TransposeParams {
                 rows: rows_ as u32,
                 cols: cols_ as u32,
                 in_offset: in_offset as u32,
@@ -381,13 +379,7 @@ impl GpuStep {
                 transpose: transpose as u32,
                 _pad: [0; 2],
             };
-            plan.push(
-                Phase::Transposes,
-                &k.transpose,
-                &tp,
-                vec![p_, out],
-                grid_1d(rows_ * cols_),
-            );
+            plan.layout(k, copy, p_, out);
         }
 
         // Input projection.
@@ -484,38 +476,17 @@ impl GpuStep {
             epilogue: Epilogue::Bias(p_, o_c),
         };
         plan.matmul(k, Phase::OutputAndLoss, matmul);
-        let lp = LossParams {
-            rows: n_rows as u32,
-            classes: no as u32,
-            scale: 1.0 / n_rows as f32,
-            _pad: 0,
+        let loss = Loss {
+            kind: config.kind,
+            rows: n_rows,
+            classes: no,
+            logits: &logits,
+            targets: &targets,
+            dy: &dy,
+            row_loss: &row_loss,
+            stats: &stats,
         };
-        // One invocation per row while its loops over O stay short; one workgroup per row past
-        // that (see loss.wgsl).
-        let wide = no > WIDE_LOSS_CLASSES;
-        let (loss_kernel, loss_groups) = match (config.kind, wide) {
-            (InputKind::Tokens, false) => (&k.softmax_xent, grid_1d(n_rows)),
-            (InputKind::Dense, false) => (&k.squared_error, grid_1d(n_rows)),
-            (InputKind::Tokens, true) => (&k.softmax_xent_wide, grid_rows(n_rows)),
-            (InputKind::Dense, true) => (&k.squared_error_wide, grid_rows(n_rows)),
-        };
-        plan.push(
-            Phase::OutputAndLoss,
-            loss_kernel,
-            &lp,
-            vec![&logits, &targets, &targets, &dy, &row_loss],
-            loss_groups,
-        );
-        plan.column_sum(
-            &k.column_sum,
-            Phase::OutputAndLoss,
-            &row_loss,
-            n_rows,
-            1,
-            &stats,
-            0,
-            1.0 / n_rows as f32,
-        );
+        plan.loss(k, loss);
 
         // Output gradients.
         // dh (T·B, H) = dy (T·B, O) · V (O, H)

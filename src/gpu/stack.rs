@@ -1,0 +1,776 @@
+//! One training step of stacked recurrent layers of any [`Cell`] on the GPU: forward, loss and
+//! backward recorded into one compute pass, every layer's hidden states (and an LSTM's cell
+//! states) and gate activations resident between the passes.
+//!
+//! Dimensions: B batch, T timesteps, I input, H hidden, O output, L layers, G gates per cell.
+//!
+//! Per layer, the shape cuDNN uses (`a` is the input projection of every gate, `r` the
+//! recurrent one, both G·H wide):
+//!
+//! | phase               | dispatches per layer | computes                                          |
+//! |---------------------|---------------------:|---------------------------------------------------|
+//! | weight layouts      | 2 (+1 for V)         | `W_ih^T`, `W_hh^T` padded for vec4 loads          |
+//! | input projection    | 1                    | `a = x U^T + b_ih` over all T·B rows (a gather for tokens) |
+//! | forward recurrence  | 2T                   | `r_t = h_{t-1} W^T + b_hh`, then the cell's `forward` |
+//! | output and loss     | 3 (once)             | `y = h V^T + c`, loss and `dy`, the mean          |
+//! | output gradients    | 3 (once)             | `dh = dy V`, `dV`, `dc`                           |
+//! | backward recurrence | 2T                   | the cell's `backward`, then `dh_next = dr_t W`    |
+//! | weight gradients    | 4 (+1 below the top) | `dU = da^T x`, `db_ih`, `dW = dr^T h`, `db_hh`; layer l−1's `dh = da U` |
+//!
+//! (Split weight gradients add one in-order sum each, from T·B = 1024 rows on.) Layer l reads
+//! layer l−1's h_1 … h_T as its x; the backward pass runs from the top layer down, each layer's
+//! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
+//! once in [`GpuStack::new`]; a step is one submission.
+
+use crate::cell::{Cell, ParamTable, StackConfig};
+use crate::cpu_stack::{StackBatch, StackOutput};
+use crate::error::{Error, Result};
+use crate::gpu::cells::{CellKernels, CellParams, direct_reaches_h, saved_per_unit};
+use crate::gpu::context::Gpu;
+use crate::gpu::kernels::{EmbeddingParams, Kernels, MatmulParams, TransposeParams};
+use crate::gpu::plan::{
+    A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, rows, storage,
+    weight_gradient_splits,
+};
+use crate::gpu::step::Phase;
+use crate::model::{InputKind, Inputs, Targets};
+
+/// Where one layer's parameters sit in the flat vector, and its transposed weights in `wt`.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    /// The layer's input width: I for layer 0, H above.
+    input: usize,
+    w_ih: usize,
+    w_hh: usize,
+    b_ih: usize,
+    b_hh: usize,
+    /// W_ih^T (input, G·H4) in `wt`.
+    wt_ih: usize,
+    /// W_hh^T (H, G·H4) in `wt`.
+    wt_hh: usize,
+}
+
+/// Every buffer of a stacked step.
+pub struct StackBuffers {
+    /// θ in the table's layout.                          (P)
+    pub params: wgpu::Buffer,
+    /// ∂L/∂θ in the table's layout.                      (P)
+    pub grads: wgpu::Buffer,
+    /// x_1 … x_T: token ids (T, B) u32, or (T, B, I) f32.
+    pub x: wgpu::Buffer,
+    /// Token ids (T, B) u32, or (T, B, O) f32.
+    pub targets: wgpu::Buffer,
+    /// Every layer's W_ih^T and W_hh^T, then V^T, rows padded to multiples of 4.
+    pub wt: wgpu::Buffer,
+    /// The input projection a (forward), da (backward) of the current layer.   (T, B, G·H)
+    pub a: wgpu::Buffer,
+    /// The recurrent projection r (forward), dr (backward) of the current layer.   (T, B, G·H)
+    pub r: wgpu::Buffer,
+    /// Every layer's h_0 … h_T.                          (L, T+1, B, H)
+    pub hs: wgpu::Buffer,
+    /// Every layer's c_0 … c_T (LSTM).                   (L, T+1, B, H)
+    pub cs: wgpu::Buffer,
+    /// Every layer's saved activations.                  (L, T, B, S·H)
+    pub saved: wgpu::Buffer,
+    /// y_1 … y_T.                                        (T, B, O)
+    pub logits: wgpu::Buffer,
+    /// ∂L/∂y.                                            (T, B, O)
+    pub dy: wgpu::Buffer,
+    /// Per-position loss.                                (T·B)
+    pub row_loss: wgpu::Buffer,
+    /// [the mean loss, the gradient norm].               (2)
+    pub stats: wgpu::Buffer,
+    /// ∂L/∂h_t from above for the current layer.         (T, B, H)
+    pub dh: wgpu::Buffer,
+    /// dr_{t+1} W.                                       (B, H)
+    pub dh_next: wgpu::Buffer,
+    /// The gradient reaching t from t+1 around W.        (B, H)
+    pub d_direct: wgpu::Buffer,
+    /// ∂L/∂h_0 of every layer.                           (L, B, H)
+    pub dh0: wgpu::Buffer,
+    /// ∂L/∂c_0 of every layer (LSTM).                    (L, B, H)
+    pub dc0: wgpu::Buffer,
+    /// Partial sums of split weight gradients.           (splits, max M·N)
+    pub partials: wgpu::Buffer,
+    /// Bound where a kernel's binding is unused.
+    placeholder: wgpu::Buffer,
+}
+
+/// The GPU buffers and recorded dispatches of one training step of a stacked model for a fixed
+/// (B, T).
+pub struct GpuStack {
+    /// The model.
+    pub config: StackConfig,
+    /// B.
+    pub batch: usize,
+    /// T.
+    pub steps: usize,
+    /// The buffers.
+    pub buffers: StackBuffers,
+    phases: Vec<(Phase, Vec<Dispatch>)>,
+    bytes: u64,
+}
+
+/// The sizes every plan needs.
+#[derive(Clone, Copy)]
+struct Shape {
+    config: StackConfig,
+    nb: usize,
+    nt: usize,
+}
+
+impl Shape {
+    /// G·H.
+    fn gh(&self) -> usize {
+        self.config.cell.gates() * self.config.hidden
+    }
+
+    /// B·H: one timestep of one layer's states.
+    fn bh(&self) -> usize {
+        self.nb * self.config.hidden
+    }
+
+    /// T·B.
+    fn rows(&self) -> usize {
+        self.nt * self.nb
+    }
+
+    /// Offset of layer l's h_t (c_t) in hs (cs), t = 0..=T.
+    fn state(&self, l: usize, t: usize) -> usize {
+        (l * (self.nt + 1) + t) * self.bh()
+    }
+
+    /// The largest buffers, (what, elements), to check against the adapter's limits.
+    fn sizes(&self, table: &ParamTable) -> Vec<(&'static str, usize)> {
+        let c = &self.config;
+        let per_layer = self.config.layers * (self.nt + 1) * self.bh();
+        let x = match c.kind {
+            InputKind::Tokens => self.rows(),
+            InputKind::Dense => self.rows() * c.input,
+        };
+        vec![
+            ("the parameters", table.len),
+            ("the inputs x (T, B, I)", x),
+            ("the outputs (T, B, O)", self.rows() * c.output),
+            ("the gate projections (T, B, G·H)", self.rows() * self.gh()),
+            ("every layer's hidden states (L, T+1, B, H)", per_layer),
+            (
+                "the saved gate activations (L, T, B, S·H)",
+                per_layer * saved_per_unit(c.cell),
+            ),
+        ]
+    }
+}
+
+/// Where each layer's parameters sit, and where its transposed weights go in `wt`; and the
+/// offset of V^T and the length of `wt`.
+fn places(config: &StackConfig, table: &ParamTable) -> (Vec<Place>, usize, usize) {
+    let g4 = (config.cell.gates() * config.hidden).next_multiple_of(4);
+    let off = |name: String| table.get(&name).expect("a parameter of the table").offset;
+    let mut wt = 0;
+    let mut places = Vec::new();
+    for l in 0..config.layers {
+        let input = config.layer_input(l);
+        let wt_ih = wt;
+        wt += input * g4;
+        let wt_hh = wt;
+        wt += config.hidden * g4;
+        places.push(Place {
+            input,
+            w_ih: off(format!("rnn.weight_ih_l{l}")),
+            w_hh: off(format!("rnn.weight_hh_l{l}")),
+            b_ih: off(format!("rnn.bias_ih_l{l}")),
+            b_hh: off(format!("rnn.bias_hh_l{l}")),
+            wt_ih,
+            wt_hh,
+        });
+    }
+    let vt = wt;
+    wt += config.hidden * config.output.next_multiple_of(4);
+    (places, vt, wt)
+}
+
+/// Plans the dispatches of a step, phase by phase and layer by layer.
+struct Planner<'a> {
+    plan: Plan<'a>,
+    k: &'a Kernels,
+    cell: &'a CellKernels,
+    b: &'a StackBuffers,
+    s: Shape,
+    places: Vec<Place>,
+    /// V^T's offset in `wt`.
+    vt: usize,
+    /// V's and c's offsets in the parameters.
+    v: usize,
+    c: usize,
+}
+
+impl<'a> Planner<'a> {
+    /// W_ih^T and W_hh^T of every layer (W_ih^T not for a gathered token layer), then V^T.
+    fn layouts(&mut self) {
+        let (c, gh) = (self.s.config, self.s.gh());
+        let g4 = gh.next_multiple_of(4);
+        let copy = |rows: usize, cols: usize, in_offset: usize, out_offset: usize, stride| {
+            TransposeParams {
+                rows: rows as u32,
+                cols: cols as u32,
+                in_offset: in_offset as u32,
+                out_offset: out_offset as u32,
+                out_stride: stride as u32,
+                transpose: 1,
+                _pad: [0; 2],
+            }
+        };
+        for (l, p) in self.places.clone().iter().enumerate() {
+            if !(l == 0 && c.kind == InputKind::Tokens) {
+                let t = copy(gh, p.input, p.w_ih, p.wt_ih, g4);
+                self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
+            }
+            let t = copy(gh, c.hidden, p.w_hh, p.wt_hh, g4);
+            self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
+        }
+        let t = copy(c.output, c.hidden, self.v, self.vt, c.output.next_multiple_of(4));
+        self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
+    }
+
+    /// Layer l's x as the B operand of a product over the T·B rows, with its width.
+    fn layer_input(&self, l: usize) -> (B<'a>, usize) {
+        let (c, b) = (self.s.config, self.b);
+        match (l, c.kind) {
+            (0, InputKind::Tokens) => (B::OneHot(&b.x), 0),
+            (0, InputKind::Dense) => (B::Buffer(&b.x), 0),
+            _ => (B::Buffer(&b.hs), self.s.state(l - 1, 1)),
+        }
+    }
+
+    /// a (T·B, G·H) = x U^T + b_ih: a gather of U's columns for tokens, else one product.
+    fn input_projection(&mut self, l: usize) {
+        let (p, gh, n_rows) = (self.places[l], self.s.gh(), self.s.rows());
+        let phase = Phase::InputProjection;
+        match self.layer_input(l) {
+            (B::OneHot(x), _) => {
+                let ep = EmbeddingParams {
+                    rows: n_rows as u32,
+                    hidden: gh as u32,
+                    input: p.input as u32,
+                    u_offset: p.w_ih as u32,
+                    b_offset: p.b_ih as u32,
+                    out_offset: 0,
+                    _pad: [0; 2],
+                };
+                let buffers = vec![x, &self.b.params, &self.b.a];
+                let groups = grid_1d(n_rows * gh);
+                self.plan.push(phase, &self.k.gather, &ep, buffers, groups);
+            }
+            (B::Buffer(x), x_offset) => {
+                let g4 = gh.next_multiple_of(4);
+                let product = Product::new(
+                    n_rows,
+                    gh,
+                    p.input,
+                    rows(x_offset, p.input),
+                    rows(p.wt_ih, g4),
+                    (0, gh),
+                );
+                let matmul = Matmul {
+                    product,
+                    a: A::Buffer(x),
+                    b: B::Buffer(&self.b.wt),
+                    c: &self.b.a,
+                    epilogue: Epilogue::Bias(&self.b.params, p.b_ih),
+                };
+                self.plan.matmul(self.k, phase, matmul);
+            }
+        }
+    }
+
+    /// The uniform of the cell's kernels at layer l, step t (0-based: h_{t+1} from h_t).
+    fn cell_params(&self, l: usize, t: usize) -> CellParams {
+        let s = &self.s;
+        let saved = saved_per_unit(s.config.cell) * s.bh();
+        CellParams {
+            batch: s.nb as u32,
+            hidden: s.config.hidden as u32,
+            row: (t * s.nb * s.gh()) as u32,
+            prev: s.state(l, t) as u32,
+            next: s.state(l, t + 1) as u32,
+            saved: ((l * s.nt + t) * saved) as u32,
+            dh: (t * s.bh()) as u32,
+            last_step: (t + 1 == s.nt) as u32,
+            first_step: (t == 0) as u32,
+            state: (l * s.bh()) as u32,
+            _pad: [0; 2],
+        }
+    }
+
+    /// t = 1..T: r_t = h_{t-1} W^T + b_hh, then h_t (and c_t) by the cell.
+    fn forward_recurrence(&mut self, l: usize) {
+        let (p, gh, nb, nh) = (
+            self.places[l],
+            self.s.gh(),
+            self.s.nb,
+            self.s.config.hidden,
+        );
+        let b = self.b;
+        let phase = Phase::ForwardRecurrence;
+        for t in 0..self.s.nt {
+            let product = Product::new(
+                nb,
+                gh,
+                nh,
+                rows(self.s.state(l, t), nh),
+                rows(p.wt_hh, gh.next_multiple_of(4)),
+                (t * nb * gh, gh),
+            );
+            let matmul = Matmul {
+                product,
+                a: A::Buffer(&b.hs),
+                b: B::Buffer(&b.wt),
+                c: &b.r,
+                epilogue: Epilogue::Bias(&b.params, p.b_hh),
+            };
+            self.plan.matmul(self.k, phase, matmul);
+            let cp = self.cell_params(l, t);
+            let buffers = self.cell_buffers(false);
+            let groups = grid_1d(self.s.bh());
+            self.plan.push(phase, &self.cell.forward, &cp, buffers, groups);
+        }
+    }
+
+    /// The cell kernels' bindings after the uniform (see cell.wgsl), the backward's or the
+    /// forward's (which leaves the gradients unbound).
+    fn cell_buffers(&self, backward: bool) -> Vec<&'a wgpu::Buffer> {
+        let (b, cell) = (self.b, self.s.config.cell);
+        let none = &b.placeholder;
+        let cs = if cell.has_cell_state() { &b.cs } else { none };
+        let saved = if saved_per_unit(cell) > 0 {
+            &b.saved
+        } else {
+            none
+        };
+        let mut v = vec![&b.a, &b.r, &b.hs, cs, saved];
+        if backward {
+            let dc0 = if cell.has_cell_state() { &b.dc0 } else { none };
+            v.extend([&b.dh, &b.dh_next, &b.d_direct, dc0]);
+        } else {
+            v.extend([none; 4]);
+        }
+        v
+    }
+
+    /// y = h V^T + c over the top layer's T·B rows, the loss, dy and the mean loss.
+    fn output_and_loss(&mut self) {
+        let (c, b, n_rows) = (self.s.config, self.b, self.s.rows());
+        let top = self.s.state(c.layers - 1, 1);
+        let o4 = c.output.next_multiple_of(4);
+        let product = Product::new(
+            n_rows,
+            c.output,
+            c.hidden,
+            rows(top, c.hidden),
+            rows(self.vt, o4),
+            (0, c.output),
+        );
+        let matmul = Matmul {
+            product,
+            a: A::Buffer(&b.hs),
+            b: B::Buffer(&b.wt),
+            c: &b.logits,
+            epilogue: Epilogue::Bias(&b.params, self.c),
+        };
+        self.plan.matmul(self.k, Phase::OutputAndLoss, matmul);
+        let loss = Loss {
+            kind: c.kind,
+            rows: n_rows,
+            classes: c.output,
+            logits: &b.logits,
+            targets: &b.targets,
+            dy: &b.dy,
+            row_loss: &b.row_loss,
+            stats: &b.stats,
+        };
+        self.plan.loss(self.k, loss);
+    }
+
+    /// dh = dy V (the top layer's ∂L/∂h), dV = dy^T h, dc = Σ dy.
+    fn output_gradients(&mut self) {
+        let (c, b, n_rows) = (self.s.config, self.b, self.s.rows());
+        let (no, nh) = (c.output, c.hidden);
+        let phase = Phase::OutputGradients;
+        let product = Product::new(n_rows, nh, no, rows(0, no), rows(self.v, nh), (0, nh));
+        let matmul = Matmul {
+            product,
+            a: A::Buffer(&b.dy),
+            b: B::Buffer(&b.params),
+            c: &b.dh,
+            epilogue: Epilogue::None,
+        };
+        self.plan.matmul(self.k, phase, matmul);
+        let top = self.s.state(c.layers - 1, 1);
+        let product = Product::new(no, nh, n_rows, cols(0, no), rows(top, nh), (self.v, nh));
+        let hs = B::Buffer(&b.hs);
+        (self.plan).weight_gradient(self.k, phase, product, &b.dy, hs, &b.grads, &b.partials);
+        let sum = &self.k.column_sum;
+        (self.plan).column_sum(sum, phase, &b.dy, n_rows, no, &b.grads, self.c, 1.0);
+    }
+
+    /// t = T..1: da_t, dr_t by the cell, then dh_next = dr_t W; at t = 1 that product is
+    /// ∂L/∂h_0 (plus the path around W for a GRU).
+    fn backward_recurrence(&mut self, l: usize) {
+        let (p, gh, nb, nh) = (
+            self.places[l],
+            self.s.gh(),
+            self.s.nb,
+            self.s.config.hidden,
+        );
+        let (b, cell) = (self.b, self.s.config.cell);
+        let phase = Phase::BackwardRecurrence;
+        for t in (0..self.s.nt).rev() {
+            let cp = self.cell_params(l, t);
+            let buffers = self.cell_buffers(true);
+            let groups = grid_1d(self.s.bh());
+            self.plan.push(phase, &self.cell.backward, &cp, buffers, groups);
+            let (c, c_offset, epilogue) = match (t, direct_reaches_h(cell)) {
+                (0, true) => (&b.dh0, l * nb * nh, Epilogue::Add(&b.d_direct, 0)),
+                (0, false) => (&b.dh0, l * nb * nh, Epilogue::None),
+                _ => (&b.dh_next, 0, Epilogue::None),
+            };
+            let product = Product::new(
+                nb,
+                nh,
+                gh,
+                rows(t * nb * gh, gh),
+                rows(p.w_hh, nh),
+                (c_offset, nh),
+            );
+            let matmul = Matmul {
+                product,
+                a: A::Buffer(&b.r),
+                b: B::Buffer(&b.params),
+                c,
+                epilogue,
+            };
+            self.plan.matmul(self.k, phase, matmul);
+        }
+    }
+
+    /// dU = da^T x, db_ih = Σ da, dW = dr^T h_{0..T-1}, db_hh = Σ dr over all T·B rows; below the
+    /// top layer's input, dh of layer l−1 = da U.
+    fn weight_gradients(&mut self, l: usize) {
+        let (p, gh, n_rows, nh) = (
+            self.places[l],
+            self.s.gh(),
+            self.s.rows(),
+            self.s.config.hidden,
+        );
+        let (b, k) = (self.b, self.k);
+        let phase = Phase::WeightGradients;
+        let (x, x_offset) = self.layer_input(l);
+        let product = Product::new(
+            gh,
+            p.input,
+            n_rows,
+            cols(0, gh),
+            rows(x_offset, p.input),
+            (p.w_ih, p.input),
+        );
+        (self.plan).weight_gradient(k, phase, product, &b.a, x, &b.grads, &b.partials);
+        let sum = &k.column_sum;
+        (self.plan).column_sum(sum, phase, &b.a, n_rows, gh, &b.grads, p.b_ih, 1.0);
+        let h_prev = rows(self.s.state(l, 0), nh);
+        let product = Product::new(gh, nh, n_rows, cols(0, gh), h_prev, (p.w_hh, nh));
+        let hs = B::Buffer(&b.hs);
+        (self.plan).weight_gradient(k, phase, product, &b.r, hs, &b.grads, &b.partials);
+        (self.plan).column_sum(sum, phase, &b.r, n_rows, gh, &b.grads, p.b_hh, 1.0);
+        if l > 0 {
+            let product = Product::new(n_rows, nh, gh, rows(0, gh), rows(p.w_ih, nh), (0, nh));
+            let matmul = Matmul {
+                product,
+                a: A::Buffer(&b.a),
+                b: B::Buffer(&b.params),
+                c: &b.dh,
+                epilogue: Epilogue::None,
+            };
+            self.plan.matmul(k, phase, matmul);
+        }
+    }
+}
+
+impl GpuStack {
+    /// Allocates every buffer and records every dispatch for this model and (B, T). Fails with
+    /// [`Error::Limit`] before any allocation if a buffer does not fit the adapter.
+    pub fn new(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        config: StackConfig,
+        batch: usize,
+        steps: usize,
+    ) -> Result<Self> {
+        config.validate()?;
+        if batch == 0 || steps == 0 {
+            return Err(Error::config(
+                format!("batch size B={batch} and timesteps T={steps}: both must be at least 1"),
+                "pass --batch and --steps of 1 or more",
+            ));
+        }
+        let s = Shape {
+            config,
+            nb: batch,
+            nt: steps,
+        };
+        let table = config.table();
+        check_fits(gpu, &s, &table)?;
+        let (places, vt, wt_len) = places(&config, &table);
+        let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len);
+        let cell = kernels.cell(&gpu.device, config.cell);
+        let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
+        let mut planner = Planner {
+            plan: Plan {
+                uniforms: Vec::new(),
+                stride: std::mem::size_of::<MatmulParams>().next_multiple_of(align),
+                specs: Vec::new(),
+            },
+            k: kernels,
+            cell,
+            b: &buffers,
+            s,
+            places,
+            vt,
+            v: table.get("decoder.weight").expect("the decoder").offset,
+            c: table.get("decoder.bias").expect("the decoder").offset,
+        };
+        planner.layouts();
+        for l in 0..config.layers {
+            planner.input_projection(l);
+            planner.forward_recurrence(l);
+        }
+        planner.output_and_loss();
+        planner.output_gradients();
+        for l in (0..config.layers).rev() {
+            planner.backward_recurrence(l);
+            planner.weight_gradients(l);
+        }
+        bytes += planner.plan.uniforms.len() as u64;
+        let phases = planner.plan.finish(gpu);
+        Ok(Self {
+            config,
+            batch,
+            steps,
+            buffers,
+            phases,
+            bytes,
+        })
+    }
+
+    /// Bytes of GPU memory the step's buffers hold.
+    pub fn memory_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Dispatches per step (forward, loss and backward).
+    pub fn dispatches(&self) -> usize {
+        self.phases.iter().map(|(_, d)| d.len()).sum()
+    }
+
+    /// Records the whole step into a compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for (_, dispatches) in &self.phases {
+            for d in dispatches {
+                d.record(pass);
+            }
+        }
+    }
+
+    /// Uploads the parameters (in the table's layout).
+    pub fn write_params(&self, gpu: &Gpu, params: &[f32]) -> Result<()> {
+        let expected = self.config.table().len;
+        if params.len() != expected {
+            return Err(Error::config(
+                format!(
+                    "{} parameters given to a step of a model with {expected}",
+                    params.len()
+                ),
+                "build the step for the model's sizes",
+            ));
+        }
+        gpu.write(&self.buffers.params, 0, bytemuck::cast_slice(params));
+        Ok(())
+    }
+
+    /// Uploads a batch: inputs, targets, and every layer's h_0 (and c_0).
+    pub fn write_batch(&self, gpu: &Gpu, batch: &StackBatch) -> Result<u64> {
+        validate_batch(&self.config, self.batch, self.steps, batch)?;
+        let b = &self.buffers;
+        let x: &[u8] = match &batch.inputs {
+            Inputs::Tokens(x) => bytemuck::cast_slice(x),
+            Inputs::Dense(x) => bytemuck::cast_slice(x),
+        };
+        let y: &[u8] = match &batch.targets {
+            Targets::Tokens(y) => bytemuck::cast_slice(y),
+            Targets::Dense(y) => bytemuck::cast_slice(y),
+        };
+        let mut sent = gpu.write(&b.x, 0, x) + gpu.write(&b.targets, 0, y);
+        let bh = self.batch * self.config.hidden;
+        let lstm = self.config.cell.has_cell_state();
+        for l in 0..self.config.layers {
+            let at = ((l * (self.steps + 1) * bh) * 4) as u64;
+            let layer = l * bh..(l + 1) * bh;
+            sent += gpu.write(&b.hs, at, bytemuck::cast_slice(&batch.h0[layer.clone()]));
+            if lstm {
+                sent += gpu.write(&b.cs, at, bytemuck::cast_slice(&batch.c0[layer]));
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Runs one step and reads back everything it computed, in the CPU reference's form.
+    /// For checks and tests: training never reads these back.
+    pub fn run_and_read(
+        &self,
+        gpu: &Gpu,
+        params: &[f32],
+        batch: &StackBatch,
+    ) -> Result<StackOutput<f32>> {
+        gpu.scoped("running the stacked training step", || -> Result<()> {
+            self.write_params(gpu, params)?;
+            self.write_batch(gpu, batch)?;
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                self.record(&mut pass);
+            }
+            gpu.submit(encoder);
+            Ok(())
+        })??;
+        self.read_output(gpu)
+    }
+
+    /// Reads back the results of the step last run.
+    fn read_output(&self, gpu: &Gpu) -> Result<StackOutput<f32>> {
+        let (c, b) = (&self.config, &self.buffers);
+        let (nb, nt, nh, nl) = (self.batch, self.steps, c.hidden, c.layers);
+        let bh = nb * nh;
+        let read = |buf: &wgpu::Buffer, at: usize, len: usize| gpu.read_f32(buf, at, len);
+        let last = |buf: &wgpu::Buffer| -> Result<Vec<f32>> {
+            let mut v = Vec::with_capacity(nl * bh);
+            for l in 0..nl {
+                v.extend(read(buf, (l * (nt + 1) + nt) * bh, bh)?);
+            }
+            Ok(v)
+        };
+        let lstm = c.cell.has_cell_state();
+        Ok(StackOutput {
+            loss: read(&b.stats, 0, 1)?[0],
+            output: read(&b.hs, ((nl - 1) * (nt + 1) + 1) * bh, nt * bh)?,
+            h_n: last(&b.hs)?,
+            c_n: if lstm { last(&b.cs)? } else { vec![] },
+            logits: read(&b.logits, 0, nt * nb * c.output)?,
+            grads: read(&b.grads, 0, c.table().len)?,
+            dh0: read(&b.dh0, 0, nl * bh)?,
+            dc0: if lstm { read(&b.dc0, 0, nl * bh)? } else { vec![] },
+        })
+    }
+}
+
+/// Checks, before any allocation, that every buffer fits the adapter's binding limit.
+fn check_fits(gpu: &Gpu, s: &Shape, table: &ParamTable) -> Result<()> {
+    let (limit, allowed) = gpu.storage_limit();
+    for (what, elements) in s.sizes(table) {
+        let needed = elements as u64 * 4;
+        if needed > allowed {
+            return Err(Error::Limit {
+                what: what.into(),
+                limit,
+                needed,
+                allowed,
+                hint: "shorten --seq-len, or lower --batch, --hidden or --layers; or use --device cpu"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Allocates every buffer of a step; returns them and their bytes.
+fn allocate(gpu: &Gpu, s: &Shape, table: &ParamTable, wt: usize) -> (StackBuffers, u64) {
+    let c = &s.config;
+    let (n_rows, gh, bh, nl) = (s.rows(), s.gh(), s.bh(), c.layers);
+    let lstm = c.cell.has_cell_state();
+    let states = nl * (s.nt + 1) * bh;
+    let saved = nl * s.nt * bh * saved_per_unit(c.cell);
+    let (x, y) = match c.kind {
+        InputKind::Tokens => (n_rows, n_rows),
+        InputKind::Dense => (n_rows * c.input, n_rows * c.output),
+    };
+    let widest = gh * c.hidden.max(c.input) + c.output * c.hidden;
+    let splits = weight_gradient_splits(n_rows, widest, gpu.storage_limit().1);
+    let mut bytes = 0u64;
+    let mut buf = |label: &str, n: usize| {
+        bytes += (n.max(4) * 4) as u64;
+        storage(gpu, label, n)
+    };
+    let buffers = StackBuffers {
+        params: buf("params", table.len),
+        grads: buf("grads", table.len),
+        x: buf("x", x),
+        targets: buf("targets", y),
+        wt: buf("wt", wt),
+        a: buf("a", n_rows * gh),
+        r: buf("r", n_rows * gh),
+        hs: buf("hs", states),
+        cs: buf("cs", if lstm { states } else { 0 }),
+        saved: buf("saved", saved),
+        logits: buf("logits", n_rows * c.output),
+        dy: buf("dy", n_rows * c.output),
+        row_loss: buf("row_loss", n_rows),
+        stats: buf("stats", 2),
+        dh: buf("dh", n_rows * c.hidden),
+        dh_next: buf("dh_next", bh),
+        d_direct: buf("d_direct", bh),
+        dh0: buf("dh0", nl * bh),
+        dc0: buf("dc0", if lstm { nl * bh } else { 0 }),
+        partials: buf("partials", if splits > 1 { splits * widest } else { 0 }),
+        placeholder: buf("placeholder", 0),
+    };
+    (buffers, bytes)
+}
+
+/// Checks a batch against the step's shape and the model's sizes.
+pub fn validate_batch(
+    config: &StackConfig,
+    nb: usize,
+    nt: usize,
+    batch: &StackBatch,
+) -> Result<()> {
+    let bad = |what: String| Err(Error::config(what, "build the batch for the model and step"));
+    if batch.batch != nb || batch.steps != nt {
+        return bad(format!(
+            "a batch of B={}, T={} given to a step built for B={nb}, T={nt}",
+            batch.batch, batch.steps
+        ));
+    }
+    let (rows, state) = (nb * nt, config.layers * nb * config.hidden);
+    let (x_len, y_len) = match (&batch.inputs, &batch.targets) {
+        (Inputs::Tokens(x), Targets::Tokens(y)) if config.kind == InputKind::Tokens => {
+            for (what, ids, bound) in [("input", x, config.input), ("target", y, config.output)] {
+                if let Some(id) = ids.iter().find(|&&v| v as usize >= bound) {
+                    return bad(format!("{what} token {id} is outside [0, {bound})"));
+                }
+            }
+            (x.len() == rows, y.len() == rows)
+        }
+        (Inputs::Dense(x), Targets::Dense(y)) if config.kind == InputKind::Dense => (
+            x.len() == rows * config.input,
+            y.len() == rows * config.output,
+        ),
+        _ => return bad(format!("inputs and targets that are not {}", config.kind)),
+    };
+    let c0_len = if config.cell == Cell::Lstm { state } else { 0 };
+    if !x_len || !y_len || batch.h0.len() != state || batch.c0.len() < c0_len {
+        return bad(format!(
+            "inputs, targets or initial states of the wrong length for B={nb}, T={nt}, L={}, H={}",
+            config.layers, config.hidden
+        ));
+    }
+    Ok(())
+}
