@@ -11,7 +11,7 @@ use crate::check::{CheckReport, RTOL_F32, RTOL_F64};
 use crate::compare::{Comparison, compare_all, compare_with_yardstick};
 use crate::cpu_stack::{StackBatch, StackOutput, step};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuStack, Gpu, Kernels};
+use crate::gpu::{Gpu, GpuStack, Kernels};
 use crate::model::{InputKind, Inputs, NamedTensor, Targets};
 use crate::tensorfile::TensorFile;
 use num_traits::Float;

@@ -48,7 +48,8 @@ fn case(
         .collect();
     let rows = z.batch * z.steps;
     let state_len = layers * z.batch * z.hidden;
-    let mut uniform = |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-s..s)).collect() };
+    let mut uniform =
+        |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-s..s)).collect() };
     let h0 = uniform(state_len, 0.5);
     let c0 = if cell.has_cell_state() {
         uniform(state_len, 0.5)
@@ -57,12 +58,28 @@ fn case(
     };
     let (inputs, targets) = match kind {
         InputKind::Tokens => (
-            Inputs::Tokens((0..rows).map(|_| rng.random_range(0..z.input as u32)).collect()),
-            Targets::Tokens((0..rows).map(|_| rng.random_range(0..z.output as u32)).collect()),
+            Inputs::Tokens(
+                (0..rows)
+                    .map(|_| rng.random_range(0..z.input as u32))
+                    .collect(),
+            ),
+            Targets::Tokens(
+                (0..rows)
+                    .map(|_| rng.random_range(0..z.output as u32))
+                    .collect(),
+            ),
         ),
         InputKind::Dense => (
-            Inputs::Dense((0..rows * z.input).map(|_| rng.random_range(-1.0..1.0)).collect()),
-            Targets::Dense((0..rows * z.output).map(|_| rng.random_range(-1.0..1.0)).collect()),
+            Inputs::Dense(
+                (0..rows * z.input)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect(),
+            ),
+            Targets::Dense(
+                (0..rows * z.output)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect(),
+            ),
         ),
     };
     let batch = StackBatch {
@@ -119,4 +136,75 @@ const ONE_ROW: Sizes = Sizes {
 #[test]
 fn every_cell_and_depth_matches_the_cpu_at_small_odd_sizes() {
     agree(&CELLS, &[1, 2, 3], &[ODD, ONE_STEP, ONE_ROW]);
+}
+
+#[test]
+fn a_larger_model_of_each_cell_matches_the_cpu() {
+    // T·B = 1,024 rows: the weight gradients split into workgroup layers and sum them in order.
+    let z = Sizes {
+        input: 65,
+        hidden: 256,
+        output: 65,
+        batch: 16,
+        steps: 64,
+    };
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu.device);
+    for (i, cell) in CELLS.into_iter().enumerate() {
+        let (config, params, batch) = case(cell, 2, InputKind::Tokens, z, 100 + i as u64);
+        let rows = compare_gpu_stack(&gpu, &kernels, &config, &params, &batch).unwrap();
+        assert_all_pass(&format!("{cell:?} L=2 {z:?}"), &rows);
+    }
+}
+
+#[test]
+fn long_sums_run_in_chunks_and_match_the_cpu() {
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let cases = [
+        // dh_next = dr W sums G·H = 8,400 > 8,192 terms: two chunks of K.
+        (
+            Cell::Gru,
+            1,
+            InputKind::Tokens,
+            Sizes {
+                input: 3,
+                hidden: 2_800,
+                output: 2,
+                batch: 1,
+                steps: 2,
+            },
+        ),
+        // a = x U^T sums I = 8,500 terms.
+        (
+            Cell::Lstm,
+            2,
+            InputKind::Dense,
+            Sizes {
+                input: 8_500,
+                hidden: 3,
+                output: 2,
+                batch: 2,
+                steps: 3,
+            },
+        ),
+        // Column sums over T·B = 16,400 > 16,384 rows (db, dc, the mean loss): two row chunks.
+        (
+            Cell::Gru,
+            2,
+            InputKind::Tokens,
+            Sizes {
+                input: 7,
+                hidden: 5,
+                output: 3,
+                batch: 164,
+                steps: 100,
+            },
+        ),
+    ];
+    for (i, (cell, l, kind, z)) in cases.into_iter().enumerate() {
+        let (config, params, batch) = case(cell, l, kind, z, 200 + i as u64);
+        let rows = compare_gpu_stack(&gpu, &kernels, &config, &params, &batch).unwrap();
+        assert_all_pass(&format!("{cell:?} L={l} {kind} {z:?}"), &rows);
+    }
 }

@@ -8,6 +8,7 @@ pub mod context;
 pub mod kernels;
 pub mod plan;
 pub mod stack;
+pub mod stack_buffers;
 pub mod step;
 pub mod trainer;
 

@@ -10,8 +10,8 @@ use crate::gpu::kernels::{
     ACCUMULATE, ADD_BIAS, ADD_MATRIX, EPILOGUE, Kernel, Kernels, LossParams, MatmulParams,
     MatmulVariant, ReduceParams, TANH, TANH_GRAD, TransposeParams,
 };
-use crate::model::InputKind;
 use crate::gpu::step::Phase;
+use crate::model::InputKind;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 

@@ -22,79 +22,19 @@
 //! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
 //! once in [`GpuStack::new`]; a step is one submission.
 
-use crate::cell::{Cell, ParamTable, StackConfig};
+use crate::cell::StackConfig;
 use crate::cpu_stack::{StackBatch, StackOutput};
 use crate::error::{Error, Result};
 use crate::gpu::cells::{CellKernels, CellParams, direct_reaches_h, saved_per_unit};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{EmbeddingParams, Kernels, MatmulParams, TransposeParams};
 use crate::gpu::plan::{
-    A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, rows, storage,
-    weight_gradient_splits,
+    A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, rows,
 };
+use crate::gpu::stack_buffers::{Place, Shape, allocate, check_fits, places};
+pub use crate::gpu::stack_buffers::{StackBuffers, validate_batch};
 use crate::gpu::step::Phase;
 use crate::model::{InputKind, Inputs, Targets};
-
-/// Where one layer's parameters sit in the flat vector, and its transposed weights in `wt`.
-#[derive(Clone, Copy, Debug)]
-struct Place {
-    /// The layer's input width: I for layer 0, H above.
-    input: usize,
-    w_ih: usize,
-    w_hh: usize,
-    b_ih: usize,
-    b_hh: usize,
-    /// W_ih^T (input, G·H4) in `wt`.
-    wt_ih: usize,
-    /// W_hh^T (H, G·H4) in `wt`.
-    wt_hh: usize,
-}
-
-/// Every buffer of a stacked step.
-pub struct StackBuffers {
-    /// θ in the table's layout.                          (P)
-    pub params: wgpu::Buffer,
-    /// ∂L/∂θ in the table's layout.                      (P)
-    pub grads: wgpu::Buffer,
-    /// x_1 … x_T: token ids (T, B) u32, or (T, B, I) f32.
-    pub x: wgpu::Buffer,
-    /// Token ids (T, B) u32, or (T, B, O) f32.
-    pub targets: wgpu::Buffer,
-    /// Every layer's W_ih^T and W_hh^T, then V^T, rows padded to multiples of 4.
-    pub wt: wgpu::Buffer,
-    /// The input projection a (forward), da (backward) of the current layer.   (T, B, G·H)
-    pub a: wgpu::Buffer,
-    /// The recurrent projection r (forward), dr (backward) of the current layer.   (T, B, G·H)
-    pub r: wgpu::Buffer,
-    /// Every layer's h_0 … h_T.                          (L, T+1, B, H)
-    pub hs: wgpu::Buffer,
-    /// Every layer's c_0 … c_T (LSTM).                   (L, T+1, B, H)
-    pub cs: wgpu::Buffer,
-    /// Every layer's saved activations.                  (L, T, B, S·H)
-    pub saved: wgpu::Buffer,
-    /// y_1 … y_T.                                        (T, B, O)
-    pub logits: wgpu::Buffer,
-    /// ∂L/∂y.                                            (T, B, O)
-    pub dy: wgpu::Buffer,
-    /// Per-position loss.                                (T·B)
-    pub row_loss: wgpu::Buffer,
-    /// [the mean loss, the gradient norm].               (2)
-    pub stats: wgpu::Buffer,
-    /// ∂L/∂h_t from above for the current layer.         (T, B, H)
-    pub dh: wgpu::Buffer,
-    /// dr_{t+1} W.                                       (B, H)
-    pub dh_next: wgpu::Buffer,
-    /// The gradient reaching t from t+1 around W.        (B, H)
-    pub d_direct: wgpu::Buffer,
-    /// ∂L/∂h_0 of every layer.                           (L, B, H)
-    pub dh0: wgpu::Buffer,
-    /// ∂L/∂c_0 of every layer (LSTM).                    (L, B, H)
-    pub dc0: wgpu::Buffer,
-    /// Partial sums of split weight gradients.           (splits, max M·N)
-    pub partials: wgpu::Buffer,
-    /// Bound where a kernel's binding is unused.
-    placeholder: wgpu::Buffer,
-}
 
 /// The GPU buffers and recorded dispatches of one training step of a stacked model for a fixed
 /// (B, T).
@@ -109,85 +49,6 @@ pub struct GpuStack {
     pub buffers: StackBuffers,
     phases: Vec<(Phase, Vec<Dispatch>)>,
     bytes: u64,
-}
-
-/// The sizes every plan needs.
-#[derive(Clone, Copy)]
-struct Shape {
-    config: StackConfig,
-    nb: usize,
-    nt: usize,
-}
-
-impl Shape {
-    /// G·H.
-    fn gh(&self) -> usize {
-        self.config.cell.gates() * self.config.hidden
-    }
-
-    /// B·H: one timestep of one layer's states.
-    fn bh(&self) -> usize {
-        self.nb * self.config.hidden
-    }
-
-    /// T·B.
-    fn rows(&self) -> usize {
-        self.nt * self.nb
-    }
-
-    /// Offset of layer l's h_t (c_t) in hs (cs), t = 0..=T.
-    fn state(&self, l: usize, t: usize) -> usize {
-        (l * (self.nt + 1) + t) * self.bh()
-    }
-
-    /// The largest buffers, (what, elements), to check against the adapter's limits.
-    fn sizes(&self, table: &ParamTable) -> Vec<(&'static str, usize)> {
-        let c = &self.config;
-        let per_layer = self.config.layers * (self.nt + 1) * self.bh();
-        let x = match c.kind {
-            InputKind::Tokens => self.rows(),
-            InputKind::Dense => self.rows() * c.input,
-        };
-        vec![
-            ("the parameters", table.len),
-            ("the inputs x (T, B, I)", x),
-            ("the outputs (T, B, O)", self.rows() * c.output),
-            ("the gate projections (T, B, G·H)", self.rows() * self.gh()),
-            ("every layer's hidden states (L, T+1, B, H)", per_layer),
-            (
-                "the saved gate activations (L, T, B, S·H)",
-                per_layer * saved_per_unit(c.cell),
-            ),
-        ]
-    }
-}
-
-/// Where each layer's parameters sit, and where its transposed weights go in `wt`; and the
-/// offset of V^T and the length of `wt`.
-fn places(config: &StackConfig, table: &ParamTable) -> (Vec<Place>, usize, usize) {
-    let g4 = (config.cell.gates() * config.hidden).next_multiple_of(4);
-    let off = |name: String| table.get(&name).expect("a parameter of the table").offset;
-    let mut wt = 0;
-    let mut places = Vec::new();
-    for l in 0..config.layers {
-        let input = config.layer_input(l);
-        let wt_ih = wt;
-        wt += input * g4;
-        let wt_hh = wt;
-        wt += config.hidden * g4;
-        places.push(Place {
-            input,
-            w_ih: off(format!("rnn.weight_ih_l{l}")),
-            w_hh: off(format!("rnn.weight_hh_l{l}")),
-            b_ih: off(format!("rnn.bias_ih_l{l}")),
-            b_hh: off(format!("rnn.bias_hh_l{l}")),
-            wt_ih,
-            wt_hh,
-        });
-    }
-    let vt = wt;
-    wt += config.hidden * config.output.next_multiple_of(4);
-    (places, vt, wt)
 }
 
 /// Plans the dispatches of a step, phase by phase and layer by layer.
@@ -229,7 +90,13 @@ impl<'a> Planner<'a> {
             let t = copy(gh, c.hidden, p.w_hh, p.wt_hh, g4);
             self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
         }
-        let t = copy(c.output, c.hidden, self.v, self.vt, c.output.next_multiple_of(4));
+        let t = copy(
+            c.output,
+            c.hidden,
+            self.v,
+            self.vt,
+            c.output.next_multiple_of(4),
+        );
         self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
     }
 
@@ -305,12 +172,7 @@ impl<'a> Planner<'a> {
 
     /// t = 1..T: r_t = h_{t-1} W^T + b_hh, then h_t (and c_t) by the cell.
     fn forward_recurrence(&mut self, l: usize) {
-        let (p, gh, nb, nh) = (
-            self.places[l],
-            self.s.gh(),
-            self.s.nb,
-            self.s.config.hidden,
-        );
+        let (p, gh, nb, nh) = (self.places[l], self.s.gh(), self.s.nb, self.s.config.hidden);
         let b = self.b;
         let phase = Phase::ForwardRecurrence;
         for t in 0..self.s.nt {
@@ -333,7 +195,8 @@ impl<'a> Planner<'a> {
             let cp = self.cell_params(l, t);
             let buffers = self.cell_buffers(false);
             let groups = grid_1d(self.s.bh());
-            self.plan.push(phase, &self.cell.forward, &cp, buffers, groups);
+            self.plan
+                .push(phase, &self.cell.forward, &cp, buffers, groups);
         }
     }
 
@@ -417,19 +280,15 @@ impl<'a> Planner<'a> {
     /// t = T..1: da_t, dr_t by the cell, then dh_next = dr_t W; at t = 1 that product is
     /// ∂L/∂h_0 (plus the path around W for a GRU).
     fn backward_recurrence(&mut self, l: usize) {
-        let (p, gh, nb, nh) = (
-            self.places[l],
-            self.s.gh(),
-            self.s.nb,
-            self.s.config.hidden,
-        );
+        let (p, gh, nb, nh) = (self.places[l], self.s.gh(), self.s.nb, self.s.config.hidden);
         let (b, cell) = (self.b, self.s.config.cell);
         let phase = Phase::BackwardRecurrence;
         for t in (0..self.s.nt).rev() {
             let cp = self.cell_params(l, t);
             let buffers = self.cell_buffers(true);
             let groups = grid_1d(self.s.bh());
-            self.plan.push(phase, &self.cell.backward, &cp, buffers, groups);
+            self.plan
+                .push(phase, &self.cell.backward, &cp, buffers, groups);
             let (c, c_offset, epilogue) = match (t, direct_reaches_h(cell)) {
                 (0, true) => (&b.dh0, l * nb * nh, Epilogue::Add(&b.d_direct, 0)),
                 (0, false) => (&b.dh0, l * nb * nh, Epilogue::None),
@@ -519,8 +378,8 @@ impl GpuStack {
             nt: steps,
         };
         let table = config.table();
-        check_fits(gpu, &s, &table)?;
         let (places, vt, wt_len) = places(&config, &table);
+        check_fits(gpu, &s, &table, wt_len)?;
         let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len);
         let cell = kernels.cell(&gpu.device, config.cell);
         let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
@@ -667,110 +526,11 @@ impl GpuStack {
             logits: read(&b.logits, 0, nt * nb * c.output)?,
             grads: read(&b.grads, 0, c.table().len)?,
             dh0: read(&b.dh0, 0, nl * bh)?,
-            dc0: if lstm { read(&b.dc0, 0, nl * bh)? } else { vec![] },
+            dc0: if lstm {
+                read(&b.dc0, 0, nl * bh)?
+            } else {
+                vec![]
+            },
         })
     }
-}
-
-/// Checks, before any allocation, that every buffer fits the adapter's binding limit.
-fn check_fits(gpu: &Gpu, s: &Shape, table: &ParamTable) -> Result<()> {
-    let (limit, allowed) = gpu.storage_limit();
-    for (what, elements) in s.sizes(table) {
-        let needed = elements as u64 * 4;
-        if needed > allowed {
-            return Err(Error::Limit {
-                what: what.into(),
-                limit,
-                needed,
-                allowed,
-                hint: "shorten --seq-len, or lower --batch, --hidden or --layers; or use --device cpu"
-                    .into(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Allocates every buffer of a step; returns them and their bytes.
-fn allocate(gpu: &Gpu, s: &Shape, table: &ParamTable, wt: usize) -> (StackBuffers, u64) {
-    let c = &s.config;
-    let (n_rows, gh, bh, nl) = (s.rows(), s.gh(), s.bh(), c.layers);
-    let lstm = c.cell.has_cell_state();
-    let states = nl * (s.nt + 1) * bh;
-    let saved = nl * s.nt * bh * saved_per_unit(c.cell);
-    let (x, y) = match c.kind {
-        InputKind::Tokens => (n_rows, n_rows),
-        InputKind::Dense => (n_rows * c.input, n_rows * c.output),
-    };
-    let widest = gh * c.hidden.max(c.input) + c.output * c.hidden;
-    let splits = weight_gradient_splits(n_rows, widest, gpu.storage_limit().1);
-    let mut bytes = 0u64;
-    let mut buf = |label: &str, n: usize| {
-        bytes += (n.max(4) * 4) as u64;
-        storage(gpu, label, n)
-    };
-    let buffers = StackBuffers {
-        params: buf("params", table.len),
-        grads: buf("grads", table.len),
-        x: buf("x", x),
-        targets: buf("targets", y),
-        wt: buf("wt", wt),
-        a: buf("a", n_rows * gh),
-        r: buf("r", n_rows * gh),
-        hs: buf("hs", states),
-        cs: buf("cs", if lstm { states } else { 0 }),
-        saved: buf("saved", saved),
-        logits: buf("logits", n_rows * c.output),
-        dy: buf("dy", n_rows * c.output),
-        row_loss: buf("row_loss", n_rows),
-        stats: buf("stats", 2),
-        dh: buf("dh", n_rows * c.hidden),
-        dh_next: buf("dh_next", bh),
-        d_direct: buf("d_direct", bh),
-        dh0: buf("dh0", nl * bh),
-        dc0: buf("dc0", if lstm { nl * bh } else { 0 }),
-        partials: buf("partials", if splits > 1 { splits * widest } else { 0 }),
-        placeholder: buf("placeholder", 0),
-    };
-    (buffers, bytes)
-}
-
-/// Checks a batch against the step's shape and the model's sizes.
-pub fn validate_batch(
-    config: &StackConfig,
-    nb: usize,
-    nt: usize,
-    batch: &StackBatch,
-) -> Result<()> {
-    let bad = |what: String| Err(Error::config(what, "build the batch for the model and step"));
-    if batch.batch != nb || batch.steps != nt {
-        return bad(format!(
-            "a batch of B={}, T={} given to a step built for B={nb}, T={nt}",
-            batch.batch, batch.steps
-        ));
-    }
-    let (rows, state) = (nb * nt, config.layers * nb * config.hidden);
-    let (x_len, y_len) = match (&batch.inputs, &batch.targets) {
-        (Inputs::Tokens(x), Targets::Tokens(y)) if config.kind == InputKind::Tokens => {
-            for (what, ids, bound) in [("input", x, config.input), ("target", y, config.output)] {
-                if let Some(id) = ids.iter().find(|&&v| v as usize >= bound) {
-                    return bad(format!("{what} token {id} is outside [0, {bound})"));
-                }
-            }
-            (x.len() == rows, y.len() == rows)
-        }
-        (Inputs::Dense(x), Targets::Dense(y)) if config.kind == InputKind::Dense => (
-            x.len() == rows * config.input,
-            y.len() == rows * config.output,
-        ),
-        _ => return bad(format!("inputs and targets that are not {}", config.kind)),
-    };
-    let c0_len = if config.cell == Cell::Lstm { state } else { 0 };
-    if !x_len || !y_len || batch.h0.len() != state || batch.c0.len() < c0_len {
-        return bad(format!(
-            "inputs, targets or initial states of the wrong length for B={nb}, T={nt}, L={}, H={}",
-            config.layers, config.hidden
-        ));
-    }
-    Ok(())
 }

@@ -26,10 +26,12 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
-use crate::gpu::kernels::{EmbeddingParams, Kernels, MatmulParams, SequenceParams, TransposeParams};
+use crate::gpu::kernels::{
+    EmbeddingParams, Kernels, MatmulParams, SequenceParams, TransposeParams,
+};
 pub(crate) use crate::gpu::plan::{
-    A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, grid_rows, rows,
-    storage, uniform, weight_gradient_splits,
+    A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, grid_rows, rows, storage,
+    uniform, weight_gradient_splits,
 };
 pub use crate::gpu::plan::{K_CHUNK, LOOP_BUDGET, MAX_GROUPS, ROW_CHUNK, WIDE_LOSS_CLASSES};
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};

@@ -1,0 +1,264 @@
+//! The memory of a stacked step ([`super::stack`]): its shape, where each layer's parameters and
+//! transposed weights sit, every buffer with its shape, their allocation within the adapter's
+//! limits, and the check of a batch against them.
+//!
+//! Dimensions: B batch, T timesteps, I input, H hidden, O output, L layers, G gates per cell,
+//! S values a cell saves per unit for its backward pass.
+
+use crate::cell::{Cell, ParamTable, StackConfig};
+use crate::cpu_stack::StackBatch;
+use crate::error::{Error, Result};
+use crate::gpu::cells::saved_per_unit;
+use crate::gpu::context::Gpu;
+use crate::gpu::plan::{storage, weight_gradient_splits};
+use crate::model::{InputKind, Inputs, Targets};
+
+/// Where one layer's parameters sit in the flat vector, and its transposed weights in `wt`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place {
+    /// The layer's input width: I for layer 0, H above.
+    pub(crate) input: usize,
+    pub(crate) w_ih: usize,
+    pub(crate) w_hh: usize,
+    pub(crate) b_ih: usize,
+    pub(crate) b_hh: usize,
+    /// W_ih^T (input, G·H4) in `wt`.
+    pub(crate) wt_ih: usize,
+    /// W_hh^T (H, G·H4) in `wt`.
+    pub(crate) wt_hh: usize,
+}
+
+/// Every buffer of a stacked step.
+pub struct StackBuffers {
+    /// θ in the table's layout.                          (P)
+    pub params: wgpu::Buffer,
+    /// ∂L/∂θ in the table's layout.                      (P)
+    pub grads: wgpu::Buffer,
+    /// x_1 … x_T: token ids (T, B) u32, or (T, B, I) f32.
+    pub x: wgpu::Buffer,
+    /// Token ids (T, B) u32, or (T, B, O) f32.
+    pub targets: wgpu::Buffer,
+    /// Every layer's W_ih^T and W_hh^T, then V^T, rows padded to multiples of 4.
+    pub wt: wgpu::Buffer,
+    /// The input projection a (forward), da (backward) of the current layer.   (T, B, G·H)
+    pub a: wgpu::Buffer,
+    /// The recurrent projection r (forward), dr (backward) of the current layer.   (T, B, G·H)
+    pub r: wgpu::Buffer,
+    /// Every layer's h_0 … h_T.                          (L, T+1, B, H)
+    pub hs: wgpu::Buffer,
+    /// Every layer's c_0 … c_T (LSTM).                   (L, T+1, B, H)
+    pub cs: wgpu::Buffer,
+    /// Every layer's saved activations.                  (L, T, B, S·H)
+    pub saved: wgpu::Buffer,
+    /// y_1 … y_T.                                        (T, B, O)
+    pub logits: wgpu::Buffer,
+    /// ∂L/∂y.                                            (T, B, O)
+    pub dy: wgpu::Buffer,
+    /// Per-position loss.                                (T·B)
+    pub row_loss: wgpu::Buffer,
+    /// [the mean loss, the gradient norm].               (2)
+    pub stats: wgpu::Buffer,
+    /// ∂L/∂h_t from above for the current layer.         (T, B, H)
+    pub dh: wgpu::Buffer,
+    /// dr_{t+1} W.                                       (B, H)
+    pub dh_next: wgpu::Buffer,
+    /// The gradient reaching t from t+1 around W.        (B, H)
+    pub d_direct: wgpu::Buffer,
+    /// ∂L/∂h_0 of every layer.                           (L, B, H)
+    pub dh0: wgpu::Buffer,
+    /// ∂L/∂c_0 of every layer (LSTM).                    (L, B, H)
+    pub dc0: wgpu::Buffer,
+    /// Partial sums of split weight gradients.           (splits, max M·N)
+    pub partials: wgpu::Buffer,
+    /// Bound where a kernel's binding is unused.
+    pub(crate) placeholder: wgpu::Buffer,
+}
+
+/// The sizes every plan needs.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) config: StackConfig,
+    pub(crate) nb: usize,
+    pub(crate) nt: usize,
+}
+
+impl Shape {
+    /// G·H.
+    pub(crate) fn gh(&self) -> usize {
+        self.config.cell.gates() * self.config.hidden
+    }
+
+    /// B·H: one timestep of one layer's states.
+    pub(crate) fn bh(&self) -> usize {
+        self.nb * self.config.hidden
+    }
+
+    /// T·B.
+    pub(crate) fn rows(&self) -> usize {
+        self.nt * self.nb
+    }
+
+    /// Offset of layer l's h_t (c_t) in hs (cs), t = 0..=T.
+    pub(crate) fn state(&self, l: usize, t: usize) -> usize {
+        (l * (self.nt + 1) + t) * self.bh()
+    }
+
+    /// The largest buffers, (what, elements), to check against the adapter's limits.
+    pub(crate) fn sizes(&self, table: &ParamTable, wt: usize) -> Vec<(&'static str, usize)> {
+        let c = &self.config;
+        let per_layer = self.config.layers * (self.nt + 1) * self.bh();
+        let x = match c.kind {
+            InputKind::Tokens => self.rows(),
+            InputKind::Dense => self.rows() * c.input,
+        };
+        vec![
+            ("the parameters", table.len),
+            ("the transposed weights", wt),
+            ("the inputs x (T, B, I)", x),
+            ("the outputs (T, B, O)", self.rows() * c.output),
+            ("the gate projections (T, B, G·H)", self.rows() * self.gh()),
+            ("every layer's hidden states (L, T+1, B, H)", per_layer),
+            (
+                "the saved gate activations (L, T, B, S·H)",
+                per_layer * saved_per_unit(c.cell),
+            ),
+        ]
+    }
+}
+
+/// Where each layer's parameters sit, and where its transposed weights go in `wt`; and the
+/// offset of V^T and the length of `wt`.
+pub(crate) fn places(config: &StackConfig, table: &ParamTable) -> (Vec<Place>, usize, usize) {
+    let g4 = (config.cell.gates() * config.hidden).next_multiple_of(4);
+    let off = |name: String| table.get(&name).expect("a parameter of the table").offset;
+    let mut wt = 0;
+    let mut places = Vec::new();
+    for l in 0..config.layers {
+        let input = config.layer_input(l);
+        let wt_ih = wt;
+        wt += input * g4;
+        let wt_hh = wt;
+        wt += config.hidden * g4;
+        places.push(Place {
+            input,
+            w_ih: off(format!("rnn.weight_ih_l{l}")),
+            w_hh: off(format!("rnn.weight_hh_l{l}")),
+            b_ih: off(format!("rnn.bias_ih_l{l}")),
+            b_hh: off(format!("rnn.bias_hh_l{l}")),
+            wt_ih,
+            wt_hh,
+        });
+    }
+    let vt = wt;
+    wt += config.hidden * config.output.next_multiple_of(4);
+    (places, vt, wt)
+}
+
+/// Checks, before any allocation, that every buffer fits the adapter's binding limit.
+pub(crate) fn check_fits(gpu: &Gpu, s: &Shape, table: &ParamTable, wt: usize) -> Result<()> {
+    let (limit, allowed) = gpu.storage_limit();
+    for (what, elements) in s.sizes(table, wt) {
+        let needed = elements as u64 * 4;
+        if needed > allowed {
+            return Err(Error::Limit {
+                what: what.into(),
+                limit,
+                needed,
+                allowed,
+                hint:
+                    "shorten --seq-len, or lower --batch, --hidden or --layers; or use --device cpu"
+                        .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Allocates every buffer of a step; returns them and their bytes.
+pub(crate) fn allocate(gpu: &Gpu, s: &Shape, table: &ParamTable, wt: usize) -> (StackBuffers, u64) {
+    let c = &s.config;
+    let (n_rows, gh, bh, nl) = (s.rows(), s.gh(), s.bh(), c.layers);
+    let lstm = c.cell.has_cell_state();
+    let states = nl * (s.nt + 1) * bh;
+    let saved = nl * s.nt * bh * saved_per_unit(c.cell);
+    let (x, y) = match c.kind {
+        InputKind::Tokens => (n_rows, n_rows),
+        InputKind::Dense => (n_rows * c.input, n_rows * c.output),
+    };
+    let widest = gh * c.hidden.max(c.input) + c.output * c.hidden;
+    let splits = weight_gradient_splits(n_rows, widest, gpu.storage_limit().1);
+    let mut bytes = 0u64;
+    let mut buf = |label: &str, n: usize| {
+        bytes += (n.max(4) * 4) as u64;
+        storage(gpu, label, n)
+    };
+    let buffers = StackBuffers {
+        params: buf("params", table.len),
+        grads: buf("grads", table.len),
+        x: buf("x", x),
+        targets: buf("targets", y),
+        wt: buf("wt", wt),
+        a: buf("a", n_rows * gh),
+        r: buf("r", n_rows * gh),
+        hs: buf("hs", states),
+        cs: buf("cs", if lstm { states } else { 0 }),
+        saved: buf("saved", saved),
+        logits: buf("logits", n_rows * c.output),
+        dy: buf("dy", n_rows * c.output),
+        row_loss: buf("row_loss", n_rows),
+        stats: buf("stats", 2),
+        dh: buf("dh", n_rows * c.hidden),
+        dh_next: buf("dh_next", bh),
+        d_direct: buf("d_direct", bh),
+        dh0: buf("dh0", nl * bh),
+        dc0: buf("dc0", if lstm { nl * bh } else { 0 }),
+        partials: buf("partials", if splits > 1 { splits * widest } else { 0 }),
+        placeholder: buf("placeholder", 0),
+    };
+    (buffers, bytes)
+}
+
+/// Checks a batch against the step's shape and the model's sizes.
+pub fn validate_batch(
+    config: &StackConfig,
+    nb: usize,
+    nt: usize,
+    batch: &StackBatch,
+) -> Result<()> {
+    let bad = |what: String| {
+        Err(Error::config(
+            what,
+            "build the batch for the model and step",
+        ))
+    };
+    if batch.batch != nb || batch.steps != nt {
+        return bad(format!(
+            "a batch of B={}, T={} given to a step built for B={nb}, T={nt}",
+            batch.batch, batch.steps
+        ));
+    }
+    let (rows, state) = (nb * nt, config.layers * nb * config.hidden);
+    let (x_len, y_len) = match (&batch.inputs, &batch.targets) {
+        (Inputs::Tokens(x), Targets::Tokens(y)) if config.kind == InputKind::Tokens => {
+            for (what, ids, bound) in [("input", x, config.input), ("target", y, config.output)] {
+                if let Some(id) = ids.iter().find(|&&v| v as usize >= bound) {
+                    return bad(format!("{what} token {id} is outside [0, {bound})"));
+                }
+            }
+            (x.len() == rows, y.len() == rows)
+        }
+        (Inputs::Dense(x), Targets::Dense(y)) if config.kind == InputKind::Dense => (
+            x.len() == rows * config.input,
+            y.len() == rows * config.output,
+        ),
+        _ => return bad(format!("inputs and targets that are not {}", config.kind)),
+    };
+    let c0_len = if config.cell == Cell::Lstm { state } else { 0 };
+    if !x_len || !y_len || batch.h0.len() != state || batch.c0.len() < c0_len {
+        return bad(format!(
+            "inputs, targets or initial states of the wrong length for B={nb}, T={nt}, L={}, H={}",
+            config.layers, config.hidden
+        ));
+    }
+    Ok(())
+}
