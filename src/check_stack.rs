@@ -13,8 +13,9 @@ use crate::cpu_stack::{StackBatch, StackOutput, step};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuStack, Kernels};
 use crate::model::{InputKind, Inputs, NamedTensor, Targets};
-use crate::tensorfile::TensorFile;
+use crate::tensorfile::{OwnedTensor, TensorFile, write_atomic};
 use num_traits::Float;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// A case of stacked layers.
@@ -200,58 +201,221 @@ pub fn named<F: Float>(
     all
 }
 
-/// Runs the CPU reference on the case in f64 and in f32 and compares both with its values.
-pub fn check_stack(case: &StackCase) -> CheckReport {
+/// Runs the case on the CPU reference in f64 and f32 and, given a GPU, on the GPU step, and
+/// compares them with the truth: the case's expected values (PyTorch in f64) where it has them,
+/// else the reference in f64. The f32 results pass a tensor within `max(1e-5 · max |ref|, 4 ×
+/// float32's own error)`, float32's own error being PyTorch's float32 where the case has it, else
+/// the reference's in f32; the f64 reference passes within 1e-10. Writes both paths' results to
+/// `dump` as `cpu.<name>` and `gpu.<name>`.
+pub fn check_stack(
+    gpu: Option<&Gpu>,
+    case: &StackCase,
+    dump: Option<&Path>,
+) -> Result<CheckReport> {
     let (nb, nt) = (case.batch.batch, case.batch.steps);
     let c = &case.config;
     let got64 = named(c, &step(c, &case.params, &case.batch), nb, nt);
     let p32: Vec<f32> = case.params.iter().map(|&v| v as f32).collect();
     let got32 = named(c, &step(c, &p32, &case.batch), nb, nt);
-    let f32_rows = if case.expected_f32.len() == case.expected.len() {
-        compare_with_yardstick(&case.expected, &case.expected_f32, &got32, RTOL_F32)
-    } else {
-        compare_all(&case.expected, &got32, RTOL_F32)
+    let by_name = |list: &[NamedTensor], fallback: &[NamedTensor]| -> Vec<NamedTensor> {
+        fallback
+            .iter()
+            .map(|t| list.iter().find(|x| x.name == t.name).unwrap_or(t).clone())
+            .collect()
     };
-    let what = format!(
-        "{:?}, {} layer{}, I={} H={} O={} B={nb} T={nt} {}",
+    let truth = by_name(&case.expected, &got64);
+    let pytorch32 = !case.expected_f32.is_empty() && case.expected_f32.len() == case.expected.len();
+    let yardstick = if pytorch32 {
+        by_name(&case.expected_f32, &got32)
+    } else {
+        got32.clone()
+    };
+    let (truth_name, own) = match (case.expected.is_empty(), pytorch32) {
+        (true, _) => ("the CPU reference in f64", "the reference's f32"),
+        (false, true) => ("the case's expected values", "PyTorch's float32"),
+        (false, false) => ("the case's expected values", "the reference's f32"),
+    };
+    let what = describe(case);
+    let mut sections = Vec::new();
+    if !case.expected.is_empty() {
+        sections.push((
+            format!("CPU reference (f64) against {truth_name}: {what}"),
+            compare_all(&case.expected, &got64, RTOL_F64),
+        ));
+        sections.push((
+            format!("CPU reference (f32) against {truth_name} (f32's own: {own})"),
+            compare_with_yardstick(&truth, &yardstick, &got32, RTOL_F32),
+        ));
+    } else if gpu.is_none() {
+        sections.push((
+            format!("CPU reference (f32) against {truth_name}: {what}"),
+            compare_all(&truth, &got32, RTOL_F32),
+        ));
+    }
+    let gpu_out = match gpu {
+        Some(gpu) => {
+            let kernels = gpu.scoped("building the compute pipelines", || {
+                Kernels::new(&gpu.device)
+            })?;
+            let stack = gpu.scoped("allocating the step's buffers", || {
+                GpuStack::new(gpu, &kernels, *c, nb, nt)
+            })??;
+            let out = named(c, &stack.run_and_read(gpu, &p32, &case.batch)?, nb, nt);
+            sections.push((
+                format!(
+                    "GPU ({}) against {truth_name} (f32's own: {own}): {what}",
+                    crate::gpu::describe(&gpu.info)
+                ),
+                compare_with_yardstick(&truth, &yardstick, &out, RTOL_F32),
+            ));
+            Some(out)
+        }
+        None => None,
+    };
+    if let Some(path) = dump {
+        write_dump(path, c, nb, nt, &got32, gpu_out.as_deref())?;
+    }
+    Ok(CheckReport { sections })
+}
+
+/// One line naming a case's model and batch.
+fn describe(case: &StackCase) -> String {
+    let c = &case.config;
+    format!(
+        "{:?}, {} layer{}, I={} H={} O={} B={} T={} {}",
         c.cell,
         c.layers,
         if c.layers == 1 { "" } else { "s" },
         c.input,
         c.hidden,
         c.output,
+        case.batch.batch,
+        case.batch.steps,
         c.kind
+    )
+}
+
+/// Writes both paths' results, `cpu.<name>` and `gpu.<name>`, under the case's names.
+fn write_dump(
+    path: &Path,
+    config: &StackConfig,
+    nb: usize,
+    nt: usize,
+    cpu: &[NamedTensor],
+    gpu: Option<&[NamedTensor]>,
+) -> Result<()> {
+    let mut tensors = Vec::new();
+    for (prefix, list) in [("cpu", Some(cpu)), ("gpu", gpu)] {
+        for t in list.into_iter().flatten() {
+            let data: Vec<f32> = t.data.iter().map(|&v| v as f32).collect();
+            let name = format!("{prefix}.{}", t.name);
+            tensors.push(OwnedTensor::f32(name, t.shape.clone(), &data));
+        }
+    }
+    let mut meta = HashMap::new();
+    meta.insert(
+        "config".to_string(),
+        serde_json::to_string(config).unwrap_or_default(),
     );
-    CheckReport {
-        sections: vec![
-            (
-                format!("CPU reference (f64) against the case's expected values: {what}"),
-                compare_all(&case.expected, &got64, RTOL_F64),
-            ),
-            (
-                "CPU reference (f32) against the case's expected values (f32's own: PyTorch's float32)"
-                    .into(),
-                f32_rows,
-            ),
-        ],
+    meta.insert("batch".to_string(), format!("{{\"B\":{nb},\"T\":{nt}}}"));
+    write_atomic(path, &tensors, meta)
+}
+
+/// The settings of a generated case.
+#[derive(Clone, Copy, Debug)]
+pub struct RandomCase {
+    /// B.
+    pub batch: usize,
+    /// T.
+    pub steps: usize,
+    /// Seed of the parameters, the batch and the states.
+    pub seed: u64,
+    /// Every parameter uniform in ±scale (PyTorch's ±1/√H when None).
+    pub init_scale: Option<f64>,
+    /// h_0 (and c_0) uniform in ±0.5 instead of zeros.
+    pub random_state: bool,
+}
+
+impl StackCase {
+    /// A case with random parameters, inputs, targets and (optionally) initial states, and no
+    /// expected values (the CPU reference in f64 is then the truth).
+    pub fn random(config: StackConfig, r: RandomCase) -> Result<Self> {
+        use rand::{RngExt, SeedableRng};
+        config.validate()?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(r.seed);
+        let scale = r.init_scale.unwrap_or(1.0 / (config.hidden as f64).sqrt());
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::config(
+                format!("an initial scale of {scale}"),
+                "give a positive number such as 0.4",
+            ));
+        }
+        let params = (0..config.table().len)
+            .map(|_| rng.random_range(-scale..scale) as f32 as f64)
+            .collect();
+        let (rows, state) = (r.batch * r.steps, config.layers * r.batch * config.hidden);
+        let mut uniform =
+            |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-s..s)).collect() };
+        let s0 = if r.random_state { 0.5 } else { 0.0 };
+        let h0 = if s0 > 0.0 {
+            uniform(state, s0)
+        } else {
+            vec![0.0; state]
+        };
+        let c0 = match (config.cell.has_cell_state(), s0 > 0.0) {
+            (false, _) => vec![],
+            (true, true) => uniform(state, s0),
+            (true, false) => vec![0.0; state],
+        };
+        let (inputs, targets) = match config.kind {
+            InputKind::Tokens => {
+                let mut ids =
+                    |n: u32| -> Vec<u32> { (0..rows).map(|_| rng.random_range(0..n)).collect() };
+                let x = ids(config.input as u32);
+                (
+                    Inputs::Tokens(x),
+                    Targets::Tokens(ids(config.output as u32)),
+                )
+            }
+            InputKind::Dense => {
+                let x = uniform(rows * config.input, 1.0);
+                (
+                    Inputs::Dense(x),
+                    Targets::Dense(uniform(rows * config.output, 1.0)),
+                )
+            }
+        };
+        let batch = StackBatch {
+            batch: r.batch,
+            steps: r.steps,
+            inputs,
+            targets,
+            h0,
+            c0,
+        };
+        Ok(Self {
+            config,
+            params,
+            batch,
+            expected: vec![],
+            expected_f32: vec![],
+        })
     }
 }
 
 /// One step of a stacked model on the GPU, compared tensor by tensor with the CPU reference in
-/// f64 (the truth), each with the reference's own f32 error as the yardstick (see
-/// [`compare_with_yardstick`]).
+/// f64 (the truth), each with the reference's own f32 error as the yardstick.
 pub fn compare_gpu_stack(
     gpu: &Gpu,
     kernels: &Kernels,
-    config: &StackConfig,
-    params: &[f64],
-    batch: &StackBatch,
+    case: &StackCase,
 ) -> Result<Vec<Comparison>> {
+    let (config, batch) = (&case.config, &case.batch);
     let (nb, nt) = (batch.batch, batch.steps);
-    let p32: Vec<f32> = params.iter().map(|&v| v as f32).collect();
+    let p32: Vec<f32> = case.params.iter().map(|&v| v as f32).collect();
     let stack = GpuStack::new(gpu, kernels, *config, nb, nt)?;
     let got = named(config, &stack.run_and_read(gpu, &p32, batch)?, nb, nt);
-    let truth = named(config, &step(config, params, batch), nb, nt);
+    let truth = named(config, &step(config, &case.params, batch), nb, nt);
     let own = named(config, &step(config, &p32, batch), nb, nt);
     Ok(compare_with_yardstick(&truth, &own, &got, RTOL_F32))
 }

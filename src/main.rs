@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use unroll::cell::{Cell, StackConfig};
 use unroll::check::{Case, check};
-use unroll::check_stack::StackCase;
+use unroll::check_stack::{RandomCase, StackCase};
 use unroll::checkpoint::Checkpoint;
 use unroll::gpu::{AdapterChoice, Gpu, Recurrence, info_report};
-use unroll::model::{Batch, ModelConfig, Params};
+use unroll::model::{Batch, InputKind, ModelConfig, Params};
 use unroll::optim::{OptimizerConfig, OptimizerKind};
 use unroll::train::{RunOptions, Task, TrainConfig, train};
 
@@ -297,6 +298,59 @@ struct CheckArgs {
     /// model, on which float32 itself loses digits).
     #[arg(long)]
     init_scale: Option<f64>,
+    /// The cell of a generated stacked model (`nn.RNN`, `nn.GRU`, `nn.LSTM`); without it and
+    /// --layers, the single tanh layer that `train` runs.
+    #[arg(long, value_enum)]
+    cell: Option<CellArg>,
+    /// L: layers of a generated stacked model.
+    #[arg(long)]
+    layers: Option<usize>,
+    /// The nonlinearity of an `rnn` cell.
+    #[arg(long, value_enum, default_value = "tanh")]
+    nonlinearity: Nonlinearity,
+}
+
+/// A recurrent cell, as PyTorch names it.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum CellArg {
+    Rnn,
+    Gru,
+    Lstm,
+}
+
+/// The nonlinearity of the Elman cell.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Nonlinearity {
+    Tanh,
+    Relu,
+}
+
+impl CheckArgs {
+    /// The stacked model asked for, if any (--cell, --layers or --nonlinearity relu).
+    fn stack_config(&self) -> Option<StackConfig> {
+        let relu = self.nonlinearity == Nonlinearity::Relu;
+        if self.cell.is_none() && self.layers.is_none() && !relu {
+            return None;
+        }
+        let cell = match (self.cell.unwrap_or(CellArg::Rnn), relu) {
+            (CellArg::Rnn, false) => Cell::Rnn,
+            (CellArg::Rnn, true) => Cell::RnnRelu,
+            (CellArg::Gru, _) => Cell::Gru,
+            (CellArg::Lstm, _) => Cell::Lstm,
+        };
+        let (kind, output) = match self.kind {
+            Kind::Tokens => (InputKind::Tokens, self.input),
+            Kind::Dense => (InputKind::Dense, self.output),
+        };
+        Some(StackConfig {
+            cell,
+            layers: self.layers.unwrap_or(1),
+            kind,
+            input: self.input,
+            hidden: self.hidden,
+            output,
+        })
+    }
 }
 
 /// Prints a check's tables and its verdict.
@@ -311,20 +365,9 @@ fn print_report(report: &unroll::check::CheckReport) {
 }
 
 fn run_check(args: &CheckArgs) -> Result<bool> {
-    if let Some(path) = args.case.as_deref().filter(|p| StackCase::is_stack_file(p)) {
-        let case = StackCase::load(path)?;
-        if args.device == Device::Gpu {
-            anyhow::bail!(
-                "{}: a case of {} layer(s) of {:?}; the GPU step runs a single tanh layer so far\n  \
-                 hint: check it on the CPU reference with --device cpu",
-                path.display(),
-                case.config.layers,
-                case.config.cell
-            );
-        }
-        let report = unroll::check_stack::check_stack(&case);
-        print_report(&report);
-        return Ok(report.pass());
+    let stack_file = args.case.as_deref().filter(|p| StackCase::is_stack_file(p));
+    if stack_file.is_some() || args.stack_config().is_some() {
+        return run_check_stack(args, stack_file);
     }
     let gpu = match args.device {
         Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
@@ -378,6 +421,41 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
         args.adapter.recurrence,
         args.dump.as_deref(),
     )?;
+    print_report(&report);
+    Ok(report.pass())
+}
+
+/// `check` on a stacked model: a case file in the layout of `tests/fixtures/cells/`, or a
+/// generated one.
+fn run_check_stack(args: &CheckArgs, file: Option<&std::path::Path>) -> Result<bool> {
+    let case = match (file, args.stack_config()) {
+        (Some(path), _) => StackCase::load(path)?,
+        (None, Some(config)) => {
+            let random = RandomCase {
+                batch: args.batch,
+                steps: args.steps,
+                seed: args.seed,
+                init_scale: args.init_scale,
+                random_state: args.random_h0,
+            };
+            StackCase::random(config, random)?
+        }
+        (None, None) => unreachable!("called for a stacked case"),
+    };
+    if args.save_case.is_some() {
+        anyhow::bail!(
+            "--save-case writes cases of the single tanh layer; a stacked case is written by \
+             tests/fixtures/cells_reference.py"
+        );
+    }
+    if let Some(path) = &args.dump {
+        unroll::rundir::check_replaceable(path)?;
+    }
+    let gpu = match args.device {
+        Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
+        Device::Cpu => None,
+    };
+    let report = unroll::check_stack::check_stack(gpu.as_ref(), &case, args.dump.as_deref())?;
     print_report(&report);
     Ok(report.pass())
 }

@@ -48,7 +48,7 @@ fn the_reference_reproduces_every_pytorch_case() {
             &compare_all(&o.expected, &got32, 1e-5),
         );
         // What `unroll check --device cpu --case` reports on it passes too.
-        let report = check_stack(&o);
+        let report = check_stack(None, &o, None).unwrap();
         assert!(report.pass(), "{}", report.render());
     }
 }
@@ -213,31 +213,34 @@ fn the_table_names_every_parameter_as_pytorch_does() {
 }
 
 #[test]
-fn check_reads_every_case_of_stacked_cells() {
+fn check_reproduces_every_case_of_stacked_cells_on_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir("tests/fixtures/cells").unwrap().flatten() {
         let path = entry.path();
         if path.extension().is_none_or(|x| x != "safetensors") {
             continue;
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
-            .args(["check", "--device", "cpu", "--case"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}: {text}", path.display());
-        assert!(
-            text.contains("grad.rnn.weight_hh_l0") && text.ends_with("check passed\n"),
-            "{text}"
-        );
-        // The GPU step runs one tanh layer so far: it says so instead of checking something else.
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
-            .args(["check", "--case"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains("--device cpu"), "{err}");
+        let dump = dir.path().join("dump.safetensors");
+        for device in ["cpu", "gpu"] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
+                .args(["check", "--device", device, "--case"])
+                .arg(&path)
+                .arg("--dump")
+                .arg(&dump)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{}: {text}{err}", path.display());
+            assert!(
+                text.contains("grad.rnn.weight_hh_l0") && text.ends_with("check passed\n"),
+                "{text}"
+            );
+            assert_eq!(text.contains("GPU ("), device == "gpu", "{text}");
+            // The dump holds each path's results under the case's names.
+            let f = unroll::tensorfile::TensorFile::open(&dump).unwrap();
+            assert!(f.has("cpu.grad.rnn.weight_ih_l0") && f.has("cpu.logits"));
+            assert_eq!(f.has("gpu.grad.rnn.weight_ih_l0"), device == "gpu");
+        }
     }
 }

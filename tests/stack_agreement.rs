@@ -6,12 +6,10 @@
 mod common;
 
 use common::{assert_all_pass, gpu};
-use rand::{RngExt, SeedableRng};
 use unroll::cell::{Cell, StackConfig};
-use unroll::check_stack::compare_gpu_stack;
-use unroll::cpu_stack::StackBatch;
+use unroll::check_stack::{RandomCase, StackCase, compare_gpu_stack};
 use unroll::gpu::Kernels;
-use unroll::model::{InputKind, Inputs, Targets};
+use unroll::model::InputKind;
 
 const CELLS: [Cell; 4] = [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm];
 
@@ -25,15 +23,8 @@ struct Sizes {
     steps: usize,
 }
 
-/// A model and batch with parameters uniform in ±`scale` and initial states in ±0.5.
-fn case(
-    cell: Cell,
-    layers: usize,
-    kind: InputKind,
-    z: Sizes,
-    seed: u64,
-) -> (StackConfig, Vec<f64>, StackBatch) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+/// A model and batch with parameters uniform in ±1/√H and initial states in ±0.5.
+fn case(cell: Cell, layers: usize, kind: InputKind, z: Sizes, seed: u64) -> StackCase {
     let config = StackConfig {
         cell,
         layers,
@@ -42,55 +33,14 @@ fn case(
         hidden: z.hidden,
         output: z.output,
     };
-    let scale = 1.0 / (z.hidden as f64).sqrt();
-    let params = (0..config.table().len)
-        .map(|_| rng.random_range(-scale..scale) as f32 as f64)
-        .collect();
-    let rows = z.batch * z.steps;
-    let state_len = layers * z.batch * z.hidden;
-    let mut uniform =
-        |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-s..s)).collect() };
-    let h0 = uniform(state_len, 0.5);
-    let c0 = if cell.has_cell_state() {
-        uniform(state_len, 0.5)
-    } else {
-        vec![]
-    };
-    let (inputs, targets) = match kind {
-        InputKind::Tokens => (
-            Inputs::Tokens(
-                (0..rows)
-                    .map(|_| rng.random_range(0..z.input as u32))
-                    .collect(),
-            ),
-            Targets::Tokens(
-                (0..rows)
-                    .map(|_| rng.random_range(0..z.output as u32))
-                    .collect(),
-            ),
-        ),
-        InputKind::Dense => (
-            Inputs::Dense(
-                (0..rows * z.input)
-                    .map(|_| rng.random_range(-1.0..1.0))
-                    .collect(),
-            ),
-            Targets::Dense(
-                (0..rows * z.output)
-                    .map(|_| rng.random_range(-1.0..1.0))
-                    .collect(),
-            ),
-        ),
-    };
-    let batch = StackBatch {
+    let random = RandomCase {
         batch: z.batch,
         steps: z.steps,
-        inputs,
-        targets,
-        h0,
-        c0,
+        seed,
+        init_scale: None,
+        random_state: true,
     };
-    (config, params, batch)
+    StackCase::random(config, random).unwrap()
 }
 
 fn agree(cells: &[Cell], layers: &[usize], sizes: &[Sizes]) {
@@ -102,8 +52,8 @@ fn agree(cells: &[Cell], layers: &[usize], sizes: &[Sizes]) {
             for kind in [InputKind::Tokens, InputKind::Dense] {
                 for &z in sizes {
                     seed += 1;
-                    let (config, params, batch) = case(cell, l, kind, z, seed);
-                    let rows = compare_gpu_stack(&gpu, &kernels, &config, &params, &batch).unwrap();
+                    let case = case(cell, l, kind, z, seed);
+                    let rows = compare_gpu_stack(&gpu, &kernels, &case).unwrap();
                     assert_all_pass(&format!("{cell:?} L={l} {kind} {z:?}"), &rows);
                 }
             }
@@ -151,8 +101,8 @@ fn a_larger_model_of_each_cell_matches_the_cpu() {
     let gpu = gpu();
     let kernels = Kernels::new(&gpu.device);
     for (i, cell) in CELLS.into_iter().enumerate() {
-        let (config, params, batch) = case(cell, 2, InputKind::Tokens, z, 100 + i as u64);
-        let rows = compare_gpu_stack(&gpu, &kernels, &config, &params, &batch).unwrap();
+        let case = case(cell, 2, InputKind::Tokens, z, 100 + i as u64);
+        let rows = compare_gpu_stack(&gpu, &kernels, &case).unwrap();
         assert_all_pass(&format!("{cell:?} L=2 {z:?}"), &rows);
     }
 }
@@ -203,8 +153,8 @@ fn long_sums_run_in_chunks_and_match_the_cpu() {
         ),
     ];
     for (i, (cell, l, kind, z)) in cases.into_iter().enumerate() {
-        let (config, params, batch) = case(cell, l, kind, z, 200 + i as u64);
-        let rows = compare_gpu_stack(&gpu, &kernels, &config, &params, &batch).unwrap();
+        let case = case(cell, l, kind, z, 200 + i as u64);
+        let rows = compare_gpu_stack(&gpu, &kernels, &case).unwrap();
         assert_all_pass(&format!("{cell:?} L={l} {kind} {z:?}"), &rows);
     }
 }
