@@ -89,7 +89,8 @@ pub struct BenchResult {
     pub profile: Vec<(String, f64)>,
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of a sample (sorts it).
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
@@ -111,7 +112,7 @@ fn sgd() -> OptimizerConfig {
 
 /// Checks one step of the GPU against the CPU reference on the configuration's H and vocabulary
 /// (B and T capped at 4 and 16 so the CPU side stays quick). Returns the largest relative error.
-fn check_against_cpu(gpu: &Gpu, c: &BenchConfig, recurrence: Recurrence) -> Result<f64> {
+pub(crate) fn check_against_cpu(gpu: &Gpu, c: &BenchConfig, recurrence: Recurrence) -> Result<f64> {
     let model = c.model();
     let (b, t) = (c.batch.min(4), c.steps.min(16));
     let params = Params::init(model, 1);

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod bench_cells;
 pub mod cell;
 pub mod check;
 pub mod check_stack;

@@ -70,6 +70,13 @@ struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Time stacked layers of these cells (comma-separated) against the Elman step of the same
+    /// H, B, T, in one run, instead of the training-step benchmark.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    cell: Vec<CellArg>,
+    /// L: layers of the cells timed with --cell.
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
 }
 
 fn parse_hbt(s: &str) -> std::result::Result<(usize, usize, usize), String> {
@@ -318,6 +325,18 @@ enum CellArg {
     Lstm,
 }
 
+impl CellArg {
+    /// The cell, with relu for an `rnn` where asked.
+    fn cell(self, relu: bool) -> Cell {
+        match (self, relu) {
+            (CellArg::Rnn, false) => Cell::Rnn,
+            (CellArg::Rnn, true) => Cell::RnnRelu,
+            (CellArg::Gru, _) => Cell::Gru,
+            (CellArg::Lstm, _) => Cell::Lstm,
+        }
+    }
+}
+
 /// The nonlinearity of the Elman cell.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Nonlinearity {
@@ -332,12 +351,7 @@ impl CheckArgs {
         if self.cell.is_none() && self.layers.is_none() && !relu {
             return None;
         }
-        let cell = match (self.cell.unwrap_or(CellArg::Rnn), relu) {
-            (CellArg::Rnn, false) => Cell::Rnn,
-            (CellArg::Rnn, true) => Cell::RnnRelu,
-            (CellArg::Gru, _) => Cell::Gru,
-            (CellArg::Lstm, _) => Cell::Lstm,
-        };
+        let cell = self.cell.unwrap_or(CellArg::Rnn).cell(relu);
         let (kind, output) = match self.kind {
             Kind::Tokens => (InputKind::Tokens, self.input),
             Kind::Dense => (InputKind::Dense, self.output),
@@ -675,6 +689,9 @@ fn run_bench(args: &BenchArgs) -> Result<bool> {
             "--steps is 0: nothing to time\n  hint: pass --steps of 1 or more (20 by default)"
         );
     }
+    if !args.cell.is_empty() {
+        return run_bench_cells(args, &configs);
+    }
     let mut results = Vec::new();
     for c in &configs {
         let gpu = Gpu::new(&args.adapter.choice())?;
@@ -704,6 +721,35 @@ fn run_bench(args: &BenchArgs) -> Result<bool> {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print!("{}", table(&results));
+    }
+    Ok(true)
+}
+
+/// `bench --cell`: each cell's step against the Elman step, per configuration.
+fn run_bench_cells(args: &BenchArgs, configs: &[unroll::bench::BenchConfig]) -> Result<bool> {
+    use unroll::bench_cells::{bench_cells, cell_table};
+    let cells: Vec<Cell> = args.cell.iter().map(|&c| c.cell(false)).collect();
+    let gpu = Gpu::new(&args.adapter.choice())?;
+    let mut rows = Vec::new();
+    for c in configs {
+        let timing = (args.warmup, args.steps);
+        let found = bench_cells(
+            &gpu,
+            c,
+            &cells,
+            args.layers,
+            args.adapter.recurrence,
+            timing,
+        )?;
+        if !args.json {
+            eprint!("{}", cell_table(&found));
+        }
+        rows.extend(found);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", cell_table(&rows));
     }
     Ok(true)
 }

@@ -822,3 +822,91 @@ fn check_exits_1_when_a_tensor_disagrees() {
         "the worst element is shown:\n{all}"
     );
 }
+
+/// `bench --cell`: JSON rows for the Elman step and each cell, with the dispatches counted where
+/// they are recorded: the per-step recurrence takes two per timestep, layer and pass.
+#[test]
+fn bench_times_each_cell_against_the_elman_step() {
+    let run = |t: usize| -> serde_json::Value {
+        let out = unroll()
+            .args([
+                "bench",
+                "--cell",
+                "rnn,gru,lstm",
+                "--layers",
+                "2",
+                "--steps",
+                "2",
+            ])
+            .args([
+                "--warmup",
+                "1",
+                "--recurrence",
+                "per-step",
+                "--json",
+                "--config",
+            ])
+            .arg(format!("16,3,{t}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (short, long) = (run(5), run(10));
+    let rows = short.as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "elman (fast path, PerStep)",
+            "rnn × 2",
+            "gru × 2",
+            "lstm × 2"
+        ]
+    );
+    for (a, b) in rows.iter().zip(long.as_array().unwrap()) {
+        assert!(a["median_ms"].as_f64().unwrap() > 0.0);
+        assert!(a["check_max_rel_error"].as_f64().unwrap() < 1e-5);
+        let grown =
+            b["dispatches_per_step"].as_u64().unwrap() - a["dispatches_per_step"].as_u64().unwrap();
+        // Five more timesteps: the Elman step one fused product per pass, each stacked layer two
+        // dispatches (a product and the cell) per pass.
+        let per_step = if a["variant"].as_str().unwrap().starts_with("elman") {
+            2
+        } else {
+            2 * 2 * 2
+        };
+        assert_eq!(grown, 5 * per_step, "{a}\n{b}");
+    }
+}
+
+#[test]
+fn check_compares_a_generated_stacked_model_on_both_devices() {
+    for device in ["gpu", "cpu"] {
+        let out = unroll()
+            .args([
+                "check", "--cell", "lstm", "--layers", "2", "--hidden", "7", "--input", "11",
+            ])
+            .args([
+                "--batch",
+                "2",
+                "--steps",
+                "3",
+                "--random-h0",
+                "--device",
+                device,
+            ])
+            .output()
+            .unwrap();
+        let all = text(&out);
+        assert!(out.status.success(), "{all}");
+        assert!(
+            all.contains("grad.rnn.weight_hh_l1") && all.contains("grad.c0"),
+            "{all}"
+        );
+        assert!(all.ends_with("check passed\n"), "{all}");
+    }
+}

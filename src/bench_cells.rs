@@ -1,0 +1,233 @@
+//! `unroll bench --cell …`: what one step (forward, loss, backward) of stacked layers of each cell
+//! costs against the Elman step of the same (H, B, T), on the GPU.
+//!
+//! Every variant is checked against the CPU reference first (B and T capped at 4 and 8), then
+//! timed in one run with the variants interleaved step by step, so that the machine's swings in
+//! speed fall on all of them alike. Each timed step is submitted and waited for. The dispatches
+//! per step are counted where they are recorded. FLOPs per step: `6·T·B·(G·H·(I + H) + H·O)`
+//! per layer (I = H above layer 0; forward 2, backward 4), the gathers of a token input counted
+//! as if they were products.
+
+use crate::bench::{BenchConfig, check_against_cpu, median};
+use crate::cell::{Cell, StackConfig};
+use crate::check_stack::{RandomCase, StackCase, compare_gpu_stack};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuStack, GpuStep, Kernels, Recurrence};
+use crate::model::{Batch, InputKind, Params};
+use std::time::Instant;
+
+/// One variant's timing.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CellBenchRow {
+    /// The (H, B, T) and vocabulary.
+    pub config: BenchConfig,
+    /// `elman (fast path, per-step)`, `rnn × 2`, `lstm × 1`, …
+    pub variant: String,
+    /// Steps timed.
+    pub timed_steps: usize,
+    /// Median milliseconds per step.
+    pub median_ms: f64,
+    /// Fastest step.
+    pub min_ms: f64,
+    /// The median over the Elman fast path's median, measured in the same run.
+    pub ratio_to_elman: f64,
+    /// FLOPs / median.
+    pub gflops: f64,
+    /// Compute dispatches recorded per step.
+    pub dispatches_per_step: u64,
+    /// The largest relative error of the check against the CPU reference.
+    pub check_max_rel_error: f64,
+}
+
+/// One thing to time: records its step into a compute pass.
+struct Variant<'a> {
+    name: String,
+    flops: f64,
+    record: Box<dyn Fn(&mut wgpu::ComputePass<'_>) + 'a>,
+    check: f64,
+}
+
+/// FLOPs of one step of `layers` layers of `cell`.
+fn flops(c: &BenchConfig, cell: Cell, layers: usize) -> f64 {
+    let (h, v, g) = (c.hidden as f64, c.vocab as f64, cell.gates() as f64);
+    let rows = (c.steps * c.batch) as f64;
+    let layer = |input: f64| g * h * (input + h);
+    let stack: f64 = (0..layers).map(|l| layer(if l == 0 { v } else { h })).sum();
+    6.0 * rows * (stack + h * v)
+}
+
+/// Checks one stacked step of `cell` against the CPU reference at a small (B, T).
+fn check_stack(gpu: &Gpu, kernels: &Kernels, config: StackConfig) -> Result<f64> {
+    let small = RandomCase {
+        batch: 4,
+        steps: 8,
+        seed: 1,
+        init_scale: None,
+        random_state: true,
+    };
+    let rows = compare_gpu_stack(gpu, kernels, &StackCase::random(config, small)?)?;
+    if rows.iter().any(|r| !r.pass()) {
+        return Err(Error::Gpu {
+            op: "the pre-benchmark check".into(),
+            message: crate::compare::table("GPU disagrees with the CPU reference", &rows),
+        });
+    }
+    Ok(rows.iter().map(|r| r.relative()).fold(0.0, f64::max))
+}
+
+/// Times the Elman fast path and `layers` layers of each cell at one configuration.
+pub fn bench_cells(
+    gpu: &Gpu,
+    c: &BenchConfig,
+    cells: &[Cell],
+    layers: usize,
+    recurrence: Option<Recurrence>,
+    (warmup, steps): (usize, usize),
+) -> Result<Vec<CellBenchRow>> {
+    let kernels = gpu.scoped("building the compute pipelines", || {
+        Kernels::new(&gpu.device)
+    })?;
+    let recurrence =
+        recurrence.unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, c.batch, c.hidden));
+    let model = crate::model::ModelConfig::tokens(c.vocab, c.hidden);
+    let elman = GpuStep::new(gpu, &kernels, model, c.batch, c.steps, recurrence)?;
+    let params = Params::init(model, 1);
+    elman.write_params(gpu, &params)?;
+    elman.write_batch(gpu, &Batch::random(&model, c.batch, c.steps, false, 3))?;
+    let mut stacks = Vec::new();
+    for &cell in cells {
+        let config = StackConfig {
+            cell,
+            layers,
+            kind: InputKind::Tokens,
+            input: c.vocab,
+            hidden: c.hidden,
+            output: c.vocab,
+        };
+        let check = check_stack(gpu, &kernels, config)?;
+        let stack = GpuStack::new(gpu, &kernels, config, c.batch, c.steps)?;
+        let full = RandomCase {
+            batch: c.batch,
+            steps: c.steps,
+            seed: 3,
+            init_scale: None,
+            random_state: false,
+        };
+        let case = StackCase::random(config, full)?;
+        let p32: Vec<f32> = case.params.iter().map(|&v| v as f32).collect();
+        stack.write_params(gpu, &p32)?;
+        stack.write_batch(gpu, &case.batch)?;
+        stacks.push((cell, check, stack));
+    }
+    let mut variants = vec![Variant {
+        name: format!("elman (fast path, {recurrence:?})"),
+        flops: c.flops(),
+        record: Box::new(|pass| elman.record(pass)),
+        check: check_against_cpu(gpu, c, recurrence)?,
+    }];
+    for (cell, check, stack) in &stacks {
+        variants.push(Variant {
+            name: format!("{} × {layers}", cell_name(*cell)),
+            flops: flops(c, *cell, layers),
+            record: Box::new(move |pass| stack.record(pass)),
+            check: *check,
+        });
+    }
+    time(gpu, c, &variants, warmup, steps)
+}
+
+/// The cell as `--cell` names it.
+fn cell_name(cell: Cell) -> &'static str {
+    match cell {
+        Cell::Rnn => "rnn",
+        Cell::RnnRelu => "rnn (relu)",
+        Cell::Gru => "gru",
+        Cell::Lstm => "lstm",
+    }
+}
+
+/// Runs the variants in turn, `warmup` untimed rounds then `steps` timed ones.
+fn time(
+    gpu: &Gpu,
+    c: &BenchConfig,
+    variants: &[Variant<'_>],
+    warmup: usize,
+    steps: usize,
+) -> Result<Vec<CellBenchRow>> {
+    let run = |v: &Variant<'_>| -> Result<(f64, u64)> {
+        let before = gpu.meter.read().dispatches;
+        let t0 = Instant::now();
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            (v.record)(&mut pass);
+        }
+        gpu.submit(encoder);
+        gpu.wait("a benchmark step")?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        Ok((ms, gpu.meter.read().dispatches - before))
+    };
+    let mut times = vec![Vec::with_capacity(steps); variants.len()];
+    let mut dispatches = vec![0; variants.len()];
+    for round in 0..warmup + steps {
+        for (i, v) in variants.iter().enumerate() {
+            let (ms, d) = run(v)?;
+            dispatches[i] = d;
+            if round >= warmup {
+                times[i].push(ms);
+            }
+        }
+    }
+    let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+    Ok(variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| CellBenchRow {
+            config: *c,
+            variant: v.name.clone(),
+            timed_steps: steps,
+            median_ms: medians[i],
+            min_ms: times[i].iter().copied().fold(f64::INFINITY, f64::min),
+            ratio_to_elman: medians[i] / medians[0],
+            gflops: v.flops / (medians[i] * 1e-3) * 1e-9,
+            dispatches_per_step: dispatches[i],
+            check_max_rel_error: v.check,
+        })
+        .collect())
+}
+
+/// The rows as a table.
+pub fn cell_table(rows: &[CellBenchRow]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<16} {:<32} {:>5} {:>10} {:>10} {:>9} {:>8} {:>7} {:>10}",
+        "H,B,T (I=O)",
+        "variant",
+        "steps",
+        "median ms",
+        "min ms",
+        "× elman",
+        "GFLOP/s",
+        "disp.",
+        "check err"
+    );
+    for r in rows {
+        let c = r.config;
+        let _ = writeln!(
+            s,
+            "{:<16} {:<32} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>7} {:>10.1e}",
+            format!("{},{},{} ({})", c.hidden, c.batch, c.steps, c.vocab),
+            r.variant,
+            r.timed_steps,
+            r.median_ms,
+            r.min_ms,
+            r.ratio_to_elman,
+            r.gflops,
+            r.dispatches_per_step,
+            r.check_max_rel_error
+        );
+    }
+    s
+}
