@@ -1,15 +1,18 @@
 // embedding.wgsl: the one-hot input's projection, as a gather.
 //
 // With x_t a token id, x_t U^T is column x_t of U, so no matmul is needed:
-//   gather:  pre[r, j] = U[j, x[r]] + b[j]                      r = t·B + b over all T·B rows
+//   gather:  pre[r, j] = U[j, x[r]] + bias[j]                   r = t·B + b over all T·B rows
 // (Its gradient dU = dA^T x is matmul.wgsl with a one-hot B.)
-// Shapes: x (T·B) token ids; U (H, I) and b (H) in params; pre (T·B, H).
+// Shapes: x (T·B) token ids; U (H, I) at u_offset in src; the bias (H) at b_offset in bias (the
+// parameters' b_ih, or the Elman step's folded b_ih + b_hh); pre (T·B, H). U and H are any
+// weight_ih and its row count (G·H for a gated cell).
 //
 // Bindings:
 //   @binding(0) p:      EmbeddingParams, uniform (dynamic offset)
 //   @binding(1) x:      array<u32>, read        (T·B)
-//   @binding(2) src:    array<f32>, read        params (U, b)
-//   @binding(3) out:    array<f32>, read_write  pre
+//   @binding(2) src:    array<f32>, read        params (U)
+//   @binding(3) bias:   array<f32>, read
+//   @binding(4) out:    array<f32>, read_write  pre
 
 struct EmbeddingParams {
     rows: u32,
@@ -25,7 +28,8 @@ struct EmbeddingParams {
 @group(0) @binding(0) var<uniform> p: EmbeddingParams;
 @group(0) @binding(1) var<storage, read> x: array<u32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 // The invocation's index in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups
 // (a grid dimension holds at most 65,535 workgroups).
@@ -42,5 +46,5 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
     let r = idx / p.hidden;
     let j = idx % p.hidden;
-    out[p.out_offset + idx] = src[p.u_offset + j * p.input + x[r]] + src[p.b_offset + j];
+    out[p.out_offset + idx] = src[p.u_offset + j * p.input + x[r]] + bias[p.b_offset + j];
 }

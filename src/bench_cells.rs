@@ -9,11 +9,12 @@
 //! as if they were products.
 
 use crate::bench::{BenchConfig, check_against_cpu, median};
-use crate::cell::{Cell, StackConfig};
-use crate::check_stack::{RandomCase, StackCase, compare_gpu_stack};
+use crate::case::{Case, RandomCase};
+use crate::cell::Cell;
+use crate::check::compare_gpu;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuStack, GpuStep, Kernels, Recurrence};
-use crate::model::{Batch, InputKind, Params};
+use crate::model::{Batch, ModelConfig, Params};
 use std::time::Instant;
 
 /// One variant's timing.
@@ -57,7 +58,7 @@ fn flops(c: &BenchConfig, cell: Cell, layers: usize) -> f64 {
 }
 
 /// Checks one stacked step of `cell` against the CPU reference at a small (B, T).
-fn check_stack(gpu: &Gpu, kernels: &Kernels, config: StackConfig) -> Result<f64> {
+fn check_stack(gpu: &Gpu, kernels: &Kernels, config: ModelConfig) -> Result<f64> {
     let small = RandomCase {
         batch: 4,
         steps: 8,
@@ -65,7 +66,7 @@ fn check_stack(gpu: &Gpu, kernels: &Kernels, config: StackConfig) -> Result<f64>
         init_scale: None,
         random_state: true,
     };
-    let rows = compare_gpu_stack(gpu, kernels, &StackCase::random(config, small)?)?;
+    let rows = compare_gpu(gpu, kernels, &Case::random(config, small)?, None)?;
     if rows.iter().any(|r| !r.pass()) {
         return Err(Error::Gpu {
             op: "the pre-benchmark check".into(),
@@ -96,14 +97,7 @@ pub fn bench_cells(
     elman.write_batch(gpu, &Batch::random(&model, c.batch, c.steps, false, 3))?;
     let mut stacks = Vec::new();
     for &cell in cells {
-        let config = StackConfig {
-            cell,
-            layers,
-            kind: InputKind::Tokens,
-            input: c.vocab,
-            hidden: c.hidden,
-            output: c.vocab,
-        };
+        let config = ModelConfig::tokens(c.vocab, c.hidden).with_cell(cell, layers);
         let check = check_stack(gpu, &kernels, config)?;
         let stack = GpuStack::new(gpu, &kernels, config, c.batch, c.steps)?;
         let full = RandomCase {
@@ -113,9 +107,8 @@ pub fn bench_cells(
             init_scale: None,
             random_state: false,
         };
-        let case = StackCase::random(config, full)?;
-        let p32: Vec<f32> = case.params.iter().map(|&v| v as f32).collect();
-        stack.write_params(gpu, &p32)?;
+        let case = Case::random(config, full)?;
+        stack.write_params(gpu, &case.params.cast::<f32>().data)?;
         stack.write_batch(gpu, &case.batch)?;
         stacks.push((cell, check, stack));
     }
@@ -127,23 +120,13 @@ pub fn bench_cells(
     }];
     for (cell, check, stack) in &stacks {
         variants.push(Variant {
-            name: format!("{} × {layers}", cell_name(*cell)),
+            name: format!("{} × {layers}", cell.name()),
             flops: flops(c, *cell, layers),
             record: Box::new(move |pass| stack.record(pass)),
             check: *check,
         });
     }
     time(gpu, c, &variants, warmup, steps)
-}
-
-/// The cell as `--cell` names it.
-fn cell_name(cell: Cell) -> &'static str {
-    match cell {
-        Cell::Rnn => "rnn",
-        Cell::RnnRelu => "rnn (relu)",
-        Cell::Gru => "gru",
-        Cell::Lstm => "lstm",
-    }
 }
 
 /// Runs the variants in turn, `warmup` untimed rounds then `steps` timed ones.

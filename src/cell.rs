@@ -18,14 +18,14 @@
 //! `weight_hh_l{k}` (G·H, H) likewise; both biases are kept, as PyTorch keeps them (a GRU's
 //! `b_hn` sits inside the reset product, so they cannot be folded).
 
-use crate::error::{Error, Result};
-use crate::model::InputKind;
+use crate::model::ModelConfig;
 
 /// The recurrent cell of every layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Cell {
     /// The Elman RNN with tanh.
+    #[default]
     Rnn,
     /// The Elman RNN with relu (`nonlinearity="relu"`).
     RnnRelu,
@@ -49,23 +49,16 @@ impl Cell {
     pub fn has_cell_state(self) -> bool {
         self == Cell::Lstm
     }
-}
 
-/// The sizes of a model of stacked layers and a decoder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StackConfig {
-    /// The cell of every layer.
-    pub cell: Cell,
-    /// L ≥ 1.
-    pub layers: usize,
-    /// Tokens (one-hot x_t, cross-entropy) or dense (x_t as given, squared error).
-    pub kind: InputKind,
-    /// I.
-    pub input: usize,
-    /// H.
-    pub hidden: usize,
-    /// O.
-    pub output: usize,
+    /// The cell as PyTorch's module names it (`rnn` with relu: `rnn-relu`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cell::Rnn => "rnn",
+            Cell::RnnRelu => "rnn-relu",
+            Cell::Gru => "gru",
+            Cell::Lstm => "lstm",
+        }
+    }
 }
 
 /// One parameter: its PyTorch name, shape and place in the flat parameter vector.
@@ -81,7 +74,7 @@ pub struct Entry {
     pub len: usize,
 }
 
-/// Every parameter of a [`StackConfig`], in the order of the flat vector (and of PyTorch's
+/// Every parameter of a [`ModelConfig`], in the order of the flat vector (and of PyTorch's
 /// `state_dict`): per layer `weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`, then the decoder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamTable {
@@ -91,22 +84,7 @@ pub struct ParamTable {
     pub len: usize,
 }
 
-impl StackConfig {
-    /// Rejects sizes that cannot form a model.
-    pub fn validate(&self) -> Result<()> {
-        for (what, v) in [
-            ("the number of layers", self.layers),
-            ("the input size (I)", self.input),
-            ("the hidden size (H)", self.hidden),
-            ("the output size (O)", self.output),
-        ] {
-            if v == 0 {
-                return Err(Error::config(format!("{what} is 0"), "give 1 or more"));
-            }
-        }
-        Ok(())
-    }
-
+impl ModelConfig {
     /// The width of layer `l`'s input: I for layer 0, H above it.
     pub fn layer_input(&self, l: usize) -> usize {
         if l == 0 { self.input } else { self.hidden }

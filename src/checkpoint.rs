@@ -2,20 +2,23 @@
 //!
 //! | tensor | unroll | shape |
 //! |---|---|---|
-//! | `rnn.weight_ih_l0` | U | (H, I) |
-//! | `rnn.weight_hh_l0` | W | (H, H) |
-//! | `rnn.bias_ih_l0` | b | (H) |
-//! | `rnn.bias_hh_l0` | zeros (on import, b = bias_ih + bias_hh) | (H) |
+//! | `rnn.weight_ih_l{k}` | U of layer k, the gates' rows stacked | (G·H, I_k) |
+//! | `rnn.weight_hh_l{k}` | W of layer k | (G·H, H) |
+//! | `rnn.bias_ih_l{k}`, `rnn.bias_hh_l{k}` | b_ih, b_hh of layer k | (G·H) |
 //! | `decoder.weight` | V | (O, H) |
 //! | `decoder.bias` | c | (O) |
 //! | `optimizer.m`, `optimizer.v` | the optimizer's moments, flat in the parameter layout | (P) |
 //! | `optimizer.step`, `optimizer.bias_correction` | t, and Adam's 1 − β1^t, 1 − β2^t | (1) u64, (2) |
-//! | `state.hidden` | the carried hidden state of each stream | (B, H) |
+//! | `state.hidden` | the carried h of every layer and stream | (L, B, H) |
+//! | `state.cell` | the carried c of every layer and stream (LSTM) | (L, B, H) |
 //! | `state.positions` | where each stream's next chunk starts | (B) u64 |
 //!
-//! `torch.nn.RNN(I, H, nonlinearity='tanh')` and `torch.nn.Linear(H, O)` load the first six under
-//! the prefixes `rnn.` and `decoder.`. The metadata key `unroll` holds a JSON object with the
-//! model's sizes, the vocabulary, the training configuration and the step.
+//! `torch.nn.RNN`, `GRU` or `LSTM(I, H, num_layers=L)` and `torch.nn.Linear(H, O)` load the
+//! parameters under the prefixes `rnn.` and `decoder.` with `strict=True` (G = 1, 3, 4). The
+//! metadata key `unroll` holds a JSON object with the model's sizes and cell, the vocabulary, the
+//! training configuration and the step. Format 1 (one tanh layer, written before cells and
+//! layers) loads as the same model: its `rnn.bias_hh_l0` holds zeros, its moments lack b_hh's
+//! (they start at zero), its `state.hidden` is (B, H).
 
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Params};
@@ -25,7 +28,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The checkpoint format version written in the metadata.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// What the metadata records.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -54,33 +57,23 @@ pub struct Checkpoint {
     pub info: RunInfo,
     /// The optimizer's state.
     pub optimizer: Option<OptimizerState>,
-    /// The carried hidden state, (B, H).
+    /// The carried state: every layer's h, then (LSTM) every layer's c, (L, B, H) each.
     pub hidden: Option<Vec<f32>>,
     /// Where each stream's next chunk starts, (B).
     pub positions: Option<Vec<u64>>,
 }
-
-const U: &str = "rnn.weight_ih_l0";
-const W: &str = "rnn.weight_hh_l0";
-const B_IH: &str = "rnn.bias_ih_l0";
-const B_HH: &str = "rnn.bias_hh_l0";
-const V: &str = "decoder.weight";
-const C: &str = "decoder.bias";
 
 impl Checkpoint {
     /// Writes the checkpoint atomically: an interrupted write leaves the previous file intact.
     pub fn save(&self, path: &Path) -> Result<()> {
         let p = &self.params;
         let cfg = p.config;
-        let (ni, nh, no) = (cfg.input, cfg.hidden, cfg.output);
-        let mut tensors = vec![
-            OwnedTensor::f32(U, vec![nh, ni], p.get("U")),
-            OwnedTensor::f32(W, vec![nh, nh], p.get("W")),
-            OwnedTensor::f32(B_IH, vec![nh], p.get("b")),
-            OwnedTensor::f32(B_HH, vec![nh], &vec![0.0; nh]),
-            OwnedTensor::f32(V, vec![no, nh], p.get("V")),
-            OwnedTensor::f32(C, vec![no], p.get("c")),
-        ];
+        let mut tensors: Vec<OwnedTensor> = cfg
+            .table()
+            .entries
+            .iter()
+            .map(|e| OwnedTensor::f32(e.name.clone(), e.shape.clone(), p.get(&e.name)))
+            .collect();
         if let Some(o) = &self.optimizer {
             let n = cfg.num_params();
             tensors.push(OwnedTensor::f32("optimizer.m", vec![n], &o.m));
@@ -92,16 +85,26 @@ impl Checkpoint {
                 &o.bias,
             ));
         }
-        if let Some(h) = &self.hidden {
-            tensors.push(OwnedTensor::f32("state.hidden", vec![h.len() / nh, nh], h));
+        if let Some(carry) = &self.hidden {
+            let nb = carry.len() / cfg.carry_len(1);
+            let shape = vec![cfg.layers, nb, cfg.hidden];
+            let (h, c) = carry.split_at(cfg.state_len(nb));
+            tensors.push(OwnedTensor::f32("state.hidden", shape.clone(), h));
+            if cfg.cell.has_cell_state() {
+                tensors.push(OwnedTensor::f32("state.cell", shape, c));
+            }
         }
         if let Some(pos) = &self.positions {
             tensors.push(OwnedTensor::u64("state.positions", vec![pos.len()], pos));
         }
         let mut meta = HashMap::new();
+        let info = RunInfo {
+            format: FORMAT,
+            ..self.info.clone()
+        };
         meta.insert(
             "unroll".to_string(),
-            serde_json::to_string(&self.info).expect("run info serializes"),
+            serde_json::to_string(&info).expect("run info serializes"),
         );
         write_atomic(path, &tensors, meta)
     }
@@ -123,30 +126,28 @@ impl Checkpoint {
                 ));
             }
         };
-        if info.format != FORMAT {
+        if info.format == 0 || info.format > FORMAT {
             return Err(Error::file(
                 path,
                 format!(
-                    "is checkpoint format {}, this unroll reads format {FORMAT}",
+                    "is checkpoint format {}, this unroll reads formats 1 to {FORMAT}",
                     info.format
                 ),
             ));
         }
         let cfg = info.config;
         cfg.validate()?;
-        let (ni, nh, no) = (cfg.input, cfg.hidden, cfg.output);
-        let u = f.f32s(U, &[nh, ni])?;
-        let w = f.f32s(W, &[nh, nh])?;
-        let b_ih = f.f32s(B_IH, &[nh])?;
-        let b_hh = f.f32s(B_HH, &[nh])?;
-        let v = f.f32s(V, &[no, nh])?;
-        let c = f.f32s(C, &[no])?;
-        let mut data = Vec::with_capacity(cfg.num_params());
-        data.extend_from_slice(&u);
-        data.extend_from_slice(&w);
-        data.extend(b_ih.iter().zip(&b_hh).map(|(x, y)| x + y));
-        data.extend_from_slice(&v);
-        data.extend_from_slice(&c);
+        if info.format == 1 && !cfg.is_elman() {
+            return Err(Error::file(path, "is format 1 but not of one tanh layer"));
+        }
+        let (ni, no) = (cfg.input, cfg.output);
+        let table = cfg.table();
+        // Grown tensor by tensor as each is read and checked: the sizes in the metadata alone
+        // never size an allocation.
+        let mut data = Vec::new();
+        for e in &table.entries {
+            data.extend(f.f32s(&e.name, &e.shape)?);
+        }
         if let Some(vocab) = &info.vocab
             && (vocab.len() != ni || vocab.len() != no)
         {
@@ -168,10 +169,20 @@ impl Checkpoint {
             })?;
         }
         let n = cfg.num_params();
+        // Format 1 kept one bias: its moments lack b_hh's H values, which follow b_ih's.
+        let moments = |name: &str| -> Result<Vec<f32>> {
+            if info.format > 1 {
+                return f.f32s(name, &[n]);
+            }
+            let mut v = f.f32s(name, &[n - cfg.hidden])?;
+            let b_hh = table.get("rnn.bias_hh_l0").expect("one layer").offset;
+            v.splice(b_hh..b_hh, std::iter::repeat_n(0.0, cfg.hidden));
+            Ok(v)
+        };
         let optimizer = if f.has("optimizer.m") {
             Some(OptimizerState {
-                m: f.f32s("optimizer.m", &[n])?,
-                v: f.f32s("optimizer.v", &[n])?,
+                m: moments("optimizer.m")?,
+                v: moments("optimizer.v")?,
                 step: f.u64s("optimizer.step")?.first().copied().unwrap_or(0),
                 bias: {
                     let b = f.f32s("optimizer.bias_correction", &[2])?;
@@ -182,14 +193,7 @@ impl Checkpoint {
             None
         };
         let hidden = if f.has("state.hidden") {
-            let (shape, h) = f.floats("state.hidden", None)?;
-            if shape.len() != 2 || shape[1] != nh {
-                return Err(Error::file(
-                    path,
-                    format!("tensor `state.hidden` has shape {shape:?}, expected (B, {nh})"),
-                ));
-            }
-            Some(h.iter().map(|&x| x as f32).collect())
+            Some(read_carry(&f, path, &cfg)?)
         } else {
             None
         };
@@ -206,4 +210,28 @@ impl Checkpoint {
             positions,
         })
     }
+}
+
+/// The carried state, every layer's h then (LSTM) c: `state.hidden` (and `state.cell`),
+/// (L, B, H); format 1's (B, H) is one layer's.
+fn read_carry(f: &TensorFile, path: &Path, cfg: &crate::model::ModelConfig) -> Result<Vec<f32>> {
+    let (shape, h) = f.floats("state.hidden", None)?;
+    let (nl, nh) = (cfg.layers, cfg.hidden);
+    let ok = match shape[..] {
+        [l, _, w] => l == nl && w == nh,
+        [_, w] => nl == 1 && w == nh,
+        _ => false,
+    };
+    if !ok || h.is_empty() {
+        return Err(Error::file(
+            path,
+            format!("tensor `state.hidden` has shape {shape:?}, expected ({nl}, B, {nh})"),
+        ));
+    }
+    let mut carry: Vec<f32> = h.iter().map(|&x| x as f32).collect();
+    if cfg.cell.has_cell_state() {
+        let nb = carry.len() / (nl * nh);
+        carry.extend(f.f32s("state.cell", &[nl, nb, nh])?);
+    }
+    Ok(carry)
 }

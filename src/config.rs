@@ -1,6 +1,7 @@
 //! The configuration of a training run, as its checkpoints store it: a leaf module of plain
 //! data, which the training loop, the checkpoint and the data readers all use.
 
+use crate::cell::Cell;
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::optim::OptimizerConfig;
@@ -52,6 +53,12 @@ pub struct TrainConfig {
     pub targets: Vec<String>,
     /// H.
     pub hidden: usize,
+    /// The cell of every layer (runs before cells existed: the tanh RNN).
+    #[serde(default)]
+    pub cell: Cell,
+    /// L: stacked layers (runs before layers existed: 1).
+    #[serde(default = "one")]
+    pub layers: usize,
     /// B: parallel streams.
     pub batch: usize,
     /// T: timesteps per chunk (truncated BPTT length).
@@ -77,6 +84,10 @@ pub struct TrainConfig {
     pub sample_len: usize,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -86,6 +97,8 @@ impl Default for TrainConfig {
             columns: vec![],
             targets: vec![],
             hidden: 128,
+            cell: Cell::Rnn,
+            layers: 1,
             batch: 32,
             seq_len: 32,
             iters: 1500,
@@ -142,7 +155,9 @@ impl TrainConfig {
         positive("the number of steps", "--iters", self.iters)?;
         positive("--log-every", "--log-every", self.log_every)?;
         positive("--eval-every", "--eval-every", self.eval_every)?;
-        ModelConfig::tokens(1, self.hidden).validate()?;
+        ModelConfig::tokens(1, self.hidden)
+            .with_cell(self.cell, self.layers)
+            .validate()?;
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             return Err(Error::config(
                 format!(

@@ -1,121 +1,396 @@
-//! The CPU reference: one training step of the Elman RNN in plain loops, generic over f32 and f64.
+//! The CPU reference for stacked layers of any [`Cell`]: one training step in plain loops,
+//! generic over f32 and f64, following PyTorch's `nn.RNN` / `nn.GRU` / `nn.LSTM` line by line.
+//! It shares nothing with the GPU path but the parameter table ([`crate::cell::ParamTable`]).
 //!
-//! This is the yardstick for the GPU path ([`crate::gpu::step`]); it shares nothing with it but
-//! the shapes and the parameters. It follows the math line by line and makes no attempt at speed.
-//!
-//! Dimensions: B batch, T timesteps, I input size, H hidden size, O output size.
+//! Dimensions: B batch, T timesteps, I input, H hidden, O output, L layers, G gates.
 //!
 //! ```text
-//! forward, t = 1..T:   a_t = x_t U^T + h_{t-1} W^T + b,  h_t = tanh(a_t),  y_t = h_t V^T + c
-//! loss:                mean over the B·T positions of cross-entropy(softmax(y_t), target_t)
-//!                      or ½‖y_t − target_t‖² (dense)
-//! backward, t = T..1:  dy_t = ∂L/∂y_t
-//!                      dh_t = dy_t V + dA_{t+1} W            (dA_{T+1} = 0)
-//!                      dA_t = dh_t ⊙ (1 − h_t²)
-//!                      dV += dy_t^T h_t,  dc += Σ_b dy_t
-//!                      dW += dA_t^T h_{t-1},  dU += dA_t^T x_t,  db += Σ_b dA_t
-//!                      dh_0 = dA_1 W
+//! forward, l = 0..L, t = 1..T:  a = U x_t + b_ih,  r = W h_{t-1} + b_hh   (G·H each)
+//!                               h_t (and c_t) from a and r by the cell (see crate::cell)
+//!                               x_t of layer l+1 = h_t of layer l
+//! output:                       y_t = V h_t^(L-1) + c;  loss = mean over the T·B positions
+//! backward, l = L-1..0, t = T..1:
+//!   dh = ∂L/∂h_t (from y_t, or from layer l+1's input) + the carry from t+1
+//!   da, dr = ∂L/∂a, ∂L/∂r by the cell (equal but for a GRU's n gate: dr_n = da_n ⊙ r)
+//!   dU += da ⊗ x_t,  db_ih += da,  dW += dr ⊗ h_{t-1},  db_hh += dr
+//!   ∂L/∂x_t = U^T da (layer l-1's dh),  carry to t-1 = W^T dr (+ dh ⊙ z for a GRU; dc ⊙ f for an LSTM's c)
 //! ```
 
-use crate::model::{Batch, Inputs, ModelConfig, Params, StepOutput, Targets};
+use crate::cell::{Cell, ParamTable};
+use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
 use num_traits::Float;
-
-/// What the forward pass keeps for the backward pass.
-#[derive(Clone, Debug)]
-pub struct Forward<F> {
-    /// h_0 … h_T, (T+1, B, H).
-    pub hs: Vec<F>,
-    /// y_1 … y_T, (T, B, O).
-    pub logits: Vec<F>,
-}
 
 fn f<F: Float>(v: f32) -> F {
     F::from(v).unwrap()
 }
 
-/// The forward pass: every hidden state and every output.
-pub fn forward<F: Float>(params: &Params<F>, batch: &Batch) -> Forward<F> {
-    let ModelConfig {
-        input: ni,
-        hidden: nh,
-        output: no,
-        ..
-    } = params.config;
-    let (nb, nt) = (batch.batch, batch.steps);
-    let (u, w, b, v, c) = (
-        params.get("U"),
-        params.get("W"),
-        params.get("b"),
-        params.get("V"),
-        params.get("c"),
-    );
-    let mut hs = vec![F::zero(); (nt + 1) * nb * nh];
-    for (dst, &src) in hs.iter_mut().zip(&batch.h0) {
-        *dst = f(src);
+fn sigmoid<F: Float>(x: F) -> F {
+    F::one() / (F::one() + (-x).exp())
+}
+
+/// One layer's forward results, kept for its backward pass.
+struct Layer<F> {
+    /// h_0 … h_T, (T+1, B, H).
+    hs: Vec<F>,
+    /// c_0 … c_T, (T+1, B, H) (LSTM).
+    cs: Vec<F>,
+    /// The gates after their activations, (T, B, G·H): RNN h'; GRU r, z, n; LSTM i, f, g, o.
+    gates: Vec<F>,
+    /// GRU: W_n h + b_hn, (T, B, H).
+    hn: Vec<F>,
+}
+
+/// The layer's input at (t, b): a token id (layer 0 of a token model) or a dense vector.
+pub(crate) enum X<'a, F> {
+    Token(u32),
+    Dense(&'a [F]),
+}
+
+/// `out[j] = bias[j] + Σ_k m[j, k] · x[k]` over the rows of m (rows × width).
+fn affine<F: Float>(m: &[F], bias: &[F], x: &X<'_, F>, out: &mut [F]) {
+    let width = m.len() / bias.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        let row = &m[j * width..(j + 1) * width];
+        *o = bias[j]
+            + match x {
+                X::Token(tok) => row[*tok as usize],
+                X::Dense(v) => row
+                    .iter()
+                    .zip(v.iter())
+                    .fold(F::zero(), |s, (&a, &b)| s + a * b),
+            };
     }
-    let mut logits = vec![F::zero(); nt * nb * no];
-    for t in 0..nt {
-        for bi in 0..nb {
-            let pos = t * nb + bi;
-            let h_prev = (t * nb + bi) * nh;
-            let h_cur = ((t + 1) * nb + bi) * nh;
-            for j in 0..nh {
-                // a = x_t U^T + h_{t-1} W^T + b
-                let mut a = b[j];
-                match &batch.inputs {
-                    Inputs::Tokens(x) => a = a + u[j * ni + x[pos] as usize],
-                    Inputs::Dense(x) => {
-                        for k in 0..ni {
-                            a = a + f::<F>(x[pos * ni + k]) * u[j * ni + k];
-                        }
-                    }
-                }
-                for k in 0..nh {
-                    a = a + hs[h_prev + k] * w[j * nh + k];
-                }
-                hs[h_cur + j] = a.tanh();
+}
+
+/// One cell step: from a = U x + b_ih and r = W h + b_hh, the gates, h' and c'.
+fn cell_forward<F: Float>(cell: Cell, a: &[F], r: &[F], h: &[F], c: &[F], out: CellOut<'_, F>) {
+    let nh = h.len();
+    for j in 0..nh {
+        match cell {
+            Cell::Rnn | Cell::RnnRelu => {
+                let s = a[j] + r[j];
+                let v = if cell == Cell::Rnn {
+                    s.tanh()
+                } else {
+                    s.max(F::zero())
+                };
+                out.gates[j] = v;
+                out.h[j] = v;
             }
-            // y = h_t V^T + c
-            for o in 0..no {
-                let mut y = c[o];
-                for k in 0..nh {
-                    y = y + hs[h_cur + k] * v[o * nh + k];
-                }
-                logits[pos * no + o] = y;
+            Cell::Gru => {
+                let rg = sigmoid(a[j] + r[j]);
+                let z = sigmoid(a[nh + j] + r[nh + j]);
+                let n = (a[2 * nh + j] + rg * r[2 * nh + j]).tanh();
+                out.gates[j] = rg;
+                out.gates[nh + j] = z;
+                out.gates[2 * nh + j] = n;
+                out.hn[j] = r[2 * nh + j];
+                out.h[j] = (F::one() - z) * n + z * h[j];
+            }
+            Cell::Lstm => {
+                let i = sigmoid(a[j] + r[j]);
+                let fg = sigmoid(a[nh + j] + r[nh + j]);
+                let g = (a[2 * nh + j] + r[2 * nh + j]).tanh();
+                let o = sigmoid(a[3 * nh + j] + r[3 * nh + j]);
+                let c_new = fg * c[j] + i * g;
+                out.gates[j] = i;
+                out.gates[nh + j] = fg;
+                out.gates[2 * nh + j] = g;
+                out.gates[3 * nh + j] = o;
+                out.c[j] = c_new;
+                out.h[j] = o * c_new.tanh();
             }
         }
     }
-    Forward { hs, logits }
 }
 
-/// The mean loss over the B·T positions and its gradient `dy = ∂L/∂y`, (T, B, O).
-pub fn loss<F: Float>(config: &ModelConfig, batch: &Batch, fwd: &Forward<F>) -> (F, Vec<F>) {
-    let no = config.output;
-    let n = batch.batch * batch.steps;
-    let scale = F::one() / F::from(n).unwrap();
-    let mut total = F::zero();
-    let mut dy = vec![F::zero(); n * no];
-    for pos in 0..n {
-        let y = &fwd.logits[pos * no..(pos + 1) * no];
-        let d = &mut dy[pos * no..(pos + 1) * no];
-        match &batch.targets {
-            Targets::Tokens(tg) => {
-                // softmax cross-entropy: L = log Σ exp(y) − y[target]; dy = softmax(y) − onehot
-                let m = y.iter().fold(F::neg_infinity(), |a, &b| a.max(b));
-                let sum = y.iter().fold(F::zero(), |a, &v| a + (v - m).exp());
-                let target = tg[pos] as usize;
-                total = total + (m + sum.ln() - y[target]);
-                for o in 0..no {
-                    d[o] = (y[o] - m).exp() / sum * scale;
-                }
-                d[target] = d[target] - scale;
+/// Where one cell step writes.
+struct CellOut<'a, F> {
+    gates: &'a mut [F],
+    hn: &'a mut [F],
+    h: &'a mut [F],
+    c: &'a mut [F],
+}
+
+/// The forward pass of layer `l` over all T, reading its input through `x_at(t, b)`.
+fn layer_forward<'x, F: Float + 'x>(
+    config: &ModelConfig,
+    table: &ParamTable,
+    params: &[F],
+    l: usize,
+    batch: &Batch,
+    x_at: &dyn Fn(usize, usize) -> X<'x, F>,
+) -> Layer<F> {
+    let (nb, nt, nh) = (batch.batch, batch.steps, config.hidden);
+    let gh = config.cell.gates() * nh;
+    let name = |p: &str| format!("rnn.{p}_l{l}");
+    let (u, w) = (
+        table.slice(params, &name("weight_ih")),
+        table.slice(params, &name("weight_hh")),
+    );
+    let (b_ih, b_hh) = (
+        table.slice(params, &name("bias_ih")),
+        table.slice(params, &name("bias_hh")),
+    );
+    let state = |v: &[f32]| -> Vec<F> {
+        let mut s = vec![F::zero(); (nt + 1) * nb * nh];
+        for (d, &x) in s.iter_mut().zip(v.iter().skip(l * nb * nh).take(nb * nh)) {
+            *d = f(x);
+        }
+        s
+    };
+    let mut layer = Layer {
+        hs: state(&batch.h0),
+        cs: state(&batch.c0),
+        gates: vec![F::zero(); nt * nb * gh],
+        hn: vec![F::zero(); nt * nb * nh],
+    };
+    let (mut a, mut r) = (vec![F::zero(); gh], vec![F::zero(); gh]);
+    for t in 0..nt {
+        for b in 0..nb {
+            let (prev, next) = ((t * nb + b) * nh, ((t + 1) * nb + b) * nh);
+            affine(u, b_ih, &x_at(t, b), &mut a);
+            affine(w, b_hh, &X::Dense(&layer.hs[prev..prev + nh]), &mut r);
+            let (h_old, h_new) = layer.hs.split_at_mut(next);
+            let (c_old, c_new) = layer.cs.split_at_mut(next);
+            let pos = t * nb + b;
+            cell_forward(
+                config.cell,
+                &a,
+                &r,
+                &h_old[prev..prev + nh],
+                &c_old[prev..prev + nh],
+                CellOut {
+                    gates: &mut layer.gates[pos * gh..(pos + 1) * gh],
+                    hn: &mut layer.hn[pos * nh..(pos + 1) * nh],
+                    h: &mut h_new[..nh],
+                    c: &mut c_new[..nh],
+                },
+            );
+        }
+    }
+    layer
+}
+
+/// The gradients at one cell step: da, dr (G·H each) and the parts of the carry to t-1 that do
+/// not go through W (a GRU's z path into dh_prev, an LSTM's dc_prev).
+struct CellGrad<'a, F> {
+    da: &'a mut [F],
+    dr: &'a mut [F],
+    dh_prev: &'a mut [F],
+    dc_prev: &'a mut [F],
+}
+
+/// One cell step backward. `dh` is ∂L/∂h', `dc` ∂L/∂c' from t+1 (LSTM); `gates`, `hn`, `h`, `c`,
+/// `c_new` as the forward pass left them.
+#[allow(clippy::too_many_arguments)]
+fn cell_backward<F: Float>(
+    cell: Cell,
+    dh: &[F],
+    dc: &[F],
+    gates: &[F],
+    hn: &[F],
+    h: &[F],
+    c: &[F],
+    c_new: &[F],
+    out: CellGrad<'_, F>,
+) {
+    let nh = dh.len();
+    let one = F::one();
+    for j in 0..nh {
+        match cell {
+            Cell::Rnn | Cell::RnnRelu => {
+                let v = gates[j];
+                let d = if cell == Cell::Rnn {
+                    dh[j] * (one - v * v)
+                } else if v > F::zero() {
+                    dh[j]
+                } else {
+                    F::zero()
+                };
+                out.da[j] = d;
+                out.dr[j] = d;
             }
-            Targets::Dense(tg) => {
-                // L = ½‖y − target‖²; dy = y − target
-                for o in 0..no {
-                    let e = y[o] - f(tg[pos * no + o]);
+            Cell::Gru => {
+                let (rg, z, n) = (gates[j], gates[nh + j], gates[2 * nh + j]);
+                let dn = dh[j] * (one - z) * (one - n * n);
+                let dz = dh[j] * (h[j] - n) * z * (one - z);
+                let drg = dn * hn[j] * rg * (one - rg);
+                out.da[j] = drg;
+                out.da[nh + j] = dz;
+                out.da[2 * nh + j] = dn;
+                out.dr[j] = drg;
+                out.dr[nh + j] = dz;
+                out.dr[2 * nh + j] = dn * rg;
+                out.dh_prev[j] = dh[j] * z;
+            }
+            Cell::Lstm => {
+                let (i, fg, g, o) = (
+                    gates[j],
+                    gates[nh + j],
+                    gates[2 * nh + j],
+                    gates[3 * nh + j],
+                );
+                let tc = c_new[j].tanh();
+                let dcn = dc[j] + dh[j] * o * (one - tc * tc);
+                let d = [
+                    dcn * g * i * (one - i),
+                    dcn * c[j] * fg * (one - fg),
+                    dcn * i * (one - g * g),
+                    dh[j] * tc * o * (one - o),
+                ];
+                for (q, dq) in d.into_iter().enumerate() {
+                    out.da[q * nh + j] = dq;
+                    out.dr[q * nh + j] = dq;
+                }
+                out.dc_prev[j] = dcn * fg;
+            }
+        }
+    }
+}
+
+/// `out[k] += Σ_j m[j, k] · v[j]`: the transposed product that carries a gradient back.
+fn add_transposed<F: Float>(m: &[F], v: &[F], out: &mut [F]) {
+    let width = out.len();
+    for (j, &vj) in v.iter().enumerate() {
+        for (o, &mjk) in out.iter_mut().zip(&m[j * width..(j + 1) * width]) {
+            *o = *o + mjk * vj;
+        }
+    }
+}
+
+/// `m[j, k] += v[j] · x[k]` (or `m[j, tok] += v[j]` for a token).
+fn add_outer<F: Float>(m: &mut [F], v: &[F], x: &X<'_, F>) {
+    let width = m.len() / v.len();
+    for (j, &vj) in v.iter().enumerate() {
+        let row = &mut m[j * width..(j + 1) * width];
+        match x {
+            X::Token(tok) => row[*tok as usize] = row[*tok as usize] + vj,
+            X::Dense(xs) => {
+                for (d, &xk) in row.iter_mut().zip(xs.iter()) {
+                    *d = *d + vj * xk;
+                }
+            }
+        }
+    }
+}
+
+fn add<F: Float>(acc: &mut [F], v: &[F]) {
+    for (a, &x) in acc.iter_mut().zip(v) {
+        *a = *a + x;
+    }
+}
+
+/// Layer `l` backward over all T: accumulates its parameters' gradients into `grads`, returns
+/// ∂L/∂x_t (T, B, I_l) when `want_dx`, and writes ∂L/∂h_0, ∂L/∂c_0 of the layer.
+#[allow(clippy::too_many_arguments)]
+fn layer_backward<'x, F: Float + 'x>(
+    config: &ModelConfig,
+    table: &ParamTable,
+    params: &[F],
+    grads: &mut [F],
+    l: usize,
+    layer: &Layer<F>,
+    dh_in: &[F],
+    x_at: &dyn Fn(usize, usize) -> X<'x, F>,
+    want_dx: bool,
+    dh0: &mut [F],
+    dc0: &mut [F],
+) -> Vec<F> {
+    let (nb, nh) = (dh0.len() / config.hidden, config.hidden);
+    let nt = dh_in.len() / (nb * nh);
+    let gh = config.cell.gates() * nh;
+    let ni = config.layer_input(l);
+    let name = |p: &str| format!("rnn.{p}_l{l}");
+    let (u, w) = (
+        table.slice(params, &name("weight_ih")),
+        table.slice(params, &name("weight_hh")),
+    );
+    let mut dx = vec![F::zero(); if want_dx { nt * nb * ni } else { 0 }];
+    let (mut dh_next, mut dc_next) = (vec![F::zero(); nb * nh], vec![F::zero(); nb * nh]);
+    let (mut da, mut dr) = (vec![F::zero(); gh], vec![F::zero(); gh]);
+    let (mut dh_direct, mut dc_prev) = (vec![F::zero(); nh], vec![F::zero(); nh]);
+    let (mut du, mut dw) = (vec![F::zero(); gh * ni], vec![F::zero(); gh * nh]);
+    let (mut db_ih, mut db_hh) = (vec![F::zero(); gh], vec![F::zero(); gh]);
+    for t in (0..nt).rev() {
+        for b in 0..nb {
+            let pos = t * nb + b;
+            let (prev, next) = (pos * nh, ((t + 1) * nb + b) * nh);
+            let dh: Vec<F> = (0..nh)
+                .map(|j| dh_in[pos * nh + j] + dh_next[b * nh + j])
+                .collect();
+            dh_direct.iter_mut().for_each(|v| *v = F::zero());
+            cell_backward(
+                config.cell,
+                &dh,
+                &dc_next[b * nh..(b + 1) * nh],
+                &layer.gates[pos * gh..(pos + 1) * gh],
+                &layer.hn[pos * nh..(pos + 1) * nh],
+                &layer.hs[prev..prev + nh],
+                &layer.cs[prev..prev + nh],
+                &layer.cs[next..next + nh],
+                CellGrad {
+                    da: &mut da,
+                    dr: &mut dr,
+                    dh_prev: &mut dh_direct,
+                    dc_prev: &mut dc_prev,
+                },
+            );
+            let x = x_at(t, b);
+            add_outer(&mut du, &da, &x);
+            add(&mut db_ih, &da);
+            add_outer(&mut dw, &dr, &X::Dense(&layer.hs[prev..prev + nh]));
+            add(&mut db_hh, &dr);
+            if want_dx {
+                add_transposed(u, &da, &mut dx[pos * ni..(pos + 1) * ni]);
+            }
+            let carry = &mut dh_next[b * nh..(b + 1) * nh];
+            carry.copy_from_slice(&dh_direct);
+            add_transposed(w, &dr, carry);
+            if config.cell.has_cell_state() {
+                dc_next[b * nh..(b + 1) * nh].copy_from_slice(&dc_prev);
+            }
+        }
+    }
+    for (p, g) in [
+        ("weight_ih", du),
+        ("weight_hh", dw),
+        ("bias_ih", db_ih),
+        ("bias_hh", db_hh),
+    ] {
+        add(table.slice_mut(grads, &name(p)), &g);
+    }
+    dh0.copy_from_slice(&dh_next);
+    dc0.copy_from_slice(&dc_next);
+    dx
+}
+
+/// The loss and ∂L/∂y of the outputs: mean cross-entropy over the positions (tokens), or the
+/// mean of ½‖y − target‖² (dense).
+fn loss_and_grad<F: Float>(logits: &[F], targets: &Targets, no: usize) -> (F, Vec<F>) {
+    let n = logits.len() / no;
+    let scale = F::one() / F::from(n).unwrap();
+    let mut dy = vec![F::zero(); logits.len()];
+    let mut total = F::zero();
+    for p in 0..n {
+        let y = &logits[p * no..(p + 1) * no];
+        let d = &mut dy[p * no..(p + 1) * no];
+        match targets {
+            Targets::Tokens(ids) => {
+                let m = y.iter().fold(F::neg_infinity(), |a, &b| a.max(b));
+                let sum = y.iter().fold(F::zero(), |s, &v| s + (v - m).exp());
+                let label = ids[p] as usize;
+                total = total + (m + sum.ln() - y[label]);
+                for (o, dv) in d.iter_mut().enumerate() {
+                    *dv = (y[o] - m).exp() / sum * scale;
+                }
+                d[label] = d[label] - scale;
+            }
+            Targets::Dense(v) => {
+                for (o, dv) in d.iter_mut().enumerate() {
+                    let e = y[o] - f(v[p * no + o]);
                     total = total + F::from(0.5).unwrap() * e * e;
-                    d[o] = e * scale;
+                    *dv = e * scale;
                 }
             }
         }
@@ -123,100 +398,227 @@ pub fn loss<F: Float>(config: &ModelConfig, batch: &Batch, fwd: &Forward<F>) -> 
     (total * scale, dy)
 }
 
-/// Backpropagation through time: the gradients of every parameter and of h_0.
-pub fn backward<F: Float>(
-    params: &Params<F>,
-    batch: &Batch,
-    fwd: &Forward<F>,
-    dy: &[F],
-) -> (Vec<F>, Vec<F>) {
-    let config = params.config;
-    let (ni, nh, no) = (config.input, config.hidden, config.output);
-    let (nb, nt) = (batch.batch, batch.steps);
-    let layout = config.layout();
-    let (w, v) = (params.get("W"), params.get("V"));
-    let mut grads = vec![F::zero(); layout.len];
-    let off = |name: &str| layout.slot(name).offset;
-    let (o_u, o_w, o_b, o_v, o_c) = (off("U"), off("W"), off("b"), off("V"), off("c"));
-
-    // dA_{t+1}, (B, H); zero beyond the last step
-    let mut da_next = vec![F::zero(); nb * nh];
-    let mut da = vec![F::zero(); nb * nh];
-    for t in (0..nt).rev() {
-        for bi in 0..nb {
-            let pos = t * nb + bi;
-            let h_cur = ((t + 1) * nb + bi) * nh;
-            let h_prev = (t * nb + bi) * nh;
-            let dy_t = &dy[pos * no..(pos + 1) * no];
-            // dV += dy_t^T h_t, dc += dy_t
-            for o in 0..no {
-                for k in 0..nh {
-                    grads[o_v + o * nh + k] = grads[o_v + o * nh + k] + dy_t[o] * fwd.hs[h_cur + k];
-                }
-                grads[o_c + o] = grads[o_c + o] + dy_t[o];
-            }
-            for k in 0..nh {
-                // dh_t = dy_t V + dA_{t+1} W
-                let mut dh = F::zero();
-                for o in 0..no {
-                    dh = dh + dy_t[o] * v[o * nh + k];
-                }
-                for j in 0..nh {
-                    dh = dh + da_next[bi * nh + j] * w[j * nh + k];
-                }
-                // dA_t = dh_t ⊙ (1 − h_t²)
-                let h = fwd.hs[h_cur + k];
-                da[bi * nh + k] = dh * (F::one() - h * h);
-            }
-            for j in 0..nh {
-                let d = da[bi * nh + j];
-                // dW += dA_t^T h_{t-1}
-                for k in 0..nh {
-                    grads[o_w + j * nh + k] = grads[o_w + j * nh + k] + d * fwd.hs[h_prev + k];
-                }
-                // dU += dA_t^T x_t
-                match &batch.inputs {
-                    Inputs::Tokens(x) => {
-                        let col = x[pos] as usize;
-                        grads[o_u + j * ni + col] = grads[o_u + j * ni + col] + d;
-                    }
-                    Inputs::Dense(x) => {
-                        for k in 0..ni {
-                            grads[o_u + j * ni + k] =
-                                grads[o_u + j * ni + k] + d * f(x[pos * ni + k]);
-                        }
-                    }
-                }
-                // db += dA_t
-                grads[o_b + j] = grads[o_b + j] + d;
-            }
-        }
-        std::mem::swap(&mut da, &mut da_next);
-    }
-    // dh_0 = dA_1 W (dA_1 is in da_next after the last swap)
-    let mut dh0 = vec![F::zero(); nb * nh];
-    for bi in 0..nb {
-        for k in 0..nh {
-            let mut s = F::zero();
-            for j in 0..nh {
-                s = s + da_next[bi * nh + j] * w[j * nh + k];
-            }
-            dh0[bi * nh + k] = s;
-        }
-    }
-    (grads, dh0)
+/// The forward pass of every layer, the outputs and the loss.
+struct Forward<F> {
+    layers: Vec<Layer<F>>,
+    logits: Vec<F>,
+    loss: F,
+    dy: Vec<F>,
 }
 
-/// One training step without the update: forward, loss, backward.
-pub fn step<F: Float>(params: &Params<F>, batch: &Batch) -> StepOutput<F> {
-    let fwd = forward(params, batch);
-    let (loss, dy) = loss(&params.config, batch, &fwd);
-    let (grads, dh0) = backward(params, batch, &fwd, &dy);
-    StepOutput {
+/// The inputs of a batch in F, for layer 0 (dense), and the accessor of layer 0's x_t.
+fn dense_inputs<F: Float>(batch: &Batch) -> Vec<F> {
+    match &batch.inputs {
+        Inputs::Dense(x) => x.iter().map(|&v| f(v)).collect(),
+        Inputs::Tokens(_) => vec![],
+    }
+}
+
+/// x_t of layer 0 at (t, b): a token or a row of the dense inputs.
+fn input_at<'a, F: Float>(
+    config: &ModelConfig,
+    batch: &'a Batch,
+    dense: &'a [F],
+) -> impl Fn(usize, usize) -> X<'a, F> {
+    let (nb, ni, kind) = (batch.batch, config.input, config.kind);
+    move |t, b| match (&batch.inputs, kind) {
+        (Inputs::Tokens(ids), InputKind::Tokens) => X::Token(ids[t * nb + b]),
+        _ => X::Dense(&dense[(t * nb + b) * ni..(t * nb + b + 1) * ni]),
+    }
+}
+
+/// x_t of layer l > 0: layer l−1's h_t.
+fn hidden_at<'a, F: Float>(
+    below: &'a Layer<F>,
+    nb: usize,
+    nh: usize,
+) -> impl Fn(usize, usize) -> X<'a, F> + 'a {
+    move |t, b| X::Dense(&below.hs[((t + 1) * nb + b) * nh..((t + 1) * nb + b + 1) * nh])
+}
+
+fn forward_all<F: Float>(params: &Params<F>, batch: &Batch) -> Forward<F> {
+    let config = &params.config;
+    let table = config.table();
+    let (nb, nt, nh, no) = (batch.batch, batch.steps, config.hidden, config.output);
+    let dense = dense_inputs::<F>(batch);
+    let x0 = input_at(config, batch, &dense);
+    let mut layers: Vec<Layer<F>> = Vec::with_capacity(config.layers);
+    for l in 0..config.layers {
+        let layer = match layers.last() {
+            None => layer_forward(config, &table, &params.data, l, batch, &x0),
+            Some(below) => {
+                let at = hidden_at(below, nb, nh);
+                layer_forward(config, &table, &params.data, l, batch, &at)
+            }
+        };
+        layers.push(layer);
+    }
+    let top = &layers[config.layers - 1].hs[nb * nh..];
+    let (v, c) = (params.get("decoder.weight"), params.get("decoder.bias"));
+    let mut logits = vec![F::zero(); nt * nb * no];
+    for p in 0..nt * nb {
+        let h = X::Dense(&top[p * nh..(p + 1) * nh]);
+        affine(v, c, &h, &mut logits[p * no..(p + 1) * no]);
+    }
+    let (loss, dy) = loss_and_grad(&logits, &batch.targets, no);
+    Forward {
+        layers,
+        logits,
         loss,
-        hs: fwd.hs,
-        logits: fwd.logits,
+        dy,
+    }
+}
+
+/// Every layer's last state, (L, B, H).
+fn last_states<F: Float>(layers: &[Layer<F>], cell_state: bool, bh: usize) -> Vec<F> {
+    layers
+        .iter()
+        .flat_map(|ly| {
+            let s = if cell_state { &ly.cs } else { &ly.hs };
+            s[s.len() - bh..].to_vec()
+        })
+        .collect()
+}
+
+/// The forward pass and the loss alone (evaluation): the loss, the logits, and every layer's
+/// h_T (and c_T), as a [`StepOutput`] without gradients.
+pub fn forward<F: Float>(params: &Params<F>, batch: &Batch) -> StepOutput<F> {
+    let fw = forward_all(params, batch);
+    let c = &params.config;
+    let bh = batch.batch * c.hidden;
+    let lstm = c.cell.has_cell_state();
+    let top = &fw.layers[c.layers - 1].hs;
+    StepOutput {
+        loss: fw.loss,
+        output: top[bh..].to_vec(),
+        h_n: last_states(&fw.layers, false, bh),
+        c_n: if lstm {
+            last_states(&fw.layers, true, bh)
+        } else {
+            vec![]
+        },
+        logits: fw.logits,
+        grads: vec![],
+        dh0: vec![],
+        dc0: vec![],
+    }
+}
+
+/// One training step: forward, loss, backward.
+pub fn step<F: Float>(params: &Params<F>, batch: &Batch) -> StepOutput<F> {
+    let config = &params.config;
+    let table = config.table();
+    let (nb, nt, nh, no, nl) = (
+        batch.batch,
+        batch.steps,
+        config.hidden,
+        config.output,
+        config.layers,
+    );
+    let fw = forward_all(params, batch);
+    let top = &fw.layers[nl - 1].hs[nb * nh..];
+    let v = params.get("decoder.weight");
+    // Backward: the decoder, then the layers from the top.
+    let mut grads = vec![F::zero(); table.len];
+    let mut dh_top = vec![F::zero(); nt * nb * nh];
+    {
+        let dv = table.slice_mut(&mut grads, "decoder.weight");
+        for p in 0..nt * nb {
+            let dy = &fw.dy[p * no..(p + 1) * no];
+            add_outer(dv, dy, &X::Dense(&top[p * nh..(p + 1) * nh]));
+            add_transposed(v, dy, &mut dh_top[p * nh..(p + 1) * nh]);
+        }
+        let dc = table.slice_mut(&mut grads, "decoder.bias");
+        for p in 0..nt * nb {
+            add(dc, &fw.dy[p * no..(p + 1) * no]);
+        }
+    }
+    let dense = dense_inputs::<F>(batch);
+    let x0 = input_at(config, batch, &dense);
+    let mut dh0 = vec![F::zero(); nl * nb * nh];
+    let mut dc0 = vec![F::zero(); nl * nb * nh];
+    let mut dh_in = dh_top;
+    for l in (0..nl).rev() {
+        let bh = nb * nh;
+        let (h0_l, c0_l) = (
+            &mut dh0[l * bh..(l + 1) * bh],
+            &mut dc0[l * bh..(l + 1) * bh],
+        );
+        let p = &params.data;
+        let ly = &fw.layers[l];
+        dh_in = if l == 0 {
+            let g = &mut grads;
+            layer_backward(config, &table, p, g, 0, ly, &dh_in, &x0, false, h0_l, c0_l)
+        } else {
+            let at = hidden_at(&fw.layers[l - 1], nb, nh);
+            let g = &mut grads;
+            layer_backward(config, &table, p, g, l, ly, &dh_in, &at, true, h0_l, c0_l)
+        };
+    }
+    let bh = nb * nh;
+    let lstm = config.cell.has_cell_state();
+    StepOutput {
+        loss: fw.loss,
+        output: top.to_vec(),
+        h_n: last_states(&fw.layers, false, bh),
+        c_n: if lstm {
+            last_states(&fw.layers, true, bh)
+        } else {
+            vec![]
+        },
+        logits: fw.logits,
         grads,
         dh0,
+        dc0: if lstm { dc0 } else { vec![] },
     }
+}
+
+/// One timestep of layer `l` for one stream (inference): h (and c) advanced in place from the
+/// layer's input x.
+pub(crate) fn layer_step<F: Float>(
+    params: &Params<F>,
+    l: usize,
+    x: &X<'_, F>,
+    h: &mut [F],
+    c: &mut [F],
+) {
+    let config = &params.config;
+    let gh = config.cell.gates() * config.hidden;
+    let name = |p: &str| format!("rnn.{p}_l{l}");
+    let (mut a, mut r) = (vec![F::zero(); gh], vec![F::zero(); gh]);
+    affine(
+        params.get(&name("weight_ih")),
+        params.get(&name("bias_ih")),
+        x,
+        &mut a,
+    );
+    affine(
+        params.get(&name("weight_hh")),
+        params.get(&name("bias_hh")),
+        &X::Dense(h),
+        &mut r,
+    );
+    let (mut h_new, mut c_new) = (h.to_vec(), c.to_vec());
+    let (mut gates, mut hn) = (vec![F::zero(); gh], vec![F::zero(); config.hidden]);
+    let out = CellOut {
+        gates: &mut gates,
+        hn: &mut hn,
+        h: &mut h_new,
+        c: &mut c_new,
+    };
+    cell_forward(config.cell, &a, &r, h, c, out);
+    h.copy_from_slice(&h_new);
+    c.copy_from_slice(&c_new);
+}
+
+/// The outputs y = V h + c of the top layer's h (inference).
+pub(crate) fn decode<F: Float>(params: &Params<F>, h: &[F]) -> Vec<F> {
+    let mut y = vec![F::zero(); params.config.output];
+    affine(
+        params.get("decoder.weight"),
+        params.get("decoder.bias"),
+        &X::Dense(h),
+        &mut y,
+    );
+    y
 }

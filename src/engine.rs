@@ -28,7 +28,7 @@ pub trait Engine {
     fn optimizer_state(&self) -> Result<OptimizerState>;
     /// Replaces the optimizer's state.
     fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()>;
-    /// The carried hidden state, (B, H).
+    /// The carried state: every layer's h, then (LSTM) every layer's c, (L, B, H) each.
     fn hidden(&self) -> Result<Vec<f32>>;
     /// Replaces the carried hidden state.
     fn set_hidden(&mut self, h: &[f32]) -> Result<()>;
@@ -74,9 +74,8 @@ pub struct CpuTrainer {
     params: Params<f32>,
     optim: OptimizerConfig,
     state: OptimizerState,
-    /// The carried hidden state, (B, H).
+    /// The carried state: every layer's h, then (LSTM) every layer's c, (L, B, H) each.
     carry: Vec<f32>,
-    batch: usize,
     steps: usize,
 }
 
@@ -91,15 +90,34 @@ impl CpuTrainer {
         optim.validate()?;
         params.config.validate()?;
         let n = params.config.num_params();
-        let h = params.config.hidden;
+        let carry = vec![0.0; params.config.carry_len(batch)];
         Ok(Self {
             params,
             optim,
             state: OptimizerState::new(n),
-            carry: vec![0.0; batch * h],
-            batch,
+            carry,
             steps,
         })
+    }
+}
+
+/// A batch of chunks with the carried state (every layer's h, then c) as its initial state.
+fn carried_batch(
+    config: &crate::model::ModelConfig,
+    steps: usize,
+    inputs: &Inputs,
+    targets: &Targets,
+    carry: &[f32],
+) -> Batch {
+    let batch = carry.len() / (config.carry_len(1)).max(1);
+    let (h0, c0) = carry.split_at(config.state_len(batch));
+    Batch {
+        batch,
+        steps,
+        inputs: inputs.clone(),
+        targets: targets.clone(),
+        h0: h0.to_vec(),
+        c0: c0.to_vec(),
     }
 }
 
@@ -114,14 +132,9 @@ impl Engine for CpuTrainer {
         if reset {
             self.carry.iter_mut().for_each(|h| *h = 0.0);
         }
-        let batch = Batch {
-            batch: self.batch,
-            steps: self.steps,
-            inputs: inputs.clone(),
-            targets: targets.clone(),
-            h0: self.carry.clone(),
-        };
-        batch.validate(&self.params.config)?;
+        let config = self.params.config;
+        let batch = carried_batch(&config, self.steps, inputs, targets, &self.carry);
+        batch.validate(&config)?;
         let out = cpu::step(&self.params, &batch);
         let grad_norm = optim::update(
             &self.optim,
@@ -129,8 +142,7 @@ impl Engine for CpuTrainer {
             &out.grads,
             &mut self.state,
         );
-        let bh = self.batch * self.params.config.hidden;
-        self.carry.copy_from_slice(&out.hs[self.steps * bh..]);
+        self.carry = [out.h_n, out.c_n].concat();
         Ok(Some(StepStats {
             loss: out.loss,
             grad_norm,
@@ -138,27 +150,23 @@ impl Engine for CpuTrainer {
     }
 
     fn evaluate(&mut self, chunks: &[(Inputs, Targets)]) -> Result<f32> {
-        let h = self.params.config.hidden;
+        let config = self.params.config;
         let mut total = 0.0f64;
-        let mut h0: Option<Vec<f32>> = None;
+        let mut carry: Option<Vec<f32>> = None;
         for (x, y) in chunks {
             let n = match x {
                 Inputs::Tokens(t) => t.len(),
-                Inputs::Dense(v) => v.len() / self.params.config.input,
+                Inputs::Dense(v) => v.len() / config.input,
             };
             let b = n / self.steps;
-            let batch = Batch {
-                batch: b,
-                steps: self.steps,
-                inputs: x.clone(),
-                targets: y.clone(),
-                h0: h0.take().unwrap_or_else(|| vec![0.0; b * h]),
-            };
-            batch.validate(&self.params.config)?;
+            let state = carry
+                .take()
+                .unwrap_or_else(|| vec![0.0; config.carry_len(b)]);
+            let batch = carried_batch(&config, self.steps, x, y, &state);
+            batch.validate(&config)?;
             let fwd = cpu::forward(&self.params, &batch);
-            let (loss, _) = cpu::loss(&self.params.config, &batch, &fwd);
-            total += loss as f64;
-            h0 = Some(fwd.hs[self.steps * b * h..].to_vec());
+            total += fwd.loss as f64;
+            carry = Some([fwd.h_n, fwd.c_n].concat());
         }
         Ok((total / chunks.len().max(1) as f64) as f32)
     }
@@ -184,7 +192,7 @@ impl Engine for CpuTrainer {
         if h.len() != self.carry.len() {
             return Err(crate::Error::config(
                 format!(
-                    "a hidden state of {} values for B·H = {}",
+                    "a carried state of {} values for this model and batch ({})",
                     h.len(),
                     self.carry.len()
                 ),

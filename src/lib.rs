@@ -24,14 +24,13 @@
 
 pub mod bench;
 pub mod bench_cells;
+pub mod case;
 pub mod cell;
 pub mod check;
-pub mod check_stack;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod cpu;
-pub mod cpu_stack;
 pub mod data;
 pub mod engine;
 pub mod error;

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use unroll::cell::{Cell, StackConfig};
-use unroll::check::{Case, check};
-use unroll::check_stack::{RandomCase, StackCase};
+use unroll::case::{Case, RandomCase};
+use unroll::cell::Cell;
+use unroll::check::check;
 use unroll::checkpoint::Checkpoint;
 use unroll::gpu::{AdapterChoice, Gpu, Recurrence, info_report};
-use unroll::model::{Batch, InputKind, ModelConfig, Params};
+use unroll::model::ModelConfig;
 use unroll::optim::{OptimizerConfig, OptimizerKind};
 use unroll::train::{RunOptions, Task, TrainConfig, train};
 
@@ -121,6 +121,8 @@ struct TrainArgs {
     /// Hidden size H.
     #[arg(long, default_value_t = 128)]
     hidden: usize,
+    #[command(flatten)]
+    cell: CellArgs,
     /// Parallel streams B.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -305,16 +307,28 @@ struct CheckArgs {
     /// model, on which float32 itself loses digits).
     #[arg(long)]
     init_scale: Option<f64>,
-    /// The cell of a generated stacked model (`nn.RNN`, `nn.GRU`, `nn.LSTM`); without it and
-    /// --layers, the single tanh layer that `train` runs.
-    #[arg(long, value_enum)]
-    cell: Option<CellArg>,
-    /// L: layers of a generated stacked model.
-    #[arg(long)]
-    layers: Option<usize>,
+    #[command(flatten)]
+    cell: CellArgs,
+}
+
+/// The cell and depth of a model.
+#[derive(Args, Clone, Copy)]
+struct CellArgs {
+    /// The cell of every layer, as `torch.nn` has it: RNN (Elman), GRU or LSTM.
+    #[arg(long, value_enum, default_value = "rnn")]
+    cell: CellArg,
+    /// L: stacked layers.
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
     /// The nonlinearity of an `rnn` cell.
     #[arg(long, value_enum, default_value = "tanh")]
     nonlinearity: Nonlinearity,
+}
+
+impl CellArgs {
+    fn cell(&self) -> Cell {
+        self.cell.cell(self.nonlinearity == Nonlinearity::Relu)
+    }
 }
 
 /// A recurrent cell, as PyTorch names it.
@@ -345,25 +359,13 @@ enum Nonlinearity {
 }
 
 impl CheckArgs {
-    /// The stacked model asked for, if any (--cell, --layers or --nonlinearity relu).
-    fn stack_config(&self) -> Option<StackConfig> {
-        let relu = self.nonlinearity == Nonlinearity::Relu;
-        if self.cell.is_none() && self.layers.is_none() && !relu {
-            return None;
-        }
-        let cell = self.cell.unwrap_or(CellArg::Rnn).cell(relu);
-        let (kind, output) = match self.kind {
-            Kind::Tokens => (InputKind::Tokens, self.input),
-            Kind::Dense => (InputKind::Dense, self.output),
+    /// The generated model.
+    fn model(&self) -> ModelConfig {
+        let config = match self.kind {
+            Kind::Tokens => ModelConfig::tokens(self.input, self.hidden),
+            Kind::Dense => ModelConfig::dense(self.input, self.hidden, self.output),
         };
-        Some(StackConfig {
-            cell,
-            layers: self.layers.unwrap_or(1),
-            kind,
-            input: self.input,
-            hidden: self.hidden,
-            output,
-        })
+        config.with_cell(self.cell.cell(), self.cell.layers)
     }
 }
 
@@ -379,47 +381,19 @@ fn print_report(report: &unroll::check::CheckReport) {
 }
 
 fn run_check(args: &CheckArgs) -> Result<bool> {
-    let stack_file = args.case.as_deref().filter(|p| StackCase::is_stack_file(p));
-    if stack_file.is_some() || args.stack_config().is_some() {
-        return run_check_stack(args, stack_file);
-    }
-    let gpu = match args.device {
-        Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
-        Device::Cpu => None,
-    };
     let case = match &args.case {
         Some(path) => Case::load(path)?,
         None => {
-            let config = match args.kind {
-                Kind::Tokens => ModelConfig::tokens(args.input, args.hidden),
-                Kind::Dense => ModelConfig::dense(args.input, args.hidden, args.output),
-            };
+            let config = args.model();
             config.validate()?;
-            if let Some(gpu) = &gpu {
-                unroll::gpu::GpuStep::check_fits(gpu, &config, args.batch, args.steps)?;
-            }
-            let batch = Batch::random(
-                &config,
-                args.batch,
-                args.steps,
-                args.random_h0,
-                args.seed + 1,
-            );
-            batch.validate(&config)?;
-            let mut params: Params<f64> = Params::init(config, args.seed).cast();
-            if let Some(scale) = args.init_scale {
-                if !(scale.is_finite() && scale > 0.0) {
-                    anyhow::bail!("--init-scale {scale}: expected a positive number such as 0.4");
-                }
-                // init draws uniform in ±1/√H: rescale to ±S.
-                let k = scale * (config.hidden as f64).sqrt();
-                params.data.iter_mut().for_each(|v| *v *= k);
-            }
-            Case {
-                params,
-                batch,
-                expected: None,
-            }
+            let random = RandomCase {
+                batch: args.batch,
+                steps: args.steps,
+                seed: args.seed,
+                init_scale: args.init_scale,
+                random_state: args.random_h0,
+            };
+            Case::random(config, random)?
         }
     };
     for path in [&args.save_case, &args.dump].into_iter().flatten() {
@@ -429,59 +403,27 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
         case.save(path)?;
         println!("case written to {}", path.display());
     }
-    let report = check(
-        gpu.as_ref(),
-        &case,
-        args.adapter.recurrence,
-        args.dump.as_deref(),
-    )?;
-    print_report(&report);
-    Ok(report.pass())
-}
-
-/// `check` on a stacked model: a case file in the layout of `tests/fixtures/cells/`, or a
-/// generated one.
-fn run_check_stack(args: &CheckArgs, file: Option<&std::path::Path>) -> Result<bool> {
-    let case = match (file, args.stack_config()) {
-        (Some(path), _) => StackCase::load(path)?,
-        (None, Some(config)) => {
-            let random = RandomCase {
-                batch: args.batch,
-                steps: args.steps,
-                seed: args.seed,
-                init_scale: args.init_scale,
-                random_state: args.random_h0,
-            };
-            StackCase::random(config, random)?
-        }
-        (None, None) => unreachable!("called for a stacked case"),
-    };
-    if args.save_case.is_some() {
-        anyhow::bail!(
-            "--save-case writes cases of the single tanh layer; a stacked case is written by \
-             tests/fixtures/cells_reference.py"
-        );
-    }
-    if let Some(path) = &args.dump {
-        unroll::rundir::check_replaceable(path)?;
-    }
     let gpu = match args.device {
         Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
         Device::Cpu => None,
     };
-    let report = unroll::check_stack::check_stack(gpu.as_ref(), &case, args.dump.as_deref())?;
+    let recurrence = args.adapter.recurrence;
+    let report = check(gpu.as_ref(), &case, recurrence, args.dump.as_deref())?;
     print_report(&report);
     Ok(report.pass())
 }
 
 /// The flags of `train` that a resumed run takes from its checkpoint: giving one with --resume
 /// is an error rather than a change that would be silently ignored.
-const FIXED_ON_RESUME: [&str; 19] = [
+const FIXED_ON_RESUME: [&str; 22] = [
     "task",
     "bytes",
     "columns",
     "target",
     "hidden",
+    "cell",
+    "layers",
+    "nonlinearity",
     "batch",
     "seq_len",
     "optimizer",
@@ -550,6 +492,8 @@ fn run_train(args: &TrainArgs, explicit: &[String]) -> Result<bool> {
         columns: args.columns.clone(),
         targets: args.target.clone(),
         hidden: args.hidden,
+        cell: args.cell.cell(),
+        layers: args.cell.layers,
         batch: args.batch,
         seq_len: args.seq_len,
         iters: args.iters,

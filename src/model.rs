@@ -1,18 +1,19 @@
-//! The Elman RNN's shapes, parameters, batches and the result of one training step.
+//! A model's shapes, its parameters, batches and the result of one training step.
 //!
-//! Dimensions, used throughout the crate:
-//! B batch, T timesteps, I input size, H hidden size, O output size (= vocabulary size for text).
+//! Dimensions, used throughout the crate: B batch, T timesteps, I input size, H hidden size,
+//! O output size (= vocabulary size for text), L layers, G gates per cell.
 //!
 //! ```text
-//! a_t = x_t U^T + h_{t-1} W^T + b      (B, H)
-//! h_t = tanh(a_t)                       (B, H)
-//! y_t = h_t V^T + c                     (B, O)
+//! layer l, t = 1..T:  h_t (and c_t) = cell(U x_t + b_ih, W h_{t-1} + b_hh)   (see crate::cell)
+//!                     x_t of layer l+1 = h_t of layer l
+//! y_t = V h_t + c     (the top layer's h_t)
 //! ```
 //!
-//! Parameters live in one contiguous vector laid out by [`Layout`], built from the single
-//! `(name, shape)` table [`ModelConfig::param_shapes`]. Gradients and optimizer moments use the
-//! same layout, so the optimizer is one flat loop over all of them (on the CPU and on the GPU).
+//! Parameters live in one contiguous vector laid out by the model's parameter table (PyTorch's
+//! names, shapes and order; [`crate::cell::ParamTable`]). Gradients and optimizer moments use the same layout, so the
+//! optimizer is one flat loop over all of them (on the CPU and on the GPU).
 
+use crate::cell::Cell;
 use crate::error::{Error, Result};
 use num_traits::Float;
 use rand::{RngExt, SeedableRng};
@@ -49,7 +50,20 @@ pub struct ModelConfig {
     pub hidden: usize,
     /// O: vocabulary size (tokens) or output features (dense).
     pub output: usize,
+    /// The cell of every layer (checkpoints written before cells existed: the tanh RNN).
+    #[serde(default)]
+    pub cell: Cell,
+    /// L: stacked layers (checkpoints written before layers existed: 1).
+    #[serde(default = "one_layer")]
+    pub layers: usize,
 }
+
+fn one_layer() -> usize {
+    1
+}
+
+/// The most layers accepted.
+pub const MAX_LAYERS: usize = 64;
 
 /// The largest hidden size accepted (W then takes 1 GiB).
 pub const MAX_HIDDEN: usize = 16_384;
@@ -59,41 +73,6 @@ pub const MAX_HIDDEN: usize = 16_384;
 /// which holds 65,535.)
 pub const MAX_FEATURES: usize = 1 << 20;
 
-/// The names of the parameters, in their order in the flat parameter vector.
-pub const PARAM_NAMES: [&str; 5] = ["U", "W", "b", "V", "c"];
-
-/// Where one named tensor lies in a flat parameter (or gradient) vector.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Slot {
-    /// `U`, `W`, `b`, `V` or `c`.
-    pub name: &'static str,
-    /// Row-major shape.
-    pub shape: Vec<usize>,
-    /// First element in the flat vector.
-    pub offset: usize,
-    /// Number of elements.
-    pub len: usize,
-}
-
-/// The flat layout of the parameters, shared by gradients and optimizer state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layout {
-    /// One slot per parameter, in [`PARAM_NAMES`] order.
-    pub slots: Vec<Slot>,
-    /// Total number of elements.
-    pub len: usize,
-}
-
-impl Layout {
-    /// The slot of a parameter by name. Panics on a name not in [`PARAM_NAMES`] (a programming error).
-    pub fn slot(&self, name: &str) -> &Slot {
-        self.slots
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no parameter named {name}"))
-    }
-}
-
 impl ModelConfig {
     /// A text model over a vocabulary of `vocab` tokens.
     pub fn tokens(vocab: usize, hidden: usize) -> Self {
@@ -102,6 +81,8 @@ impl ModelConfig {
             input: vocab,
             hidden,
             output: vocab,
+            cell: Cell::Rnn,
+            layers: 1,
         }
     }
 
@@ -112,45 +93,38 @@ impl ModelConfig {
             input,
             hidden,
             output,
+            cell: Cell::Rnn,
+            layers: 1,
         }
     }
 
-    /// The single table of parameter names and shapes.
-    pub fn param_shapes(&self) -> [(&'static str, Vec<usize>); 5] {
-        let (i, h, o) = (self.input, self.hidden, self.output);
-        [
-            ("U", vec![h, i]),
-            ("W", vec![h, h]),
-            ("b", vec![h]),
-            ("V", vec![o, h]),
-            ("c", vec![o]),
-        ]
+    /// The same sizes with `layers` layers of `cell`.
+    pub fn with_cell(self, cell: Cell, layers: usize) -> Self {
+        Self {
+            cell,
+            layers,
+            ..self
+        }
     }
 
-    /// The flat layout built from [`Self::param_shapes`].
-    pub fn layout(&self) -> Layout {
-        let mut offset = 0;
-        let slots = self
-            .param_shapes()
-            .into_iter()
-            .map(|(name, shape)| {
-                let len = shape.iter().product();
-                let slot = Slot {
-                    name,
-                    shape,
-                    offset,
-                    len,
-                };
-                offset += len;
-                slot
-            })
-            .collect();
-        Layout { slots, len: offset }
+    /// The one Elman layer with tanh that the fused GPU fast path runs.
+    pub fn is_elman(&self) -> bool {
+        self.cell == Cell::Rnn && self.layers == 1
+    }
+
+    /// L·B·H: one state (h or c) of every layer for B streams.
+    pub fn state_len(&self, batch: usize) -> usize {
+        self.layers * batch * self.hidden
+    }
+
+    /// The carried state of B streams: every layer's h, then (LSTM) every layer's c.
+    pub fn carry_len(&self, batch: usize) -> usize {
+        self.state_len(batch) * (1 + self.cell.has_cell_state() as usize)
     }
 
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
-        self.layout().len
+        self.table().len
     }
 
     /// Rejects sizes that make no model, or one too large to hold.
@@ -176,10 +150,17 @@ impl ModelConfig {
                 ));
             }
         }
+        if self.layers > MAX_LAYERS {
+            return Err(Error::config(
+                format!("{} layers are more than unroll stacks", self.layers),
+                format!("pass a --layers of at most {MAX_LAYERS}"),
+            ));
+        }
         for (what, v) in [
             ("input size (I)", self.input),
             ("hidden size (H)", self.hidden),
             ("output size (O)", self.output),
+            ("number of layers (L)", self.layers),
         ] {
             if v == 0 {
                 return Err(Error::config(
@@ -192,12 +173,12 @@ impl ModelConfig {
     }
 }
 
-/// The parameters of a model in one flat vector (layout: [`ModelConfig::layout`]).
+/// The parameters of a model in one flat vector (layout: [`ModelConfig::table`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params<F> {
     /// The sizes.
     pub config: ModelConfig,
-    /// `U`, `W`, `b`, `V`, `c` back to back, each row-major.
+    /// Every parameter of the table back to back, each row-major.
     pub data: Vec<F>,
 }
 
@@ -210,10 +191,9 @@ impl<F: Float> Params<F> {
         }
     }
 
-    /// One parameter by name.
+    /// One parameter by its name in the table (`rnn.weight_ih_l0`, …, `decoder.bias`).
     pub fn get(&self, name: &str) -> &[F] {
-        let slot = self.config.layout().slot(name).clone();
-        &self.data[slot.offset..slot.offset + slot.len]
+        self.config.table().slice(&self.data, name)
     }
 
     /// The same parameters in another float type.
@@ -226,8 +206,8 @@ impl<F: Float> Params<F> {
 }
 
 impl Params<f32> {
-    /// PyTorch's default initialisation for `nn.RNN` and `nn.Linear`: every weight and bias
-    /// uniform in `[-1/√H, 1/√H)` (U, W, b) and `[-1/√H, 1/√H)` for V and c, whose fan-in is H too.
+    /// PyTorch's default initialisation for `nn.RNN`, `nn.GRU`, `nn.LSTM` and `nn.Linear`: every
+    /// weight and bias uniform in `[-1/√H, 1/√H)` (the decoder's fan-in is H too).
     pub fn init(config: ModelConfig, seed: u64) -> Self {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let k = 1.0 / (config.hidden as f32).sqrt();
@@ -257,7 +237,7 @@ pub enum Targets {
     Dense(Vec<f32>),
 }
 
-/// One batch: B sequences of T steps, their targets and the initial hidden state.
+/// One batch: B sequences of T steps, their targets and every layer's initial state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     /// B.
@@ -268,8 +248,10 @@ pub struct Batch {
     pub inputs: Inputs,
     /// The target of each position.
     pub targets: Targets,
-    /// h_0, (B, H).
+    /// h_0 of every layer, (L, B, H).
     pub h0: Vec<f32>,
+    /// c_0 of every layer, (L, B, H) (LSTM; empty otherwise).
+    pub c0: Vec<f32>,
 }
 
 impl Batch {
@@ -343,14 +325,23 @@ impl Batch {
                 ));
             }
         }
-        if self.h0.len() != b * config.hidden {
-            return shape_err("h0 (B, H)", self.h0.len(), b * config.hidden);
+        let state = config.state_len(b);
+        if self.h0.len() != state {
+            return shape_err("h0 (L, B, H)", self.h0.len(), state);
+        }
+        let c0 = if config.cell.has_cell_state() {
+            state
+        } else {
+            0
+        };
+        if self.c0.len() != c0 {
+            return shape_err("c0 (L, B, H)", self.c0.len(), c0);
         }
         Ok(())
     }
 
     /// A random batch for checks and benchmarks: tokens uniform over the vocabulary, or dense
-    /// inputs and targets uniform in [-1, 1); h_0 zero unless `random_h0`.
+    /// inputs and targets uniform in [-1, 1); h_0 (and c_0) zero unless `random_h0`.
     pub fn random(
         config: &ModelConfig,
         batch: usize,
@@ -386,19 +377,23 @@ impl Batch {
                 ),
             ),
         };
-        let h0 = if random_h0 {
-            (0..batch * config.hidden)
-                .map(|_| rng.random_range(-0.9..0.9))
-                .collect()
-        } else {
-            vec![0.0; batch * config.hidden]
+        let n = config.state_len(batch);
+        let mut state = |on: bool| -> Vec<f32> {
+            match on {
+                true if random_h0 => (0..n).map(|_| rng.random_range(-0.9..0.9)).collect(),
+                true => vec![0.0; n],
+                false => vec![],
+            }
         };
+        let h0 = state(true);
+        let c0 = state(config.cell.has_cell_state());
         Self {
             batch,
             steps,
             inputs,
             targets,
             h0,
+            c0,
         }
     }
 }
@@ -408,20 +403,26 @@ impl Batch {
 pub struct StepOutput<F> {
     /// The mean loss over the B·T positions.
     pub loss: F,
-    /// h_0 … h_T, (T+1, B, H).
-    pub hs: Vec<F>,
+    /// The top layer's h_1 … h_T, (T, B, H).
+    pub output: Vec<F>,
+    /// Every layer's h_T, (L, B, H).
+    pub h_n: Vec<F>,
+    /// Every layer's c_T, (L, B, H) (LSTM; empty otherwise).
+    pub c_n: Vec<F>,
     /// y_1 … y_T, (T, B, O).
     pub logits: Vec<F>,
-    /// dU, dW, db, dV, dc in the parameter layout.
+    /// ∂L/∂θ in the table's layout, (P).
     pub grads: Vec<F>,
-    /// ∂L/∂h_0, (B, H).
+    /// ∂L/∂h_0, (L, B, H).
     pub dh0: Vec<F>,
+    /// ∂L/∂c_0, (L, B, H) (LSTM; empty otherwise).
+    pub dc0: Vec<F>,
 }
 
 /// A named tensor in f64, for comparisons and dumps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedTensor {
-    /// `loss`, `hs`, `logits`, `dU`, `dW`, `db`, `dV`, `dc` or `dh0`.
+    /// `loss`, `output`, `h_n`, `c_n`, `logits`, `grad.h0`, `grad.c0` or `grad.<parameter>`.
     pub name: String,
     /// Row-major shape.
     pub shape: Vec<usize>,
@@ -430,39 +431,48 @@ pub struct NamedTensor {
 }
 
 impl<F: Float> StepOutput<F> {
-    /// The step's results by name, in the oracle's layout: `hs` is h_1 … h_T, (T, B, H).
+    /// The step's results under the names PyTorch's oracle uses (`tests/fixtures/cells/`).
     pub fn tensors(&self, config: &ModelConfig, batch: usize, steps: usize) -> Vec<NamedTensor> {
-        let to64 = |v: &[F]| v.iter().map(|x| x.to_f64().unwrap()).collect::<Vec<f64>>();
-        let h = config.hidden;
-        let mut out = vec![
-            NamedTensor {
-                name: "loss".into(),
-                shape: vec![],
-                data: vec![self.loss.to_f64().unwrap()],
-            },
-            NamedTensor {
-                name: "hs".into(),
-                shape: vec![steps, batch, h],
-                data: to64(&self.hs[batch * h..]),
-            },
-            NamedTensor {
-                name: "logits".into(),
-                shape: vec![steps, batch, config.output],
-                data: to64(&self.logits),
-            },
+        let (nh, no, nl) = (config.hidden, config.output, config.layers);
+        let t = |name: &str, shape: Vec<usize>, v: &[F]| NamedTensor {
+            name: name.into(),
+            shape,
+            data: v.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)).collect(),
+        };
+        let mut all = vec![
+            t("loss", vec![], &[self.loss]),
+            t("output", vec![steps, batch, nh], &self.output),
+            t("h_n", vec![nl, batch, nh], &self.h_n),
+            t("logits", vec![steps, batch, no], &self.logits),
+            t("grad.h0", vec![nl, batch, nh], &self.dh0),
         ];
-        for slot in config.layout().slots {
-            out.push(NamedTensor {
-                name: format!("d{}", slot.name),
-                shape: slot.shape.clone(),
-                data: to64(&self.grads[slot.offset..slot.offset + slot.len]),
-            });
+        if config.cell.has_cell_state() {
+            all.push(t("c_n", vec![nl, batch, nh], &self.c_n));
+            all.push(t("grad.c0", vec![nl, batch, nh], &self.dc0));
         }
-        out.push(NamedTensor {
-            name: "dh0".into(),
-            shape: vec![batch, h],
-            data: to64(&self.dh0),
-        });
-        out
+        for e in config.table().entries {
+            let g = &self.grads[e.offset..e.offset + e.len];
+            all.push(t(&format!("grad.{}", e.name), e.shape.clone(), g));
+        }
+        all
     }
+}
+
+/// The names [`StepOutput::tensors`] gives a model's results, in order.
+pub fn result_names(config: &ModelConfig) -> Vec<String> {
+    let mut names: Vec<String> = ["loss", "output", "h_n", "logits", "grad.h0"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if config.cell.has_cell_state() {
+        names.extend(["c_n".to_string(), "grad.c0".to_string()]);
+    }
+    names.extend(
+        config
+            .table()
+            .entries
+            .iter()
+            .map(|e| format!("grad.{}", e.name)),
+    );
+    names
 }

@@ -1,70 +1,69 @@
 //! Sampling text from a trained model, on the CPU: sampling is sequential and small (one
-//! matrix-vector product per character), so the CPU is the right place for it.
+//! matrix-vector product per layer and character), so the CPU is the right place for it.
 //!
 //! ```text
-//! h_t = tanh(U[:, x_t] + W h_{t-1} + b)    p_t = softmax((V h_t + c) / temperature)
-//! x_{t+1} ~ p_t   (temperature 0: the most likely token)
+//! every layer l:  h_l (and c_l) ← cell(U_l x + b_ih, W_l h_l + b_hh)   x = the token, then h_{l-1}
+//! p_t = softmax((V h_top + c) / temperature)    x_{t+1} ~ p_t   (temperature 0: the most likely)
 //! ```
 
+use crate::cpu::{X, decode, layer_step};
 use crate::error::{Error, Result};
 use crate::model::{InputKind, Params};
 use rand::{RngExt, SeedableRng};
 
-/// A model's hidden state, advanced one input at a time: inference on the CPU, for sampling text
-/// and forecasting series.
+/// A model's state, advanced one input at a time: inference on the CPU, for sampling text and
+/// forecasting series.
 pub struct Stepper<'a> {
     params: &'a Params<f32>,
+    /// Every layer's h, (L, H).
     h: Vec<f32>,
+    /// Every layer's c, (L, H) (zeros unless LSTM).
+    c: Vec<f32>,
 }
 
 impl<'a> Stepper<'a> {
-    /// Starts from a zero hidden state.
+    /// Starts from a zero state.
     pub fn new(params: &'a Params<f32>) -> Self {
+        let n = params.config.layers * params.config.hidden;
         Self {
             params,
-            h: vec![0.0; params.config.hidden],
+            h: vec![0.0; n],
+            c: vec![0.0; n],
         }
     }
 
-    /// h ← tanh(input + W h + b), where `input(j)` is row j of U x.
-    fn advance(&mut self, input: impl Fn(usize) -> f32) {
+    /// Advances every layer by one step from layer 0's input x.
+    fn advance(&mut self, x: X<'_, f32>) {
         let nh = self.params.config.hidden;
-        let (w, b) = (self.params.get("W"), self.params.get("b"));
-        let h: Vec<f32> = (0..nh)
-            .map(|j| {
-                let mut a = b[j] + input(j);
-                for k in 0..nh {
-                    a += w[j * nh + k] * self.h[k];
-                }
-                a.tanh()
-            })
-            .collect();
-        self.h = h;
+        let (h, c) = (&mut self.h, &mut self.c);
+        layer_step(self.params, 0, &x, &mut h[..nh], &mut c[..nh]);
+        for l in 1..self.params.config.layers {
+            let (below, here) = h.split_at_mut(l * nh);
+            let x = X::Dense(&below[(l - 1) * nh..]);
+            layer_step(
+                self.params,
+                l,
+                &x,
+                &mut here[..nh],
+                &mut c[l * nh..(l + 1) * nh],
+            );
+        }
     }
 
-    /// Feeds a token: U x is column `token` of U.
+    /// Feeds a token.
     pub fn feed_token(&mut self, token: u32) {
-        let (u, ni) = (self.params.get("U"), self.params.config.input);
-        self.advance(|j| u[j * ni + token as usize]);
+        self.advance(X::Token(token));
     }
 
     /// Feeds a dense input x (I values).
     pub fn feed(&mut self, x: &[f32]) {
-        let (u, ni) = (self.params.get("U"), self.params.config.input);
-        self.advance(|j| (0..ni).map(|k| u[j * ni + k] * x[k]).sum());
+        self.advance(X::Dense(x));
     }
 
-    /// The outputs y = V h + c.
+    /// The outputs y = V h + c of the top layer.
     pub fn output(&self) -> Vec<f32> {
-        let cfg = self.params.config;
-        let (v, c) = (self.params.get("V"), self.params.get("c"));
-        (0..cfg.output)
-            .map(|o| {
-                c[o] + (0..cfg.hidden)
-                    .map(|k| v[o * cfg.hidden + k] * self.h[k])
-                    .sum::<f32>()
-            })
-            .collect()
+        let nh = self.params.config.hidden;
+        decode(self.params, &self.h[self.h.len() - nh..])
     }
 }
 

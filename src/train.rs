@@ -179,7 +179,7 @@ fn load_data(
             let val = (0..chunks).map(|k| val_streams.chunk(k)).collect();
             let n = corpus.vocab.len();
             Ok(Data {
-                config: ModelConfig::tokens(n, cfg.hidden),
+                config: ModelConfig::tokens(n, cfg.hidden).with_cell(cfg.cell, cfg.layers),
                 train: Source::Text(streams),
                 val,
                 baseline: corpus.unigram_entropy(),
@@ -190,7 +190,8 @@ fn load_data(
         Task::Series => {
             let s = series::load(cfg, normalization, max_bytes)?;
             Ok(Data {
-                config: ModelConfig::dense(s.inputs, cfg.hidden, s.outputs),
+                config: ModelConfig::dense(s.inputs, cfg.hidden, s.outputs)
+                    .with_cell(cfg.cell, cfg.layers),
                 baseline: s.naive_val_loss,
                 train: Source::Series(s.train),
                 val: s.val,
@@ -232,11 +233,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     say(
         &bar,
         format!(
-            "training {} on {}: I={} H={} O={} B={} T={}, {} parameters, {} chunks per epoch{}",
+            "training {} ({} × {}) on {}: I={} H={} O={} B={} T={}, {} parameters, {} chunks per epoch{}",
             match cfg.task {
                 Task::Text => "a character model",
                 Task::Series => "a series model",
             },
+            config.cell.name(),
+            config.layers,
             engine.device(),
             config.input,
             config.hidden,
@@ -444,10 +447,17 @@ fn build_engine(
     let mut engine: Box<dyn Engine> = match opts.device {
         Device::Gpu => {
             let gpu = Gpu::new(&opts.adapter)?;
-            GpuStep::check_fits(&gpu, &config, cfg.batch, cfg.seq_len)?;
-            let recurrence = opts.recurrence.unwrap_or_else(|| {
-                Recurrence::auto(gpu.info.device_type, cfg.batch, config.hidden)
-            });
+            if config.is_elman() {
+                GpuStep::check_fits(&gpu, &config, cfg.batch, cfg.seq_len)?;
+            }
+            let recurrence = match opts.recurrence {
+                None if config.is_elman() => Some(Recurrence::auto(
+                    gpu.info.device_type,
+                    cfg.batch,
+                    config.hidden,
+                )),
+                r => r,
+            };
             if opts.self_check {
                 self_check(&gpu, config, recurrence, cfg.seed)?;
             }
@@ -458,7 +468,7 @@ fn build_engine(
             };
             let shape = TrainerShape {
                 eval_batch: Some(val_b),
-                recurrence: Some(recurrence),
+                recurrence,
                 ..TrainerShape::new(cfg.batch, cfg.seq_len)
             };
             Box::new(GpuTrainer::new(gpu, config, shape, cfg.optim, &params)?)
@@ -494,14 +504,20 @@ fn progress_bar(quiet: bool, iters: u64, step: u64) -> indicatif::ProgressBar {
 
 /// One step at the run's model sizes (B and T capped at 4 and 8) on the GPU and on the CPU
 /// reference, compared as `unroll check` compares them; a mismatch is an error with the table.
-fn self_check(gpu: &Gpu, config: ModelConfig, recurrence: Recurrence, seed: u64) -> Result<()> {
+fn self_check(
+    gpu: &Gpu,
+    config: ModelConfig,
+    recurrence: Option<Recurrence>,
+    seed: u64,
+) -> Result<()> {
     let (b, t) = (4, 8);
-    let case = crate::check::Case {
+    let case = crate::case::Case {
         params: Params::init(config, seed).cast(),
         batch: crate::model::Batch::random(&config, b, t, true, seed + 1),
-        expected: None,
+        expected: vec![],
+        expected_f32: vec![],
     };
-    let report = crate::check::check(Some(gpu), &case, Some(recurrence), None)?;
+    let report = crate::check::check(Some(gpu), &case, recurrence, None)?;
     if report.pass() {
         return Ok(());
     }
@@ -513,15 +529,18 @@ fn self_check(gpu: &Gpu, config: ModelConfig, recurrence: Recurrence, seed: u64)
         ),
         format!(
             "train with --device cpu, and please report this with the table above (`unroll check \
-             --kind {} --input {} --hidden {} --output {} --batch {b} --steps {t} --random-h0 \
-             --recurrence {}` reproduces it); --no-self-check skips this check",
+             --kind {} --input {} --hidden {} --output {} --cell {} --layers {} --batch {b} \
+             --steps {t} --random-h0{}` reproduces it); --no-self-check skips this check",
             config.kind,
             config.input,
             config.hidden,
             config.output,
+            config.cell.name(),
+            config.layers,
             match recurrence {
-                Recurrence::PerStep => "per-step",
-                Recurrence::Persistent => "persistent",
+                Some(Recurrence::PerStep) => " --recurrence per-step",
+                Some(Recurrence::Persistent) => " --recurrence persistent",
+                None => "",
             }
         ),
     ))

@@ -5,11 +5,12 @@
 //! - by central finite differences in f64 on every parameter and on h0 and c0, for every cell at
 //!   L = 1 and L = 2, tokens and dense.
 
-use unroll::cell::{Cell, StackConfig};
-use unroll::check_stack::{StackCase, check_stack, named};
+use unroll::case::Case;
+use unroll::cell::Cell;
+use unroll::check::check;
 use unroll::compare::{Comparison, compare_all, table};
-use unroll::cpu_stack::{StackBatch, step};
-use unroll::model::{InputKind, Inputs, Targets};
+use unroll::cpu::step;
+use unroll::model::{Batch, InputKind, Inputs, ModelConfig, Params, Targets};
 
 fn assert_pass(title: &str, rows: &[Comparison]) {
     assert!(!rows.is_empty());
@@ -27,49 +28,43 @@ fn the_reference_reproduces_every_pytorch_case() {
     files.sort();
     assert_eq!(files.len(), 7, "every oracle case is checked");
     for path in files {
-        let o = StackCase::load(&path).unwrap();
-        let (nb, nt) = (o.batch.batch, o.batch.steps);
+        let o = Case::load(&path).unwrap();
+        let (nb, nt, c) = (o.batch.batch, o.batch.steps, o.params.config);
         // Every tensor the file holds is compared, and every parameter has its gradient there.
         assert_eq!(
             o.expected.len(),
-            5 + o.config.table().entries.len() + 2 * o.config.cell.has_cell_state() as usize,
+            5 + c.table().entries.len() + 2 * c.cell.has_cell_state() as usize,
             "{}",
             path.display()
         );
-        let got64 = named(&o.config, &step(&o.config, &o.params, &o.batch), nb, nt);
+        let got64 = step(&o.params, &o.batch).tensors(&c, nb, nt);
         assert_pass(
             &format!("{} in f64", path.display()),
             &compare_all(&o.expected, &got64, 1e-10),
         );
-        let p32: Vec<f32> = o.params.iter().map(|&v| v as f32).collect();
-        let got32 = named(&o.config, &step(&o.config, &p32, &o.batch), nb, nt);
+        let got32 = step(&o.params.cast::<f32>(), &o.batch).tensors(&c, nb, nt);
         assert_pass(
             &format!("{} in f32", path.display()),
             &compare_all(&o.expected, &got32, 1e-5),
         );
         // What `unroll check --device cpu --case` reports on it passes too.
-        let report = check_stack(None, &o, None).unwrap();
+        let report = check(None, &o, None, None).unwrap();
         assert!(report.pass(), "{}", report.render());
     }
 }
 
 /// A small model of every kind with random parameters and state.
-fn small(
-    cell: Cell,
-    layers: usize,
-    kind: InputKind,
-    seed: u64,
-) -> (StackConfig, Vec<f64>, StackBatch) {
+fn small(cell: Cell, layers: usize, kind: InputKind, seed: u64) -> (Params<f64>, Batch) {
     use rand::{RngExt, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let config = StackConfig {
-        cell,
-        layers,
-        kind,
-        input: 5,
-        hidden: 4,
-        output: 3,
-    };
+    let config = match kind {
+        InputKind::Tokens => ModelConfig {
+            output: 3,
+            ..ModelConfig::tokens(5, 4)
+        },
+        InputKind::Dense => ModelConfig::dense(5, 4, 3),
+    }
+    .with_cell(cell, layers);
     let (nb, nt) = (2, 3);
     let params: Vec<f64> = (0..config.table().len)
         .map(|_| rng.random_range(-0.6..0.6))
@@ -104,9 +99,11 @@ fn small(
         vec![]
     };
     (
-        config,
-        params,
-        StackBatch {
+        Params {
+            config,
+            data: params,
+        },
+        Batch {
             batch: nb,
             steps: nt,
             inputs,
@@ -128,16 +125,16 @@ fn finite_differences_pin_every_gradient_of_every_cell() {
     for cell in [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm] {
         for layers in [1, 2] {
             for kind in [InputKind::Tokens, InputKind::Dense] {
-                let (config, params, batch) = small(cell, layers, kind, 7 + layers as u64);
+                let (params, batch) = small(cell, layers, kind, 7 + layers as u64);
                 let what = format!("{cell:?} L={layers} {kind}");
-                let out = step(&config, &params, &batch);
-                let loss = |p: &[f64], b: &StackBatch| step(&config, p, b).loss;
+                let out = step(&params, &batch);
+                let loss = |p: &Params<f64>, b: &Batch| step(p, b).loss;
                 let mut worst: f64 = 0.0;
                 let mut nonzero = 0;
-                for i in 0..params.len() {
+                for i in 0..params.data.len() {
                     let (mut up, mut down) = (params.clone(), params.clone());
-                    up[i] += eps;
-                    down[i] -= eps;
+                    up.data[i] += eps;
+                    down.data[i] -= eps;
                     let numeric = (loss(&up, &batch) - loss(&down, &batch)) / (2.0 * eps);
                     worst = worst.max(rel(out.grads[i], numeric));
                     nonzero += (numeric.abs() > 1e-6) as usize;
@@ -168,9 +165,9 @@ fn finite_differences_pin_every_gradient_of_every_cell() {
                 // Not a vacuous check: a third or more of the parameters move the loss (tokens leave the unused
                 // columns of U at zero, and so do relu's dead units).
                 assert!(
-                    nonzero > params.len() / 3,
+                    nonzero > params.data.len() / 3,
                     "{what}: the check moved the loss ({nonzero} of {})",
-                    params.len()
+                    params.data.len()
                 );
             }
         }
@@ -179,14 +176,7 @@ fn finite_differences_pin_every_gradient_of_every_cell() {
 
 #[test]
 fn the_table_names_every_parameter_as_pytorch_does() {
-    let config = StackConfig {
-        cell: Cell::Lstm,
-        layers: 2,
-        kind: InputKind::Tokens,
-        input: 29,
-        hidden: 37,
-        output: 29,
-    };
+    let config = ModelConfig::tokens(29, 37).with_cell(Cell::Lstm, 2);
     let table = config.table();
     let names: Vec<(&str, &[usize])> = table
         .entries

@@ -284,7 +284,7 @@ fn checkpoint_errors() {
     let (i, h, u) = (
         ck.params.config.input,
         ck.params.config.hidden,
-        ck.params.get("U"),
+        ck.params.get("rnn.weight_ih_l0"),
     );
     let missing = file_of(
         "missing.safetensors",

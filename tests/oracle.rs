@@ -4,7 +4,8 @@
 mod common;
 
 use std::path::Path;
-use unroll::check::{Case, RTOL_F32, RTOL_F64, check};
+use unroll::case::Case;
+use unroll::check::{RTOL_F32, RTOL_F64, check};
 use unroll::compare::compare_all;
 use unroll::cpu;
 use unroll::gpu::Recurrence;
@@ -22,8 +23,10 @@ fn cpu_f64_reproduces_the_oracle() {
     let config = case.params.config;
     assert_eq!((config.input, config.hidden, config.output), (65, 32, 65));
     assert_eq!((case.batch.batch, case.batch.steps), (4, 16));
-    let expected = case.expected.as_ref().unwrap();
-    assert_eq!(expected.len(), 9, "every oracle tensor is compared");
+    let expected = &case.expected;
+    // loss, output and h_n (from hs), logits, grad.h0 and the six parameters' gradients.
+    assert_eq!(expected.len(), 11, "every oracle tensor is compared");
+    assert_eq!(case.expected_f32.len(), 11, "and PyTorch's float32 results");
     let got = cpu::step(&case.params, &case.batch).tensors(&config, 4, 16);
     common::assert_all_pass("CPU f64 vs oracle", &compare_all(expected, &got, RTOL_F64));
 }
@@ -36,7 +39,7 @@ fn cpu_f32_reproduces_the_oracle() {
     let got = cpu::step(&p32, &case.batch).tensors(&config, 4, 16);
     common::assert_all_pass(
         "CPU f32 vs oracle",
-        &compare_all(case.expected.as_ref().unwrap(), &got, RTOL_F32),
+        &compare_all(&case.expected, &got, RTOL_F32),
     );
 }
 
@@ -45,7 +48,7 @@ fn gpu_reproduces_the_oracle() {
     let gpu = common::gpu();
     for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
         let report = check(Some(&gpu), &oracle(), Some(recurrence), None).unwrap();
-        assert_eq!(report.sections.len(), 2);
+        assert_eq!(report.sections.len(), 3);
         assert!(report.pass(), "{}", report.render());
     }
 }
@@ -60,13 +63,15 @@ fn check_dump_holds_both_paths() {
     for prefix in ["gpu", "cpu"] {
         for (name, shape) in [
             ("loss", vec![]),
-            ("hs", vec![16, 4, 32]),
-            ("dU", vec![32, 65]),
-            ("dW", vec![32, 32]),
-            ("db", vec![32]),
-            ("dV", vec![65, 32]),
-            ("dc", vec![65]),
-            ("dh0", vec![4, 32]),
+            ("output", vec![16, 4, 32]),
+            ("h_n", vec![1, 4, 32]),
+            ("grad.rnn.weight_ih_l0", vec![32, 65]),
+            ("grad.rnn.weight_hh_l0", vec![32, 32]),
+            ("grad.rnn.bias_ih_l0", vec![32]),
+            ("grad.rnn.bias_hh_l0", vec![32]),
+            ("grad.decoder.weight", vec![65, 32]),
+            ("grad.decoder.bias", vec![65]),
+            ("grad.h0", vec![1, 4, 32]),
         ] {
             f.f32s(&format!("{prefix}.{name}"), &shape).unwrap();
         }

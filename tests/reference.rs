@@ -1,11 +1,13 @@
 //! The CPU reference, pinned: a case worked by hand, and central finite differences in f64 on
 //! every parameter and on h_0. (The PyTorch oracle pins it a third way, in `oracle.rs`.)
 
+use unroll::cell::Cell;
 use unroll::cpu;
 use unroll::model::{Batch, Inputs, ModelConfig, Params, Targets};
 
 /// I = H = O = 1, B = 1, T = 2, dense, worked by hand:
-///   U = 0.5, W = −0.3, b = 0.1, V = 2, c = −1, h_0 = 0, x = (1, −1), targets = (0.5, 0)
+///   U = 0.5, W = −0.3, b_ih = 0.1, b_hh = 0, V = 2, c = −1, h_0 = 0, x = (1, −1),
+///   targets = (0.5, 0)
 ///   a_1 = 0.5·1 + 0.1 = 0.6                      h_1 = tanh 0.6 = 0.53704956699803530
 ///   a_2 = 0.5·(−1) − 0.3·h_1 + 0.1               h_2 = tanh a_2 = −0.50880415218383930
 ///   y_t = 2 h_t − 1
@@ -13,13 +15,13 @@ use unroll::model::{Batch, Inputs, ModelConfig, Params, Targets};
 ///   dy_1 = (y_1 − 0.5)/2, dy_2 = y_2/2
 ///   dA_2 = 2 dy_2 (1 − h_2²),  dA_1 = (2 dy_1 + dA_2 W)(1 − h_1²)
 ///   dV = dy_1 h_1 + dy_2 h_2,  dc = dy_1 + dy_2,  dW = dA_2 h_1,  dU = dA_1 − dA_2,
-///   db = dA_1 + dA_2,  dh_0 = dA_1 W
+///   db_ih = db_hh = dA_1 + dA_2,  dh_0 = dA_1 W
 #[test]
 fn hand_worked_case() {
     let config = ModelConfig::dense(1, 1, 1);
     let params = Params {
         config,
-        data: vec![0.5f64, -0.3, 0.1, 2.0, -1.0],
+        data: vec![0.5f64, -0.3, 0.1, 0.0, 2.0, -1.0],
     };
     let batch = Batch {
         batch: 1,
@@ -27,6 +29,7 @@ fn hand_worked_case() {
         inputs: Inputs::Dense(vec![1.0, -1.0]),
         targets: Targets::Dense(vec![0.5, 0.0]),
         h0: vec![0.0],
+        c0: vec![],
     };
     let out = cpu::step(&params, &batch);
     let close = |got: f64, want: f64, what: &str| {
@@ -35,15 +38,16 @@ fn hand_worked_case() {
             "{what}: got {got:.17}, worked by hand {want:.17}"
         );
     };
-    close(out.hs[1], 0.5370495669980353, "h_1");
-    close(out.hs[2], -0.5088041521838393, "h_2");
+    close(out.output[0], 0.5370495669980353, "h_1");
+    close(out.output[1], -0.5088041521838393, "h_2");
     close(out.loss, 1.0630337043790792, "loss");
-    // Gradients in the layout U, W, b, V, c.
+    // Gradients in the table's layout: U, W, b_ih, b_hh, V, c.
     close(out.grads[0], 1.511428709385074, "dU");
     close(out.grads[1], -0.8030429709350286, "dW");
-    close(out.grads[2], -1.4791443039173144, "db");
-    close(out.grads[3], 0.3989188035356859, "dV");
-    close(out.grads[4], -1.221754585185804, "dc");
+    close(out.grads[2], -1.4791443039173144, "db_ih");
+    close(out.grads[3], -1.4791443039173144, "db_hh");
+    close(out.grads[4], 0.3989188035356859, "dV");
+    close(out.grads[5], -1.221754585185804, "dc");
     close(out.dh0[0], -0.004842660820163914, "dh0");
 }
 
@@ -55,7 +59,7 @@ fn finite_differences(config: ModelConfig, batch: usize, steps: usize, seed: u64
     let analytic = cpu::step(&params, &data);
     let eps = 1e-6;
     let mut p = params.clone();
-    for slot in config.layout().slots {
+    for slot in config.table().entries {
         let mut max_diff: f64 = 0.0;
         let mut max_ref: f64 = 0.0;
         for i in slot.offset..slot.offset + slot.len {
@@ -126,10 +130,17 @@ fn finite_differences_h0() {
     );
 }
 
-/// The inference stepper (sampling, forecasting) computes the forward pass of the reference.
+/// The inference stepper (sampling, forecasting) computes the forward pass of the reference, for
+/// every cell at one and two layers.
 #[test]
 fn stepper_matches_the_reference_forward() {
-    for config in [ModelConfig::tokens(7, 9), ModelConfig::dense(3, 9, 3)] {
+    let cells = [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm];
+    let configs = cells.into_iter().flat_map(|cell| {
+        [1, 2].into_iter().flat_map(move |l| {
+            [ModelConfig::tokens(7, 9), ModelConfig::dense(3, 9, 3)].map(|c| c.with_cell(cell, l))
+        })
+    });
+    for config in configs {
         let params = Params::init(config, 5);
         let batch = Batch::random(&config, 1, 6, false, 6);
         let fwd = cpu::forward(&params, &batch);

@@ -1,4 +1,5 @@
-//! GPU against the CPU reference for stacked layers of every cell: every output and gradient of
+//! GPU against the CPU reference for stacked layers of every cell (the step training builds: the
+//! fused Elman step for one tanh layer, the stacked step otherwise): every output and gradient of
 //! one step, by name, within `max(1e-5 · max |ref|, 4 × the reference's own f32 error)` of the
 //! reference in f64, at odd sizes (a multiple of no workgroup size), T = 1, B = 1, nonzero h_0
 //! and c_0, L = 1, 2, 3, tokens and dense.
@@ -6,10 +7,11 @@
 mod common;
 
 use common::{assert_all_pass, gpu};
-use unroll::cell::{Cell, StackConfig};
-use unroll::check_stack::{RandomCase, StackCase, compare_gpu_stack};
+use unroll::case::{Case, RandomCase};
+use unroll::cell::Cell;
+use unroll::check::compare_gpu;
 use unroll::gpu::Kernels;
-use unroll::model::InputKind;
+use unroll::model::{InputKind, ModelConfig};
 
 const CELLS: [Cell; 4] = [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm];
 
@@ -24,15 +26,15 @@ struct Sizes {
 }
 
 /// A model and batch with parameters uniform in ±1/√H and initial states in ±0.5.
-fn case(cell: Cell, layers: usize, kind: InputKind, z: Sizes, seed: u64) -> StackCase {
-    let config = StackConfig {
-        cell,
-        layers,
-        kind,
-        input: z.input,
-        hidden: z.hidden,
-        output: z.output,
-    };
+fn case(cell: Cell, layers: usize, kind: InputKind, z: Sizes, seed: u64) -> Case {
+    let config = match kind {
+        InputKind::Tokens => ModelConfig {
+            output: z.output,
+            ..ModelConfig::tokens(z.input, z.hidden)
+        },
+        InputKind::Dense => ModelConfig::dense(z.input, z.hidden, z.output),
+    }
+    .with_cell(cell, layers);
     let random = RandomCase {
         batch: z.batch,
         steps: z.steps,
@@ -40,7 +42,7 @@ fn case(cell: Cell, layers: usize, kind: InputKind, z: Sizes, seed: u64) -> Stac
         init_scale: None,
         random_state: true,
     };
-    StackCase::random(config, random).unwrap()
+    Case::random(config, random).unwrap()
 }
 
 fn agree(cells: &[Cell], layers: &[usize], sizes: &[Sizes]) {
@@ -53,7 +55,7 @@ fn agree(cells: &[Cell], layers: &[usize], sizes: &[Sizes]) {
                 for &z in sizes {
                     seed += 1;
                     let case = case(cell, l, kind, z, seed);
-                    let rows = compare_gpu_stack(&gpu, &kernels, &case).unwrap();
+                    let rows = compare_gpu(&gpu, &kernels, &case, None).unwrap();
                     assert_all_pass(&format!("{cell:?} L={l} {kind} {z:?}"), &rows);
                 }
             }
@@ -102,7 +104,7 @@ fn a_larger_model_of_each_cell_matches_the_cpu() {
     let kernels = Kernels::new(&gpu.device);
     for (i, cell) in CELLS.into_iter().enumerate() {
         let case = case(cell, 2, InputKind::Tokens, z, 100 + i as u64);
-        let rows = compare_gpu_stack(&gpu, &kernels, &case).unwrap();
+        let rows = compare_gpu(&gpu, &kernels, &case, None).unwrap();
         assert_all_pass(&format!("{cell:?} L=2 {z:?}"), &rows);
     }
 }
@@ -154,7 +156,7 @@ fn long_sums_run_in_chunks_and_match_the_cpu() {
     ];
     for (i, (cell, l, kind, z)) in cases.into_iter().enumerate() {
         let case = case(cell, l, kind, z, 200 + i as u64);
-        let rows = compare_gpu_stack(&gpu, &kernels, &case).unwrap();
+        let rows = compare_gpu(&gpu, &kernels, &case, None).unwrap();
         assert_all_pass(&format!("{cell:?} L={l} {kind} {z:?}"), &rows);
     }
 }

@@ -356,13 +356,13 @@ fn checkpoint_round_trip_in_pytorch_layout() {
         ("rnn.bias_hh_l0", vec![h]),
         ("decoder.weight", vec![i, h]),
         ("decoder.bias", vec![i]),
-        ("state.hidden", vec![3, h]),
+        ("state.hidden", vec![1, 3, h]),
     ] {
         f.f32s(name, &shape).unwrap();
     }
     assert_eq!(
         f.f32s("rnn.weight_hh_l0", &[h, h]).unwrap(),
-        ck.params.get("W")
+        ck.params.get("rnn.weight_hh_l0")
     );
     // Written again and read back: the same bits.
     let again = dir.path().join("again.safetensors");

@@ -251,6 +251,7 @@ impl Kernels {
                     ("p", UniformDynamic),
                     ("x", Read),
                     ("src", Read),
+                    ("bias", Read),
                     ("out", ReadWrite),
                 ],
                 &[],

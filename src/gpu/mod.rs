@@ -6,6 +6,7 @@
 pub mod cells;
 pub mod context;
 pub mod kernels;
+pub mod model_step;
 pub mod plan;
 pub mod stack;
 pub mod stack_buffers;
@@ -14,6 +15,7 @@ pub mod trainer;
 
 pub use context::{AdapterChoice, Gpu, describe, info_report, list_adapters};
 pub use kernels::Kernels;
+pub use model_step::ModelStep;
 pub use stack::GpuStack;
 pub use step::{GpuStep, MatmulProbe, Phase, Recurrence};
 pub use trainer::{Counters, GpuTrainer, StepStats, TrainerShape};

@@ -274,6 +274,33 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// reduce.wgsl over a few rows of a matrix of `cols` columns: out[out_offset + j] =
+    /// Σ_{r in rows} m[r, j], in one dispatch (fewer than [`ROW_CHUNK`] rows).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn column_sum_rows(
+        &mut self,
+        kernel: &'a Kernel,
+        phase: Phase,
+        m: &'a wgpu::Buffer,
+        rows: std::ops::Range<usize>,
+        cols: usize,
+        out: &'a wgpu::Buffer,
+        out_offset: usize,
+    ) {
+        debug_assert!(rows.len() <= ROW_CHUNK);
+        let rp = ReduceParams {
+            row_begin: rows.start as u32,
+            row_end: rows.end as u32,
+            cols: cols as u32,
+            out_offset: out_offset as u32,
+            scale: 1.0,
+            first: 1,
+            last: 1,
+            _pad: 0,
+        };
+        self.push(phase, kernel, &rp, vec![m, out], grid_1d(cols));
+    }
+
     /// transpose.wgsl: a (rows, cols) matrix at `src[in_offset..]` copied into `out[out_offset..]`
     /// with rows `out_stride` apart, transposed (W^T, V^T) or not (a padded W).
     pub(crate) fn layout(

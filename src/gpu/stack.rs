@@ -22,8 +22,6 @@
 //! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
 //! once in [`GpuStack::new`]; a step is one submission.
 
-use crate::cell::StackConfig;
-use crate::cpu_stack::{StackBatch, StackOutput};
 use crate::error::{Error, Result};
 use crate::gpu::cells::{CellKernels, CellParams, direct_reaches_h, saved_per_unit};
 use crate::gpu::context::Gpu;
@@ -31,16 +29,16 @@ use crate::gpu::kernels::{EmbeddingParams, Kernels, MatmulParams, TransposeParam
 use crate::gpu::plan::{
     A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, rows,
 };
+pub use crate::gpu::stack_buffers::StackBuffers;
 use crate::gpu::stack_buffers::{Place, Shape, allocate, check_fits, places};
-pub use crate::gpu::stack_buffers::{StackBuffers, validate_batch};
 use crate::gpu::step::Phase;
-use crate::model::{InputKind, Inputs, Targets};
+use crate::model::{Batch, InputKind, Inputs, ModelConfig, StepOutput, Targets};
 
 /// The GPU buffers and recorded dispatches of one training step of a stacked model for a fixed
 /// (B, T).
 pub struct GpuStack {
     /// The model.
-    pub config: StackConfig,
+    pub config: ModelConfig,
     /// B.
     pub batch: usize,
     /// T.
@@ -125,7 +123,7 @@ impl<'a> Planner<'a> {
                     out_offset: 0,
                     _pad: [0; 2],
                 };
-                let buffers = vec![x, &self.b.params, &self.b.a];
+                let buffers = vec![x, &self.b.params, &self.b.params, &self.b.a];
                 let groups = grid_1d(n_rows * gh);
                 self.plan.push(phase, &self.k.gather, &ep, buffers, groups);
             }
@@ -361,9 +359,22 @@ impl GpuStack {
     pub fn new(
         gpu: &Gpu,
         kernels: &Kernels,
-        config: StackConfig,
+        config: ModelConfig,
         batch: usize,
         steps: usize,
+    ) -> Result<Self> {
+        Self::with_params(gpu, kernels, config, batch, steps, None)
+    }
+
+    /// As [`Self::new`], reading the parameters from `params` when given (shared with another
+    /// step, e.g. the training step's, so that evaluation needs no copy).
+    pub fn with_params(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        config: ModelConfig,
+        batch: usize,
+        steps: usize,
+        params: Option<wgpu::Buffer>,
     ) -> Result<Self> {
         config.validate()?;
         if batch == 0 || steps == 0 {
@@ -380,7 +391,7 @@ impl GpuStack {
         let table = config.table();
         let (places, vt, wt_len) = places(&config, &table);
         check_fits(gpu, &s, &table, wt_len)?;
-        let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len);
+        let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, params);
         let cell = kernels.cell(&gpu.device, config.cell);
         let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
         let mut planner = Planner {
@@ -440,6 +451,11 @@ impl GpuStack {
         }
     }
 
+    /// The recorded phases.
+    pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
+        &self.phases
+    }
+
     /// Uploads the parameters (in the table's layout).
     pub fn write_params(&self, gpu: &Gpu, params: &[f32]) -> Result<()> {
         let expected = self.config.table().len;
@@ -456,19 +472,35 @@ impl GpuStack {
         Ok(())
     }
 
-    /// Uploads a batch: inputs, targets, and every layer's h_0 (and c_0).
-    pub fn write_batch(&self, gpu: &Gpu, batch: &StackBatch) -> Result<u64> {
-        validate_batch(&self.config, self.batch, self.steps, batch)?;
+    /// Uploads inputs and targets alone (the caller has checked them against the model).
+    /// Returns the bytes uploaded.
+    pub fn write_data(&self, gpu: &Gpu, inputs: &Inputs, targets: &Targets) -> u64 {
         let b = &self.buffers;
-        let x: &[u8] = match &batch.inputs {
+        let x: &[u8] = match inputs {
             Inputs::Tokens(x) => bytemuck::cast_slice(x),
             Inputs::Dense(x) => bytemuck::cast_slice(x),
         };
-        let y: &[u8] = match &batch.targets {
+        let y: &[u8] = match targets {
             Targets::Tokens(y) => bytemuck::cast_slice(y),
             Targets::Dense(y) => bytemuck::cast_slice(y),
         };
-        let mut sent = gpu.write(&b.x, 0, x) + gpu.write(&b.targets, 0, y);
+        gpu.write(&b.x, 0, x) + gpu.write(&b.targets, 0, y)
+    }
+
+    /// Uploads a batch: inputs, targets, and every layer's h_0 (and c_0).
+    pub fn write_batch(&self, gpu: &Gpu, batch: &Batch) -> Result<u64> {
+        if batch.batch != self.batch || batch.steps != self.steps {
+            return Err(Error::config(
+                format!(
+                    "a batch of B={}, T={} given to a step built for B={}, T={}",
+                    batch.batch, batch.steps, self.batch, self.steps
+                ),
+                "build a step for the batch's shape",
+            ));
+        }
+        batch.validate(&self.config)?;
+        let b = &self.buffers;
+        let mut sent = self.write_data(gpu, &batch.inputs, &batch.targets);
         let bh = self.batch * self.config.hidden;
         let lstm = self.config.cell.has_cell_state();
         for l in 0..self.config.layers {
@@ -488,8 +520,8 @@ impl GpuStack {
         &self,
         gpu: &Gpu,
         params: &[f32],
-        batch: &StackBatch,
-    ) -> Result<StackOutput<f32>> {
+        batch: &Batch,
+    ) -> Result<StepOutput<f32>> {
         gpu.scoped("running the stacked training step", || -> Result<()> {
             self.write_params(gpu, params)?;
             self.write_batch(gpu, batch)?;
@@ -505,7 +537,7 @@ impl GpuStack {
     }
 
     /// Reads back the results of the step last run.
-    fn read_output(&self, gpu: &Gpu) -> Result<StackOutput<f32>> {
+    fn read_output(&self, gpu: &Gpu) -> Result<StepOutput<f32>> {
         let (c, b) = (&self.config, &self.buffers);
         let (nb, nt, nh, nl) = (self.batch, self.steps, c.hidden, c.layers);
         let bh = nb * nh;
@@ -518,7 +550,7 @@ impl GpuStack {
             Ok(v)
         };
         let lstm = c.cell.has_cell_state();
-        Ok(StackOutput {
+        Ok(StepOutput {
             loss: read(&b.stats, 0, 1)?[0],
             output: read(&b.hs, ((nl - 1) * (nt + 1) + 1) * bh, nt * bh)?,
             h_n: last(&b.hs)?,

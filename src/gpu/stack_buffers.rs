@@ -5,13 +5,12 @@
 //! Dimensions: B batch, T timesteps, I input, H hidden, O output, L layers, G gates per cell,
 //! S values a cell saves per unit for its backward pass.
 
-use crate::cell::{Cell, ParamTable, StackConfig};
-use crate::cpu_stack::StackBatch;
+use crate::cell::ParamTable;
 use crate::error::{Error, Result};
 use crate::gpu::cells::saved_per_unit;
 use crate::gpu::context::Gpu;
 use crate::gpu::plan::{storage, weight_gradient_splits};
-use crate::model::{InputKind, Inputs, Targets};
+use crate::model::{InputKind, ModelConfig};
 
 /// Where one layer's parameters sit in the flat vector, and its transposed weights in `wt`.
 #[derive(Clone, Copy, Debug)]
@@ -77,7 +76,7 @@ pub struct StackBuffers {
 /// The sizes every plan needs.
 #[derive(Clone, Copy)]
 pub(crate) struct Shape {
-    pub(crate) config: StackConfig,
+    pub(crate) config: ModelConfig,
     pub(crate) nb: usize,
     pub(crate) nt: usize,
 }
@@ -128,7 +127,7 @@ impl Shape {
 
 /// Where each layer's parameters sit, and where its transposed weights go in `wt`; and the
 /// offset of V^T and the length of `wt`.
-pub(crate) fn places(config: &StackConfig, table: &ParamTable) -> (Vec<Place>, usize, usize) {
+pub(crate) fn places(config: &ModelConfig, table: &ParamTable) -> (Vec<Place>, usize, usize) {
     let g4 = (config.cell.gates() * config.hidden).next_multiple_of(4);
     let off = |name: String| table.get(&name).expect("a parameter of the table").offset;
     let mut wt = 0;
@@ -175,7 +174,13 @@ pub(crate) fn check_fits(gpu: &Gpu, s: &Shape, table: &ParamTable, wt: usize) ->
 }
 
 /// Allocates every buffer of a step; returns them and their bytes.
-pub(crate) fn allocate(gpu: &Gpu, s: &Shape, table: &ParamTable, wt: usize) -> (StackBuffers, u64) {
+pub(crate) fn allocate(
+    gpu: &Gpu,
+    s: &Shape,
+    table: &ParamTable,
+    wt: usize,
+    params: Option<wgpu::Buffer>,
+) -> (StackBuffers, u64) {
     let c = &s.config;
     let (n_rows, gh, bh, nl) = (s.rows(), s.gh(), s.bh(), c.layers);
     let lstm = c.cell.has_cell_state();
@@ -193,7 +198,10 @@ pub(crate) fn allocate(gpu: &Gpu, s: &Shape, table: &ParamTable, wt: usize) -> (
         storage(gpu, label, n)
     };
     let buffers = StackBuffers {
-        params: buf("params", table.len),
+        params: match params {
+            Some(shared) => shared,
+            None => buf("params", table.len),
+        },
         grads: buf("grads", table.len),
         x: buf("x", x),
         targets: buf("targets", y),
@@ -216,49 +224,4 @@ pub(crate) fn allocate(gpu: &Gpu, s: &Shape, table: &ParamTable, wt: usize) -> (
         placeholder: buf("placeholder", 0),
     };
     (buffers, bytes)
-}
-
-/// Checks a batch against the step's shape and the model's sizes.
-pub fn validate_batch(
-    config: &StackConfig,
-    nb: usize,
-    nt: usize,
-    batch: &StackBatch,
-) -> Result<()> {
-    let bad = |what: String| {
-        Err(Error::config(
-            what,
-            "build the batch for the model and step",
-        ))
-    };
-    if batch.batch != nb || batch.steps != nt {
-        return bad(format!(
-            "a batch of B={}, T={} given to a step built for B={nb}, T={nt}",
-            batch.batch, batch.steps
-        ));
-    }
-    let (rows, state) = (nb * nt, config.layers * nb * config.hidden);
-    let (x_len, y_len) = match (&batch.inputs, &batch.targets) {
-        (Inputs::Tokens(x), Targets::Tokens(y)) if config.kind == InputKind::Tokens => {
-            for (what, ids, bound) in [("input", x, config.input), ("target", y, config.output)] {
-                if let Some(id) = ids.iter().find(|&&v| v as usize >= bound) {
-                    return bad(format!("{what} token {id} is outside [0, {bound})"));
-                }
-            }
-            (x.len() == rows, y.len() == rows)
-        }
-        (Inputs::Dense(x), Targets::Dense(y)) if config.kind == InputKind::Dense => (
-            x.len() == rows * config.input,
-            y.len() == rows * config.output,
-        ),
-        _ => return bad(format!("inputs and targets that are not {}", config.kind)),
-    };
-    let c0_len = if config.cell == Cell::Lstm { state } else { 0 };
-    if !x_len || !y_len || batch.h0.len() != state || batch.c0.len() < c0_len {
-        return bad(format!(
-            "inputs, targets or initial states of the wrong length for B={nb}, T={nt}, L={}, H={}",
-            config.layers, config.hidden
-        ));
-    }
-    Ok(())
 }

@@ -57,6 +57,17 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Whether the phase belongs to the forward pass and the loss (what evaluation runs).
+    pub fn is_forward(&self) -> bool {
+        matches!(
+            self,
+            Phase::Transposes
+                | Phase::InputProjection
+                | Phase::ForwardRecurrence
+                | Phase::OutputAndLoss
+        )
+    }
+
     /// A short human name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -144,10 +155,12 @@ pub struct GpuStep {
     pub steps: usize,
     /// How the recurrences are dispatched.
     pub recurrence: Recurrence,
-    /// U, W, b, V, c in the flat layout.          (P)
+    /// θ in the table's layout: U, W, b_ih, b_hh, V, c.   (P)
     pub params: wgpu::Buffer,
-    /// dU, dW, db, dV, dc in the flat layout.     (P)
+    /// ∂L/∂θ in the table's layout (db_ih = db_hh = db).   (P)
     pub grads: wgpu::Buffer,
+    /// b = b_ih + b_hh, the bias the step adds once.       (H)
+    pub bias: wgpu::Buffer,
     /// x_1 … x_T: token ids (T, B) u32, or (T, B, I) f32.
     pub x: wgpu::Buffer,
     /// targets: token ids (T, B) u32, or (T, B, O) f32.
@@ -189,7 +202,7 @@ fn buffer_sizes(config: &ModelConfig, batch: usize, steps: usize) -> [(&'static 
     let dense = config.kind == InputKind::Dense;
     [
         (
-            "the parameters (U, W, b, V, c)",
+            "the parameters (U, W, b_ih, b_hh, V, c)",
             config.num_params().max(nh.next_multiple_of(4).pow(2)),
         ),
         (
@@ -314,7 +327,17 @@ impl GpuStep {
             InputKind::Tokens => n_rows,
             InputKind::Dense => n_rows * no,
         };
-        let layout = config.layout();
+        if !config.is_elman() {
+            return Err(Error::config(
+                format!(
+                    "the fused Elman step runs one tanh layer; this model has {} layer(s) of {}",
+                    config.layers,
+                    config.cell.name()
+                ),
+                "build the stacked step (GpuStack) for it",
+            ));
+        }
+        let table = config.table();
         let mut bytes = 0u64;
         let mut buf = |label: &str, n: usize| {
             bytes += (n.max(4) * 4) as u64;
@@ -322,9 +345,10 @@ impl GpuStep {
         };
         let params = match params {
             Some(shared) => shared,
-            None => buf("params", layout.len),
+            None => buf("params", table.len),
         };
-        let grads = buf("grads", layout.len);
+        let grads = buf("grads", table.len);
+        let bias = buf("bias", nh);
         let x = buf("x", x_len);
         let targets = buf("targets", target_len);
         let (h4, o4) = (nh.next_multiple_of(4), no.next_multiple_of(4));
@@ -351,8 +375,10 @@ impl GpuStep {
             },
         );
 
-        let off = |name: &str| layout.slot(name).offset;
-        let (o_u, o_w, o_b, o_v, o_c) = (off("U"), off("W"), off("b"), off("V"), off("c"));
+        let off = |name: &str| table.get(name).expect("a parameter of the table").offset;
+        let (o_u, o_w) = (off("rnn.weight_ih_l0"), off("rnn.weight_hh_l0"));
+        let (o_bih, o_bhh) = (off("rnn.bias_ih_l0"), off("rnn.bias_hh_l0"));
+        let (o_v, o_c) = (off("decoder.weight"), off("decoder.bias"));
         let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
         let mut plan = Plan {
             uniforms: Vec::new(),
@@ -371,6 +397,11 @@ impl GpuStep {
         if recurrence == Recurrence::Persistent {
             layouts.push((nh, nh, o_w, &w_padded, h4, false));
         }
+        // b = b_ih + b_hh: rows (I+H) and (I+H+1) of the parameters seen as rows of H (b_hh
+        // follows b_ih), summed in order.
+        debug_assert!(o_bih.is_multiple_of(nh) && o_bhh == o_bih + nh);
+        let (b_row, sum) = (o_bih / nh, &k.column_sum);
+        plan.column_sum_rows(sum, Phase::Transposes, p_, b_row..b_row + 2, nh, &bias, 0);
         for (rows_, cols_, in_offset, out, out_stride, transpose) in layouts {
             let copy = TransposeParams {
                 rows: rows_ as u32,
@@ -392,7 +423,7 @@ impl GpuStep {
                     hidden: nh as u32,
                     input: ni as u32,
                     u_offset: o_u as u32,
-                    b_offset: o_b as u32,
+                    b_offset: 0,
                     out_offset: 0,
                     _pad: [0; 2],
                 };
@@ -400,7 +431,7 @@ impl GpuStep {
                     Phase::InputProjection,
                     &k.gather,
                     &ep,
-                    vec![&x, p_, &pre],
+                    vec![&x, p_, &bias, &pre],
                     grid_1d(n_rows * nh),
                 );
             }
@@ -412,7 +443,7 @@ impl GpuStep {
                     a: A::Buffer(&x),
                     b: B::Buffer(p_),
                     c: &pre,
-                    epilogue: Epilogue::Bias(p_, o_b),
+                    epilogue: Epilogue::Bias(&bias, 0),
                 };
                 plan.matmul(k, Phase::InputProjection, matmul);
             }
@@ -576,16 +607,20 @@ impl GpuStep {
             &grads,
             &partials,
         );
-        plan.column_sum(
-            &k.column_sum,
-            Phase::WeightGradients,
-            &da,
-            n_rows,
-            nh,
-            &grads,
-            o_b,
-            1.0,
-        );
+        // db_ih = db_hh = Σ dA: the step adds b = b_ih + b_hh.
+        for o_b in [o_bih, o_bhh] {
+            let sum = &k.column_sum;
+            plan.column_sum(
+                sum,
+                Phase::WeightGradients,
+                &da,
+                n_rows,
+                nh,
+                &grads,
+                o_b,
+                1.0,
+            );
+        }
         // dU (H, I) = dA^T (H, T·B) · x (T·B, I), x one-hot for tokens
         let pr = Product::new(nh, ni, n_rows, cols(0, nh), rows(0, ni), (o_u, ni));
         let x_as_b = match config.kind {
@@ -636,6 +671,7 @@ impl GpuStep {
             da,
             dh0,
             partials,
+            bias,
             phases,
             bytes,
         })
@@ -657,23 +693,6 @@ impl GpuStep {
         for (_, dispatches) in &self.phases {
             for d in dispatches {
                 d.record(pass);
-            }
-        }
-    }
-
-    /// Records the forward pass and the loss alone (for evaluation).
-    pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for (phase, dispatches) in &self.phases {
-            if matches!(
-                phase,
-                Phase::Transposes
-                    | Phase::InputProjection
-                    | Phase::ForwardRecurrence
-                    | Phase::OutputAndLoss
-            ) {
-                for d in dispatches {
-                    d.record(pass);
-                }
             }
         }
     }
@@ -747,14 +766,17 @@ impl GpuStep {
             gpu.submit(encoder);
             Ok(())
         })??;
-        let (nb, nh) = (self.batch, self.config.hidden);
-        let read = |b: &wgpu::Buffer, len: usize| gpu.read_f32(b, 0, len);
+        let (nb, nt, nh) = (self.batch, self.steps, self.config.hidden);
+        let read = |b: &wgpu::Buffer, at: usize, len: usize| gpu.read_f32(b, at, len);
         Ok(StepOutput {
-            loss: read(&self.stats, 1)?[0],
-            hs: read(&self.hs, (self.steps + 1) * nb * nh)?,
-            logits: read(&self.logits, self.steps * nb * self.config.output)?,
-            grads: read(&self.grads, self.config.num_params())?,
-            dh0: read(&self.dh0, nb * nh)?,
+            loss: read(&self.stats, 0, 1)?[0],
+            output: read(&self.hs, nb * nh, nt * nb * nh)?,
+            h_n: read(&self.hs, nt * nb * nh, nb * nh)?,
+            c_n: vec![],
+            logits: read(&self.logits, 0, nt * nb * self.config.output)?,
+            grads: read(&self.grads, 0, self.config.num_params())?,
+            dh0: read(&self.dh0, 0, nb * nh)?,
+            dc0: vec![],
         })
     }
 }

@@ -9,7 +9,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::context::{Gpu, map_read};
 use crate::gpu::kernels::{Access, Kernel, Kernels};
-use crate::gpu::step::{Dispatch, GpuStep, Recurrence, grid_1d, storage, uniform};
+use crate::gpu::model_step::ModelStep;
+use crate::gpu::step::{Dispatch, Recurrence, grid_1d, storage, uniform};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::{OptimizerConfig, OptimizerKind, OptimizerState};
 use bytemuck::{Pod, Zeroable};
@@ -88,11 +89,11 @@ pub struct StepStats {
 /// A model training on the GPU: parameters, optimizer state and the carried hidden state.
 pub struct GpuTrainer {
     gpu: Gpu,
-    train: GpuStep,
-    eval: Option<GpuStep>,
-    /// The carried hidden state, (B, H).
+    train: ModelStep,
+    eval: Option<ModelStep>,
+    /// The carried state: every layer's h, then (LSTM) every layer's c.   (L, B, H) each
     carry: wgpu::Buffer,
-    /// The evaluation's carried hidden state, (B_eval, H).
+    /// The evaluation's carried state.   (L, B_eval, H) each
     eval_carry: Option<wgpu::Buffer>,
     m: wgpu::Buffer,
     v: wgpu::Buffer,
@@ -115,7 +116,7 @@ pub struct TrainerShape {
     pub steps: usize,
     /// B of the evaluation batches, if the trainer evaluates.
     pub eval_batch: Option<usize>,
-    /// How the recurrences are dispatched; `None` chooses by [`Recurrence::auto`].
+    /// How the recurrences are dispatched; `None` chooses (see [`ModelStep::new`]).
     pub recurrence: Option<Recurrence>,
 }
 
@@ -147,34 +148,27 @@ impl GpuTrainer {
             eval_batch,
             recurrence,
         } = shape;
-        let recurrence = recurrence
-            .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
         optim.validate()?;
         let kernels = gpu.scoped("building the compute pipelines", || {
             Kernels::new(&gpu.device)
         })?;
         let train = gpu.scoped("allocating the training step", || {
-            GpuStep::new(&gpu, &kernels, config, batch, steps, recurrence)
+            ModelStep::new(&gpu, &kernels, config, (batch, steps), recurrence, None)
         })??;
         let eval = match eval_batch {
             Some(b) => Some(gpu.scoped("allocating the evaluation step", || {
-                GpuStep::with_params(
-                    &gpu,
-                    &kernels,
-                    config,
-                    b,
-                    steps,
-                    recurrence,
-                    Some(train.params.clone()),
-                )
+                let shared = Some(train.params().clone());
+                let r = Some(train.recurrence());
+                ModelStep::new(&gpu, &kernels, config, (b, steps), r, shared)
             })??),
             None => None,
         };
         let n = config.num_params();
         let (carry, eval_carry, m, v, optim_state, staging, optimizer, own_bytes) =
             gpu.scoped("allocating the optimizer", || {
-                let carry = storage(&gpu, "carry", batch * config.hidden);
-                let eval_carry = eval_batch.map(|b| storage(&gpu, "eval carry", b * config.hidden));
+                let carry = storage(&gpu, "carry", config.carry_len(batch));
+                let eval_carry =
+                    eval_batch.map(|b| storage(&gpu, "eval carry", config.carry_len(b)));
                 let m = storage(&gpu, "m", n);
                 let v = storage(&gpu, "v", n);
                 let optim_state = storage(&gpu, "optimizer state", 4);
@@ -218,11 +212,11 @@ impl GpuTrainer {
                 let u = uniform(&gpu, "optimizer params", &p);
                 let bindings = [
                     u.as_entire_binding(),
-                    train.grads.as_entire_binding(),
-                    train.params.as_entire_binding(),
+                    train.grads().as_entire_binding(),
+                    train.params().as_entire_binding(),
                     m.as_entire_binding(),
                     v.as_entire_binding(),
-                    train.stats.as_entire_binding(),
+                    train.stats().as_entire_binding(),
                     optim_state.as_entire_binding(),
                     sums.as_entire_binding(),
                 ];
@@ -292,7 +286,7 @@ impl GpuTrainer {
     }
 
     /// The training step (buffers and dispatches).
-    pub fn step(&self) -> &GpuStep {
+    pub fn step(&self) -> &ModelStep {
         &self.train
     }
 
@@ -318,7 +312,7 @@ impl GpuTrainer {
     /// (The evaluation step shares the training step's parameters; its own buffers count.)
     pub fn memory_bytes(&self) -> u64 {
         self.train.memory_bytes()
-            + self.eval.as_ref().map_or(0, GpuStep::memory_bytes)
+            + self.eval.as_ref().map_or(0, ModelStep::memory_bytes)
             + self.own_bytes
     }
 
@@ -337,14 +331,12 @@ impl GpuTrainer {
         reset: bool,
         report: bool,
     ) -> Result<Option<StepStats>> {
-        let bh = (self.train.batch * self.train.config.hidden * 4) as u64;
-        let t = self.train.steps as u64;
         self.train.write_data(&self.gpu, inputs, targets);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         if reset {
             encoder.clear_buffer(&self.carry, 0, None);
         }
-        encoder.copy_buffer_to_buffer(&self.carry, 0, &self.train.hs, 0, bh);
+        load_carry(&mut encoder, &self.carry, &self.train);
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.train.record(&mut pass);
@@ -352,9 +344,9 @@ impl GpuTrainer {
                 d.record(&mut pass);
             }
         }
-        encoder.copy_buffer_to_buffer(&self.train.hs, t * bh, &self.carry, 0, bh);
+        store_carry(&mut encoder, &self.train, &self.carry);
         if report {
-            encoder.copy_buffer_to_buffer(&self.train.stats, 0, &self.staging, 0, 8);
+            encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.staging, 0, 8);
         }
         self.gpu.submit(encoder);
         self.steps += 1;
@@ -373,7 +365,7 @@ impl GpuTrainer {
     /// Clips and applies given gradients (in the parameter layout) with the optimizer alone, as a
     /// training step would after its backward pass; returns the gradient's norm. Waits for the GPU.
     pub fn apply_gradients(&mut self, grads: &[f32]) -> Result<f32> {
-        let n = self.train.config.num_params();
+        let n = self.train.config().num_params();
         if grads.len() != n {
             return Err(Error::config(
                 format!("{} gradients for a model of {n} parameters", grads.len()),
@@ -381,7 +373,7 @@ impl GpuTrainer {
             ));
         }
         self.gpu
-            .write(&self.train.grads, 0, bytemuck::cast_slice(grads));
+            .write(self.train.grads(), 0, bytemuck::cast_slice(grads));
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -389,7 +381,7 @@ impl GpuTrainer {
                 d.record(&mut pass);
             }
         }
-        encoder.copy_buffer_to_buffer(&self.train.stats, 0, &self.staging, 0, 8);
+        encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.staging, 0, 8);
         self.gpu.submit(encoder);
         let stats = self.read_staging(8, "reading the gradient norm back")?;
         Ok(stats[1])
@@ -497,7 +489,6 @@ impl GpuTrainer {
                 "build it with an evaluation batch size",
             ));
         };
-        let bh = (eval.batch * eval.config.hidden * 4) as u64;
         let mut total = 0.0f64;
         for (i, (x, y)) in chunks.iter().enumerate() {
             eval.write_data(&self.gpu, x, y);
@@ -505,13 +496,13 @@ impl GpuTrainer {
             if i == 0 {
                 encoder.clear_buffer(carry, 0, None);
             }
-            encoder.copy_buffer_to_buffer(carry, 0, &eval.hs, 0, bh);
+            load_carry(&mut encoder, carry, eval);
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 eval.record_forward(&mut pass);
             }
-            encoder.copy_buffer_to_buffer(&eval.hs, eval.steps as u64 * bh, carry, 0, bh);
-            encoder.copy_buffer_to_buffer(&eval.stats, 0, &self.staging, 0, 4);
+            store_carry(&mut encoder, eval, carry);
+            encoder.copy_buffer_to_buffer(eval.stats(), 0, &self.staging, 0, 4);
             self.gpu.submit(encoder);
             let loss = self.read_staging(4, "reading the validation loss back")?;
             total += loss[0] as f64;
@@ -521,18 +512,18 @@ impl GpuTrainer {
 
     /// The current parameters.
     pub fn params(&self) -> Result<Params<f32>> {
-        let config = self.train.config;
+        let config = self.train.config();
         Ok(Params {
             config,
             data: self
                 .gpu
-                .read_f32(&self.train.params, 0, config.num_params())?,
+                .read_f32(self.train.params(), 0, config.num_params())?,
         })
     }
 
     /// The optimizer's state.
     pub fn optimizer_state(&self) -> Result<OptimizerState> {
-        let n = self.train.config.num_params();
+        let n = self.train.config().num_params();
         let state = self.gpu.read_u32(&self.optim_state, 0, 3)?;
         Ok(OptimizerState {
             m: self.gpu.read_f32(&self.m, 0, n)?,
@@ -544,7 +535,7 @@ impl GpuTrainer {
 
     /// Replaces the optimizer's state.
     pub fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
-        let n = self.train.config.num_params();
+        let n = self.train.config().num_params();
         if state.m.len() != n || state.v.len() != n {
             return Err(Error::config(
                 format!(
@@ -567,25 +558,43 @@ impl GpuTrainer {
         Ok(())
     }
 
-    /// The carried hidden state, (B, H).
-    pub fn hidden(&self) -> Result<Vec<f32>> {
-        self.gpu
-            .read_f32(&self.carry, 0, self.train.batch * self.train.config.hidden)
+    /// The values of the carried state: every layer's h, then (LSTM) every layer's c.
+    fn carry_len(&self) -> usize {
+        self.train.config().carry_len(self.train.shape().0)
     }
 
-    /// Replaces the carried hidden state.
+    /// The carried state: every layer's h, then (LSTM) every layer's c, (L, B, H) each.
+    pub fn hidden(&self) -> Result<Vec<f32>> {
+        self.gpu.read_f32(&self.carry, 0, self.carry_len())
+    }
+
+    /// Replaces the carried state.
     pub fn set_hidden(&mut self, h: &[f32]) -> Result<()> {
-        if h.len() != self.train.batch * self.train.config.hidden {
+        if h.len() != self.carry_len() {
             return Err(Error::config(
                 format!(
-                    "a hidden state of {} values for B·H = {}",
+                    "a carried state of {} values for this model and batch ({})",
                     h.len(),
-                    self.train.batch * self.train.config.hidden
+                    self.carry_len()
                 ),
                 "resume with the batch size the checkpoint was trained with",
             ));
         }
         self.gpu.write(&self.carry, 0, bytemuck::cast_slice(h));
         Ok(())
+    }
+}
+
+/// Copies the carried state into a step's initial states (h_0, c_0 of every layer).
+fn load_carry(encoder: &mut wgpu::CommandEncoder, carry: &wgpu::Buffer, step: &ModelStep) {
+    for b in step.carried() {
+        encoder.copy_buffer_to_buffer(carry, b.in_carry, b.buffer, b.at_start, b.bytes);
+    }
+}
+
+/// Copies a step's final states (h_T, c_T of every layer) into the carried state.
+fn store_carry(encoder: &mut wgpu::CommandEncoder, step: &ModelStep, carry: &wgpu::Buffer) {
+    for b in step.carried() {
+        encoder.copy_buffer_to_buffer(b.buffer, b.at_end, carry, b.in_carry, b.bytes);
     }
 }

@@ -1,0 +1,368 @@
+//! A case for `unroll check`: a model's parameters, one batch with every layer's initial state,
+//! and (optionally) the expected results of one step, kept in a safetensors file.
+//!
+//! Two layouts are read:
+//! - PyTorch's (`tests/fixtures/cells/`, made by `cells_reference.py`, and what
+//!   `check --save-case` writes): parameters under their `state_dict` names, `h0` (and `c0`)
+//!   (L, B, H), `inputs`, `targets`, the results in f64 under [`crate::model::result_names`] and
+//!   PyTorch's float32 results as `f32.<name>`; the metadata key `meta` holds the spec (cell,
+//!   nonlinearity, layers, I, H, O, B, T, dense).
+//! - The first oracle's (`tests/fixtures/grad_ref_*.safetensors`, made by `grad_reference.py`):
+//!   one tanh layer as `U`, `W`, `b_ih`, `b_hh` (or one `b`), `V`, `c`, `h0` (B, H), and the
+//!   results `loss`, `hs`, `logits`, `dU`, `dW`, `db_ih`, `db_hh`, `dV`, `dc`, `dh0` (and
+//!   `f32_<name>`), read under the names of the first layout.
+
+use crate::cell::Cell;
+use crate::error::{Error, Result};
+use crate::model::{Batch, InputKind, Inputs, ModelConfig, NamedTensor, Params, Targets};
+use crate::tensorfile::{OwnedTensor, TensorFile, write_atomic};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Parameters, a batch and (optionally) the expected results of one step.
+pub struct Case {
+    /// The model and its parameters (f32 values held in f64).
+    pub params: Params<f64>,
+    /// The batch and initial states.
+    pub batch: Batch,
+    /// The expected results (f64), by name; empty when the case has none.
+    pub expected: Vec<NamedTensor>,
+    /// PyTorch's float32 results of the same names, where the case has them.
+    pub expected_f32: Vec<NamedTensor>,
+}
+
+/// The settings of a generated case.
+#[derive(Clone, Copy, Debug)]
+pub struct RandomCase {
+    /// B.
+    pub batch: usize,
+    /// T.
+    pub steps: usize,
+    /// Seed of the parameters, the batch and the states.
+    pub seed: u64,
+    /// Every parameter uniform in ±scale (PyTorch's ±1/√H when None).
+    pub init_scale: Option<f64>,
+    /// h_0 (and c_0) random instead of zeros.
+    pub random_state: bool,
+}
+
+impl Case {
+    /// Reads a case in either layout.
+    pub fn load(path: &Path) -> Result<Self> {
+        let f = TensorFile::open(path)?;
+        if f.has("rnn.weight_ih_l0") {
+            load_table(&f, path)
+        } else if f.has("U") {
+            load_elman(&f, path)
+        } else {
+            Err(Error::file(
+                path,
+                "holds neither `rnn.weight_ih_l0` (a case in PyTorch's names) nor `U` (a case of the first oracle)",
+            ))
+        }
+    }
+
+    /// A case with random parameters, inputs, targets and (optionally) initial states, and no
+    /// expected values (the CPU reference in f64 is then the truth).
+    pub fn random(config: ModelConfig, r: RandomCase) -> Result<Self> {
+        use rand::{RngExt, SeedableRng};
+        config.validate()?;
+        let scale = r.init_scale.unwrap_or(1.0 / (config.hidden as f64).sqrt());
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::config(
+                format!("an initial scale of {scale}"),
+                "give a positive number such as 0.4",
+            ));
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(r.seed);
+        let data = (0..config.num_params())
+            .map(|_| rng.random_range(-scale..scale) as f32 as f64)
+            .collect();
+        let batch = Batch::random(&config, r.batch, r.steps, r.random_state, r.seed + 1);
+        batch.validate(&config)?;
+        Ok(Self {
+            params: Params { config, data },
+            batch,
+            expected: vec![],
+            expected_f32: vec![],
+        })
+    }
+
+    /// Writes the case in PyTorch's layout, with the expected results (the case's own, else the
+    /// CPU reference's in f64), so that it can be checked again elsewhere (`check --case`).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let c = self.params.config;
+        let (nb, nt) = (self.batch.batch, self.batch.steps);
+        let mut tensors: Vec<OwnedTensor> = c
+            .table()
+            .entries
+            .iter()
+            .map(|e| OwnedTensor::f64(e.name.clone(), e.shape.clone(), self.params.get(&e.name)))
+            .collect();
+        let state = vec![c.layers, nb, c.hidden];
+        tensors.push(OwnedTensor::f32("h0", state.clone(), &self.batch.h0));
+        if c.cell.has_cell_state() {
+            tensors.push(OwnedTensor::f32("c0", state, &self.batch.c0));
+        }
+        match (&self.batch.inputs, &self.batch.targets) {
+            (Inputs::Tokens(x), Targets::Tokens(y)) => {
+                tensors.push(OwnedTensor::u32("inputs", vec![nt, nb], x));
+                tensors.push(OwnedTensor::u32("targets", vec![nt, nb], y));
+            }
+            (Inputs::Dense(x), Targets::Dense(y)) => {
+                tensors.push(OwnedTensor::f32("inputs", vec![nt, nb, c.input], x));
+                tensors.push(OwnedTensor::f32("targets", vec![nt, nb, c.output], y));
+            }
+            _ => {
+                return Err(Error::config(
+                    "the case's inputs and targets are of different kinds",
+                    "give tokens with token targets, or dense inputs with dense targets",
+                ));
+            }
+        }
+        let expected = if self.expected.is_empty() {
+            crate::cpu::step(&self.params, &self.batch).tensors(&c, nb, nt)
+        } else {
+            self.expected.clone()
+        };
+        for t in expected {
+            tensors.push(OwnedTensor::f64(t.name, t.shape, &t.data));
+        }
+        let spec = serde_json::json!({
+            "cell": if c.cell == Cell::Gru { "gru" } else if c.cell == Cell::Lstm { "lstm" } else { "rnn" },
+            "nonlinearity": if c.cell == Cell::RnnRelu { "relu" } else { "tanh" },
+            "layers": c.layers, "I": c.input, "H": c.hidden, "O": c.output, "B": nb, "T": nt,
+            "dense": c.kind == InputKind::Dense,
+        });
+        let mut meta = HashMap::new();
+        meta.insert(
+            "meta".into(),
+            serde_json::json!({ "spec": spec }).to_string(),
+        );
+        meta.insert(
+            "made_by".into(),
+            "unroll check --save-case; expected values from unroll's CPU reference in f64".into(),
+        );
+        write_atomic(path, &tensors, meta)
+    }
+}
+
+/// A case in PyTorch's names, its spec in the metadata.
+fn load_table(f: &TensorFile, path: &Path) -> Result<Case> {
+    let bad = |what: String| Error::file(path, what);
+    let meta: serde_json::Value = f
+        .metadata()
+        .get("meta")
+        .and_then(|m| serde_json::from_str(m).ok())
+        .ok_or_else(|| bad("has no readable `meta` metadata with the case's spec".into()))?;
+    let spec = &meta["spec"];
+    let n = |k: &str| {
+        spec[k]
+            .as_u64()
+            .filter(|&v| v > 0 && v <= 1 << 20)
+            .map(|v| v as usize)
+            .ok_or_else(|| bad(format!("the spec's `{k}` is not a size")))
+    };
+    let cell = match (spec["cell"].as_str(), spec["nonlinearity"].as_str()) {
+        (Some("rnn"), Some("relu")) => Cell::RnnRelu,
+        (Some("rnn"), _) => Cell::Rnn,
+        (Some("gru"), _) => Cell::Gru,
+        (Some("lstm"), _) => Cell::Lstm,
+        (other, _) => {
+            return Err(bad(format!(
+                "the spec's cell {other:?} is not rnn, gru or lstm"
+            )));
+        }
+    };
+    let dense = spec["dense"].as_bool().unwrap_or(false);
+    let config = if dense {
+        ModelConfig::dense(n("I")?, n("H")?, n("O")?)
+    } else {
+        ModelConfig {
+            output: n("O")?,
+            ..ModelConfig::tokens(n("I")?, n("H")?)
+        }
+    }
+    .with_cell(cell, n("layers")?);
+    config.validate()?;
+    let (nb, nt) = (n("B")?, n("T")?);
+    let mut data = vec![0.0; config.num_params()];
+    for e in &config.table().entries {
+        let (_, v) = f.floats(&e.name, Some(&e.shape))?;
+        data[e.offset..e.offset + e.len].copy_from_slice(&v);
+    }
+    let state_shape = [config.layers, nb, config.hidden];
+    let state = |name: &str, present: bool| -> Result<Vec<f32>> {
+        Ok(match (present, f.has(name)) {
+            (false, _) => vec![],
+            (true, true) => f32s(f.floats(name, Some(&state_shape))?.1),
+            (true, false) => vec![0.0; config.state_len(nb)],
+        })
+    };
+    let (inputs, targets) = read_data(f, &config, nb, nt)?;
+    let batch = Batch {
+        batch: nb,
+        steps: nt,
+        inputs,
+        targets,
+        h0: state("h0", true)?,
+        c0: state("c0", cell.has_cell_state())?,
+    };
+    batch
+        .validate(&config)
+        .map_err(|e| bad(format!("the batch does not fit the model: {e}")))?;
+    let read = |prefix: &str| -> Result<Vec<NamedTensor>> {
+        let mut out = Vec::new();
+        for name in crate::model::result_names(&config) {
+            let stored = format!("{prefix}{name}");
+            if f.has(&stored) {
+                let (shape, data) = f.floats(&stored, None)?;
+                out.push(NamedTensor { name, shape, data });
+            }
+        }
+        Ok(out)
+    };
+    Ok(Case {
+        params: Params { config, data },
+        batch,
+        expected: read("")?,
+        expected_f32: read("f32.")?,
+    })
+}
+
+fn f32s(v: Vec<f64>) -> Vec<f32> {
+    v.into_iter().map(|x| x as f32).collect()
+}
+
+/// The inputs and targets of a case: (T, B) token ids, or (T, B, I) and (T, B, O) values.
+fn read_data(
+    f: &TensorFile,
+    config: &ModelConfig,
+    nb: usize,
+    nt: usize,
+) -> Result<(Inputs, Targets)> {
+    Ok(match config.kind {
+        InputKind::Dense => {
+            let x = f.floats("inputs", Some(&[nt, nb, config.input]))?.1;
+            let y = f.floats("targets", Some(&[nt, nb, config.output]))?.1;
+            (Inputs::Dense(f32s(x)), Targets::Dense(f32s(y)))
+        }
+        InputKind::Tokens => {
+            let x = f.ids("inputs", Some(&[nt, nb]))?.1;
+            let y = f.ids("targets", Some(&[nt, nb]))?.1;
+            (Inputs::Tokens(x), Targets::Tokens(y))
+        }
+    })
+}
+
+/// A case of the first oracle: one tanh layer under the names U, W, b_ih, b_hh, V, c.
+fn load_elman(f: &TensorFile, path: &Path) -> Result<Case> {
+    let bad = |what: String| Error::file(path, what);
+    let (u_shape, u) = f.floats("U", None)?;
+    let (v_shape, v) = f.floats("V", None)?;
+    let (h0_shape, h0) = f.floats("h0", None)?;
+    let [nh, ni] = u_shape[..] else {
+        return Err(bad(format!(
+            "tensor `U` has shape {u_shape:?}, expected (H, I)"
+        )));
+    };
+    let [no, _] = v_shape[..] else {
+        return Err(bad(format!(
+            "tensor `V` has shape {v_shape:?}, expected (O, {nh})"
+        )));
+    };
+    let [nb, _] = h0_shape[..] else {
+        return Err(bad(format!(
+            "tensor `h0` has shape {h0_shape:?}, expected (B, {nh})"
+        )));
+    };
+    let dense = f.floats("inputs", None).is_ok();
+    let config = if dense {
+        ModelConfig::dense(ni, nh, no)
+    } else {
+        ModelConfig {
+            output: no,
+            ..ModelConfig::tokens(ni, nh)
+        }
+    };
+    config.validate()?;
+    let nt = f.floats("inputs", None).map_or_else(
+        |_| f.ids("inputs", None).map(|(s, _)| s[0]),
+        |(s, _)| Ok(s[0]),
+    )?;
+    let (b_ih, b_hh) = if f.has("b") {
+        (f.floats("b", Some(&[nh]))?.1, vec![0.0; nh])
+    } else {
+        (
+            f.floats("b_ih", Some(&[nh]))?.1,
+            f.floats("b_hh", Some(&[nh]))?.1,
+        )
+    };
+    let (_, w) = f.floats("W", Some(&[nh, nh]))?;
+    let (_, c) = f.floats("c", Some(&[no]))?;
+    let data: Vec<f64> = [u, w, b_ih, b_hh, v, c].concat();
+    let (inputs, targets) = read_data(f, &config, nb, nt)?;
+    let batch = Batch {
+        batch: nb,
+        steps: nt,
+        inputs,
+        targets,
+        h0: f32s(h0),
+        c0: vec![],
+    };
+    batch
+        .validate(&config)
+        .map_err(|e| bad(format!("the batch does not fit the model: {e}")))?;
+    let (expected, expected_f32) = (elman_results(f, "")?, elman_results(f, "f32_")?);
+    Ok(Case {
+        params: Params { config, data },
+        batch,
+        expected,
+        expected_f32,
+    })
+}
+
+/// The first oracle's results under PyTorch's names: `hs` becomes `output` (and its last step
+/// `h_n`), `dU` `grad.rnn.weight_ih_l0`, `db` both biases' gradients, `dh0` `grad.h0`.
+fn elman_results(f: &TensorFile, prefix: &str) -> Result<Vec<NamedTensor>> {
+    let names = [
+        ("loss", "loss"),
+        ("hs", "output"),
+        ("logits", "logits"),
+        ("dh0", "grad.h0"),
+        ("dU", "grad.rnn.weight_ih_l0"),
+        ("dW", "grad.rnn.weight_hh_l0"),
+        ("db_ih", "grad.rnn.bias_ih_l0"),
+        ("db_hh", "grad.rnn.bias_hh_l0"),
+        ("db", "grad.rnn.bias_ih_l0"),
+        ("db", "grad.rnn.bias_hh_l0"),
+        ("dV", "grad.decoder.weight"),
+        ("dc", "grad.decoder.bias"),
+    ];
+    let mut out: Vec<NamedTensor> = Vec::new();
+    for (stored, name) in names {
+        let stored = format!("{prefix}{stored}");
+        if !f.has(&stored) || out.iter().any(|t| t.name == name) {
+            continue;
+        }
+        let (mut shape, data) = f.floats(&stored, None)?;
+        if name == "grad.h0" {
+            shape.insert(0, 1);
+        }
+        if name == "output" && shape.len() == 3 {
+            let bh = shape[1] * shape[2];
+            let last = data[data.len() - bh..].to_vec();
+            out.push(NamedTensor {
+                name: "h_n".into(),
+                shape: vec![1, shape[1], shape[2]],
+                data: last,
+            });
+        }
+        out.push(NamedTensor {
+            name: name.into(),
+            shape,
+            data,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,227 @@
+//! The GPU training step of any model: the fused Elman step ([`GpuStep`]) for one tanh layer,
+//! whose recurrence is one fused product (or one persistent kernel) per pass, and the stacked
+//! step ([`GpuStack`]) for every other cell and depth. Both keep their parameters and gradients
+//! in the table's layout, so the optimizer, the checkpoint and `check` see one model either way.
+
+use crate::error::{Error, Result};
+use crate::gpu::context::Gpu;
+use crate::gpu::kernels::Kernels;
+use crate::gpu::plan::Dispatch;
+use crate::gpu::stack::GpuStack;
+use crate::gpu::step::{GpuStep, Phase, Recurrence};
+use crate::model::{Batch, Inputs, ModelConfig, Params, StepOutput, Targets};
+
+/// A model's training step on the GPU.
+pub enum ModelStep {
+    /// One tanh layer: the fused fast path.
+    Elman(GpuStep),
+    /// Stacked layers of any cell.
+    Stack(GpuStack),
+}
+
+/// Where one block of the carried state lives in a step's buffers: copied from the carry
+/// buffer to `at_start` before a step, and from `at_end` back after it.
+pub struct CarriedBlock<'a> {
+    /// hs or cs.
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of h_0 (c_0) of the block.
+    pub at_start: u64,
+    /// Byte offset of h_T (c_T).
+    pub at_end: u64,
+    /// Byte offset in the carry buffer, (h of every layer, then c of every layer).
+    pub in_carry: u64,
+    /// B·H·4.
+    pub bytes: u64,
+}
+
+impl ModelStep {
+    /// The step for the model: the fused Elman step where it applies, else the stacked one.
+    /// `params` shares another step's parameters (evaluation); `recurrence` None chooses.
+    pub fn new(
+        gpu: &Gpu,
+        kernels: &Kernels,
+        config: ModelConfig,
+        (batch, steps): (usize, usize),
+        recurrence: Option<Recurrence>,
+        params: Option<wgpu::Buffer>,
+    ) -> Result<Self> {
+        if config.is_elman() {
+            let r = recurrence
+                .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
+            let step = GpuStep::with_params(gpu, kernels, config, batch, steps, r, params)?;
+            return Ok(ModelStep::Elman(step));
+        }
+        if recurrence == Some(Recurrence::Persistent) {
+            return Err(Error::config(
+                format!(
+                    "the persistent recurrence runs the single tanh layer; this model has {} layer(s) of {}",
+                    config.layers,
+                    config.cell.name()
+                ),
+                "use --recurrence per-step (the default for stacked and gated models)",
+            ));
+        }
+        let stack = GpuStack::with_params(gpu, kernels, config, batch, steps, params)?;
+        Ok(ModelStep::Stack(stack))
+    }
+
+    /// The model.
+    pub fn config(&self) -> ModelConfig {
+        match self {
+            ModelStep::Elman(s) => s.config,
+            ModelStep::Stack(s) => s.config,
+        }
+    }
+
+    /// (B, T).
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            ModelStep::Elman(s) => (s.batch, s.steps),
+            ModelStep::Stack(s) => (s.batch, s.steps),
+        }
+    }
+
+    /// How the recurrences are dispatched.
+    pub fn recurrence(&self) -> Recurrence {
+        match self {
+            ModelStep::Elman(s) => s.recurrence,
+            ModelStep::Stack(_) => Recurrence::PerStep,
+        }
+    }
+
+    /// θ, (P).
+    pub fn params(&self) -> &wgpu::Buffer {
+        match self {
+            ModelStep::Elman(s) => &s.params,
+            ModelStep::Stack(s) => &s.buffers.params,
+        }
+    }
+
+    /// ∂L/∂θ, (P).
+    pub fn grads(&self) -> &wgpu::Buffer {
+        match self {
+            ModelStep::Elman(s) => &s.grads,
+            ModelStep::Stack(s) => &s.buffers.grads,
+        }
+    }
+
+    /// [the mean loss, the gradient norm].
+    pub fn stats(&self) -> &wgpu::Buffer {
+        match self {
+            ModelStep::Elman(s) => &s.stats,
+            ModelStep::Stack(s) => &s.buffers.stats,
+        }
+    }
+
+    /// The blocks of the carried state: every layer's h, then (LSTM) every layer's c.
+    pub fn carried(&self) -> Vec<CarriedBlock<'_>> {
+        let (nb, nt) = self.shape();
+        let c = self.config();
+        let bytes = (nb * c.hidden * 4) as u64;
+        let per_layer = (nt as u64 + 1) * bytes;
+        let (hs, cs) = match self {
+            ModelStep::Elman(s) => (&s.hs, None),
+            ModelStep::Stack(s) => (
+                &s.buffers.hs,
+                c.cell.has_cell_state().then_some(&s.buffers.cs),
+            ),
+        };
+        let mut blocks = Vec::new();
+        for (k, buffer) in std::iter::once(hs).chain(cs).enumerate() {
+            for l in 0..c.layers as u64 {
+                blocks.push(CarriedBlock {
+                    buffer,
+                    at_start: l * per_layer,
+                    at_end: l * per_layer + nt as u64 * bytes,
+                    in_carry: (k as u64 * c.layers as u64 + l) * bytes,
+                    bytes,
+                });
+            }
+        }
+        blocks
+    }
+
+    /// Uploads the parameters.
+    pub fn write_params(&self, gpu: &Gpu, params: &Params<f32>) -> Result<()> {
+        if params.config != self.config() {
+            return Err(Error::config(
+                format!(
+                    "parameters of {:?} given to a step built for {:?}",
+                    params.config,
+                    self.config()
+                ),
+                "build the step for the model's sizes",
+            ));
+        }
+        match self {
+            ModelStep::Elman(s) => s.write_params(gpu, params),
+            ModelStep::Stack(s) => s.write_params(gpu, &params.data),
+        }
+    }
+
+    /// Uploads inputs and targets alone (checked against the model by the caller). Returns the
+    /// bytes uploaded.
+    pub fn write_data(&self, gpu: &Gpu, inputs: &Inputs, targets: &Targets) -> u64 {
+        match self {
+            ModelStep::Elman(s) => s.write_data(gpu, inputs, targets),
+            ModelStep::Stack(s) => s.write_data(gpu, inputs, targets),
+        }
+    }
+
+    /// Runs one step and reads back everything it computed (checks and tests).
+    pub fn run_and_read(
+        &self,
+        gpu: &Gpu,
+        params: &Params<f32>,
+        batch: &Batch,
+    ) -> Result<StepOutput<f32>> {
+        match self {
+            ModelStep::Elman(s) => s.run_and_read(gpu, params, batch),
+            ModelStep::Stack(s) => {
+                self.write_params(gpu, params)?;
+                s.run_and_read(gpu, &params.data, batch)
+            }
+        }
+    }
+
+    /// The recorded phases.
+    pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
+        match self {
+            ModelStep::Elman(s) => s.phases(),
+            ModelStep::Stack(s) => s.phases(),
+        }
+    }
+
+    /// Records the whole step.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for (_, dispatches) in self.phases() {
+            for d in dispatches {
+                d.record(pass);
+            }
+        }
+    }
+
+    /// Records the forward pass and the loss alone (evaluation).
+    pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for (phase, dispatches) in self.phases() {
+            if phase.is_forward() {
+                for d in dispatches {
+                    d.record(pass);
+                }
+            }
+        }
+    }
+
+    /// Dispatches per step.
+    pub fn dispatches(&self) -> usize {
+        self.phases().iter().map(|(_, d)| d.len()).sum()
+    }
+
+    /// Bytes of GPU memory the step's buffers hold.
+    pub fn memory_bytes(&self) -> u64 {
+        match self {
+            ModelStep::Elman(s) => s.memory_bytes(),
+            ModelStep::Stack(s) => s.memory_bytes(),
+        }
+    }
+}
