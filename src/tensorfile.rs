@@ -53,6 +53,15 @@ impl TensorFile {
             .unwrap_or_default()
     }
 
+    /// The names of every tensor in the file.
+    pub fn names(&self) -> Vec<String> {
+        self.tensors()
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
     /// Whether a tensor of this name exists.
     pub fn has(&self, name: &str) -> bool {
         self.tensors().tensor(name).is_ok()

@@ -234,3 +234,51 @@ fn check_reproduces_every_case_of_stacked_cells_on_both_paths() {
         }
     }
 }
+
+/// A checkpoint of each cell holds exactly the parameters `torch.nn.{RNN,GRU,LSTM}(num_layers=L)`
+/// + `nn.Linear` have: the names and shapes of their `state_dict()`, as PyTorch wrote them into
+/// the cases of `tests/fixtures/cells/` (so `load_state_dict(strict=True)` takes it).
+#[test]
+fn checkpoints_hold_pytorchs_state_dict() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir("tests/fixtures/cells").unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "safetensors") {
+            continue;
+        }
+        let case = Case::load(&path).unwrap();
+        let params = |f: &unroll::tensorfile::TensorFile| -> Vec<(String, Vec<usize>)> {
+            let mut v: Vec<(String, Vec<usize>)> = f
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with("rnn.") || n.starts_with("decoder."))
+                .map(|n| {
+                    let shape = f.floats(&n, None).unwrap().0;
+                    (n, shape)
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let pytorch = params(&unroll::tensorfile::TensorFile::open(&path).unwrap());
+        let ck = unroll::checkpoint::Checkpoint {
+            params: case.params.cast(),
+            info: unroll::checkpoint::RunInfo {
+                format: unroll::checkpoint::FORMAT,
+                config: case.params.config,
+                vocab: None,
+                normalization: None,
+                train: None,
+                step: 0,
+            },
+            optimizer: None,
+            hidden: None,
+            positions: None,
+        };
+        let saved = dir.path().join("ck.safetensors");
+        ck.save(&saved).unwrap();
+        let ours = params(&unroll::tensorfile::TensorFile::open(&saved).unwrap());
+        assert_eq!(ours, pytorch, "{}", path.display());
+        assert!(ours.len() >= 6);
+    }
+}

@@ -3,6 +3,7 @@
 mod common;
 
 use std::path::Path;
+use unroll::cell::Cell;
 use unroll::checkpoint::Checkpoint;
 use unroll::data::{Streams, arithmetic_score, builtin_corpus};
 use unroll::engine::{CpuTrainer, Engine};
@@ -82,15 +83,29 @@ fn learns_the_builtin_corpus() {
 /// The GPU trainer (step + optimizer.wgsl) and the CPU trainer (cpu.rs + optim.rs) take the same
 /// steps with SGD, whose update is linear in the gradients: loss, gradient norm and parameters
 /// agree after several updates, with clipping and learning-rate decay active.
+/// Six SGD steps with clipping on the GPU and on the CPU reference, the state carried between
+/// them, for the fused Elman step and for stacked layers of every gated cell (h and c of each
+/// layer carried).
 #[test]
 fn gpu_training_matches_cpu() {
     let _ = common::gpu();
+    for (cell, layers) in [
+        (Cell::Rnn, 1),
+        (Cell::RnnRelu, 2),
+        (Cell::Gru, 2),
+        (Cell::Lstm, 3),
+    ] {
+        training_matches(cell, layers);
+    }
+}
+
+fn training_matches(cell: Cell, layers: usize) {
     let text = builtin_corpus(400, 3);
     let vocab = unroll::data::Vocab::from_text(&text);
     let tokens = vocab.encode(text.as_bytes()).unwrap();
     let (b, t) = (4, 12);
     let streams = Streams::new(&tokens, b, t, "training").unwrap();
-    let config = ModelConfig::tokens(vocab.len(), 40);
+    let config = ModelConfig::tokens(vocab.len(), 40).with_cell(cell, layers);
     let optim = OptimizerConfig {
         kind: OptimizerKind::Sgd,
         lr: 0.5,
@@ -117,7 +132,9 @@ fn gpu_training_matches_cpu() {
             .unwrap();
         assert!(
             (sg.loss - sc.loss).abs() <= 1e-5 * sc.loss.abs(),
-            "step {k}: loss"
+            "{cell:?} × {layers}, step {k}: loss {} and {}",
+            sg.loss,
+            sc.loss
         );
         assert!(
             sc.grad_norm > optim.clip,
@@ -126,12 +143,15 @@ fn gpu_training_matches_cpu() {
         );
         assert!(
             (sg.grad_norm - sc.grad_norm).abs() <= 1e-5 * sc.grad_norm,
-            "step {k}: norm"
+            "{cell:?} × {layers}, step {k}: norm"
         );
     }
     let pg = g.params().unwrap();
     let pc = Engine::params(&c).unwrap();
     assert_close("parameters after 6 SGD steps", &pg.data, &pc.data);
+    let (hg, hc) = (g.hidden().unwrap(), Engine::hidden(&c).unwrap());
+    assert_eq!(hc.len(), config.carry_len(b));
+    assert_close("the carried state", &hg, &hc);
     let moved = params
         .data
         .iter()
@@ -155,11 +175,16 @@ fn gpu_evaluation_matches_cpu() {
     let tokens = vocab.encode(text.as_bytes()).unwrap();
     let streams = Streams::new(&tokens, 3, 10, "validation").unwrap();
     let chunks: Vec<_> = (0..4).map(|k| streams.chunk(k)).collect();
-    let config = ModelConfig::tokens(vocab.len(), 36);
-    let params = Params::init(config, 8);
-    let mut c = CpuTrainer::new(params.clone(), 5, 10, OptimizerConfig::default()).unwrap();
-    let want = Engine::evaluate(&mut c, &chunks).unwrap();
-    for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
+    let lstm = ModelConfig::tokens(vocab.len(), 36).with_cell(Cell::Lstm, 2);
+    let runs = [
+        (ModelConfig::tokens(vocab.len(), 36), Recurrence::PerStep),
+        (ModelConfig::tokens(vocab.len(), 36), Recurrence::Persistent),
+        (lstm, Recurrence::PerStep),
+    ];
+    for (config, recurrence) in runs {
+        let params = Params::init(config, 8);
+        let mut c = CpuTrainer::new(params.clone(), 5, 10, OptimizerConfig::default()).unwrap();
+        let want = Engine::evaluate(&mut c, &chunks).unwrap();
         let shape = TrainerShape {
             eval_batch: Some(3),
             recurrence: Some(recurrence),
@@ -176,7 +201,9 @@ fn gpu_evaluation_matches_cpu() {
         let got = g.evaluate(&chunks).unwrap();
         assert!(
             (got - want).abs() <= 1e-5 * want,
-            "{recurrence:?}: GPU {got}, CPU {want}"
+            "{:?} × {}, {recurrence:?}: GPU {got}, CPU {want}",
+            config.cell,
+            config.layers
         );
     }
 }
@@ -264,11 +291,13 @@ fn gpu_optimizer_matches_cpu() {
     }
 }
 
-fn resume_matches_straight(device: Device) {
+fn resume_matches_straight(device: Device, cell: Cell, layers: usize) {
     let dir = tempfile::tempdir().unwrap();
     let straight_dir = dir.path().join("straight");
     let split_dir = dir.path().join("split");
     let mut cfg = small(60);
+    cfg.cell = cell;
+    cfg.layers = layers;
     cfg.hidden = 32;
     cfg.batch = 4;
     cfg.eval_every = 20;
@@ -288,7 +317,7 @@ fn resume_matches_straight(device: Device) {
     assert_eq!(
         bits(&a.params.data),
         bits(&b.params.data),
-        "parameters differ bitwise"
+        "{cell:?} × {layers}: parameters differ bitwise"
     );
     assert_eq!(
         bits(&a.optimizer.as_ref().unwrap().m),
@@ -303,13 +332,21 @@ fn resume_matches_straight(device: Device) {
 
 #[test]
 fn resume_matches_straight_cpu() {
-    resume_matches_straight(Device::Cpu);
+    resume_matches_straight(Device::Cpu, Cell::Rnn, 1);
+    resume_matches_straight(Device::Cpu, Cell::Lstm, 2);
 }
 
 #[test]
 fn resume_matches_straight_gpu() {
     let _ = common::gpu();
-    resume_matches_straight(Device::Gpu);
+    for (cell, layers) in [
+        (Cell::Rnn, 1),
+        (Cell::RnnRelu, 2),
+        (Cell::Gru, 2),
+        (Cell::Lstm, 2),
+    ] {
+        resume_matches_straight(Device::Gpu, cell, layers);
+    }
 }
 
 #[test]
