@@ -10,6 +10,7 @@ use crate::case::Case;
 use crate::compare::{Comparison, compare_all, compare_with_yardstick, table};
 use crate::cpu;
 use crate::error::Result;
+use crate::gpu::model_step::StepOptions;
 use crate::gpu::{Gpu, Kernels, ModelStep, Recurrence};
 use crate::model::{Batch, ModelConfig, NamedTensor, Params, StepOutput};
 use crate::tensorfile::{OwnedTensor, write_atomic};
@@ -64,7 +65,11 @@ pub fn compare_gpu(
     recurrence: Option<Recurrence>,
 ) -> Result<Vec<Comparison>> {
     let (c, b) = (case.params.config, &case.batch);
-    let step = ModelStep::new(gpu, kernels, c, (b.batch, b.steps), recurrence, None)?;
+    let options = StepOptions {
+        recurrence,
+        ..Default::default()
+    };
+    let step = ModelStep::new(gpu, kernels, c, (b.batch, b.steps), options)?;
     let out = step.run_and_read(gpu, &case.params.cast(), b)?;
     Ok(compare_step(&out, &case.params, b))
 }
@@ -139,7 +144,11 @@ pub fn check(
                 Kernels::new(&gpu.device)
             })?;
             let step = gpu.scoped("allocating the step's buffers", || {
-                ModelStep::new(gpu, &kernels, c, (nb, nt), recurrence, None)
+                let options = StepOptions {
+                    recurrence,
+                    ..Default::default()
+                };
+                ModelStep::new(gpu, &kernels, c, (nb, nt), options)
             })??;
             let out = step.run_and_read(gpu, &p32, b)?.tensors(&c, nb, nt);
             sections.push((

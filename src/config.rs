@@ -59,6 +59,9 @@ pub struct TrainConfig {
     /// L: stacked layers (runs before layers existed: 1).
     #[serde(default = "one")]
     pub layers: usize,
+    /// Dropout on every layer's output but the top one's, in training (PyTorch's `dropout`).
+    #[serde(default)]
+    pub dropout: f32,
     /// B: parallel streams.
     pub batch: usize,
     /// T: timesteps per chunk (truncated BPTT length).
@@ -99,6 +102,7 @@ impl Default for TrainConfig {
             hidden: 128,
             cell: Cell::Rnn,
             layers: 1,
+            dropout: 0.0,
             batch: 32,
             seq_len: 32,
             iters: 1500,
@@ -115,6 +119,14 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The run's dropout, where it has any.
+    pub fn dropout(&self) -> Option<crate::dropout::DropoutSpec> {
+        (self.dropout > 0.0).then_some(crate::dropout::DropoutSpec {
+            p: self.dropout,
+            seed: self.seed,
+        })
+    }
+
     /// Rejects settings that cannot train, each with what to do instead.
     pub fn validate(&self) -> Result<()> {
         let positive = |what: &str, flag: &str, v: u64| {
@@ -158,6 +170,18 @@ impl TrainConfig {
         ModelConfig::tokens(1, self.hidden)
             .with_cell(self.cell, self.layers)
             .validate()?;
+        if !(self.dropout >= 0.0 && self.dropout < 1.0) {
+            return Err(Error::config(
+                format!("dropout {} is not a probability in [0, 1)", self.dropout),
+                "pass --dropout between 0 (off) and 1, e.g. 0.2",
+            ));
+        }
+        if self.dropout > 0.0 && self.layers < 2 {
+            return Err(Error::config(
+                "dropout acts between stacked layers, and this model has one",
+                "pass --layers 2 or more with --dropout, or leave --dropout out",
+            ));
+        }
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             return Err(Error::config(
                 format!(

@@ -17,6 +17,7 @@
 //! ```
 
 use crate::cell::{Cell, ParamTable};
+use crate::dropout::Dropout;
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
 use num_traits::Float;
 
@@ -38,6 +39,8 @@ struct Layer<F> {
     gates: Vec<F>,
     /// GRU: W_n h + b_hn, (T, B, H).
     hn: Vec<F>,
+    /// h_1 … h_T as the layer above reads them: after dropout when training with it, (T, B, H).
+    out: Vec<F>,
 }
 
 /// The layer's input at (t, b): a token id (layer 0 of a token model) or a dense vector.
@@ -144,6 +147,7 @@ fn layer_forward<'x, F: Float + 'x>(
         cs: state(&batch.c0),
         gates: vec![F::zero(); nt * nb * gh],
         hn: vec![F::zero(); nt * nb * nh],
+        out: vec![],
     };
     let (mut a, mut r) = (vec![F::zero(); gh], vec![F::zero(); gh]);
     for t in 0..nt {
@@ -433,10 +437,49 @@ fn hidden_at<'a, F: Float>(
     nb: usize,
     nh: usize,
 ) -> impl Fn(usize, usize) -> X<'a, F> + 'a {
-    move |t, b| X::Dense(&below.hs[((t + 1) * nb + b) * nh..((t + 1) * nb + b + 1) * nh])
+    move |t, b| X::Dense(&below.out[(t * nb + b) * nh..(t * nb + b + 1) * nh])
 }
 
-fn forward_all<F: Float>(params: &Params<F>, batch: &Batch) -> Forward<F> {
+/// Layer l's output as the layer above reads it: h_1 … h_T, each unit scaled by its dropout
+/// mask when training with dropout.
+fn layer_output<F: Float>(
+    hs: &[F],
+    l: usize,
+    nb: usize,
+    nh: usize,
+    dropout: Option<&Dropout>,
+) -> Vec<F> {
+    let mut out = hs[nb * nh..].to_vec();
+    if let Some(d) = dropout {
+        for (i, v) in out.iter_mut().enumerate() {
+            let (r, j) = (i / nh, i % nh);
+            *v = *v * f(d.scale(l, r / nb, r % nb, j));
+        }
+    }
+    out
+}
+
+/// ∂L/∂h of layer l from ∂L/∂x of the layer above: the same mask as the forward pass.
+fn drop_gradient<F: Float>(
+    dx: &mut [F],
+    l: usize,
+    nb: usize,
+    nh: usize,
+    dropout: Option<&Dropout>,
+) {
+    if let Some(d) = dropout {
+        for (i, v) in dx.iter_mut().enumerate() {
+            let (r, j) = (i / nh, i % nh);
+            *v = *v * f(d.scale(l, r / nb, r % nb, j));
+        }
+    }
+}
+
+fn forward_all<F: Float>(
+    params: &Params<F>,
+    batch: &Batch,
+    dropout: Option<&Dropout>,
+) -> Forward<F> {
     let config = &params.config;
     let table = config.table();
     let (nb, nt, nh, no) = (batch.batch, batch.steps, config.hidden, config.output);
@@ -444,16 +487,18 @@ fn forward_all<F: Float>(params: &Params<F>, batch: &Batch) -> Forward<F> {
     let x0 = input_at(config, batch, &dense);
     let mut layers: Vec<Layer<F>> = Vec::with_capacity(config.layers);
     for l in 0..config.layers {
-        let layer = match layers.last() {
+        let mut layer = match layers.last() {
             None => layer_forward(config, &table, &params.data, l, batch, &x0),
             Some(below) => {
                 let at = hidden_at(below, nb, nh);
                 layer_forward(config, &table, &params.data, l, batch, &at)
             }
         };
+        let top = l + 1 == config.layers;
+        layer.out = layer_output(&layer.hs, l, nb, nh, if top { None } else { dropout });
         layers.push(layer);
     }
-    let top = &layers[config.layers - 1].hs[nb * nh..];
+    let top = &layers[config.layers - 1].out;
     let (v, c) = (params.get("decoder.weight"), params.get("decoder.bias"));
     let mut logits = vec![F::zero(); nt * nb * no];
     for p in 0..nt * nb {
@@ -483,14 +528,13 @@ fn last_states<F: Float>(layers: &[Layer<F>], cell_state: bool, bh: usize) -> Ve
 /// The forward pass and the loss alone (evaluation): the loss, the logits, and every layer's
 /// h_T (and c_T), as a [`StepOutput`] without gradients.
 pub fn forward<F: Float>(params: &Params<F>, batch: &Batch) -> StepOutput<F> {
-    let fw = forward_all(params, batch);
+    let fw = forward_all(params, batch, None);
     let c = &params.config;
     let bh = batch.batch * c.hidden;
     let lstm = c.cell.has_cell_state();
-    let top = &fw.layers[c.layers - 1].hs;
     StepOutput {
         loss: fw.loss,
-        output: top[bh..].to_vec(),
+        output: fw.layers[c.layers - 1].out.clone(),
         h_n: last_states(&fw.layers, false, bh),
         c_n: if lstm {
             last_states(&fw.layers, true, bh)
@@ -506,6 +550,15 @@ pub fn forward<F: Float>(params: &Params<F>, batch: &Batch) -> StepOutput<F> {
 
 /// One training step: forward, loss, backward.
 pub fn step<F: Float>(params: &Params<F>, batch: &Batch) -> StepOutput<F> {
+    step_with(params, batch, None)
+}
+
+/// One training step with dropout between the layers (see [`crate::dropout`]).
+pub fn step_with<F: Float>(
+    params: &Params<F>,
+    batch: &Batch,
+    dropout: Option<&Dropout>,
+) -> StepOutput<F> {
     let config = &params.config;
     let table = config.table();
     let (nb, nt, nh, no, nl) = (
@@ -515,8 +568,8 @@ pub fn step<F: Float>(params: &Params<F>, batch: &Batch) -> StepOutput<F> {
         config.output,
         config.layers,
     );
-    let fw = forward_all(params, batch);
-    let top = &fw.layers[nl - 1].hs[nb * nh..];
+    let fw = forward_all(params, batch, dropout);
+    let top = &fw.layers[nl - 1].out;
     let v = params.get("decoder.weight");
     // Backward: the decoder, then the layers from the top.
     let mut grads = vec![F::zero(); table.len];
@@ -552,7 +605,9 @@ pub fn step<F: Float>(params: &Params<F>, batch: &Batch) -> StepOutput<F> {
         } else {
             let at = hidden_at(&fw.layers[l - 1], nb, nh);
             let g = &mut grads;
-            layer_backward(config, &table, p, g, l, ly, &dh_in, &at, true, h0_l, c0_l)
+            let mut dx = layer_backward(config, &table, p, g, l, ly, &dh_in, &at, true, h0_l, c0_l);
+            drop_gradient(&mut dx, l - 1, nb, nh, dropout);
+            dx
         };
     }
     let bh = nb * nh;

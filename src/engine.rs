@@ -3,6 +3,7 @@
 //! [`crate::train`] drives either.
 
 use crate::cpu;
+use crate::dropout::DropoutSpec;
 use crate::error::Result;
 use crate::gpu::{GpuTrainer, StepStats};
 use crate::model::{Batch, Inputs, Params, Targets};
@@ -77,6 +78,7 @@ pub struct CpuTrainer {
     /// The carried state: every layer's h, then (LSTM) every layer's c, (L, B, H) each.
     carry: Vec<f32>,
     steps: usize,
+    dropout: Option<DropoutSpec>,
 }
 
 impl CpuTrainer {
@@ -97,7 +99,13 @@ impl CpuTrainer {
             state: OptimizerState::new(n),
             carry,
             steps,
+            dropout: None,
         })
+    }
+
+    /// With dropout between the layers in its training steps.
+    pub fn with_dropout(self, dropout: Option<DropoutSpec>) -> Self {
+        Self { dropout, ..self }
     }
 }
 
@@ -135,7 +143,8 @@ impl Engine for CpuTrainer {
         let config = self.params.config;
         let batch = carried_batch(&config, self.steps, inputs, targets, &self.carry);
         batch.validate(&config)?;
-        let out = cpu::step(&self.params, &batch);
+        let dropout = self.dropout.map(|d| d.at_step(self.state.step));
+        let out = cpu::step_with(&self.params, &batch, dropout.as_ref());
         let grad_norm = optim::update(
             &self.optim,
             &mut self.params.data,

@@ -32,6 +32,7 @@ pub mod compare;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod dropout;
 pub mod engine;
 pub mod error;
 pub mod gpu;

@@ -123,6 +123,10 @@ struct TrainArgs {
     hidden: usize,
     #[command(flatten)]
     cell: CellArgs,
+    /// Dropout on the output of every layer but the top one, in training (as PyTorch's
+    /// `dropout`; needs --layers 2 or more).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
     /// Parallel streams B.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -415,7 +419,7 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
 
 /// The flags of `train` that a resumed run takes from its checkpoint: giving one with --resume
 /// is an error rather than a change that would be silently ignored.
-const FIXED_ON_RESUME: [&str; 22] = [
+const FIXED_ON_RESUME: [&str; 23] = [
     "task",
     "bytes",
     "columns",
@@ -424,6 +428,7 @@ const FIXED_ON_RESUME: [&str; 22] = [
     "cell",
     "layers",
     "nonlinearity",
+    "dropout",
     "batch",
     "seq_len",
     "optimizer",
@@ -494,6 +499,7 @@ fn run_train(args: &TrainArgs, explicit: &[String]) -> Result<bool> {
         hidden: args.hidden,
         cell: args.cell.cell(),
         layers: args.cell.layers,
+        dropout: args.dropout,
         batch: args.batch,
         seq_len: args.seq_len,
         iters: args.iters,

@@ -469,11 +469,14 @@ fn build_engine(
             let shape = TrainerShape {
                 eval_batch: Some(val_b),
                 recurrence,
+                dropout: cfg.dropout(),
                 ..TrainerShape::new(cfg.batch, cfg.seq_len)
             };
             Box::new(GpuTrainer::new(gpu, config, shape, cfg.optim, &params)?)
         }
-        Device::Cpu => Box::new(CpuTrainer::new(params, cfg.batch, cfg.seq_len, cfg.optim)?),
+        Device::Cpu => Box::new(
+            CpuTrainer::new(params, cfg.batch, cfg.seq_len, cfg.optim)?.with_dropout(cfg.dropout()),
+        ),
     };
     let Some(ck) = resumed else {
         return Ok((engine, 0));

@@ -160,3 +160,67 @@ fn long_sums_run_in_chunks_and_match_the_cpu() {
         assert_all_pass(&format!("{cell:?} L={l} {kind} {z:?}"), &rows);
     }
 }
+
+/// Dropout between the layers: the GPU's masks and the CPU reference's are the same bits, so a
+/// training step agrees as without it; the masks act (the step differs from one without them) and
+/// change with the update count.
+#[test]
+fn dropout_matches_the_cpu() {
+    use unroll::check::compare_step;
+    use unroll::dropout::DropoutSpec;
+    use unroll::gpu::GpuStack;
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let spec = DropoutSpec {
+        p: 0.3,
+        seed: 1 << 40 | 9,
+    };
+    for (i, (cell, l, kind)) in [
+        (Cell::Lstm, 3, InputKind::Tokens),
+        (Cell::Gru, 2, InputKind::Dense),
+        (Cell::RnnRelu, 2, InputKind::Tokens),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = case(cell, l, kind, ODD, 300 + i as u64);
+        let (c, b) = (case.params.config, &case.batch);
+        let shape = (b.batch, b.steps);
+        let stack = GpuStack::with_options(&gpu, &kernels, c, shape, None, Some(spec)).unwrap();
+        let p32 = case.params.cast::<f32>();
+        let mut grads = Vec::new();
+        for step in [5, 6] {
+            stack.set_step(&gpu, step);
+            let got = stack.run_and_read(&gpu, &p32.data, b).unwrap();
+            let d = spec.at_step(step);
+            let truth = unroll::cpu::step_with(&case.params, b, Some(&d));
+            let own = unroll::cpu::step_with(&p32, b, Some(&d));
+            let rows = unroll::compare::compare_with_yardstick(
+                &truth.tensors(&c, b.batch, b.steps),
+                &own.tensors(&c, b.batch, b.steps),
+                &got.tensors(&c, b.batch, b.steps),
+                unroll::check::RTOL_F32,
+            );
+            assert_all_pass(
+                &format!("{cell:?} × {l} {kind}, dropout at step {step}"),
+                &rows,
+            );
+            grads.push(got.grads);
+        }
+        let plain = compare_step(
+            &{
+                let s = GpuStack::new(&gpu, &kernels, c, b.batch, b.steps).unwrap();
+                s.run_and_read(&gpu, &p32.data, b).unwrap()
+            },
+            &case.params,
+            b,
+        );
+        assert!(
+            plain.iter().all(|r| r.pass()),
+            "without dropout the step agrees too"
+        );
+        let without = unroll::cpu::step(&p32, b).grads;
+        assert_ne!(grads[0], without, "dropout changed nothing");
+        assert_ne!(grads[0], grads[1], "another step drew the same masks");
+    }
+}

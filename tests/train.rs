@@ -89,17 +89,22 @@ fn learns_the_builtin_corpus() {
 #[test]
 fn gpu_training_matches_cpu() {
     let _ = common::gpu();
-    for (cell, layers) in [
-        (Cell::Rnn, 1),
-        (Cell::RnnRelu, 2),
-        (Cell::Gru, 2),
-        (Cell::Lstm, 3),
+    for (cell, layers, dropout) in [
+        (Cell::Rnn, 1, 0.0),
+        (Cell::RnnRelu, 2, 0.0),
+        (Cell::Gru, 2, 0.0),
+        (Cell::Lstm, 3, 0.0),
+        (Cell::Lstm, 2, 0.3),
     ] {
-        training_matches(cell, layers);
+        training_matches(cell, layers, dropout);
     }
 }
 
-fn training_matches(cell: Cell, layers: usize) {
+fn training_matches(cell: Cell, layers: usize, dropout: f32) {
+    let dropout = (dropout > 0.0).then_some(unroll::dropout::DropoutSpec {
+        p: dropout,
+        seed: 3,
+    });
     let text = builtin_corpus(400, 3);
     let vocab = unroll::data::Vocab::from_text(&text);
     let tokens = vocab.encode(text.as_bytes()).unwrap();
@@ -118,12 +123,17 @@ fn training_matches(cell: Cell, layers: usize) {
     let mut g = GpuTrainer::new(
         gpu_context(),
         config,
-        TrainerShape::new(b, t),
+        TrainerShape {
+            dropout,
+            ..TrainerShape::new(b, t)
+        },
         optim,
         &params,
     )
     .unwrap();
-    let mut c = CpuTrainer::new(params.clone(), b, t, optim).unwrap();
+    let mut c = CpuTrainer::new(params.clone(), b, t, optim)
+        .unwrap()
+        .with_dropout(dropout);
     for k in 0..6 {
         let (x, y) = streams.chunk(k);
         let sg = g.train_step(&x, &y, k == 0, true).unwrap().unwrap();
@@ -291,13 +301,14 @@ fn gpu_optimizer_matches_cpu() {
     }
 }
 
-fn resume_matches_straight(device: Device, cell: Cell, layers: usize) {
+fn resume_matches_straight(device: Device, cell: Cell, layers: usize, dropout: f32) {
     let dir = tempfile::tempdir().unwrap();
     let straight_dir = dir.path().join("straight");
     let split_dir = dir.path().join("split");
     let mut cfg = small(60);
     cfg.cell = cell;
     cfg.layers = layers;
+    cfg.dropout = dropout;
     cfg.hidden = 32;
     cfg.batch = 4;
     cfg.eval_every = 20;
@@ -332,20 +343,21 @@ fn resume_matches_straight(device: Device, cell: Cell, layers: usize) {
 
 #[test]
 fn resume_matches_straight_cpu() {
-    resume_matches_straight(Device::Cpu, Cell::Rnn, 1);
-    resume_matches_straight(Device::Cpu, Cell::Lstm, 2);
+    resume_matches_straight(Device::Cpu, Cell::Rnn, 1, 0.0);
+    resume_matches_straight(Device::Cpu, Cell::Lstm, 2, 0.25);
 }
 
 #[test]
 fn resume_matches_straight_gpu() {
     let _ = common::gpu();
-    for (cell, layers) in [
-        (Cell::Rnn, 1),
-        (Cell::RnnRelu, 2),
-        (Cell::Gru, 2),
-        (Cell::Lstm, 2),
+    for (cell, layers, dropout) in [
+        (Cell::Rnn, 1, 0.0),
+        (Cell::RnnRelu, 2, 0.0),
+        (Cell::Gru, 2, 0.25),
+        (Cell::Lstm, 2, 0.0),
+        (Cell::Lstm, 3, 0.25),
     ] {
-        resume_matches_straight(Device::Gpu, cell, layers);
+        resume_matches_straight(Device::Gpu, cell, layers, dropout);
     }
 }
 

@@ -143,6 +143,10 @@ pub struct Kernels {
     pub squared_error_wide: Kernel,
     /// reduce.wgsl
     pub column_sum: Kernel,
+    /// dropout.wgsl, the mask applied to a layer's output
+    pub dropout_forward: Kernel,
+    /// dropout.wgsl, the mask applied to the gradient of a layer's output
+    pub dropout_backward: Kernel,
     /// cell.wgsl with each cell's kernels, built the first time a step of that cell asks.
     cells: [std::sync::OnceLock<CellKernels>; 4],
 }
@@ -184,6 +188,17 @@ impl Kernels {
             "reduce.wgsl",
             include_str!("../../shaders/reduce.wgsl"),
         );
+        let dropout = module(
+            device,
+            "dropout.wgsl",
+            include_str!("../../shaders/dropout.wgsl"),
+        );
+        let dropout_bindings = [
+            ("p", UniformDynamic),
+            ("counter", Read),
+            ("src", Read),
+            ("dst", ReadWrite),
+        ];
         let matmul_bindings = [
             ("p", UniformDynamic),
             ("a", Read),
@@ -271,6 +286,20 @@ impl Kernels {
                 &reduce,
                 "column_sum",
                 &[("p", UniformDynamic), ("m", Read), ("out", ReadWrite)],
+                &[],
+            ),
+            dropout_forward: Kernel::new(
+                device,
+                &dropout,
+                "dropout_forward",
+                &dropout_bindings,
+                &[],
+            ),
+            dropout_backward: Kernel::new(
+                device,
+                &dropout,
+                "dropout_backward",
+                &dropout_bindings,
                 &[],
             ),
             cells: Default::default(),
@@ -441,4 +470,22 @@ pub struct ReduceParams {
     pub first: u32,
     pub last: u32,
     pub _pad: u32,
+}
+
+/// The uniform of dropout.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[allow(missing_docs)] // the fields mirror the WGSL struct of the same name
+pub struct DropoutParams {
+    pub rows: u32,
+    pub hidden: u32,
+    pub batch: u32,
+    pub layer: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub p: f32,
+    pub scale: f32,
+    pub src_offset: u32,
+    pub dst_offset: u32,
+    pub _pad: [u32; 2],
 }

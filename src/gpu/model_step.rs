@@ -3,6 +3,7 @@
 //! step ([`GpuStack`]) for every other cell and depth. Both keep their parameters and gradients
 //! in the table's layout, so the optimizer, the checkpoint and `check` see one model either way.
 
+use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
@@ -34,17 +35,31 @@ pub struct CarriedBlock<'a> {
     pub bytes: u64,
 }
 
+/// How a step is built beyond its model and shape.
+#[derive(Clone, Debug, Default)]
+pub struct StepOptions {
+    /// How the recurrences are dispatched (None: chosen per shape and adapter).
+    pub recurrence: Option<Recurrence>,
+    /// Another step's parameters to share (evaluation reads the training step's).
+    pub params: Option<wgpu::Buffer>,
+    /// Dropout between the layers (a training step of two layers or more).
+    pub dropout: Option<DropoutSpec>,
+}
+
 impl ModelStep {
     /// The step for the model: the fused Elman step where it applies, else the stacked one.
-    /// `params` shares another step's parameters (evaluation); `recurrence` None chooses.
     pub fn new(
         gpu: &Gpu,
         kernels: &Kernels,
         config: ModelConfig,
         (batch, steps): (usize, usize),
-        recurrence: Option<Recurrence>,
-        params: Option<wgpu::Buffer>,
+        options: StepOptions,
     ) -> Result<Self> {
+        let StepOptions {
+            recurrence,
+            params,
+            dropout,
+        } = options;
         if config.is_elman() {
             let r = recurrence
                 .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
@@ -61,7 +76,8 @@ impl ModelStep {
                 "use --recurrence per-step (the default for stacked and gated models)",
             ));
         }
-        let stack = GpuStack::with_params(gpu, kernels, config, batch, steps, params)?;
+        let shape = (batch, steps);
+        let stack = GpuStack::with_options(gpu, kernels, config, shape, params, dropout)?;
         Ok(ModelStep::Stack(stack))
     }
 
@@ -102,6 +118,14 @@ impl ModelStep {
         match self {
             ModelStep::Elman(s) => &s.grads,
             ModelStep::Stack(s) => &s.buffers.grads,
+        }
+    }
+
+    /// The update count that keys the dropout masks, where the step has dropout.
+    pub fn dropout_counter(&self) -> Option<&wgpu::Buffer> {
+        match self {
+            ModelStep::Stack(s) if s.has_dropout() => Some(&s.buffers.counter),
+            _ => None,
         }
     }
 

@@ -22,10 +22,11 @@
 //! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
 //! once in [`GpuStack::new`]; a step is one submission.
 
+use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::cells::{CellKernels, CellParams, direct_reaches_h, saved_per_unit};
 use crate::gpu::context::Gpu;
-use crate::gpu::kernels::{EmbeddingParams, Kernels, MatmulParams, TransposeParams};
+use crate::gpu::kernels::{DropoutParams, EmbeddingParams, Kernels, MatmulParams, TransposeParams};
 use crate::gpu::plan::{
     A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, rows,
 };
@@ -47,6 +48,7 @@ pub struct GpuStack {
     pub buffers: StackBuffers,
     phases: Vec<(Phase, Vec<Dispatch>)>,
     bytes: u64,
+    dropout: bool,
 }
 
 /// Plans the dispatches of a step, phase by phase and layer by layer.
@@ -62,6 +64,8 @@ struct Planner<'a> {
     /// V's and c's offsets in the parameters.
     v: usize,
     c: usize,
+    /// Dropout between the layers (training steps only).
+    dropout: Option<DropoutSpec>,
 }
 
 impl<'a> Planner<'a> {
@@ -104,8 +108,45 @@ impl<'a> Planner<'a> {
         match (l, c.kind) {
             (0, InputKind::Tokens) => (B::OneHot(&b.x), 0),
             (0, InputKind::Dense) => (B::Buffer(&b.x), 0),
+            _ if self.dropout.is_some() => {
+                (B::Buffer(&b.dropped), (l - 1) * self.s.rows() * c.hidden)
+            }
             _ => (B::Buffer(&b.hs), self.s.state(l - 1, 1)),
         }
+    }
+
+    /// dropout.wgsl over layer l's h_1 … h_T: into `dropped` (forward), or over the gradient
+    /// of that output in `dh` (backward).
+    fn dropout(&mut self, l: usize, backward: bool) {
+        let Some(d) = self.dropout else { return };
+        let (s, b) = (self.s, self.b);
+        let n = s.rows() * s.config.hidden;
+        let dp = DropoutParams {
+            rows: s.rows() as u32,
+            hidden: s.config.hidden as u32,
+            batch: s.nb as u32,
+            layer: l as u32,
+            seed_lo: d.seed as u32,
+            seed_hi: (d.seed >> 32) as u32,
+            p: d.p,
+            scale: 1.0 / (1.0 - d.p),
+            src_offset: s.state(l, 1) as u32,
+            dst_offset: if backward { 0 } else { (l * n) as u32 },
+            _pad: [0; 2],
+        };
+        let (phase, kernel, src, dst) = if backward {
+            let k = &self.k.dropout_backward;
+            (Phase::WeightGradients, k, &b.placeholder, &b.dh)
+        } else {
+            (
+                Phase::ForwardRecurrence,
+                &self.k.dropout_forward,
+                &b.hs,
+                &b.dropped,
+            )
+        };
+        let buffers = vec![&b.counter, src, dst];
+        self.plan.push(phase, kernel, &dp, buffers, grid_1d(n));
     }
 
     /// a (T·B, G·H) = x U^T + b_ih: a gather of U's columns for tokens, else one product.
@@ -363,18 +404,20 @@ impl GpuStack {
         batch: usize,
         steps: usize,
     ) -> Result<Self> {
-        Self::with_params(gpu, kernels, config, batch, steps, None)
+        Self::with_options(gpu, kernels, config, (batch, steps), None, None)
     }
 
     /// As [`Self::new`], reading the parameters from `params` when given (shared with another
-    /// step, e.g. the training step's, so that evaluation needs no copy).
-    pub fn with_params(
+    /// step, e.g. the training step's, so that evaluation needs no copy), and with `dropout`
+    /// between the layers (a training step's; its masks keyed by the update count in
+    /// [`StackBuffers::counter`]).
+    pub fn with_options(
         gpu: &Gpu,
         kernels: &Kernels,
         config: ModelConfig,
-        batch: usize,
-        steps: usize,
+        (batch, steps): (usize, usize),
         params: Option<wgpu::Buffer>,
+        dropout: Option<DropoutSpec>,
     ) -> Result<Self> {
         config.validate()?;
         if batch == 0 || steps == 0 {
@@ -391,7 +434,8 @@ impl GpuStack {
         let table = config.table();
         let (places, vt, wt_len) = places(&config, &table);
         check_fits(gpu, &s, &table, wt_len)?;
-        let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, params);
+        let dropped = dropout.is_some() && config.layers > 1;
+        let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, (params, dropped));
         let cell = kernels.cell(&gpu.device, config.cell);
         let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
         let mut planner = Planner {
@@ -408,17 +452,24 @@ impl GpuStack {
             vt,
             v: table.get("decoder.weight").expect("the decoder").offset,
             c: table.get("decoder.bias").expect("the decoder").offset,
+            dropout: dropout.filter(|_| config.layers > 1),
         };
         planner.layouts();
         for l in 0..config.layers {
             planner.input_projection(l);
             planner.forward_recurrence(l);
+            if l + 1 < config.layers {
+                planner.dropout(l, false);
+            }
         }
         planner.output_and_loss();
         planner.output_gradients();
         for l in (0..config.layers).rev() {
             planner.backward_recurrence(l);
             planner.weight_gradients(l);
+            if l > 0 {
+                planner.dropout(l - 1, true);
+            }
         }
         bytes += planner.plan.uniforms.len() as u64;
         let phases = planner.plan.finish(gpu);
@@ -429,6 +480,7 @@ impl GpuStack {
             buffers,
             phases,
             bytes,
+            dropout: dropped,
         })
     }
 
@@ -454,6 +506,21 @@ impl GpuStack {
     /// The recorded phases.
     pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
         &self.phases
+    }
+
+    /// Whether the step applies dropout between its layers.
+    pub fn has_dropout(&self) -> bool {
+        self.dropout
+    }
+
+    /// Sets the update count that keys the dropout masks (the trainer copies the optimizer's
+    /// instead, on the GPU).
+    pub fn set_step(&self, gpu: &Gpu, step: u64) {
+        gpu.write(
+            &self.buffers.counter,
+            0,
+            bytemuck::cast_slice(&[step as u32, 0, 0, 0]),
+        );
     }
 
     /// Uploads the parameters (in the table's layout).

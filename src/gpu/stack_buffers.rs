@@ -69,6 +69,10 @@ pub struct StackBuffers {
     pub dc0: wgpu::Buffer,
     /// Partial sums of split weight gradients.           (splits, max M·N)
     pub partials: wgpu::Buffer,
+    /// The outputs of every layer but the top one after dropout.   (L−1, T, B, H)
+    pub dropped: wgpu::Buffer,
+    /// [the update count that keys the dropout masks, …].   (4) u32
+    pub counter: wgpu::Buffer,
     /// Bound where a kernel's binding is unused.
     pub(crate) placeholder: wgpu::Buffer,
 }
@@ -117,6 +121,10 @@ impl Shape {
             ("the outputs (T, B, O)", self.rows() * c.output),
             ("the gate projections (T, B, G·H)", self.rows() * self.gh()),
             ("every layer's hidden states (L, T+1, B, H)", per_layer),
+            (
+                "the layers' outputs after dropout (L−1, T, B, H)",
+                per_layer,
+            ),
             (
                 "the saved gate activations (L, T, B, S·H)",
                 per_layer * saved_per_unit(c.cell),
@@ -179,7 +187,7 @@ pub(crate) fn allocate(
     s: &Shape,
     table: &ParamTable,
     wt: usize,
-    params: Option<wgpu::Buffer>,
+    (params, dropout): (Option<wgpu::Buffer>, bool),
 ) -> (StackBuffers, u64) {
     let c = &s.config;
     let (n_rows, gh, bh, nl) = (s.rows(), s.gh(), s.bh(), c.layers);
@@ -221,6 +229,15 @@ pub(crate) fn allocate(
         dh0: buf("dh0", nl * bh),
         dc0: buf("dc0", if lstm { nl * bh } else { 0 }),
         partials: buf("partials", if splits > 1 { splits * widest } else { 0 }),
+        dropped: buf(
+            "dropped",
+            if dropout {
+                (nl - 1) * n_rows * c.hidden
+            } else {
+                0
+            },
+        ),
+        counter: buf("counter", 4),
         placeholder: buf("placeholder", 0),
     };
     (buffers, bytes)

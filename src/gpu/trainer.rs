@@ -6,10 +6,11 @@
 //! `carry → h_0`, forward, loss, backward, ‖g‖, update, `h_T → carry`. Nothing is read back
 //! except the loss and the gradient norm (8 bytes), and only on the steps that report them.
 
+use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::{Gpu, map_read};
 use crate::gpu::kernels::{Access, Kernel, Kernels};
-use crate::gpu::model_step::ModelStep;
+use crate::gpu::model_step::{ModelStep, StepOptions};
 use crate::gpu::step::{Dispatch, Recurrence, grid_1d, storage, uniform};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::{OptimizerConfig, OptimizerKind, OptimizerState};
@@ -108,7 +109,7 @@ pub struct GpuTrainer {
 }
 
 /// The shapes a trainer is built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TrainerShape {
     /// B of the training batches.
     pub batch: usize,
@@ -118,6 +119,8 @@ pub struct TrainerShape {
     pub eval_batch: Option<usize>,
     /// How the recurrences are dispatched; `None` chooses (see [`ModelStep::new`]).
     pub recurrence: Option<Recurrence>,
+    /// Dropout between the layers in training steps.
+    pub dropout: Option<DropoutSpec>,
 }
 
 impl TrainerShape {
@@ -128,6 +131,7 @@ impl TrainerShape {
             steps,
             eval_batch: None,
             recurrence: None,
+            dropout: None,
         }
     }
 }
@@ -147,19 +151,28 @@ impl GpuTrainer {
             steps,
             eval_batch,
             recurrence,
+            dropout,
         } = shape;
         optim.validate()?;
         let kernels = gpu.scoped("building the compute pipelines", || {
             Kernels::new(&gpu.device)
         })?;
         let train = gpu.scoped("allocating the training step", || {
-            ModelStep::new(&gpu, &kernels, config, (batch, steps), recurrence, None)
+            let options = StepOptions {
+                recurrence,
+                params: None,
+                dropout,
+            };
+            ModelStep::new(&gpu, &kernels, config, (batch, steps), options)
         })??;
         let eval = match eval_batch {
             Some(b) => Some(gpu.scoped("allocating the evaluation step", || {
-                let shared = Some(train.params().clone());
-                let r = Some(train.recurrence());
-                ModelStep::new(&gpu, &kernels, config, (b, steps), r, shared)
+                let options = StepOptions {
+                    recurrence: Some(train.recurrence()),
+                    params: Some(train.params().clone()),
+                    dropout: None,
+                };
+                ModelStep::new(&gpu, &kernels, config, (b, steps), options)
             })??),
             None => None,
         };
@@ -337,6 +350,10 @@ impl GpuTrainer {
             encoder.clear_buffer(&self.carry, 0, None);
         }
         load_carry(&mut encoder, &self.carry, &self.train);
+        if let Some(counter) = self.train.dropout_counter() {
+            // The masks are keyed by the updates taken so far (the optimizer's t).
+            encoder.copy_buffer_to_buffer(&self.optim_state, 0, counter, 0, 4);
+        }
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.train.record(&mut pass);
