@@ -235,9 +235,10 @@ fn check_reproduces_every_case_of_stacked_cells_on_both_paths() {
     }
 }
 
-/// A checkpoint of each cell holds exactly the parameters `torch.nn.{RNN,GRU,LSTM}(num_layers=L)`
-/// + `nn.Linear` have: the names and shapes of their `state_dict()`, as PyTorch wrote them into
-/// the cases of `tests/fixtures/cells/` (so `load_state_dict(strict=True)` takes it).
+/// A checkpoint of each cell holds exactly the parameters that `torch.nn.{RNN,GRU,LSTM}` with
+/// `num_layers=L` and an `nn.Linear` have: the names and shapes of their `state_dict()`, as
+/// PyTorch wrote them into the cases of `tests/fixtures/cells/` (so that
+/// `load_state_dict(strict=True)` takes it).
 #[test]
 fn checkpoints_hold_pytorchs_state_dict() {
     let dir = tempfile::tempdir().unwrap();
