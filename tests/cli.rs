@@ -191,6 +191,10 @@ fn size_and_rate_errors() {
         ("--lr", "-1", "learning rate -1 is not a positive number"),
         ("--lr", "NaN", "learning rate NaN is not a positive number"),
         ("--clip", "-1", "gradient clip"),
+        ("--layers", "0", "number of layers (L) is 0"),
+        ("--layers", "65", "65 layers are more than unroll stacks"),
+        ("--dropout", "0.2", "dropout acts between stacked layers"),
+        ("--dropout", "1", "dropout 1 is not a probability"),
     ] {
         let mut a = base.to_vec();
         a.extend([flag, value]);
@@ -909,4 +913,101 @@ fn check_compares_a_generated_stacked_model_on_both_devices() {
         );
         assert!(all.ends_with("check passed\n"), "{all}");
     }
+}
+
+/// A stacked gated model through the whole tool: trained on the GPU with dropout, its checkpoint
+/// sampled (the CPU stepper runs every layer and the LSTM's c), resumed on the CPU, and a GRU
+/// series model forecast.
+#[test]
+fn stacked_models_train_sample_resume_and_forecast() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = d.join("lstm");
+    let out = unroll()
+        .args([
+            "train",
+            "--cell",
+            "lstm",
+            "--layers",
+            "2",
+            "--dropout",
+            "0.1",
+            "--hidden",
+            "16",
+        ])
+        .args([
+            "--batch",
+            "4",
+            "--seq-len",
+            "8",
+            "--iters",
+            "6",
+            "--quiet",
+            "--sample-len",
+            "20",
+        ])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("(lstm × 2)"), "{all}");
+    let ck = run.join("model.safetensors");
+    let f = unroll::tensorfile::TensorFile::open(&ck).unwrap();
+    assert_eq!(f.floats("state.cell", None).unwrap().0, [2, 4, 16]);
+    assert_eq!(f.floats("rnn.weight_hh_l1", None).unwrap().0, [64, 16]);
+    let out = unroll()
+        .args(["sample", "--len", "40", "--prime", "1", "--checkpoint"])
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).chars().count() >= 41);
+    let out = unroll()
+        .args([
+            "train", "--device", "cpu", "--quiet", "--iters", "8", "--resume",
+        ])
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        unroll::checkpoint::Checkpoint::load(&ck).unwrap().info.step,
+        8
+    );
+    // A resumed run keeps its cell: asking for another is refused.
+    fails_with(
+        &["train", "--cell", "gru", "--resume", ck.to_str().unwrap()],
+        &["--cell"],
+    );
+    let series = d.join("gru");
+    let out = unroll()
+        .args([
+            "train", "--task", "series", "--cell", "gru", "--layers", "2", "--hidden", "8",
+        ])
+        .args([
+            "--batch",
+            "4",
+            "--seq-len",
+            "8",
+            "--iters",
+            "6",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&series)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let fc = d.join("fc.csv");
+    let out = unroll()
+        .args(["forecast", "--horizon", "7", "--checkpoint"])
+        .arg(series.join("model.safetensors"))
+        .arg("--out")
+        .arg(&fc)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&fc).unwrap().lines().count(), 8);
 }

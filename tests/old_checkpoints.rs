@@ -32,6 +32,31 @@ fn old_checkpoints_load_with_their_state() {
         (8, 14)
     );
     assert!(text.optimizer.is_some() && text.hidden.is_some() && text.info.vocab.is_some());
+    // Format 1 folded one bias into `rnn.bias_ih_l0` and wrote zeros for `rnn.bias_hh_l0`: the
+    // same model in the table of both biases; b_hh's moments start at zero.
+    let config = text.params.config;
+    assert!(config.is_elman());
+    assert!(text.params.get("rnn.bias_hh_l0").iter().all(|&v| v == 0.0));
+    assert!(text.params.get("rnn.bias_ih_l0").iter().any(|&v| v != 0.0));
+    let o = text.optimizer.as_ref().unwrap();
+    assert_eq!(o.m.len(), config.num_params());
+    let b_hh = config.table().get("rnn.bias_hh_l0").unwrap().clone();
+    assert!(
+        o.m[b_hh.offset..b_hh.offset + b_hh.len]
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    assert!(
+        o.m[b_hh.offset - b_hh.len..b_hh.offset]
+            .iter()
+            .any(|&v| v != 0.0)
+    );
+    // Its (B, H) state is one layer's.
+    let streams = text.positions.as_ref().unwrap().len();
+    assert_eq!(
+        text.hidden.as_ref().unwrap().len(),
+        config.carry_len(streams)
+    );
     let series = Checkpoint::load(Path::new(SERIES)).unwrap();
     assert!(series.info.normalization.is_some());
 }
