@@ -16,17 +16,14 @@
 //!   ∂L/∂x_t = U^T da (layer l-1's dh),  carry to t-1 = W^T dr (+ dh ⊙ z for a GRU; dc ⊙ f for an LSTM's c)
 //! ```
 
-use crate::cell::{Cell, ParamTable};
+use crate::cell::ParamTable;
+use crate::cpu_cells::{CellGrad, CellOut, cell_backward, cell_forward};
 use crate::dropout::Dropout;
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
 use num_traits::Float;
 
 fn f<F: Float>(v: f32) -> F {
     F::from(v).unwrap()
-}
-
-fn sigmoid<F: Float>(x: F) -> F {
-    F::one() / (F::one() + (-x).exp())
 }
 
 /// One layer's forward results, kept for its backward pass.
@@ -63,56 +60,6 @@ fn affine<F: Float>(m: &[F], bias: &[F], x: &X<'_, F>, out: &mut [F]) {
                     .fold(F::zero(), |s, (&a, &b)| s + a * b),
             };
     }
-}
-
-/// One cell step: from a = U x + b_ih and r = W h + b_hh, the gates, h' and c'.
-fn cell_forward<F: Float>(cell: Cell, a: &[F], r: &[F], h: &[F], c: &[F], out: CellOut<'_, F>) {
-    let nh = h.len();
-    for j in 0..nh {
-        match cell {
-            Cell::Rnn | Cell::RnnRelu => {
-                let s = a[j] + r[j];
-                let v = if cell == Cell::Rnn {
-                    s.tanh()
-                } else {
-                    s.max(F::zero())
-                };
-                out.gates[j] = v;
-                out.h[j] = v;
-            }
-            Cell::Gru => {
-                let rg = sigmoid(a[j] + r[j]);
-                let z = sigmoid(a[nh + j] + r[nh + j]);
-                let n = (a[2 * nh + j] + rg * r[2 * nh + j]).tanh();
-                out.gates[j] = rg;
-                out.gates[nh + j] = z;
-                out.gates[2 * nh + j] = n;
-                out.hn[j] = r[2 * nh + j];
-                out.h[j] = (F::one() - z) * n + z * h[j];
-            }
-            Cell::Lstm => {
-                let i = sigmoid(a[j] + r[j]);
-                let fg = sigmoid(a[nh + j] + r[nh + j]);
-                let g = (a[2 * nh + j] + r[2 * nh + j]).tanh();
-                let o = sigmoid(a[3 * nh + j] + r[3 * nh + j]);
-                let c_new = fg * c[j] + i * g;
-                out.gates[j] = i;
-                out.gates[nh + j] = fg;
-                out.gates[2 * nh + j] = g;
-                out.gates[3 * nh + j] = o;
-                out.c[j] = c_new;
-                out.h[j] = o * c_new.tanh();
-            }
-        }
-    }
-}
-
-/// Where one cell step writes.
-struct CellOut<'a, F> {
-    gates: &'a mut [F],
-    hn: &'a mut [F],
-    h: &'a mut [F],
-    c: &'a mut [F],
 }
 
 /// The forward pass of layer `l` over all T, reading its input through `x_at(t, b)`.
@@ -174,83 +121,6 @@ fn layer_forward<'x, F: Float + 'x>(
         }
     }
     layer
-}
-
-/// The gradients at one cell step: da, dr (G·H each) and the parts of the carry to t-1 that do
-/// not go through W (a GRU's z path into dh_prev, an LSTM's dc_prev).
-struct CellGrad<'a, F> {
-    da: &'a mut [F],
-    dr: &'a mut [F],
-    dh_prev: &'a mut [F],
-    dc_prev: &'a mut [F],
-}
-
-/// One cell step backward. `dh` is ∂L/∂h', `dc` ∂L/∂c' from t+1 (LSTM); `gates`, `hn`, `h`, `c`,
-/// `c_new` as the forward pass left them.
-#[allow(clippy::too_many_arguments)]
-fn cell_backward<F: Float>(
-    cell: Cell,
-    dh: &[F],
-    dc: &[F],
-    gates: &[F],
-    hn: &[F],
-    h: &[F],
-    c: &[F],
-    c_new: &[F],
-    out: CellGrad<'_, F>,
-) {
-    let nh = dh.len();
-    let one = F::one();
-    for j in 0..nh {
-        match cell {
-            Cell::Rnn | Cell::RnnRelu => {
-                let v = gates[j];
-                let d = if cell == Cell::Rnn {
-                    dh[j] * (one - v * v)
-                } else if v > F::zero() {
-                    dh[j]
-                } else {
-                    F::zero()
-                };
-                out.da[j] = d;
-                out.dr[j] = d;
-            }
-            Cell::Gru => {
-                let (rg, z, n) = (gates[j], gates[nh + j], gates[2 * nh + j]);
-                let dn = dh[j] * (one - z) * (one - n * n);
-                let dz = dh[j] * (h[j] - n) * z * (one - z);
-                let drg = dn * hn[j] * rg * (one - rg);
-                out.da[j] = drg;
-                out.da[nh + j] = dz;
-                out.da[2 * nh + j] = dn;
-                out.dr[j] = drg;
-                out.dr[nh + j] = dz;
-                out.dr[2 * nh + j] = dn * rg;
-                out.dh_prev[j] = dh[j] * z;
-            }
-            Cell::Lstm => {
-                let (i, fg, g, o) = (
-                    gates[j],
-                    gates[nh + j],
-                    gates[2 * nh + j],
-                    gates[3 * nh + j],
-                );
-                let tc = c_new[j].tanh();
-                let dcn = dc[j] + dh[j] * o * (one - tc * tc);
-                let d = [
-                    dcn * g * i * (one - i),
-                    dcn * c[j] * fg * (one - fg),
-                    dcn * i * (one - g * g),
-                    dh[j] * tc * o * (one - o),
-                ];
-                for (q, dq) in d.into_iter().enumerate() {
-                    out.da[q * nh + j] = dq;
-                    out.dr[q * nh + j] = dq;
-                }
-                out.dc_prev[j] = dcn * fg;
-            }
-        }
-    }
 }
 
 /// `out[k] += Σ_j m[j, k] · v[j]`: the transposed product that carries a gradient back.

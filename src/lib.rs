@@ -31,6 +31,7 @@ pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod cpu;
+pub mod cpu_cells;
 pub mod data;
 pub mod dropout;
 pub mod engine;

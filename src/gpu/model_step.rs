@@ -7,9 +7,11 @@ use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
+use crate::gpu::phase::Phase;
 use crate::gpu::plan::Dispatch;
+use crate::gpu::recurrence::Recurrence;
 use crate::gpu::stack::GpuStack;
-use crate::gpu::step::{GpuStep, Phase, Recurrence};
+use crate::gpu::step::GpuStep;
 use crate::model::{Batch, Inputs, ModelConfig, Params, StepOutput, Targets};
 
 /// A model's training step on the GPU.
@@ -108,7 +110,7 @@ impl ModelStep {
     /// θ, (P).
     pub fn params(&self) -> &wgpu::Buffer {
         match self {
-            ModelStep::Elman(s) => &s.params,
+            ModelStep::Elman(s) => &s.buffers.params,
             ModelStep::Stack(s) => &s.buffers.params,
         }
     }
@@ -116,7 +118,7 @@ impl ModelStep {
     /// ∂L/∂θ, (P).
     pub fn grads(&self) -> &wgpu::Buffer {
         match self {
-            ModelStep::Elman(s) => &s.grads,
+            ModelStep::Elman(s) => &s.buffers.grads,
             ModelStep::Stack(s) => &s.buffers.grads,
         }
     }
@@ -132,7 +134,7 @@ impl ModelStep {
     /// [the mean loss, the gradient norm].
     pub fn stats(&self) -> &wgpu::Buffer {
         match self {
-            ModelStep::Elman(s) => &s.stats,
+            ModelStep::Elman(s) => &s.buffers.stats,
             ModelStep::Stack(s) => &s.buffers.stats,
         }
     }
@@ -144,7 +146,7 @@ impl ModelStep {
         let bytes = (nb * c.hidden * 4) as u64;
         let per_layer = (nt as u64 + 1) * bytes;
         let (hs, cs) = match self {
-            ModelStep::Elman(s) => (&s.hs, None),
+            ModelStep::Elman(s) => (&s.buffers.hs, None),
             ModelStep::Stack(s) => (
                 &s.buffers.hs,
                 c.cell.has_cell_state().then_some(&s.buffers.cs),

@@ -27,12 +27,12 @@ use crate::error::{Error, Result};
 use crate::gpu::cells::{CellKernels, CellParams, direct_reaches_h, saved_per_unit};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{DropoutParams, EmbeddingParams, Kernels, MatmulParams, TransposeParams};
+use crate::gpu::phase::Phase;
 use crate::gpu::plan::{
     A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, rows,
 };
 pub use crate::gpu::stack_buffers::StackBuffers;
 use crate::gpu::stack_buffers::{Place, Shape, allocate, check_fits, places};
-use crate::gpu::step::Phase;
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, StepOutput, Targets};
 
 /// The GPU buffers and recorded dispatches of one training step of a stacked model for a fixed

@@ -1,0 +1,341 @@
+//! The command line's flags: one `clap::Args` struct per command, and the shared groups
+//! (adapter, cell) flattened into them.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use unroll::cell::Cell;
+use unroll::gpu::{AdapterChoice, Recurrence};
+use unroll::model::ModelConfig;
+use unroll::optim::OptimizerKind;
+use unroll::train::Task;
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    pub(crate) adapter: AdapterArgs,
+    /// A configuration H,B,T to time (repeatable; default: 100,1,25 128,32,64 512,32,64 1024,64,64).
+    #[arg(long = "config", value_parser = parse_hbt)]
+    pub(crate) configs: Vec<(usize, usize, usize)>,
+    /// Vocabulary size (I = O).
+    #[arg(long, default_value_t = 65)]
+    pub(crate) vocab: usize,
+    /// Timed steps per configuration.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) warmup: usize,
+    /// Skip the CPU reference.
+    #[arg(long)]
+    pub(crate) no_cpu: bool,
+    /// Seconds the CPU reference may take per configuration (at least one step runs).
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) cpu_budget: f64,
+    /// Per-phase GPU times from timestamp queries.
+    #[arg(long)]
+    pub(crate) profile: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Time stacked layers of these cells (comma-separated) against the Elman step of the same
+    /// H, B, T, in one run, instead of the training-step benchmark.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub(crate) cell: Vec<CellArg>,
+    /// L: layers of the cells timed with --cell.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) layers: usize,
+}
+
+pub(crate) fn parse_hbt(s: &str) -> std::result::Result<(usize, usize, usize), String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("`{s}`: {e}; expected H,B,T such as 128,32,64"))?;
+    match v[..] {
+        [h, b, t] if h > 0 && b > 0 && t > 0 => Ok((h, b, t)),
+        _ => Err(format!(
+            "`{s}`: expected three positive sizes H,B,T such as 128,32,64"
+        )),
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    #[command(flatten)]
+    pub(crate) adapter: AdapterArgs,
+    /// text: next-character prediction; series: next-step prediction on a CSV.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) task: Task,
+    /// The data: a text file, or a CSV for --task series (default: the built-in data).
+    #[arg(long)]
+    pub(crate) data: Option<PathBuf>,
+    /// The most bytes --data may hold (the file is read into memory whole).
+    #[arg(long, default_value_t = unroll::data::DEFAULT_MAX_BYTES)]
+    pub(crate) max_bytes: u64,
+    /// Text: use the 256 byte values as the vocabulary (any file, UTF-8 or not).
+    #[arg(long)]
+    pub(crate) bytes: bool,
+    /// Series: input columns, by name or 0-based index (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) columns: Vec<String>,
+    /// Series: target columns (default: the input columns).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) target: Vec<String>,
+    /// gpu (default) or cpu (the reference path: slow, bitwise repeatable).
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub(crate) device: unroll::train::Device,
+    /// Hidden size H.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) hidden: usize,
+    #[command(flatten)]
+    pub(crate) cell: CellArgs,
+    /// Dropout on the output of every layer but the top one, in training (as PyTorch's
+    /// `dropout`; needs --layers 2 or more).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) dropout: f32,
+    /// Parallel streams B.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) batch: usize,
+    /// Timesteps per chunk T (truncated BPTT length).
+    #[arg(long, default_value_t = 32)]
+    pub(crate) seq_len: usize,
+    /// Training steps in all (with --resume: the total to reach).
+    #[arg(long, default_value_t = 1500)]
+    pub(crate) iters: u64,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value = "adam")]
+    pub(crate) optimizer: OptimizerKind,
+    /// Learning rate.
+    #[arg(long, default_value_t = 2e-3, allow_negative_numbers = true)]
+    pub(crate) lr: f32,
+    /// Momentum (SGD).
+    #[arg(long, default_value_t = 0.9)]
+    pub(crate) momentum: f32,
+    /// Clip the gradient's global norm to this (0: off).
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
+    pub(crate) clip: f32,
+    /// Multiply the learning rate by this every --lr-decay-every steps.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) lr_decay: f32,
+    /// The decay period in steps.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) lr_decay_every: u32,
+    /// Fraction of the data held out (from its end) for validation.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    pub(crate) val_fraction: f64,
+    /// Evaluate on the whole validation data every N steps (one loss read back per chunk; such a
+    /// step reports its training loss too).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) eval_every: u64,
+    /// Report the training loss every N steps (read back from the GPU; other training steps do
+    /// not wait for it).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) log_every: u64,
+    /// Write a checkpoint every N steps (0: only at the end).
+    #[arg(long, default_value_t = 500)]
+    pub(crate) checkpoint_every: u64,
+    /// Seed of the initial parameters and of the built-in data.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Characters of the sample printed at the end.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) sample_len: usize,
+    /// Where the checkpoint (model.safetensors), metrics.csv and loss.svg go (default:
+    /// runs/default; with --resume, the checkpoint's own directory). A directory holding files
+    /// that unroll did not write is refused unless --force.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Write into --out even if it holds files that unroll did not write (model.safetensors,
+    /// metrics.csv and loss.svg there are replaced).
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Continue the run of this checkpoint: its model, data encoding and training configuration
+    /// are kept; --iters (the total to reach), --data, --out and the device flags may be given.
+    #[arg(long)]
+    pub(crate) resume: Option<PathBuf>,
+    /// No progress bar: a log line per evaluation.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// Skip the check before training on the GPU: one step at the model's sizes (B and T capped
+    /// at 4 and 8) compared with the CPU reference.
+    #[arg(long)]
+    pub(crate) no_self_check: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct SampleArgs {
+    /// The checkpoint.
+    #[arg(long)]
+    pub(crate) checkpoint: PathBuf,
+    /// Characters to generate.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) len: usize,
+    /// Softmax temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    pub(crate) temperature: f32,
+    /// Text that primes the hidden state (default: a newline).
+    #[arg(long, default_value = "\n")]
+    pub(crate) prime: String,
+    /// Seed of the sampling.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+}
+
+#[derive(Args)]
+pub(crate) struct ForecastArgs {
+    /// The checkpoint of a series model.
+    #[arg(long)]
+    pub(crate) checkpoint: PathBuf,
+    /// The history to warm up on (default: the built-in series).
+    #[arg(long)]
+    pub(crate) data: Option<PathBuf>,
+    /// Steps to predict.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) horizon: usize,
+    /// The forecast CSV (a plot is written beside it, .svg).
+    #[arg(long, default_value = "forecast.csv")]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct AdapterArgs {
+    /// Backend: vulkan, gl, metal or dx12 (default: WGPU_BACKEND, else any).
+    #[arg(long)]
+    pub(crate) backend: Option<String>,
+    /// Use the adapter whose name contains this (default: WGPU_ADAPTER_NAME, else wgpu's choice).
+    #[arg(long)]
+    pub(crate) adapter: Option<String>,
+    /// How the GPU runs the recurrences: one dispatch per timestep, or one persistent dispatch
+    /// for all of them (default: chosen per shape).
+    #[arg(long, value_enum)]
+    pub(crate) recurrence: Option<Recurrence>,
+}
+
+impl AdapterArgs {
+    pub(crate) fn choice(&self) -> AdapterChoice {
+        AdapterChoice {
+            backend: self.backend.clone(),
+            adapter: self.adapter.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Device {
+    Gpu,
+    Cpu,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Kind {
+    Tokens,
+    Dense,
+}
+
+#[derive(Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) adapter: AdapterArgs,
+    /// gpu: compare the GPU with the CPU reference; cpu: run the reference alone.
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub(crate) device: Device,
+    /// Read parameters, batch and expected results from a safetensors case (the oracle's layout).
+    #[arg(long)]
+    pub(crate) case: Option<PathBuf>,
+    /// Write both paths' results to this safetensors file (`gpu.<name>`, `cpu.<name>`).
+    #[arg(long)]
+    pub(crate) dump: Option<PathBuf>,
+    /// Write the case (parameters, batch and the expected results in f64) to this file, in the
+    /// layout --case reads: to check it again elsewhere, or to attach it to a report.
+    #[arg(long)]
+    pub(crate) save_case: Option<PathBuf>,
+    /// Input kind of the generated model.
+    #[arg(long, value_enum, default_value = "tokens")]
+    pub(crate) kind: Kind,
+    /// I: vocabulary size (tokens) or input features (dense).
+    #[arg(long, default_value_t = 65)]
+    pub(crate) input: usize,
+    /// H: hidden size.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) hidden: usize,
+    /// O: output features (dense; tokens use the vocabulary size).
+    #[arg(long, default_value_t = 65)]
+    pub(crate) output: usize,
+    /// B: batch size.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) batch: usize,
+    /// T: timesteps.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) steps: usize,
+    /// Start from a random h_0 instead of zeros.
+    #[arg(long)]
+    pub(crate) random_h0: bool,
+    /// Seed for the parameters and the batch.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Draw every weight uniform in ±S instead of PyTorch's ±1/√H (e.g. 0.4 at H=96: a chaotic
+    /// model, on which float32 itself loses digits).
+    #[arg(long)]
+    pub(crate) init_scale: Option<f64>,
+    #[command(flatten)]
+    pub(crate) cell: CellArgs,
+}
+
+/// The cell and depth of a model.
+#[derive(Args, Clone, Copy)]
+pub(crate) struct CellArgs {
+    /// The cell of every layer, as `torch.nn` has it: RNN (Elman), GRU or LSTM.
+    #[arg(long, value_enum, default_value = "rnn")]
+    pub(crate) cell: CellArg,
+    /// L: stacked layers.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) layers: usize,
+    /// The nonlinearity of an `rnn` cell.
+    #[arg(long, value_enum, default_value = "tanh")]
+    pub(crate) nonlinearity: Nonlinearity,
+}
+
+impl CellArgs {
+    pub(crate) fn cell(&self) -> Cell {
+        self.cell.cell(self.nonlinearity == Nonlinearity::Relu)
+    }
+}
+
+/// A recurrent cell, as PyTorch names it.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum CellArg {
+    Rnn,
+    Gru,
+    Lstm,
+}
+
+impl CellArg {
+    /// The cell, with relu for an `rnn` where asked.
+    pub(crate) fn cell(self, relu: bool) -> Cell {
+        match (self, relu) {
+            (CellArg::Rnn, false) => Cell::Rnn,
+            (CellArg::Rnn, true) => Cell::RnnRelu,
+            (CellArg::Gru, _) => Cell::Gru,
+            (CellArg::Lstm, _) => Cell::Lstm,
+        }
+    }
+}
+
+/// The nonlinearity of the Elman cell.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Nonlinearity {
+    Tanh,
+    Relu,
+}
+
+impl CheckArgs {
+    /// The generated model.
+    pub(crate) fn model(&self) -> ModelConfig {
+        let config = match self.kind {
+            Kind::Tokens => ModelConfig::tokens(self.input, self.hidden),
+            Kind::Dense => ModelConfig::dense(self.input, self.hidden, self.output),
+        };
+        config.with_cell(self.cell.cell(), self.cell.layers)
+    }
+}
