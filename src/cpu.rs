@@ -398,9 +398,16 @@ fn last_states<F: Float>(layers: &[Layer<F>], cell_state: bool, bh: usize) -> Ve
 /// The forward pass and the loss alone (evaluation): the loss, the logits, and every layer's
 /// h_T (and c_T), as a [`StepOutput`] without gradients.
 pub fn forward<F: Float>(params: &Params<F>, batch: &Batch) -> StepOutput<F> {
-    let fw = forward_all(params, batch, None);
-    let c = &params.config;
-    let bh = batch.batch * c.hidden;
+    results(
+        forward_all(params, batch, None),
+        &params.config,
+        batch.batch,
+    )
+}
+
+/// A forward pass's results as a [`StepOutput`], its gradients empty.
+fn results<F: Float>(fw: Forward<F>, c: &ModelConfig, nb: usize) -> StepOutput<F> {
+    let bh = nb * c.hidden;
     let lstm = c.cell.has_cell_state();
     StepOutput {
         loss: fw.loss,
@@ -480,21 +487,12 @@ pub fn step_with<F: Float>(
             dx
         };
     }
-    let bh = nb * nh;
     let lstm = config.cell.has_cell_state();
     StepOutput {
-        loss: fw.loss,
-        output: top.to_vec(),
-        h_n: last_states(&fw.layers, false, bh),
-        c_n: if lstm {
-            last_states(&fw.layers, true, bh)
-        } else {
-            vec![]
-        },
-        logits: fw.logits,
         grads,
         dh0,
         dc0: if lstm { dc0 } else { vec![] },
+        ..results(fw, config, nb)
     }
 }
 

@@ -7,8 +7,7 @@ use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
-use crate::gpu::phase::Phase;
-use crate::gpu::plan::Dispatch;
+use crate::gpu::plan::Recorded;
 use crate::gpu::recurrence::Recurrence;
 use crate::gpu::stack::GpuStack;
 use crate::gpu::step::GpuStep;
@@ -211,7 +210,7 @@ impl ModelStep {
     }
 
     /// The recorded phases.
-    pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
+    pub(crate) fn phases(&self) -> &Recorded {
         match self {
             ModelStep::Elman(s) => s.phases(),
             ModelStep::Stack(s) => s.phases(),
@@ -220,27 +219,17 @@ impl ModelStep {
 
     /// Records the whole step.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for (_, dispatches) in self.phases() {
-            for d in dispatches {
-                d.record(pass);
-            }
-        }
+        self.phases().record(pass);
     }
 
     /// Records the forward pass and the loss alone (evaluation).
     pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for (phase, dispatches) in self.phases() {
-            if phase.is_forward() {
-                for d in dispatches {
-                    d.record(pass);
-                }
-            }
-        }
+        self.phases().record_forward(pass);
     }
 
     /// Dispatches per step.
     pub fn dispatches(&self) -> usize {
-        self.phases().iter().map(|(_, d)| d.len()).sum()
+        self.phases().dispatches()
     }
 
     /// Bytes of GPU memory the step's buffers hold.

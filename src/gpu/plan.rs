@@ -359,7 +359,7 @@ impl<'a> Plan<'a> {
         );
     }
 
-    pub(crate) fn finish(self, gpu: &Gpu) -> Vec<(Phase, Vec<Dispatch>)> {
+    pub(crate) fn finish(self, gpu: &Gpu) -> Recorded {
         let buffer = gpu
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -387,7 +387,31 @@ impl<'a> Plan<'a> {
                 _ => phases.push((spec.phase, vec![dispatch])),
             }
         }
-        phases
+        Recorded(phases)
+    }
+}
+
+/// A step's dispatches, recorded once, by phase in the order they run.
+pub(crate) struct Recorded(pub(crate) Vec<(Phase, Vec<Dispatch>)>);
+
+impl Recorded {
+    /// Records every dispatch into a compute pass.
+    pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.0
+            .iter()
+            .flat_map(|(_, d)| d)
+            .for_each(|d| d.record(pass));
+    }
+
+    /// Records the forward pass and the loss alone (evaluation).
+    pub(crate) fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let forward = self.0.iter().filter(|(phase, _)| phase.is_forward());
+        forward.flat_map(|(_, d)| d).for_each(|d| d.record(pass));
+    }
+
+    /// Dispatches per step.
+    pub(crate) fn dispatches(&self) -> usize {
+        self.0.iter().map(|(_, d)| d.len()).sum()
     }
 }
 

@@ -55,7 +55,7 @@ impl MatmulProbe {
             epilogue: Epilogue::None,
         };
         plan.matmul(kernels, Phase::WeightGradients, matmul);
-        let dispatch = plan.finish(gpu).remove(0).1.remove(0);
+        let dispatch = plan.finish(gpu).0.remove(0).1.remove(0);
         Self {
             dispatch,
             vec4,

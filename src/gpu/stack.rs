@@ -29,7 +29,7 @@ use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{DropoutParams, EmbeddingParams, Kernels, MatmulParams, TransposeParams};
 use crate::gpu::phase::Phase;
 use crate::gpu::plan::{
-    A, B, Dispatch, Epilogue, Loss, Matmul, Plan, Product, cols, grid_1d, rows,
+    A, B, Epilogue, Loss, Matmul, Plan, Product, Recorded, cols, grid_1d, rows,
 };
 pub use crate::gpu::stack_buffers::StackBuffers;
 use crate::gpu::stack_buffers::{Place, Shape, allocate, check_fits, places};
@@ -46,7 +46,7 @@ pub struct GpuStack {
     pub steps: usize,
     /// The buffers.
     pub buffers: StackBuffers,
-    phases: Vec<(Phase, Vec<Dispatch>)>,
+    phases: Recorded,
     bytes: u64,
     dropout: bool,
 }
@@ -491,20 +491,16 @@ impl GpuStack {
 
     /// Dispatches per step (forward, loss and backward).
     pub fn dispatches(&self) -> usize {
-        self.phases.iter().map(|(_, d)| d.len()).sum()
+        self.phases.dispatches()
     }
 
     /// Records the whole step into a compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for (_, dispatches) in &self.phases {
-            for d in dispatches {
-                d.record(pass);
-            }
-        }
+        self.phases.record(pass);
     }
 
     /// The recorded phases.
-    pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
+    pub(crate) fn phases(&self) -> &Recorded {
         &self.phases
     }
 

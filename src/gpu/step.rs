@@ -28,8 +28,8 @@ use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
 pub use crate::gpu::phase::Phase;
-use crate::gpu::plan::{Dispatch, storage, weight_gradient_splits};
 pub use crate::gpu::plan::{K_CHUNK, LOOP_BUDGET, MAX_GROUPS, ROW_CHUNK, WIDE_LOSS_CLASSES};
+use crate::gpu::plan::{Recorded, storage, weight_gradient_splits};
 pub use crate::gpu::recurrence::{PERSISTENT_MAX_ELEMENTS, Recurrence};
 use crate::gpu::step_plan::Planner;
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
@@ -86,7 +86,7 @@ pub struct GpuStep {
     pub recurrence: Recurrence,
     /// The buffers.
     pub buffers: ElmanBuffers,
-    phases: Vec<(Phase, Vec<Dispatch>)>,
+    phases: Recorded,
     bytes: u64,
 }
 
@@ -225,20 +225,16 @@ impl GpuStep {
 
     /// Dispatches per step (forward, loss and backward).
     pub fn dispatches(&self) -> usize {
-        self.phases.iter().map(|(_, d)| d.len()).sum()
+        self.phases.dispatches()
     }
 
     /// Records the whole step (forward, loss, backward) into a compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for (_, dispatches) in &self.phases {
-            for d in dispatches {
-                d.record(pass);
-            }
-        }
+        self.phases.record(pass);
     }
 
     /// The recorded phases, for per-phase profiling.
-    pub(crate) fn phases(&self) -> &[(Phase, Vec<Dispatch>)] {
+    pub(crate) fn phases(&self) -> &Recorded {
         &self.phases
     }
 

@@ -435,6 +435,7 @@ impl GpuTrainer {
         let mut phases: Vec<(&'static str, &[Dispatch])> = self
             .train
             .phases()
+            .0
             .iter()
             .map(|(p, d)| (p.name(), d.as_slice()))
             .collect();
