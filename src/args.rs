@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use unroll::cell::Cell;
 use unroll::gpu::{AdapterChoice, Recurrence};
 use unroll::model::ModelConfig;
+use unroll::optim::OptimizerConfig;
 use unroll::optim::OptimizerKind;
-use unroll::train::Task;
+use unroll::train::{Task, TrainConfig};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -337,5 +338,41 @@ impl CheckArgs {
             Kind::Dense => ModelConfig::dense(self.input, self.hidden, self.output),
         };
         config.with_cell(self.cell.cell(), self.cell.layers)
+    }
+}
+
+impl TrainArgs {
+    /// The run's configuration from the flags.
+    pub(crate) fn config(&self) -> TrainConfig {
+        TrainConfig {
+            task: self.task,
+            data: self.data.clone(),
+            bytes: self.bytes,
+            columns: self.columns.clone(),
+            targets: self.target.clone(),
+            hidden: self.hidden,
+            cell: self.cell.cell(),
+            layers: self.cell.layers,
+            dropout: self.dropout,
+            batch: self.batch,
+            seq_len: self.seq_len,
+            iters: self.iters,
+            optim: OptimizerConfig {
+                kind: self.optimizer,
+                lr: self.lr,
+                momentum: self.momentum,
+                clip: self.clip,
+                decay: self.lr_decay,
+                decay_every: self.lr_decay_every,
+                ..OptimizerConfig::default()
+            },
+            val_fraction: self.val_fraction,
+            eval_every: self.eval_every,
+            log_every: self.log_every,
+            checkpoint_every: self.checkpoint_every,
+            val_chunks: 0,
+            seed: self.seed,
+            sample_len: self.sample_len,
+        }
     }
 }

@@ -115,31 +115,8 @@ impl Checkpoint {
             return Err(Error::file(path, "no such checkpoint file"));
         }
         let f = TensorFile::open(path)?;
-        let meta = f.metadata();
-        let info: RunInfo = match meta.get("unroll") {
-            Some(json) => serde_json::from_str(json)
-                .map_err(|e| Error::file(path, format!("has unreadable unroll metadata: {e}")))?,
-            None => {
-                return Err(Error::file(
-                    path,
-                    "is a safetensors file but not an unroll checkpoint (no `unroll` metadata with the model's sizes and vocabulary)",
-                ));
-            }
-        };
-        if info.format == 0 || info.format > FORMAT {
-            return Err(Error::file(
-                path,
-                format!(
-                    "is checkpoint format {}, this unroll reads formats 1 to {FORMAT}",
-                    info.format
-                ),
-            ));
-        }
+        let info = read_info(&f, path)?;
         let cfg = info.config;
-        cfg.validate()?;
-        if info.format == 1 && !cfg.is_elman() {
-            return Err(Error::file(path, "is format 1 but not of one tanh layer"));
-        }
         let (ni, no) = (cfg.input, cfg.output);
         let table = cfg.table();
         // Grown tensor by tensor as each is read and checked: the sizes in the metadata alone
@@ -168,27 +145,8 @@ impl Checkpoint {
                 Error::file(path, format!("has an unusable training configuration: {e}"))
             })?;
         }
-        let n = cfg.num_params();
-        // Format 1 kept one bias: its moments lack b_hh's H values, which follow b_ih's.
-        let moments = |name: &str| -> Result<Vec<f32>> {
-            if info.format > 1 {
-                return f.f32s(name, &[n]);
-            }
-            let mut v = f.f32s(name, &[n - cfg.hidden])?;
-            let b_hh = table.get("rnn.bias_hh_l0").expect("one layer").offset;
-            v.splice(b_hh..b_hh, std::iter::repeat_n(0.0, cfg.hidden));
-            Ok(v)
-        };
         let optimizer = if f.has("optimizer.m") {
-            Some(OptimizerState {
-                m: moments("optimizer.m")?,
-                v: moments("optimizer.v")?,
-                step: f.u64s("optimizer.step")?.first().copied().unwrap_or(0),
-                bias: {
-                    let b = f.f32s("optimizer.bias_correction", &[2])?;
-                    [b[0], b[1]]
-                },
-            })
+            Some(read_optimizer(&f, &info)?)
         } else {
             None
         };
@@ -234,4 +192,55 @@ fn read_carry(f: &TensorFile, path: &Path, cfg: &crate::model::ModelConfig) -> R
         carry.extend(f.f32s("state.cell", &[nl, nb, nh])?);
     }
     Ok(carry)
+}
+
+/// The metadata: an unroll checkpoint of a format this unroll reads, of a valid model.
+fn read_info(f: &TensorFile, path: &Path) -> Result<RunInfo> {
+    let info: RunInfo = match f.metadata().get("unroll") {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| Error::file(path, format!("has unreadable unroll metadata: {e}")))?,
+        None => {
+            return Err(Error::file(
+                path,
+                "is a safetensors file but not an unroll checkpoint (no `unroll` metadata with the model's sizes and vocabulary)",
+            ));
+        }
+    };
+    if info.format == 0 || info.format > FORMAT {
+        return Err(Error::file(
+            path,
+            format!(
+                "is checkpoint format {}, this unroll reads formats 1 to {FORMAT}",
+                info.format
+            ),
+        ));
+    }
+    info.config.validate()?;
+    if info.format == 1 && !info.config.is_elman() {
+        return Err(Error::file(path, "is format 1 but not of one tanh layer"));
+    }
+    Ok(info)
+}
+
+/// The optimizer's state. Format 1 kept one bias: its moments lack b_hh's H values, which
+/// follow b_ih's, and start at zero.
+fn read_optimizer(f: &TensorFile, info: &RunInfo) -> Result<OptimizerState> {
+    let cfg = &info.config;
+    let n = cfg.num_params();
+    let moments = |name: &str| -> Result<Vec<f32>> {
+        if info.format > 1 {
+            return f.f32s(name, &[n]);
+        }
+        let mut v = f.f32s(name, &[n - cfg.hidden])?;
+        let b_hh = cfg.table().get("rnn.bias_hh_l0").expect("one layer").offset;
+        v.splice(b_hh..b_hh, std::iter::repeat_n(0.0, cfg.hidden));
+        Ok(v)
+    };
+    let b = f.f32s("optimizer.bias_correction", &[2])?;
+    Ok(OptimizerState {
+        m: moments("optimizer.m")?,
+        v: moments("optimizer.v")?,
+        step: f.u64s("optimizer.step")?.first().copied().unwrap_or(0),
+        bias: [b[0], b[1]],
+    })
 }

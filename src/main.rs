@@ -14,8 +14,7 @@ use unroll::cell::Cell;
 use unroll::check::check;
 use unroll::checkpoint::Checkpoint;
 use unroll::gpu::{Gpu, info_report};
-use unroll::optim::OptimizerConfig;
-use unroll::train::{RunOptions, Task, TrainConfig, train};
+use unroll::train::{RunOptions, Task, train};
 
 #[derive(Parser)]
 #[command(
@@ -128,7 +127,8 @@ fn out_dir(args: &TrainArgs) -> PathBuf {
     }
 }
 
-fn run_train(args: &TrainArgs, explicit: &[String]) -> Result<bool> {
+/// With --resume: refuses the flags the checkpoint fixes, and says what is taken from where.
+fn check_resume(args: &TrainArgs, explicit: &[String]) -> Result<()> {
     if let Some(ck) = &args.resume {
         let fixed: Vec<String> = FIXED_ON_RESUME
             .iter()
@@ -161,36 +161,12 @@ fn run_train(args: &TrainArgs, explicit: &[String]) -> Result<bool> {
             out_dir(args).display()
         );
     }
-    let cfg = TrainConfig {
-        task: args.task,
-        data: args.data.clone(),
-        bytes: args.bytes,
-        columns: args.columns.clone(),
-        targets: args.target.clone(),
-        hidden: args.hidden,
-        cell: args.cell.cell(),
-        layers: args.cell.layers,
-        dropout: args.dropout,
-        batch: args.batch,
-        seq_len: args.seq_len,
-        iters: args.iters,
-        optim: OptimizerConfig {
-            kind: args.optimizer,
-            lr: args.lr,
-            momentum: args.momentum,
-            clip: args.clip,
-            decay: args.lr_decay,
-            decay_every: args.lr_decay_every,
-            ..OptimizerConfig::default()
-        },
-        val_fraction: args.val_fraction,
-        eval_every: args.eval_every,
-        log_every: args.log_every,
-        checkpoint_every: args.checkpoint_every,
-        val_chunks: 0,
-        seed: args.seed,
-        sample_len: args.sample_len,
-    };
+    Ok(())
+}
+
+fn run_train(args: &TrainArgs, explicit: &[String]) -> Result<bool> {
+    check_resume(args, explicit)?;
+    let cfg = args.config();
     // First Ctrl-C or SIGTERM: finish the step, checkpoint, stop. Second: exit at once (the
     // checkpoint on disk is whole either way: it is only ever replaced by an atomic rename).
     let interrupt = Arc::new(AtomicUsize::new(0));

@@ -7,16 +7,14 @@
 
 use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 pub use crate::config::{Device, MAX_BATCH_OR_SEQ_LEN, MAX_ROWS, Task, TrainConfig};
-use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_data};
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, Gpu, GpuStep, GpuTrainer, Recurrence, TrainerShape};
-use crate::model::{Inputs, ModelConfig, Params, Targets};
-use crate::plot;
+use crate::metrics::Metrics;
+use crate::model::{Inputs, ModelConfig, Params};
+use crate::run_data::{Data, load_data};
 use crate::rundir::{self, RunDir};
-use crate::series::{self, Normalization, SeriesStreams};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -75,273 +73,12 @@ pub struct TrainSummary {
     pub device: String,
 }
 
-/// The data of a run: where chunks come from, and what the checkpoint must remember to read
-/// the same data the same way.
-struct Data {
-    config: ModelConfig,
-    train: Source,
-    val: Vec<(Inputs, Targets)>,
-    vocab: Option<Vocab>,
-    normalization: Option<Normalization>,
-    baseline: f64,
-}
-
-enum Source {
-    Text(Streams),
-    Series(SeriesStreams),
-}
-
-impl Source {
-    fn chunks_per_epoch(&self) -> usize {
-        match self {
-            Source::Text(s) => s.chunks_per_epoch(),
-            Source::Series(s) => s.chunks_per_epoch(),
-        }
-    }
-    fn chunk(&self, k: usize) -> (Inputs, Targets) {
-        match self {
-            Source::Text(s) => s.chunk(k),
-            Source::Series(s) => s.chunk(k),
-        }
-    }
-    fn positions(&self, k: usize) -> Vec<u64> {
-        match self {
-            Source::Text(s) => s.positions(k),
-            Source::Series(s) => s.positions(k),
-        }
-    }
-}
-
-/// The bytes of per-position buffers (outputs, and four of H: pre, hs, dh, dA) an evaluation
-/// chunk may add beyond the training step's: wider chunks mean fewer dispatches and waits to
-/// score the whole held-out part.
-const EVAL_CHUNK_BYTES: usize = 64 << 20;
-
-/// Streams for the validation tail: at least B (when the tail has them) and up to 64, as many as
-/// keep a chunk's buffers within [`EVAL_CHUNK_BYTES`], and no more than the tail holds.
-fn val_batch(
-    len: usize,
-    batch: usize,
-    seq_len: usize,
-    outputs: usize,
-    hidden: usize,
-) -> Result<usize> {
-    let fit = EVAL_CHUNK_BYTES / (seq_len * (outputs + 4 * hidden) * 4).max(1);
-    let b = (len / (seq_len + 1)).min(batch.max(fit.min(64)));
-    if b == 0 {
-        return Err(Error::config(
-            format!(
-                "the validation data has {len} positions: too few for one chunk of {} (seq-len + 1)",
-                seq_len + 1
-            ),
-            "raise --val-fraction, use more data, or a smaller --seq-len",
-        ));
-    }
-    Ok(b)
-}
-
-fn load_data(
-    cfg: &TrainConfig,
-    max_bytes: u64,
-    vocab: Option<Vocab>,
-    normalization: Option<Normalization>,
-) -> Result<Data> {
-    match cfg.task {
-        Task::Text => {
-            let text = match &cfg.data {
-                Some(path) => read_data(path, max_bytes)?,
-                None => builtin_corpus(20_000, cfg.seed).into_bytes(),
-            };
-            let resumed = vocab.is_some();
-            let corpus =
-                Corpus::new(&text, vocab, cfg.bytes, cfg.val_fraction).map_err(|e| {
-                    match (resumed, e) {
-                        (true, Error::Config { problem, .. }) => Error::config(
-                            format!("the data does not fit the checkpoint's vocabulary: {problem}"),
-                            "resume with the data the checkpoint was trained on",
-                        ),
-                        (_, e) => e,
-                    }
-                })?;
-            let streams = Streams::new(&corpus.train, cfg.batch, cfg.seq_len, "training")?;
-            let vb = val_batch(
-                corpus.val.len(),
-                cfg.batch,
-                cfg.seq_len,
-                corpus.vocab.len(),
-                cfg.hidden,
-            )?;
-            let val_streams = Streams::new(&corpus.val, vb, cfg.seq_len, "validation")?;
-            let chunks = match cfg.val_chunks {
-                0 => val_streams.chunks_per_epoch(),
-                n => val_streams.chunks_per_epoch().min(n),
-            };
-            let val = (0..chunks).map(|k| val_streams.chunk(k)).collect();
-            let n = corpus.vocab.len();
-            Ok(Data {
-                config: ModelConfig::tokens(n, cfg.hidden).with_cell(cfg.cell, cfg.layers),
-                train: Source::Text(streams),
-                val,
-                baseline: corpus.unigram_entropy(),
-                vocab: Some(corpus.vocab),
-                normalization: None,
-            })
-        }
-        Task::Series => {
-            let s = series::load(cfg, normalization, max_bytes)?;
-            Ok(Data {
-                config: ModelConfig::dense(s.inputs, cfg.hidden, s.outputs)
-                    .with_cell(cfg.cell, cfg.layers),
-                baseline: s.naive_val_loss,
-                train: Source::Series(s.train),
-                val: s.val,
-                vocab: None,
-                normalization: Some(s.normalization),
-            })
-        }
-    }
-}
-
 /// Runs training as `cfg` and `opts` say; resumes when `opts.resume` names a checkpoint.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
-    let (cfg, resumed) = resolve_config(cfg, opts)?;
-    // The run directory is claimed before anything slow: a refusal comes at once.
-    let run_dir = RunDir::open(&opts.out_dir, opts.force)?;
-    let data = load_data(
-        &cfg,
-        opts.max_bytes,
-        resumed.as_ref().and_then(|c| c.info.vocab.clone()),
-        resumed.as_ref().and_then(|c| c.info.normalization.clone()),
-    )?;
-    let config = data.config;
-    let (mut engine, mut step) = build_engine(&cfg, opts, &data, resumed.as_ref())?;
-    let checkpoint_path = run_dir.file(rundir::CHECKPOINT);
-    let metrics_path = run_dir.file(rundir::METRICS);
-    let plot_path = run_dir.file(rundir::PLOT);
-    let mut metrics = Metrics::open(&metrics_path, resumed.is_some(), step)?;
-
-    let cpe = data.train.chunks_per_epoch() as u64;
-    let tokens_per_step = (cfg.batch * cfg.seq_len) as f64;
-    let bar = progress_bar(opts.quiet, cfg.iters, step);
-    let say = |bar: &indicatif::ProgressBar, msg: String| {
-        if bar.is_hidden() {
-            println!("{msg}");
-        } else {
-            bar.println(msg);
-        }
-    };
-    say(
-        &bar,
-        format!(
-            "training {} ({} × {}) on {}: I={} H={} O={} B={} T={}, {} parameters, {} chunks per epoch{}",
-            match cfg.task {
-                Task::Text => "a character model",
-                Task::Series => "a series model",
-            },
-            config.cell.name(),
-            config.layers,
-            engine.device(),
-            config.input,
-            config.hidden,
-            config.output,
-            cfg.batch,
-            cfg.seq_len,
-            config.num_params(),
-            cpe,
-            if resumed.is_some() {
-                format!(", resuming at step {step}")
-            } else {
-                String::new()
-            }
-        ),
-    );
-
-    let started = Instant::now();
-    let start_step = step;
-    let mut last_report = (Instant::now(), step);
-    let mut train_loss = f32::NAN;
-    let mut val_loss = f32::NAN;
+    let mut run = Run::start(cfg, opts)?;
     let mut interrupted = false;
-    let save = |engine: &dyn Engine, step: u64, k: usize| -> Result<()> {
-        let params = engine.params()?;
-        if let Some(i) = params.data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Diverged {
-                step,
-                what: "a parameter",
-                value: params.data[i],
-            });
-        }
-        Checkpoint {
-            params,
-            info: RunInfo {
-                format: FORMAT,
-                config,
-                vocab: data.vocab.clone(),
-                normalization: data.normalization.clone(),
-                train: Some(cfg.clone()),
-                step,
-            },
-            optimizer: Some(engine.optimizer_state()?),
-            hidden: Some(engine.hidden()?),
-            positions: Some(data.train.positions(k)),
-        }
-        .save(&checkpoint_path)
-    };
-
-    while step < cfg.iters {
-        let k = (step % cpe) as usize;
-        let (x, y) = data.train.chunk(k);
-        step += 1;
-        let last = step == cfg.iters;
-        let eval = step.is_multiple_of(cfg.eval_every) || last;
-        // An evaluated step reports its training loss too, so its metrics row has both.
-        let report = step.is_multiple_of(cfg.log_every) || eval;
-        let stats = engine.train_step(&x, &y, k == 0, report)?;
-        let mut row = None;
-        if let Some(s) = stats.filter(|_| report) {
-            check_finite(step, &s)?;
-            train_loss = s.loss;
-            let (t0, s0) = last_report;
-            let tokens_per_s = (step - s0) as f64 * tokens_per_step / t0.elapsed().as_secs_f64();
-            last_report = (Instant::now(), step);
-            row = Some(tokens_per_s);
-        }
-        if eval {
-            val_loss = engine.evaluate(&data.val)?;
-            if !val_loss.is_finite() {
-                return Err(Error::Diverged {
-                    step,
-                    what: "the validation loss",
-                    value: val_loss,
-                });
-            }
-        }
-        // The step's checkpoint comes before its metrics row: a row promises that the checkpoint
-        // of its step, when one was due, is on disk.
-        if cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every) && !last {
-            save(engine.as_ref(), step, (step % cpe) as usize)?;
-        }
-        if let Some(tokens_per_s) = row {
-            if bar.is_hidden() && eval {
-                say(
-                    &bar,
-                    format!(
-                        "step {step}: loss {train_loss:.4}, val {val_loss:.4}, {tokens_per_s:.0} tokens/s"
-                    ),
-                );
-            }
-            metrics.write(
-                step,
-                train_loss,
-                eval.then_some(val_loss),
-                tokens_per_s,
-                started.elapsed().as_secs_f64(),
-            )?;
-            bar.set_message(format!(
-                "loss {train_loss:.4} val {val_loss:.4} {tokens_per_s:.0} tok/s"
-            ));
-        }
-        bar.set_position(step);
+    while run.step < run.cfg.iters {
+        run.train_step()?;
         if opts
             .interrupt
             .as_ref()
@@ -351,48 +88,247 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             break;
         }
     }
-    bar.finish_and_clear();
-    if val_loss.is_nan() && !interrupted {
-        // A resumed run that was already complete took no step: report where it stands.
-        val_loss = engine.evaluate(&data.val)?;
-    }
-    save(engine.as_ref(), step, (step % cpe) as usize)?;
-    if interrupted {
-        say(
-            &bar,
-            format!(
-                "interrupted at step {step}; checkpoint written to {}\nresume with: unroll train --resume {}",
-                checkpoint_path.display(),
-                checkpoint_path.display()
-            ),
-        );
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mean_tokens_per_s = (step - start_step) as f64 * tokens_per_step / elapsed.max(1e-9);
-    metrics.plot(&plot_path, cfg.task)?;
+    run.finish(interrupted)
+}
 
-    let params = engine.params()?;
-    let sample = match (&data.vocab, cfg.task) {
-        (Some(vocab), Task::Text) if cfg.sample_len > 0 => {
-            let prime = vocab.token('\n').unwrap_or(0);
-            let tokens = crate::sample::sample(&params, &[prime], cfg.sample_len, 0.8, cfg.seed)?;
-            vocab.decode(&tokens)
+/// A run in progress: its data, its engine, the files it writes and what it has measured.
+struct Run {
+    cfg: TrainConfig,
+    data: Data,
+    engine: Box<dyn Engine>,
+    /// Holds the run directory's lock until the run ends.
+    _dir: RunDir,
+    checkpoint: PathBuf,
+    plot: PathBuf,
+    metrics: Metrics,
+    bar: indicatif::ProgressBar,
+    /// Steps taken (the run's, resumed ones included).
+    step: u64,
+    start_step: u64,
+    started: Instant,
+    /// When and at which step the loss was last reported (for tokens/s).
+    last_report: (Instant, u64),
+    train_loss: f32,
+    val_loss: f32,
+}
+
+impl Run {
+    /// Claims the run directory, loads the data, builds the engine (resuming where asked) and
+    /// says what is trained where.
+    fn start(cfg: &TrainConfig, opts: &RunOptions) -> Result<Self> {
+        let (cfg, resumed) = resolve_config(cfg, opts)?;
+        // The run directory is claimed before anything slow: a refusal comes at once.
+        let dir = RunDir::open(&opts.out_dir, opts.force)?;
+        let data = load_data(
+            &cfg,
+            opts.max_bytes,
+            resumed.as_ref().and_then(|c| c.info.vocab.clone()),
+            resumed.as_ref().and_then(|c| c.info.normalization.clone()),
+        )?;
+        let (engine, step) = build_engine(&cfg, opts, &data, resumed.as_ref())?;
+        let metrics = Metrics::open(&dir.file(rundir::METRICS), resumed.is_some(), step)?;
+        let run = Self {
+            bar: progress_bar(opts.quiet, cfg.iters, step),
+            checkpoint: dir.file(rundir::CHECKPOINT),
+            plot: dir.file(rundir::PLOT),
+            _dir: dir,
+            cfg,
+            data,
+            engine,
+            metrics,
+            step,
+            start_step: step,
+            started: Instant::now(),
+            last_report: (Instant::now(), step),
+            train_loss: f32::NAN,
+            val_loss: f32::NAN,
+        };
+        run.say(run.describe(resumed.is_some()));
+        Ok(run)
+    }
+
+    /// A line for the user: above the progress bar, or on its own with `--quiet`.
+    fn say(&self, msg: String) {
+        if self.bar.is_hidden() {
+            println!("{msg}");
+        } else {
+            self.bar.println(msg);
         }
-        _ => String::new(),
-    };
-    Ok(TrainSummary {
-        step,
-        train_loss,
-        val_loss,
-        baseline_loss: data.baseline,
-        tokens_per_s: mean_tokens_per_s,
-        sample,
-        interrupted,
-        checkpoint: checkpoint_path,
-        metrics: metrics_path,
-        plot: plot_path,
-        device: engine.device(),
-    })
+    }
+
+    /// What is trained, on what, with which shapes.
+    fn describe(&self, resumed: bool) -> String {
+        let (c, cfg) = (self.data.config, &self.cfg);
+        format!(
+            "training {} ({} × {}) on {}: I={} H={} O={} B={} T={}, {} parameters, {} chunks per epoch{}",
+            match cfg.task {
+                Task::Text => "a character model",
+                Task::Series => "a series model",
+            },
+            c.cell.name(),
+            c.layers,
+            self.engine.device(),
+            c.input,
+            c.hidden,
+            c.output,
+            cfg.batch,
+            cfg.seq_len,
+            c.num_params(),
+            self.data.train.chunks_per_epoch(),
+            if resumed {
+                format!(", resuming at step {}", self.step)
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    /// Writes the checkpoint of the current step (refusing weights that are not finite).
+    fn save(&self) -> Result<()> {
+        let (engine, step) = (self.engine.as_ref(), self.step);
+        let params = engine.params()?;
+        if let Some(i) = params.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Diverged {
+                step,
+                what: "a parameter",
+                value: params.data[i],
+            });
+        }
+        let cpe = self.data.train.chunks_per_epoch() as u64;
+        Checkpoint {
+            params,
+            info: RunInfo {
+                format: FORMAT,
+                config: self.data.config,
+                vocab: self.data.vocab.clone(),
+                normalization: self.data.normalization.clone(),
+                train: Some(self.cfg.clone()),
+                step,
+            },
+            optimizer: Some(engine.optimizer_state()?),
+            hidden: Some(engine.hidden()?),
+            positions: Some(self.data.train.positions((step % cpe) as usize)),
+        }
+        .save(&self.checkpoint)
+    }
+
+    /// One training step on the next chunk; reports, evaluates, checkpoints and writes its
+    /// metrics row as the configuration asks.
+    fn train_step(&mut self) -> Result<()> {
+        let cpe = self.data.train.chunks_per_epoch() as u64;
+        let k = (self.step % cpe) as usize;
+        let (x, y) = self.data.train.chunk(k);
+        self.step += 1;
+        let (step, cfg) = (self.step, &self.cfg);
+        let last = step == cfg.iters;
+        let eval = step.is_multiple_of(cfg.eval_every) || last;
+        // An evaluated step reports its training loss too, so its metrics row has both.
+        let report = step.is_multiple_of(cfg.log_every) || eval;
+        let stats = self.engine.train_step(&x, &y, k == 0, report)?;
+        let tokens_per_s = match stats.filter(|_| report) {
+            Some(s) => Some(self.reported(&s)?),
+            None => None,
+        };
+        if eval {
+            self.evaluate()?;
+        }
+        // The step's checkpoint comes before its metrics row: a row promises that the checkpoint
+        // of its step, when one was due, is on disk.
+        if self.cfg.checkpoint_every > 0 && step.is_multiple_of(self.cfg.checkpoint_every) && !last
+        {
+            self.save()?;
+        }
+        if let Some(tokens_per_s) = tokens_per_s {
+            self.write_row(eval, tokens_per_s)?;
+        }
+        self.bar.set_position(step);
+        Ok(())
+    }
+
+    /// Takes a reported step's loss; returns the tokens/s since the last report.
+    fn reported(&mut self, s: &crate::gpu::StepStats) -> Result<f64> {
+        check_finite(self.step, s)?;
+        self.train_loss = s.loss;
+        let (t0, s0) = self.last_report;
+        let tokens = (self.step - s0) as f64 * (self.cfg.batch * self.cfg.seq_len) as f64;
+        self.last_report = (Instant::now(), self.step);
+        Ok(tokens / t0.elapsed().as_secs_f64())
+    }
+
+    /// The validation loss over the whole held-out part.
+    fn evaluate(&mut self) -> Result<()> {
+        self.val_loss = self.engine.evaluate(&self.data.val)?;
+        if !self.val_loss.is_finite() {
+            return Err(Error::Diverged {
+                step: self.step,
+                what: "the validation loss",
+                value: self.val_loss,
+            });
+        }
+        Ok(())
+    }
+
+    /// The step's metrics row, and the progress bar's (or the log line's) figures.
+    fn write_row(&mut self, eval: bool, tokens_per_s: f64) -> Result<()> {
+        let (step, loss, val) = (self.step, self.train_loss, self.val_loss);
+        if self.bar.is_hidden() && eval {
+            self.say(format!(
+                "step {step}: loss {loss:.4}, val {val:.4}, {tokens_per_s:.0} tokens/s"
+            ));
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let val_row = eval.then_some(val);
+        self.metrics
+            .write(step, loss, val_row, tokens_per_s, elapsed)?;
+        self.bar.set_message(format!(
+            "loss {loss:.4} val {val:.4} {tokens_per_s:.0} tok/s"
+        ));
+        Ok(())
+    }
+
+    /// The last checkpoint, the plot, a sample (text) and the summary.
+    fn finish(mut self, interrupted: bool) -> Result<TrainSummary> {
+        self.bar.finish_and_clear();
+        if self.val_loss.is_nan() && !interrupted {
+            // A resumed run that was already complete took no step: report where it stands.
+            self.evaluate()?;
+        }
+        self.save()?;
+        if interrupted {
+            let ck = self.checkpoint.display();
+            self.say(format!(
+                "interrupted at step {}; checkpoint written to {ck}\nresume with: unroll train --resume {ck}",
+                self.step
+            ));
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let tokens =
+            (self.step - self.start_step) as f64 * (self.cfg.batch * self.cfg.seq_len) as f64;
+        self.metrics.plot(&self.plot, self.cfg.task)?;
+        let params = self.engine.params()?;
+        let sample = match (&self.data.vocab, self.cfg.task) {
+            (Some(vocab), Task::Text) if self.cfg.sample_len > 0 => {
+                let prime = vocab.token('\n').unwrap_or(0);
+                let (len, seed) = (self.cfg.sample_len, self.cfg.seed);
+                let tokens = crate::sample::sample(&params, &[prime], len, 0.8, seed)?;
+                vocab.decode(&tokens)
+            }
+            _ => String::new(),
+        };
+        Ok(TrainSummary {
+            step: self.step,
+            train_loss: self.train_loss,
+            val_loss: self.val_loss,
+            baseline_loss: self.data.baseline,
+            tokens_per_s: tokens / elapsed.max(1e-9),
+            sample,
+            interrupted,
+            checkpoint: self.checkpoint.clone(),
+            metrics: self.metrics.path.clone(),
+            plot: self.plot.clone(),
+            device: self.engine.device(),
+        })
+    }
 }
 
 /// The configuration of a run: `cfg` for a new one; a resumed one keeps its checkpoint's, with
@@ -557,95 +493,4 @@ fn check_finite(step: u64, s: &crate::gpu::StepStats) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The metrics file: one CSV row per reported step.
-struct Metrics {
-    file: std::fs::File,
-    path: PathBuf,
-    rows: Vec<(u64, f32, Option<f32>)>,
-}
-
-impl Metrics {
-    /// Opens `metrics.csv`; on resume keeps its rows up to `step` and appends after them.
-    fn open(path: &Path, resume: bool, step: u64) -> Result<Self> {
-        let err = |e: std::io::Error| Error::file(path, format!("cannot write metrics: {e}"));
-        let mut rows = Vec::new();
-        let mut kept = format!("{}\n", rundir::METRICS_HEADER);
-        if resume && let Ok(old) = std::fs::read_to_string(path) {
-            for line in old.lines().skip(1) {
-                let f: Vec<&str> = line.split(',').collect();
-                if let (Some(Ok(s)), Some(Ok(l))) = (
-                    f.first().map(|v| v.parse::<u64>()),
-                    f.get(1).map(|v| v.parse::<f32>()),
-                ) && s <= step
-                {
-                    rows.push((s, l, f.get(2).and_then(|v| v.parse::<f32>().ok())));
-                    kept.push_str(line);
-                    kept.push('\n');
-                }
-            }
-        }
-        std::fs::write(path, kept).map_err(err)?;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(err)?;
-        Ok(Self {
-            file,
-            path: path.to_owned(),
-            rows,
-        })
-    }
-
-    fn write(
-        &mut self,
-        step: u64,
-        train: f32,
-        val: Option<f32>,
-        tokens_per_s: f64,
-        elapsed: f64,
-    ) -> Result<()> {
-        let val_s = val.map(|v| v.to_string()).unwrap_or_default();
-        writeln!(
-            self.file,
-            "{step},{train},{val_s},{tokens_per_s:.1},{elapsed:.3}"
-        )
-        .map_err(|e| Error::file(&self.path, format!("cannot write metrics: {e}")))?;
-        self.rows.push((step, train, val));
-        Ok(())
-    }
-
-    fn plot(&self, path: &Path, task: Task) -> Result<()> {
-        let train: Vec<(f64, f64)> = self
-            .rows
-            .iter()
-            .map(|&(s, l, _)| (s as f64, l as f64))
-            .collect();
-        let val: Vec<(f64, f64)> = self
-            .rows
-            .iter()
-            .filter_map(|&(s, _, v)| v.map(|v| (s as f64, v as f64)))
-            .collect();
-        let y = match task {
-            Task::Text => "cross-entropy (nats per character)",
-            Task::Series => "mean squared error / 2 (normalised)",
-        };
-        plot::lines(
-            path,
-            rundir::PLOT_TITLE,
-            "step",
-            y,
-            &[
-                plot::Line {
-                    label: "train",
-                    points: train,
-                },
-                plot::Line {
-                    label: "validation",
-                    points: val,
-                },
-            ],
-        )
-    }
 }

@@ -97,12 +97,7 @@ pub struct GpuTrainer {
     carry: wgpu::Buffer,
     /// The evaluation's carried state.   (L, B_eval, H) each
     eval_carry: Option<wgpu::Buffer>,
-    m: wgpu::Buffer,
-    v: wgpu::Buffer,
-    /// The optimizer's step t and bias corrections 1 − β1^t, 1 − β2^t (`OptimState`).
-    optim_state: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    optimizer: Vec<Dispatch>,
+    opt: OnGpu,
     /// Training steps run.
     steps: u64,
     /// Bytes of the buffers created for the trainer (its steps' excepted).
@@ -177,116 +172,19 @@ impl GpuTrainer {
             })??),
             None => None,
         };
-        let n = config.num_params();
-        let (carry, eval_carry, m, v, optim_state, staging, optimizer, own_bytes) =
-            gpu.scoped("allocating the optimizer", || {
-                let carry = storage(&gpu, "carry", config.carry_len(batch));
-                let eval_carry =
-                    eval_batch.map(|b| storage(&gpu, "eval carry", config.carry_len(b)));
-                let m = storage(&gpu, "m", n);
-                let v = storage(&gpu, "v", n);
-                let optim_state = storage(&gpu, "optimizer state", 4);
-                // The norm's first stage: a workgroup per 4096 parameters, at most 256.
-                let norm_groups = n.div_ceil(4096).clamp(1, 256);
-                let sums = storage(&gpu, "norm partial sums", norm_groups);
-                let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("stats read-back"),
-                    size: 8,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                let module = gpu
-                    .device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some("optimizer.wgsl"),
-                        source: wgpu::ShaderSource::Wgsl(
-                            include_str!("../../shaders/optimizer.wgsl").into(),
-                        ),
-                    });
-                let kernel = |name: &'static str| {
-                    use Access::*;
-                    Kernel::new(
-                        &gpu.device,
-                        &module,
-                        name,
-                        &[
-                            ("p", Uniform),
-                            ("grads", Read),
-                            ("params", ReadWrite),
-                            ("m", ReadWrite),
-                            ("v", ReadWrite),
-                            ("stats", ReadWrite),
-                            ("state", ReadWrite),
-                            ("sums", ReadWrite),
-                        ],
-                        &[],
-                    )
-                };
-                let p = OptimParams::new(&optim, n, norm_groups);
-                let u = uniform(&gpu, "optimizer params", &p);
-                let bindings = [
-                    u.as_entire_binding(),
-                    train.grads().as_entire_binding(),
-                    train.params().as_entire_binding(),
-                    m.as_entire_binding(),
-                    v.as_entire_binding(),
-                    train.stats().as_entire_binding(),
-                    optim_state.as_entire_binding(),
-                    sums.as_entire_binding(),
-                ];
-                let partial = kernel("grad_norm_partial");
-                let norm = kernel("grad_norm");
-                let update = kernel("update");
-                let optimizer = vec![
-                    Dispatch {
-                        pipeline: partial.pipeline.clone(),
-                        bind_group: partial.bind(&gpu.device, &bindings),
-                        offsets: vec![],
-                        meter: gpu.meter.clone(),
-                        groups: (norm_groups as u32, 1, 1),
-                    },
-                    Dispatch {
-                        pipeline: norm.pipeline.clone(),
-                        bind_group: norm.bind(&gpu.device, &bindings),
-                        offsets: vec![],
-                        meter: gpu.meter.clone(),
-                        groups: (1, 1, 1),
-                    },
-                    Dispatch {
-                        pipeline: update.pipeline.clone(),
-                        bind_group: update.bind(&gpu.device, &bindings),
-                        offsets: vec![],
-                        meter: gpu.meter.clone(),
-                        groups: grid_1d(n),
-                    },
-                ];
-                let own_bytes = [&carry, &m, &v, &optim_state, &sums, &staging, &u]
-                    .iter()
-                    .map(|b| b.size())
-                    .sum::<u64>()
-                    + eval_carry.as_ref().map_or(0, |b| b.size());
-                (
-                    carry,
-                    eval_carry,
-                    m,
-                    v,
-                    optim_state,
-                    staging,
-                    optimizer,
-                    own_bytes,
-                )
-            })?;
+        let (carry, eval_carry, opt) = gpu.scoped("allocating the optimizer", || {
+            let carry = storage(&gpu, "carry", config.carry_len(batch));
+            let eval_carry = eval_batch.map(|b| storage(&gpu, "eval carry", config.carry_len(b)));
+            (carry, eval_carry, OnGpu::new(&gpu, &train, &optim))
+        })?;
+        let own_bytes = carry.size() + eval_carry.as_ref().map_or(0, |b| b.size()) + opt.bytes;
         let mut trainer = Self {
             gpu,
             train,
             eval,
             carry,
             eval_carry,
-            m,
-            v,
-            optim_state,
-            staging,
-            optimizer,
+            opt,
             steps: 0,
             own_bytes,
         };
@@ -319,7 +217,7 @@ impl GpuTrainer {
 
     /// Dispatches in one training step (step, norm, update).
     pub fn dispatches_per_step(&self) -> usize {
-        self.train.dispatches() + self.optimizer.len()
+        self.train.dispatches() + self.opt.dispatches.len()
     }
 
     /// GPU memory held by the trainer's buffers, in bytes.
@@ -353,18 +251,18 @@ impl GpuTrainer {
         load_carry(&mut encoder, &self.carry, &self.train);
         if let Some(counter) = self.train.dropout_counter() {
             // The masks are keyed by the updates taken so far (the optimizer's t).
-            encoder.copy_buffer_to_buffer(&self.optim_state, 0, counter, 0, 4);
+            encoder.copy_buffer_to_buffer(&self.opt.state, 0, counter, 0, 4);
         }
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.train.record(&mut pass);
-            for d in &self.optimizer {
+            for d in &self.opt.dispatches {
                 d.record(&mut pass);
             }
         }
         store_carry(&mut encoder, &self.train, &self.carry);
         if report {
-            encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.staging, 0, 8);
+            encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.opt.staging, 0, 8);
         }
         self.gpu.submit(encoder);
         self.steps += 1;
@@ -395,11 +293,11 @@ impl GpuTrainer {
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            for d in &self.optimizer {
+            for d in &self.opt.dispatches {
                 d.record(&mut pass);
             }
         }
-        encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.staging, 0, 8);
+        encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.opt.staging, 0, 8);
         self.gpu.submit(encoder);
         let stats = self.read_staging(8, "reading the gradient norm back")?;
         Ok(stats[1])
@@ -410,7 +308,7 @@ impl GpuTrainer {
     fn read_staging(&self, bytes: u64, op: &str) -> Result<Vec<f32>> {
         Ok(bytemuck::pod_collect_to_vec(&map_read(
             &self.gpu,
-            &self.staging,
+            &self.opt.staging,
             bytes,
             op,
         )?))
@@ -439,7 +337,7 @@ impl GpuTrainer {
             .iter()
             .map(|(p, d)| (p.name(), d.as_slice()))
             .collect();
-        phases.push(("optimizer", &self.optimizer));
+        phases.push(("optimizer", &self.opt.dispatches));
         let count = 2 * phases.len() as u32;
         let (set, resolve, read) = self.gpu.scoped("creating timestamp queries", || {
             let set = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -521,7 +419,7 @@ impl GpuTrainer {
                 eval.record_forward(&mut pass);
             }
             store_carry(&mut encoder, eval, carry);
-            encoder.copy_buffer_to_buffer(eval.stats(), 0, &self.staging, 0, 4);
+            encoder.copy_buffer_to_buffer(eval.stats(), 0, &self.opt.staging, 0, 4);
             self.gpu.submit(encoder);
             let loss = self.read_staging(4, "reading the validation loss back")?;
             total += loss[0] as f64;
@@ -543,10 +441,10 @@ impl GpuTrainer {
     /// The optimizer's state.
     pub fn optimizer_state(&self) -> Result<OptimizerState> {
         let n = self.train.config().num_params();
-        let state = self.gpu.read_u32(&self.optim_state, 0, 3)?;
+        let state = self.gpu.read_u32(&self.opt.state, 0, 3)?;
         Ok(OptimizerState {
-            m: self.gpu.read_f32(&self.m, 0, n)?,
-            v: self.gpu.read_f32(&self.v, 0, n)?,
+            m: self.gpu.read_f32(&self.opt.m, 0, n)?,
+            v: self.gpu.read_f32(&self.opt.v, 0, n)?,
             step: state[0] as u64,
             bias: [f32::from_bits(state[1]), f32::from_bits(state[2])],
         })
@@ -565,15 +463,15 @@ impl GpuTrainer {
             ));
         }
         let g = &self.gpu;
-        g.write(&self.m, 0, bytemuck::cast_slice(&state.m));
-        g.write(&self.v, 0, bytemuck::cast_slice(&state.v));
+        g.write(&self.opt.m, 0, bytemuck::cast_slice(&state.m));
+        g.write(&self.opt.v, 0, bytemuck::cast_slice(&state.v));
         let words = [
             state.step as u32,
             state.bias[0].to_bits(),
             state.bias[1].to_bits(),
             0,
         ];
-        g.write(&self.optim_state, 0, bytemuck::cast_slice(&words));
+        g.write(&self.opt.state, 0, bytemuck::cast_slice(&words));
         Ok(())
     }
 
@@ -615,5 +513,103 @@ fn load_carry(encoder: &mut wgpu::CommandEncoder, carry: &wgpu::Buffer, step: &M
 fn store_carry(encoder: &mut wgpu::CommandEncoder, step: &ModelStep, carry: &wgpu::Buffer) {
     for b in step.carried() {
         encoder.copy_buffer_to_buffer(b.buffer, b.at_end, carry, b.in_carry, b.bytes);
+    }
+}
+
+/// The optimizer on the GPU: its moments and state, the read-back buffer of the step's stats,
+/// and its three dispatches (the gradient norm's partial sums, their total, the update).
+struct OnGpu {
+    m: wgpu::Buffer,
+    v: wgpu::Buffer,
+    /// The step t and the bias corrections 1 − β1^t, 1 − β2^t (`OptimState`).
+    state: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    dispatches: Vec<Dispatch>,
+    bytes: u64,
+}
+
+impl OnGpu {
+    /// Builds optimizer.wgsl's pipelines over the training step's parameters and gradients.
+    fn new(gpu: &Gpu, train: &ModelStep, optim: &OptimizerConfig) -> Self {
+        let n = train.config().num_params();
+        let m = storage(gpu, "m", n);
+        let v = storage(gpu, "v", n);
+        let state = storage(gpu, "optimizer state", 4);
+        // The norm's first stage: a workgroup per 4096 parameters, at most 256.
+        let norm_groups = n.div_ceil(4096).clamp(1, 256);
+        let sums = storage(gpu, "norm partial sums", norm_groups);
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("stats read-back"),
+            size: 8,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("optimizer.wgsl"),
+                source: wgpu::ShaderSource::Wgsl(
+                    include_str!("../../shaders/optimizer.wgsl").into(),
+                ),
+            });
+        let kernel = |name: &'static str| {
+            use Access::*;
+            Kernel::new(
+                &gpu.device,
+                &module,
+                name,
+                &[
+                    ("p", Uniform),
+                    ("grads", Read),
+                    ("params", ReadWrite),
+                    ("m", ReadWrite),
+                    ("v", ReadWrite),
+                    ("stats", ReadWrite),
+                    ("state", ReadWrite),
+                    ("sums", ReadWrite),
+                ],
+                &[],
+            )
+        };
+
+        let p = OptimParams::new(optim, n, norm_groups);
+        let u = uniform(gpu, "optimizer params", &p);
+        let bindings = [
+            u.as_entire_binding(),
+            train.grads().as_entire_binding(),
+            train.params().as_entire_binding(),
+            m.as_entire_binding(),
+            v.as_entire_binding(),
+            train.stats().as_entire_binding(),
+            state.as_entire_binding(),
+            sums.as_entire_binding(),
+        ];
+        let dispatch = |name: &'static str, groups| {
+            let k = kernel(name);
+            Dispatch {
+                pipeline: k.pipeline.clone(),
+                bind_group: k.bind(&gpu.device, &bindings),
+                offsets: vec![],
+                meter: gpu.meter.clone(),
+                groups,
+            }
+        };
+        let dispatches = vec![
+            dispatch("grad_norm_partial", (norm_groups as u32, 1, 1)),
+            dispatch("grad_norm", (1, 1, 1)),
+            dispatch("update", grid_1d(n)),
+        ];
+        let bytes = [&m, &v, &state, &sums, &staging, &u]
+            .iter()
+            .map(|b| b.size())
+            .sum();
+        Self {
+            m,
+            v,
+            state,
+            staging,
+            dispatches,
+            bytes,
+        }
     }
 }

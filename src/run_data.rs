@@ -1,0 +1,137 @@
+//! The data of a run: text or series, split into training streams and validation chunks, and
+//! what a checkpoint keeps to read it the same way again.
+
+use crate::config::{Task, TrainConfig};
+use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_data};
+use crate::error::{Error, Result};
+use crate::model::{Inputs, ModelConfig, Targets};
+use crate::series::{self, Normalization, SeriesStreams};
+
+/// The data of a run: where chunks come from, and what the checkpoint must remember to read
+/// the same data the same way.
+pub(crate) struct Data {
+    pub(crate) config: ModelConfig,
+    pub(crate) train: Source,
+    pub(crate) val: Vec<(Inputs, Targets)>,
+    pub(crate) vocab: Option<Vocab>,
+    pub(crate) normalization: Option<Normalization>,
+    pub(crate) baseline: f64,
+}
+
+pub(crate) enum Source {
+    Text(Streams),
+    Series(SeriesStreams),
+}
+
+impl Source {
+    pub(crate) fn chunks_per_epoch(&self) -> usize {
+        match self {
+            Source::Text(s) => s.chunks_per_epoch(),
+            Source::Series(s) => s.chunks_per_epoch(),
+        }
+    }
+    pub(crate) fn chunk(&self, k: usize) -> (Inputs, Targets) {
+        match self {
+            Source::Text(s) => s.chunk(k),
+            Source::Series(s) => s.chunk(k),
+        }
+    }
+    pub(crate) fn positions(&self, k: usize) -> Vec<u64> {
+        match self {
+            Source::Text(s) => s.positions(k),
+            Source::Series(s) => s.positions(k),
+        }
+    }
+}
+
+/// The bytes of per-position buffers (outputs, and four of H: pre, hs, dh, dA) an evaluation
+/// chunk may add beyond the training step's: wider chunks mean fewer dispatches and waits to
+/// score the whole held-out part.
+const EVAL_CHUNK_BYTES: usize = 64 << 20;
+
+/// Streams for the validation tail: at least B (when the tail has them) and up to 64, as many as
+/// keep a chunk's buffers within [`EVAL_CHUNK_BYTES`], and no more than the tail holds.
+fn val_batch(
+    len: usize,
+    batch: usize,
+    seq_len: usize,
+    outputs: usize,
+    hidden: usize,
+) -> Result<usize> {
+    let fit = EVAL_CHUNK_BYTES / (seq_len * (outputs + 4 * hidden) * 4).max(1);
+    let b = (len / (seq_len + 1)).min(batch.max(fit.min(64)));
+    if b == 0 {
+        return Err(Error::config(
+            format!(
+                "the validation data has {len} positions: too few for one chunk of {} (seq-len + 1)",
+                seq_len + 1
+            ),
+            "raise --val-fraction, use more data, or a smaller --seq-len",
+        ));
+    }
+    Ok(b)
+}
+
+/// Reads the run's data (the checkpoint's vocabulary or column statistics when resuming) and
+/// splits it into training streams and validation chunks.
+pub(crate) fn load_data(
+    cfg: &TrainConfig,
+    max_bytes: u64,
+    vocab: Option<Vocab>,
+    normalization: Option<Normalization>,
+) -> Result<Data> {
+    match cfg.task {
+        Task::Text => {
+            let text = match &cfg.data {
+                Some(path) => read_data(path, max_bytes)?,
+                None => builtin_corpus(20_000, cfg.seed).into_bytes(),
+            };
+            let resumed = vocab.is_some();
+            let corpus =
+                Corpus::new(&text, vocab, cfg.bytes, cfg.val_fraction).map_err(|e| {
+                    match (resumed, e) {
+                        (true, Error::Config { problem, .. }) => Error::config(
+                            format!("the data does not fit the checkpoint's vocabulary: {problem}"),
+                            "resume with the data the checkpoint was trained on",
+                        ),
+                        (_, e) => e,
+                    }
+                })?;
+            let streams = Streams::new(&corpus.train, cfg.batch, cfg.seq_len, "training")?;
+            let vb = val_batch(
+                corpus.val.len(),
+                cfg.batch,
+                cfg.seq_len,
+                corpus.vocab.len(),
+                cfg.hidden,
+            )?;
+            let val_streams = Streams::new(&corpus.val, vb, cfg.seq_len, "validation")?;
+            let chunks = match cfg.val_chunks {
+                0 => val_streams.chunks_per_epoch(),
+                n => val_streams.chunks_per_epoch().min(n),
+            };
+            let val = (0..chunks).map(|k| val_streams.chunk(k)).collect();
+            let n = corpus.vocab.len();
+            Ok(Data {
+                config: ModelConfig::tokens(n, cfg.hidden).with_cell(cfg.cell, cfg.layers),
+                train: Source::Text(streams),
+                val,
+                baseline: corpus.unigram_entropy(),
+                vocab: Some(corpus.vocab),
+                normalization: None,
+            })
+        }
+        Task::Series => {
+            let s = series::load(cfg, normalization, max_bytes)?;
+            Ok(Data {
+                config: ModelConfig::dense(s.inputs, cfg.hidden, s.outputs)
+                    .with_cell(cfg.cell, cfg.layers),
+                baseline: s.naive_val_loss,
+                train: Source::Series(s.train),
+                val: s.val,
+                vocab: None,
+                normalization: Some(s.normalization),
+            })
+        }
+    }
+}
