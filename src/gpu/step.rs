@@ -1,5 +1,6 @@
-//! One training step of the Elman RNN on the GPU: forward, loss, backward, recorded into one
-//! compute pass with every intermediate resident on the GPU.
+//! One training step of one tanh Elman layer on the GPU (the fused fast path; every other model
+//! runs [`super::stack`]): forward, loss, backward, recorded into one compute pass with every
+//! intermediate resident on the GPU.
 //!
 //! Dimensions: B batch, T timesteps, I input size, H hidden size, O output size.
 //!
@@ -7,13 +8,13 @@
 //!
 //! | phase                | dispatches     | computes                                              |
 //! |----------------------|---------------:|-------------------------------------------------------|
-//! | weight layouts       | 2, or 3        | `W^T`, `V^T` (and W) with rows padded for vec4 loads   |
+//! | weight layouts       | 3, or 4        | `W^T`, `V^T` (and W) padded for vec4 loads; `b = b_ih + b_hh` |
 //! | input projection     | 1              | `pre = x U^T + b` for all T·B rows (gather for tokens) |
 //! | forward recurrence   | T, or 1        | `h_t = tanh(pre_t + h_{t-1} W^T)`                      |
 //! | output and loss      | 3              | `y = hs V^T + c`, per-row loss and `dy`, the mean loss |
 //! | output gradients     | 3 (+1)         | `dh = dy V`, `dV = dy^T hs`, `dc = Σ dy`              |
 //! | backward recurrence  | T, or 1        | `dA_t = (dh_t + dA_{t+1} W) ⊙ (1 − h_t²)`             |
-//! | weight gradients     | 4 (+2)         | `dW = dA^T hs[..T]`, `db = Σ dA`, `dU = dA^T x`, `dh0 = dA_1 W` |
+//! | weight gradients     | 5 (+2)         | `dW = dA^T hs[..T]`, `db_ih = db_hh = Σ dA`, `dU = dA^T x`, `dh0 = dA_1 W` |
 //!
 //! (+1, +2: the in-order sums of split weight gradients, from T·B = 1024 rows on.)
 //!
