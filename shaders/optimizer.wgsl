@@ -1,5 +1,6 @@
 // optimizer.wgsl: gradient clipping by global norm and the parameter update, flat over the
-// contiguous parameter vector (U, W, b, V, c back to back; grads and moments share the layout).
+// contiguous parameter vector (the model's table: every layer's U, W, b_ih, b_hh, then V, c, back
+// to back; grads and moments share the layout).
 //
 // grad_norm_partial (`groups` workgroups of 256), then grad_norm (one workgroup):
 //   sums[w]  = Σ g_i² over the elements of workgroup w   (i = 256 w + lane, strided by 256 · groups)

@@ -1,4 +1,4 @@
-//! The CPU reference for stacked layers of any [`Cell`]: one training step in plain loops,
+//! The CPU reference for stacked layers of any [`Cell`](crate::cell::Cell): one training step in plain loops,
 //! generic over f32 and f64, following PyTorch's `nn.RNN` / `nn.GRU` / `nn.LSTM` line by line.
 //! It shares nothing with the GPU path but the parameter table ([`crate::cell::ParamTable`]).
 //!

@@ -1,25 +1,28 @@
-//! unroll: a GPU-accelerated trainer for Elman recurrent neural networks, with an independent
-//! CPU reference that checks the GPU's gradients.
+//! unroll: a GPU-accelerated trainer for recurrent neural networks (the Elman RNN, the GRU and
+//! the LSTM, in stacked layers, with PyTorch's semantics), with an independent CPU reference
+//! that checks the GPU's gradients.
 //!
-//! Dimensions, everywhere: B batch, T timesteps, I input size, H hidden size, O output size.
+//! Dimensions, everywhere: B batch, T timesteps, I input size, H hidden size, O output size,
+//! L layers, G gates per cell.
 //!
 //! ```text
-//! h_t = tanh(U x_t + W h_{t-1} + b)      y_t = V h_t + c      loss summed over every timestep
+//! h_t = tanh(U x_t + b_ih + W h_{t-1} + b_hh)      y_t = V h_t + c      (the Elman cell; see cell)
 //! ```
 //!
-//! - [`model`]: shapes, the flat parameter layout, batches, step results.
-//! - [`cpu`]: the CPU reference step (plain loops, f32 or f64).
-//! - [`cell`] and [`cpu_stack`]: stacked RNN, GRU and LSTM layers with PyTorch's semantics, their
-//!   parameter table, and their CPU reference.
-//! - [`gpu`]: the device, the WGSL kernels and the GPU step.
-//! - [`check`] and [`compare`]: GPU against CPU against the PyTorch oracle; [`check_stack`]: the
-//!   CPU reference of stacked cells against PyTorch's cases.
+//! - [`model`]: shapes (cell, layers, sizes), parameters, batches, step results.
+//! - [`cell`]: the cells and the one PyTorch-named parameter table.
+//! - [`cpu`], [`cpu_cells`]: the CPU reference step (plain loops, f32 or f64), and each cell's
+//!   pointwise step; [`dropout`]: the masks between layers.
+//! - [`gpu`]: the device, the WGSL kernels, the fused Elman step and the stacked step.
+//! - [`case`], [`check`] and [`compare`]: GPU against CPU against PyTorch's cases.
 //! - [`optim`]: SGD, Adagrad, Adam and clipping (the GPU's twin is `shaders/optimizer.wgsl`).
 //! - [`engine`]: the training engine trait, for the GPU and the CPU.
 //! - [`data`], [`series`]: text and numeric series, batched into parallel streams.
 //! - [`config`]: the configuration of a run (plain data, stored in checkpoints).
-//! - [`train`], [`checkpoint`], [`sample`], [`plot`]: the training loop and what it writes;
-//!   [`rundir`]: what unroll may write over, and the lock of a run directory.
+//! - [`train`], [`run_data`], [`metrics`], [`checkpoint`], [`sample`], [`plot`]: the training
+//!   loop and what it writes; [`rundir`]: what unroll may write over, and the lock of a run
+//!   directory.
+//! - [`bench`](mod@bench), [`bench_cells`]: `unroll bench`.
 #![warn(missing_docs)]
 
 pub mod bench;

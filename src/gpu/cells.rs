@@ -1,7 +1,7 @@
 //! The GPU side of a [`Cell`]: its pointwise forward and backward kernels (`shaders/cell_*.wgsl`
 //! after the shared `shaders/cell.wgsl`) and how much it saves for the backward pass. The layer
 //! loop ([`crate::gpu::stack`]) plans the products around them and knows nothing else of a cell;
-//! a new cell is a shader pair here, its CPU twin in [`crate::cpu_stack`] and a row of
+//! a new cell is a shader pair here, its CPU twin in [`crate::cpu_cells`] and a row of
 //! [`crate::cell::Cell`].
 
 use crate::cell::Cell;

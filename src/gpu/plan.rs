@@ -1,9 +1,9 @@
-//! Dispatch planning: how the kernels of a step are described before they are recorded. A
-//! [`Plan`] collects dispatches ([`Spec`]: a kernel, its uniform, its buffers, its grid), every
-//! uniform in one buffer at its own dynamic offset; a [`Product`] describes one matmul.wgsl
-//! product and becomes one dispatch or several (row blocks past a grid dimension, chunks of K
-//! past the loop budget). [`Plan::finish`] creates the bind groups and returns the recorded
-//! [`Dispatch`]es by phase.
+//! Dispatch planning: how the kernels of a step are described before they are recorded. A `Plan`
+//! collects dispatches (`Spec`: a kernel, its uniform, its buffers, its grid), every uniform in
+//! one buffer at its own dynamic offset; a `Product` ([`super::product`]) describes one
+//! matmul.wgsl product and becomes one dispatch or several (row blocks past a grid dimension,
+//! chunks of K past the loop budget). `Plan::finish` creates the bind groups and returns the
+//! recorded `Dispatch`es by phase.
 
 use crate::gpu::context::{Gpu, Meter};
 use crate::gpu::kernels::{

@@ -1,4 +1,4 @@
-//! One training step of stacked recurrent layers of any [`Cell`] on the GPU: forward, loss and
+//! One training step of stacked recurrent layers of any [`Cell`](crate::cell::Cell) on the GPU: forward, loss and
 //! backward recorded into one compute pass, every layer's hidden states (and an LSTM's cell
 //! states) and gate activations resident between the passes.
 //!
