@@ -8,6 +8,9 @@
 use std::path::Path;
 use unroll::plot::{Line, lines};
 
+/// The plot's caption, by which a plot of this example is recognised.
+const TITLE: &str = "validation loss";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((out, runs)) = args.split_first().filter(|(_, runs)| !runs.is_empty()) else {
@@ -20,6 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or_else(|| format!("`{run}`: expected LABEL=PATH (split at the last =)"))?;
         curves.push((label.to_string(), validation_curve(Path::new(path))?));
     }
+    // Never replace a file this example did not write (a plot of its own has its title).
+    let out = Path::new(out);
+    if out.exists() && !unroll::rundir::svg_has_title(out, TITLE) {
+        return Err(format!("{} exists and is not a plot of compare_runs", out.display()).into());
+    }
     let drawn: Vec<Line<'_>> = curves
         .iter()
         .map(|(label, points)| Line {
@@ -28,8 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     lines(
-        Path::new(out),
-        "validation loss",
+        out,
+        TITLE,
         "training step",
         "mean cross-entropy (nats per character)",
         &drawn,

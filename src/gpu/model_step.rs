@@ -168,20 +168,26 @@ impl ModelStep {
 
     /// Uploads the parameters.
     pub fn write_params(&self, gpu: &Gpu, params: &Params<f32>) -> Result<()> {
-        if params.config != self.config() {
-            return Err(Error::config(
-                format!(
-                    "parameters of {:?} given to a step built for {:?}",
-                    params.config,
-                    self.config()
-                ),
-                "build the step for the model's sizes",
-            ));
-        }
+        self.check_model(params)?;
         match self {
             ModelStep::Elman(s) => s.write_params(gpu, params),
             ModelStep::Stack(s) => s.write_params(gpu, &params.data),
         }
+    }
+
+    /// Refuses parameters of another model than the step's.
+    fn check_model(&self, params: &Params<f32>) -> Result<()> {
+        if params.config == self.config() {
+            return Ok(());
+        }
+        Err(Error::config(
+            format!(
+                "parameters of {:?} given to a step built for {:?}",
+                params.config,
+                self.config()
+            ),
+            "build the step for the model's sizes",
+        ))
     }
 
     /// Uploads inputs and targets alone (checked against the model by the caller). Returns the
@@ -203,7 +209,7 @@ impl ModelStep {
         match self {
             ModelStep::Elman(s) => s.run_and_read(gpu, params, batch),
             ModelStep::Stack(s) => {
-                self.write_params(gpu, params)?;
+                self.check_model(params)?;
                 s.run_and_read(gpu, &params.data, batch)
             }
         }
