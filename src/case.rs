@@ -286,10 +286,13 @@ fn load_elman(f: &TensorFile, path: &Path) -> Result<Case> {
         }
     };
     config.validate()?;
-    let nt = f.floats("inputs", None).map_or_else(
-        |_| f.ids("inputs", None).map(|(s, _)| s[0]),
-        |(s, _)| Ok(s[0]),
-    )?;
+    let shape = match f.floats("inputs", None) {
+        Ok((s, _)) => s,
+        Err(_) => f.ids("inputs", None)?.0,
+    };
+    let nt = *shape
+        .first()
+        .ok_or_else(|| bad("tensor `inputs` has no dimensions, expected (T, B…)".into()))?;
     let (b_ih, b_hh) = if f.has("b") {
         (f.floats("b", Some(&[nh]))?.1, vec![0.0; nh])
     } else {
