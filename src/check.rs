@@ -10,7 +10,7 @@ use crate::case::Case;
 use crate::compare::{Comparison, compare_all, compare_with_yardstick, table};
 use crate::cpu;
 use crate::error::Result;
-use crate::gpu::model_step::StepOptions;
+use crate::gpu::StepOptions;
 use crate::gpu::{Gpu, Kernels, ModelStep, Recurrence};
 use crate::model::{Batch, ModelConfig, NamedTensor, Params, StepOutput};
 use crate::tensorfile::{OwnedTensor, write_atomic};
@@ -58,6 +58,7 @@ pub fn compare_step(out: &StepOutput<f32>, params: &Params<f64>, batch: &Batch) 
 
 /// One step of the case on the GPU (the step training would build), compared with the CPU
 /// reference as [`compare_step`] does.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn compare_gpu(
     gpu: &Gpu,
     kernels: &Kernels,
@@ -101,7 +102,32 @@ fn by_name(list: &[NamedTensor], fallback: &[NamedTensor]) -> Vec<NamedTensor> {
 /// Runs the case on the CPU reference in f64 and f32 and, given a GPU, on the GPU step training
 /// would build, and compares them with the truth. Writes both paths' results to `dump` as
 /// `cpu.<name>` and `gpu.<name>`.
+///
+/// ```
+/// use unroll::case::{Case, RandomCase};
+/// use unroll::gpu::{AdapterChoice, Gpu};
+/// use unroll::{Cell, ModelConfig};
+///
+/// let config = ModelConfig::tokens(11, 7).with_cell(Cell::Lstm, 2);
+/// let settings = RandomCase { batch: 3, steps: 5, seed: 1, init_scale: None, random_state: true };
+/// let case = Case::random(config, settings)?;
+/// let gpu = Gpu::new(&AdapterChoice::default())?;
+/// let report = unroll::check::check(Some(&gpu), &case, None, None)?;
+/// assert!(report.pass(), "{}", report.render());
+/// # Ok::<(), unroll::Error>(())
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
 pub fn check(
+    gpu: Option<&Gpu>,
+    case: &Case,
+    recurrence: Option<Recurrence>,
+    dump: Option<&Path>,
+) -> Result<CheckReport> {
+    pollster::block_on(check_async(gpu, case, recurrence, dump))
+}
+
+/// [`check`] as a future.
+pub async fn check_async(
     gpu: Option<&Gpu>,
     case: &Case,
     recurrence: Option<Recurrence>,
@@ -150,7 +176,8 @@ pub fn check(
                 };
                 ModelStep::new(gpu, &kernels, c, (nb, nt), options)
             })??;
-            let out = step.run_and_read(gpu, &p32, b)?.tensors(&c, nb, nt);
+            let out = step.run_and_read_async(gpu, &p32, b).await?;
+            let out = out.tensors(&c, nb, nt);
             sections.push((
                 format!(
                     "GPU ({}, {:?} recurrence) against {truth_name} (f32's own: {own}): {what}",

@@ -23,7 +23,7 @@
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Params};
 use crate::optim::OptimizerState;
-use crate::tensorfile::{OwnedTensor, TensorFile, write_atomic};
+use crate::tensorfile::{OwnedTensor, TensorFile, serialize, write_bytes_atomic};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -66,6 +66,11 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Writes the checkpoint atomically: an interrupted write leaves the previous file intact.
     pub fn save(&self, path: &Path) -> Result<()> {
+        write_bytes_atomic(path, &self.to_bytes()?)
+    }
+
+    /// The checkpoint as the bytes of its safetensors file (what [`Checkpoint::save`] writes).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let p = &self.params;
         let cfg = p.config;
         let mut tensors: Vec<OwnedTensor> = cfg
@@ -106,7 +111,7 @@ impl Checkpoint {
             "unroll".to_string(),
             serde_json::to_string(&info).expect("run info serializes"),
         );
-        write_atomic(path, &tensors, meta)
+        serialize(Path::new("checkpoint"), &tensors, meta)
     }
 
     /// Reads a checkpoint, checking every tensor's presence, dtype and shape.
@@ -114,8 +119,18 @@ impl Checkpoint {
         if !path.exists() {
             return Err(Error::file(path, "no such checkpoint file"));
         }
-        let f = TensorFile::open(path)?;
-        let info = read_info(&f, path)?;
+        Self::read(&TensorFile::open(path)?, path)
+    }
+
+    /// Reads a checkpoint from the bytes of its file (an upload, a download); `name` names it
+    /// in errors. Checks as [`Checkpoint::load`] does.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
+        let path = Path::new(name);
+        Self::read(&TensorFile::from_bytes(path, bytes)?, path)
+    }
+
+    fn read(f: &TensorFile, path: &Path) -> Result<Self> {
+        let info = read_info(f, path)?;
         let cfg = info.config;
         let (ni, no) = (cfg.input, cfg.output);
         let table = cfg.table();
@@ -146,12 +161,12 @@ impl Checkpoint {
             })?;
         }
         let optimizer = if f.has("optimizer.m") {
-            Some(read_optimizer(&f, &info)?)
+            Some(read_optimizer(f, &info)?)
         } else {
             None
         };
         let hidden = if f.has("state.hidden") {
-            Some(read_carry(&f, path, &cfg)?)
+            Some(read_carry(f, path, &cfg)?)
         } else {
             None
         };

@@ -5,7 +5,7 @@
 use crate::cpu;
 use crate::dropout::DropoutSpec;
 use crate::error::Result;
-use crate::gpu::{GpuTrainer, StepStats};
+use crate::gpu::StepStats;
 use crate::model::{Batch, Inputs, Params, Targets};
 use crate::optim::{self, OptimizerConfig, OptimizerState};
 
@@ -37,6 +37,10 @@ pub trait Engine {
     fn device(&self) -> String;
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::GpuTrainer;
+
+#[cfg(not(target_arch = "wasm32"))]
 impl Engine for GpuTrainer {
     fn train_step(
         &mut self,

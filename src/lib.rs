@@ -9,24 +9,59 @@
 //! h_t = tanh(U x_t + b_ih + W h_{t-1} + b_hh)      y_t = V h_t + c      (the Elman cell; see cell)
 //! ```
 //!
-//! - [`model`]: shapes (cell, layers, sizes), parameters, batches, step results.
-//! - [`cell`]: the cells and the one PyTorch-named parameter table.
-//! - [`cpu`], [`cpu_cells`]: the CPU reference step (plain loops, f32 or f64), and each cell's
-//!   pointwise step; [`dropout`]: the masks between layers.
-//! - [`gpu`]: the device, the WGSL kernels, the fused Elman step and the stacked step.
-//! - [`case`], [`check`] and [`compare`]: GPU against CPU against PyTorch's cases.
-//! - [`optim`]: SGD, Adagrad, Adam and clipping (the GPU's twin is `shaders/optimizer.wgsl`).
-//! - [`engine`]: the training engine trait, for the GPU and the CPU.
+//! # Architecture
+//!
+//! A model is its shapes ([`ModelConfig`]: cell, layers, sizes) and one flat parameter buffer
+//! laid out by PyTorch's names ([`cell::ParamTable`]). Two independent implementations read it:
+//! the GPU path ([`gpu`]: WGSL kernels, every hidden and cell state resident on the device, one
+//! submission per training step) and the CPU reference ([`cpu`]: plain loops in f32 or f64).
+//! [`check`] runs both on a case and compares every tensor; PyTorch's own numbers pin the
+//! reference. A [`Trainer`] drives either device; checkpoints are safetensors files that
+//! `torch.nn` loads with `strict=True`.
+//!
+//! ```text
+//!                ModelConfig + ParamTable (rnn.weight_ih_l0, ..., decoder.bias)
+//!                      |                                    |
+//!          gpu: Gpu, GpuTrainer, ModelStep           cpu: step, forward (f32/f64)
+//!          (shaders/*.wgsl, resident state)          (plain loops, obviously right)
+//!                      |                                    |
+//!                      +------------- check ----------------+---- oracle cases (PyTorch)
+//!                      |
+//!        Trainer (step, fit, evaluate) -> Checkpoint (safetensors) -> sample, forecast
+//! ```
+//!
+//! # Train a character model and sample from it
+//!
+//! ```
+//! use unroll::data::{Streams, Vocab};
+//! use unroll::{Cell, Device, ModelConfig, Params, TrainOptions, Trainer};
+//!
+//! let text = "hello world, hello rnn. ".repeat(50);
+//! let vocab = Vocab::from_text(&text);
+//! let data = Streams::new(&vocab.encode(text.as_bytes())?, 4, 16, "training")?;
+//! let config = ModelConfig::tokens(vocab.len(), 32).with_cell(Cell::Gru, 1);
+//! let mut trainer = Trainer::new(Device::Gpu, Params::init(config, 1), TrainOptions::new(4, 16))?;
+//! trainer.fit(&data, 30)?;
+//! let params = trainer.params()?;
+//! let text = unroll::sample::sample(&params, &vocab.encode(b"h")?, 40, 0.5, 7)?;
+//! println!("{}", vocab.decode(&text));
+//! # Ok::<(), unroll::Error>(())
+//! ```
+//!
+//! # Modules
+//!
+//! - [`model`]: shapes, parameters, batches, a step's results; [`cell`]: the cells and the
+//!   parameter table.
+//! - [`trainer`]: [`Trainer`], and [`gradients`] (one step's loss and gradients).
+//! - [`cpu`], [`cpu_cells`]: the CPU reference; [`dropout`]: the masks between layers.
+//! - [`gpu`]: the device and the GPU step.
+//! - [`case`], [`check`], [`compare`]: GPU against CPU against PyTorch's cases.
+//! - [`optim`]: SGD, Adagrad, Adam, clipping; [`engine`]: what a training device provides.
 //! - [`data`], [`series`]: text and numeric series, batched into parallel streams.
-//! - [`config`]: the configuration of a run (plain data, stored in checkpoints).
-//! - [`train`], [`run_data`], [`metrics`], [`checkpoint`], [`sample`], [`plot`]: the training
-//!   loop and what it writes; [`rundir`]: what unroll may write over, and the lock of a run
-//!   directory.
-//! - [`bench`](mod@bench), [`bench_cells`]: `unroll bench`.
+//! - [`checkpoint`], [`tensorfile`]: safetensors files; [`sample`]: sampling text;
+//!   [`config`]: a run's configuration as the CLI stores it.
 #![warn(missing_docs)]
 
-pub mod bench;
-pub mod bench_cells;
 pub mod case;
 pub mod cell;
 pub mod check;
@@ -40,15 +75,39 @@ pub mod dropout;
 pub mod engine;
 pub mod error;
 pub mod gpu;
-pub mod metrics;
 pub mod model;
 pub mod optim;
-pub mod plot;
-pub mod run_data;
-pub mod rundir;
 pub mod sample;
 pub mod series;
 pub mod tensorfile;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod trainer;
+
+// The command-line tool's machinery (run directories, the training run with its files, the
+// benchmarks): public for the `unroll` binary beside this library, not part of its API.
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod bench_cells;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod metrics;
+#[doc(hidden)]
+pub mod plot;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod run_data;
+#[doc(hidden)]
+pub mod rundir;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
 pub mod train;
 
+pub use cell::Cell;
+pub use config::Device;
 pub use error::{Error, Result};
+pub use model::{Batch, Inputs, ModelConfig, Params, StepOutput, Targets};
+#[cfg(not(target_arch = "wasm32"))]
+pub use trainer::{Chunks, TrainOptions, Trainer, gradients};

@@ -71,6 +71,15 @@ impl<'a> Stepper<'a> {
 pub const MAX_LEN: usize = 10_000_000;
 
 /// Primes the state with `prime`, then draws `len` tokens at `temperature` (0: greedy).
+///
+/// ```
+/// use unroll::{ModelConfig, Params};
+/// let params = Params::init(ModelConfig::tokens(5, 8), 3);
+/// let tokens = unroll::sample::sample(&params, &[0, 1], 10, 0.8, 42)?;
+/// assert_eq!(tokens.len(), 10);
+/// assert!(tokens.iter().all(|&t| t < 5));
+/// # Ok::<(), unroll::Error>(())
+/// ```
 pub fn sample(
     params: &Params<f32>,
     prime: &[u32],

@@ -29,6 +29,12 @@ impl TensorFile {
         }
         let bytes =
             std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Validates the header of safetensors bytes read elsewhere (a download, an upload);
+    /// `path` names them in errors.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
         SafeTensors::deserialize(&bytes).map_err(|e| {
             Error::file(
                 path,
@@ -229,6 +235,15 @@ pub fn write_atomic(
     tensors: &[OwnedTensor],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
+    write_bytes_atomic(path, &serialize(path, tensors, metadata)?)
+}
+
+/// The bytes of a safetensors file; `path` names it in errors.
+pub fn serialize(
+    path: &Path,
+    tensors: &[OwnedTensor],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|t| {
@@ -237,9 +252,7 @@ pub fn write_atomic(
                 .map_err(|e| Error::file(path, format!("tensor `{}`: {e}", t.name)))
         })
         .collect::<Result<_>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::file(path, e.to_string()))?;
-    write_bytes_atomic(path, &bytes)
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::file(path, e.to_string()))
 }
 
 /// Writes bytes to `path` atomically (temporary file in the same directory, fsync, rename).

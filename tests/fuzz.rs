@@ -90,7 +90,7 @@ fn random_shapes_match_the_cpu_reference() {
     for case in 0..cases {
         let s = draw(&mut rng);
         if s.recurrence == Recurrence::Persistent
-            && s.config.hidden.next_multiple_of(4) > unroll::gpu::step::PERSISTENT_MAX_ELEMENTS
+            && s.config.hidden.next_multiple_of(4) > unroll::gpu::PERSISTENT_MAX_ELEMENTS
         {
             continue;
         }

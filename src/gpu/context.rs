@@ -110,6 +110,7 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 /// Every adapter wgpu finds for the chosen backends.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
     let backends = choice.backends()?;
     Ok(pollster::block_on(
@@ -140,11 +141,29 @@ pub struct Gpu {
 
 impl Gpu {
     /// Picks an adapter as `choice` says and creates its device.
+    ///
+    /// ```
+    /// let gpu = unroll::gpu::Gpu::new(&unroll::gpu::AdapterChoice::default())?;
+    /// println!("{}", unroll::gpu::describe(&gpu.info));
+    /// # Ok::<(), unroll::Error>(())
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        pollster::block_on(Self::new_async(choice))
+    }
+
+    /// [`Gpu::new`] as a future: the form a browser needs, where nothing may block.
+    pub async fn new_async(choice: &AdapterChoice) -> Result<Self> {
         let backends = choice.backends()?;
         let instance = instance(backends);
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        if adapters.is_empty() {
+        // A browser lists no adapters: it only answers a request for one.
+        let listed = !cfg!(target_arch = "wasm32");
+        let adapters = if listed {
+            instance.enumerate_adapters(backends).await
+        } else {
+            Vec::new()
+        };
+        if listed && adapters.is_empty() {
             return Err(Error::Adapter {
                 problem: format!("no GPU adapter found for {}", choice.describe_backends()),
                 hint: NO_ADAPTER_HINT.into(),
@@ -162,35 +181,45 @@ impl Gpu {
                         hint: format!("the adapters found are: {}", names.join("; ")),
                     })?
             }
-            None => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                ..Default::default()
-            }))
-            .map_err(|e| Error::Adapter {
-                problem: format!("wgpu chose no adapter: {e}"),
-                hint: NO_ADAPTER_HINT.into(),
-            })?,
+            None => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::Adapter {
+                    problem: format!("wgpu chose no adapter: {e}"),
+                    hint: NO_ADAPTER_HINT.into(),
+                })?,
         };
-        Self::from_adapter(adapter)
+        Self::from_adapter_async(adapter).await
     }
 
     /// Creates the device of a given adapter, asking for the adapter's real limits (the
     /// defaults cap storage bindings and workgroup memory below what the hardware has).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        pollster::block_on(Self::from_adapter_async(adapter))
+    }
+
+    /// [`Gpu::from_adapter`] as a future.
+    pub async fn from_adapter_async(adapter: wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let wanted =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let features = adapter.features() & wanted;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("unroll"),
-            required_features: features,
-            required_limits: adapter.limits(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::Gpu {
-            op: format!("creating the device on {}", describe(&info)),
-            message: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("unroll"),
+                required_features: features,
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu {
+                op: format!("creating the device on {}", describe(&info)),
+                message: e.to_string(),
+            })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -219,6 +248,10 @@ impl Gpu {
 
     /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch
     /// (or any error that escaped earlier scopes) into an [`Error::Gpu`] naming `op`.
+    ///
+    /// In a browser no wait may block, so there the scopes are not opened: errors reach the
+    /// uncaptured-error handler and are reported by the next [`Gpu::check`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -233,6 +266,14 @@ impl Gpu {
                 message: e.to_string(),
             });
         }
+        self.check(op)?;
+        Ok(value)
+    }
+
+    /// Runs `f`, then reports any error the device raised (see the native form).
+    #[cfg(target_arch = "wasm32")]
+    pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let value = f();
         self.check(op)?;
         Ok(value)
     }
@@ -266,6 +307,7 @@ impl Gpu {
     }
 
     /// Waits until the queue is idle.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self, op: &str) -> Result<()> {
         self.meter.waits.fetch_add(1, Ordering::Relaxed);
         self.device
@@ -293,20 +335,41 @@ impl Gpu {
 
     /// Reads `len` f32 values from a buffer (which needs `COPY_SRC`), starting at element `offset`.
     /// For checks, checkpoints and tests; the training loop reads back through its own staging buffer.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_f32(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_f32_async(buffer, offset, len))
+    }
+
+    /// [`Gpu::read_f32`] as a future.
+    pub async fn read_f32_async(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<f32>> {
         Ok(bytemuck::pod_collect_to_vec(
-            &self.read_bytes(buffer, offset, len)?,
+            &self.read_bytes(buffer, offset, len).await?,
         ))
     }
 
-    /// Reads `len` u32 values, as [`Self::read_f32`].
-    pub fn read_u32(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<u32>> {
+    /// Reads `len` u32 values, as [`Gpu::read_f32_async`].
+    pub async fn read_u32_async(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<u32>> {
         Ok(bytemuck::pod_collect_to_vec(
-            &self.read_bytes(buffer, offset, len)?,
+            &self.read_bytes(buffer, offset, len).await?,
         ))
     }
 
-    fn read_bytes(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<u8>> {
+    async fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         let bytes = (len * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
@@ -317,19 +380,26 @@ impl Gpu {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, bytes);
         self.submit(encoder);
-        map_read(self, &staging, bytes, "reading a buffer back")
+        map_read(self, &staging, bytes, "reading a buffer back").await
     }
 }
 
-/// Maps a `MAP_READ` buffer, waits for it, and copies out its first `bytes` bytes.
-pub(crate) fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64, op: &str) -> Result<Vec<u8>> {
+/// Maps a `MAP_READ` buffer, waits for it (natively by polling the device; in a browser by
+/// awaiting its promise), and copies out its first `bytes` bytes.
+pub(crate) async fn map_read(
+    gpu: &Gpu,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    op: &str,
+) -> Result<Vec<u8>> {
     let slice = staging.slice(..bytes);
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
+    #[cfg(not(target_arch = "wasm32"))]
     gpu.wait(op)?;
-    match pollster::block_on(rx.receive()) {
+    match rx.receive().await {
         Some(Ok(())) => {}
         other => {
             return Err(Error::Gpu {
@@ -353,6 +423,7 @@ pub(crate) fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64, op: &str) 
 }
 
 /// `unroll info`: every adapter found, the one that would be picked, and its relevant limits.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn info_report(choice: &AdapterChoice) -> Result<String> {
     use std::fmt::Write;
     let mut s = String::new();

@@ -200,17 +200,28 @@ impl ModelStep {
     }
 
     /// Runs one step and reads back everything it computed (checks and tests).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_and_read(
         &self,
         gpu: &Gpu,
         params: &Params<f32>,
         batch: &Batch,
     ) -> Result<StepOutput<f32>> {
+        pollster::block_on(self.run_and_read_async(gpu, params, batch))
+    }
+
+    /// [`ModelStep::run_and_read`] as a future.
+    pub async fn run_and_read_async(
+        &self,
+        gpu: &Gpu,
+        params: &Params<f32>,
+        batch: &Batch,
+    ) -> Result<StepOutput<f32>> {
         match self {
-            ModelStep::Elman(s) => s.run_and_read(gpu, params, batch),
+            ModelStep::Elman(s) => s.run_and_read_async(gpu, params, batch).await,
             ModelStep::Stack(s) => {
                 self.check_model(params)?;
-                s.run_and_read(gpu, &params.data, batch)
+                s.run_and_read_async(gpu, &params.data, batch).await
             }
         }
     }

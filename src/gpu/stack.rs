@@ -410,7 +410,7 @@ impl GpuStack {
     /// As [`Self::new`], reading the parameters from `params` when given (shared with another
     /// step, e.g. the training step's, so that evaluation needs no copy), and with `dropout`
     /// between the layers (a training step's; its masks keyed by the update count in
-    /// [`StackBuffers::counter`]).
+    /// the step's counter buffer).
     pub fn with_options(
         gpu: &Gpu,
         kernels: &Kernels,
@@ -579,7 +579,18 @@ impl GpuStack {
 
     /// Runs one step and reads back everything it computed, in the CPU reference's form.
     /// For checks and tests: training never reads these back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_and_read(
+        &self,
+        gpu: &Gpu,
+        params: &[f32],
+        batch: &Batch,
+    ) -> Result<StepOutput<f32>> {
+        pollster::block_on(self.run_and_read_async(gpu, params, batch))
+    }
+
+    /// [`GpuStack::run_and_read`] as a future.
+    pub async fn run_and_read_async(
         &self,
         gpu: &Gpu,
         params: &[f32],
@@ -596,33 +607,37 @@ impl GpuStack {
             gpu.submit(encoder);
             Ok(())
         })??;
-        self.read_output(gpu)
+        self.read_output(gpu).await
     }
 
     /// Reads back the results of the step last run.
-    fn read_output(&self, gpu: &Gpu) -> Result<StepOutput<f32>> {
+    async fn read_output(&self, gpu: &Gpu) -> Result<StepOutput<f32>> {
         let (c, b) = (&self.config, &self.buffers);
         let (nb, nt, nh, nl) = (self.batch, self.steps, c.hidden, c.layers);
         let bh = nb * nh;
-        let read = |buf: &wgpu::Buffer, at: usize, len: usize| gpu.read_f32(buf, at, len);
-        let last = |buf: &wgpu::Buffer| -> Result<Vec<f32>> {
+        // Every layer's state after the last timestep.
+        let last = async |buf: &wgpu::Buffer| -> Result<Vec<f32>> {
             let mut v = Vec::with_capacity(nl * bh);
             for l in 0..nl {
-                v.extend(read(buf, (l * (nt + 1) + nt) * bh, bh)?);
+                v.extend(
+                    gpu.read_f32_async(buf, (l * (nt + 1) + nt) * bh, bh)
+                        .await?,
+                );
             }
             Ok(v)
         };
         let lstm = c.cell.has_cell_state();
+        let top = ((nl - 1) * (nt + 1) + 1) * bh;
         Ok(StepOutput {
-            loss: read(&b.stats, 0, 1)?[0],
-            output: read(&b.hs, ((nl - 1) * (nt + 1) + 1) * bh, nt * bh)?,
-            h_n: last(&b.hs)?,
-            c_n: if lstm { last(&b.cs)? } else { vec![] },
-            logits: read(&b.logits, 0, nt * nb * c.output)?,
-            grads: read(&b.grads, 0, c.table().len)?,
-            dh0: read(&b.dh0, 0, nl * bh)?,
+            loss: gpu.read_f32_async(&b.stats, 0, 1).await?[0],
+            output: gpu.read_f32_async(&b.hs, top, nt * bh).await?,
+            h_n: last(&b.hs).await?,
+            c_n: if lstm { last(&b.cs).await? } else { vec![] },
+            logits: gpu.read_f32_async(&b.logits, 0, nt * nb * c.output).await?,
+            grads: gpu.read_f32_async(&b.grads, 0, c.table().len).await?,
+            dh0: gpu.read_f32_async(&b.dh0, 0, nl * bh).await?,
             dc0: if lstm {
-                read(&b.dc0, 0, nl * bh)?
+                gpu.read_f32_async(&b.dc0, 0, nl * bh).await?
             } else {
                 vec![]
             },

@@ -29,7 +29,6 @@ use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
 pub use crate::gpu::phase::Phase;
-pub use crate::gpu::plan::{K_CHUNK, LOOP_BUDGET, MAX_GROUPS, ROW_CHUNK, WIDE_LOSS_CLASSES};
 use crate::gpu::plan::{Recorded, storage, weight_gradient_splits};
 pub use crate::gpu::recurrence::{PERSISTENT_MAX_ELEMENTS, Recurrence};
 use crate::gpu::step_plan::Planner;
@@ -286,7 +285,18 @@ impl GpuStep {
 
     /// Runs one step on `params` and `batch` and reads back everything it computed.
     /// For checks and tests: the training loop never reads these back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_and_read(
+        &self,
+        gpu: &Gpu,
+        params: &Params<f32>,
+        batch: &Batch,
+    ) -> Result<StepOutput<f32>> {
+        pollster::block_on(self.run_and_read_async(gpu, params, batch))
+    }
+
+    /// [`GpuStep::run_and_read`] as a future.
+    pub async fn run_and_read_async(
         &self,
         gpu: &Gpu,
         params: &Params<f32>,
@@ -304,15 +314,15 @@ impl GpuStep {
             Ok(())
         })??;
         let (nb, nt, nh) = (self.batch, self.steps, self.config.hidden);
-        let read = |b: &wgpu::Buffer, at: usize, len: usize| gpu.read_f32(b, at, len);
+        let b = &self.buffers;
         Ok(StepOutput {
-            loss: read(&self.buffers.stats, 0, 1)?[0],
-            output: read(&self.buffers.hs, nb * nh, nt * nb * nh)?,
-            h_n: read(&self.buffers.hs, nt * nb * nh, nb * nh)?,
+            loss: gpu.read_f32_async(&b.stats, 0, 1).await?[0],
+            output: gpu.read_f32_async(&b.hs, nb * nh, nt * nb * nh).await?,
+            h_n: gpu.read_f32_async(&b.hs, nt * nb * nh, nb * nh).await?,
             c_n: vec![],
-            logits: read(&self.buffers.logits, 0, nt * nb * self.config.output)?,
-            grads: read(&self.buffers.grads, 0, self.config.num_params())?,
-            dh0: read(&self.buffers.dh0, 0, nb * nh)?,
+            logits: (gpu.read_f32_async(&b.logits, 0, nt * nb * self.config.output)).await?,
+            grads: (gpu.read_f32_async(&b.grads, 0, self.config.num_params())).await?,
+            dh0: gpu.read_f32_async(&b.dh0, 0, nb * nh).await?,
             dc0: vec![],
         })
     }

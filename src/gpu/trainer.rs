@@ -236,7 +236,19 @@ impl GpuTrainer {
     /// One training step on a chunk: forward, loss, backward, clipping and update, with the hidden
     /// state carried from the previous chunk (or zero when `reset`). Reads back and returns the
     /// loss and gradient norm only when `report`; otherwise it does not wait for the GPU.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_step(
+        &mut self,
+        inputs: &Inputs,
+        targets: &Targets,
+        reset: bool,
+        report: bool,
+    ) -> Result<Option<StepStats>> {
+        pollster::block_on(self.train_step_async(inputs, targets, reset, report))
+    }
+
+    /// [`GpuTrainer::train_step`] as a future (it waits only when `report`).
+    pub async fn train_step_async(
         &mut self,
         inputs: &Inputs,
         targets: &Targets,
@@ -271,7 +283,7 @@ impl GpuTrainer {
             let _ = self.gpu.device.poll(wgpu::PollType::Poll);
             return self.gpu.check("a training step").map(|_| None);
         }
-        let stats = self.read_staging(8, "reading the loss back")?;
+        let stats = self.read_staging(8, "reading the loss back").await?;
         Ok(Some(StepStats {
             loss: stats[0],
             grad_norm: stats[1],
@@ -280,6 +292,7 @@ impl GpuTrainer {
 
     /// Clips and applies given gradients (in the parameter layout) with the optimizer alone, as a
     /// training step would after its backward pass; returns the gradient's norm. Waits for the GPU.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn apply_gradients(&mut self, grads: &[f32]) -> Result<f32> {
         let n = self.train.config().num_params();
         if grads.len() != n {
@@ -299,23 +312,20 @@ impl GpuTrainer {
         }
         encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.opt.staging, 0, 8);
         self.gpu.submit(encoder);
-        let stats = self.read_staging(8, "reading the gradient norm back")?;
+        let stats = pollster::block_on(self.read_staging(8, "reading the gradient norm back"))?;
         Ok(stats[1])
     }
 
     /// Waits for the submitted work and reads the first `bytes` bytes of the staging buffer
     /// (the loss, and the gradient norm when 8) as f32.
-    fn read_staging(&self, bytes: u64, op: &str) -> Result<Vec<f32>> {
-        Ok(bytemuck::pod_collect_to_vec(&map_read(
-            &self.gpu,
-            &self.opt.staging,
-            bytes,
-            op,
-        )?))
+    async fn read_staging(&self, bytes: u64, op: &str) -> Result<Vec<f32>> {
+        let staging = map_read(&self.gpu, &self.opt.staging, bytes, op).await?;
+        Ok(bytemuck::pod_collect_to_vec(&staging))
     }
 
     /// One training step with each phase in its own compute pass between timestamp queries;
     /// returns (phase, milliseconds) in order. Needs `TIMESTAMP_QUERY`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_step(
         &mut self,
         inputs: &Inputs,
@@ -378,12 +388,9 @@ impl GpuTrainer {
         encoder.resolve_query_set(&set, 0..count, &resolve, 0);
         encoder.copy_buffer_to_buffer(&resolve, 0, &read, 0, count as u64 * 8);
         self.gpu.submit(encoder);
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&map_read(
-            &self.gpu,
-            &read,
-            count as u64 * 8,
-            "reading timestamps",
-        )?);
+        let bytes = count as u64 * 8;
+        let ticks = pollster::block_on(map_read(&self.gpu, &read, bytes, "reading timestamps"))?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&ticks);
         let period = self.gpu.queue.get_timestamp_period() as f64;
         Ok(phases
             .iter()
@@ -399,7 +406,13 @@ impl GpuTrainer {
 
     /// The mean loss over evaluation chunks, run from a zero hidden state carried from chunk to
     /// chunk, without touching the training state.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&mut self, chunks: &[(Inputs, Targets)]) -> Result<f32> {
+        pollster::block_on(self.evaluate_async(chunks))
+    }
+
+    /// [`GpuTrainer::evaluate`] as a future.
+    pub async fn evaluate_async(&mut self, chunks: &[(Inputs, Targets)]) -> Result<f32> {
         let (Some(eval), Some(carry)) = (&self.eval, &self.eval_carry) else {
             return Err(Error::config(
                 "this trainer was built without an evaluation step",
@@ -421,30 +434,43 @@ impl GpuTrainer {
             store_carry(&mut encoder, eval, carry);
             encoder.copy_buffer_to_buffer(eval.stats(), 0, &self.opt.staging, 0, 4);
             self.gpu.submit(encoder);
-            let loss = self.read_staging(4, "reading the validation loss back")?;
+            let loss = self
+                .read_staging(4, "reading the validation loss back")
+                .await?;
             total += loss[0] as f64;
         }
         Ok((total / chunks.len().max(1) as f64) as f32)
     }
 
     /// The current parameters.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn params(&self) -> Result<Params<f32>> {
+        pollster::block_on(self.params_async())
+    }
+
+    /// [`GpuTrainer::params`] as a future.
+    pub async fn params_async(&self) -> Result<Params<f32>> {
         let config = self.train.config();
+        let (params, n) = (self.train.params(), config.num_params());
         Ok(Params {
             config,
-            data: self
-                .gpu
-                .read_f32(self.train.params(), 0, config.num_params())?,
+            data: self.gpu.read_f32_async(params, 0, n).await?,
         })
     }
 
     /// The optimizer's state.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn optimizer_state(&self) -> Result<OptimizerState> {
+        pollster::block_on(self.optimizer_state_async())
+    }
+
+    /// [`GpuTrainer::optimizer_state`] as a future.
+    pub async fn optimizer_state_async(&self) -> Result<OptimizerState> {
         let n = self.train.config().num_params();
-        let state = self.gpu.read_u32(&self.opt.state, 0, 3)?;
+        let state = self.gpu.read_u32_async(&self.opt.state, 0, 3).await?;
         Ok(OptimizerState {
-            m: self.gpu.read_f32(&self.opt.m, 0, n)?,
-            v: self.gpu.read_f32(&self.opt.v, 0, n)?,
+            m: self.gpu.read_f32_async(&self.opt.m, 0, n).await?,
+            v: self.gpu.read_f32_async(&self.opt.v, 0, n).await?,
             step: state[0] as u64,
             bias: [f32::from_bits(state[1]), f32::from_bits(state[2])],
         })
@@ -481,8 +507,16 @@ impl GpuTrainer {
     }
 
     /// The carried state: every layer's h, then (LSTM) every layer's c, (L, B, H) each.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn hidden(&self) -> Result<Vec<f32>> {
-        self.gpu.read_f32(&self.carry, 0, self.carry_len())
+        pollster::block_on(self.hidden_async())
+    }
+
+    /// [`GpuTrainer::hidden`] as a future.
+    pub async fn hidden_async(&self) -> Result<Vec<f32>> {
+        self.gpu
+            .read_f32_async(&self.carry, 0, self.carry_len())
+            .await
     }
 
     /// Replaces the carried state.
