@@ -26,6 +26,8 @@ pub struct Kernel {
     pub pipeline: wgpu::ComputePipeline,
     /// The layout of `@group(0)`.
     pub layout: wgpu::BindGroupLayout,
+    /// Each binding's access, in binding order.
+    accesses: Vec<Access>,
 }
 
 impl Kernel {
@@ -96,15 +98,26 @@ impl Kernel {
             name,
             pipeline,
             layout,
+            accesses: bindings.iter().map(|&(_, access)| access).collect(),
         }
     }
 
     /// A bind group of this kernel's layout over `buffers`, in binding order.
+    ///
+    /// Panics if a buffer bound `read_write` overlaps another binding of the group: WebGPU
+    /// forbids that aliasing (browsers reject the dispatch), though native backends run it. The
+    /// check here makes every test on a native adapter enforce the browser's rule.
     pub fn bind(
         &self,
         device: &wgpu::Device,
         buffers: &[wgpu::BindingResource<'_>],
     ) -> wgpu::BindGroup {
+        if let Some((i, j)) = self.writable_alias(buffers) {
+            panic!(
+                "{}: binding {i} is written and binding {j} overlaps it (one buffer bound twice)",
+                self.name
+            );
+        }
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -118,6 +131,34 @@ impl Kernel {
             layout: &self.layout,
             entries: &entries,
         })
+    }
+}
+
+impl Kernel {
+    /// The first pair of bindings (i < j) over overlapping ranges of one buffer, one of them
+    /// `read_write`.
+    fn writable_alias(&self, buffers: &[wgpu::BindingResource<'_>]) -> Option<(usize, usize)> {
+        fn range<'b>(r: &wgpu::BindingResource<'b>) -> Option<(&'b wgpu::Buffer, u64, u64)> {
+            match r {
+                wgpu::BindingResource::Buffer(b) => {
+                    let end = b.size.map_or(u64::MAX, |s| b.offset + s.get());
+                    Some((b.buffer, b.offset, end))
+                }
+                _ => None,
+            }
+        }
+        let writes = |k: usize| matches!(self.accesses.get(k), Some(Access::ReadWrite));
+        for i in 0..buffers.len() {
+            for j in i + 1..buffers.len() {
+                let (Some(a), Some(b)) = (range(&buffers[i]), range(&buffers[j])) else {
+                    continue;
+                };
+                if a.0 == b.0 && a.1 < b.2 && b.1 < a.2 && (writes(i) || writes(j)) {
+                    return Some((i, j));
+                }
+            }
+        }
+        None
     }
 }
 

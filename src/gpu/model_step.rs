@@ -16,9 +16,9 @@ use crate::model::{Batch, Inputs, ModelConfig, Params, StepOutput, Targets};
 /// A model's training step on the GPU.
 pub enum ModelStep {
     /// One tanh layer: the fused fast path.
-    Elman(GpuStep),
+    Elman(Box<GpuStep>),
     /// Stacked layers of any cell.
-    Stack(GpuStack),
+    Stack(Box<GpuStack>),
 }
 
 /// Where one block of the carried state lives in a step's buffers: copied from the carry
@@ -65,7 +65,7 @@ impl ModelStep {
             let r = recurrence
                 .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
             let step = GpuStep::with_params(gpu, kernels, config, batch, steps, r, params)?;
-            return Ok(ModelStep::Elman(step));
+            return Ok(ModelStep::Elman(Box::new(step)));
         }
         if recurrence == Some(Recurrence::Persistent) {
             return Err(Error::config(
@@ -79,7 +79,7 @@ impl ModelStep {
         }
         let shape = (batch, steps);
         let stack = GpuStack::with_options(gpu, kernels, config, shape, params, dropout)?;
-        Ok(ModelStep::Stack(stack))
+        Ok(ModelStep::Stack(Box::new(stack)))
     }
 
     /// The model.

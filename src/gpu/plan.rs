@@ -70,12 +70,15 @@ pub(crate) fn grid_rows(n: usize) -> (u32, u32, u32) {
     (x as u32, n.div_ceil(x) as u32, 1)
 }
 
-/// A storage buffer usable by every kernel, for copies and for reading back. At least 16 bytes,
-/// so that any buffer can be bound where a kernel declares `array<vec4<f32>>`.
+/// A storage buffer usable by every kernel, for copies and for reading back. Its size is a
+/// multiple of 16 bytes (at least 16), so that a kernel that declares it `array<vec4<f32>>`
+/// reaches every element: the array's length is the binding's size in whole vec4s, and WebGPU
+/// clamps an index past it onto the last whole vec4 (a write to element 4k + 1 of a buffer of
+/// 4k + 2 floats would land on element 4k − 3).
 pub(crate) fn storage(gpu: &Gpu, label: &str, elements: usize) -> wgpu::Buffer {
     gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: (elements.max(4) * 4) as u64,
+        size: (elements.next_multiple_of(4).max(4) * 4) as u64,
         usage: wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST,

@@ -136,7 +136,7 @@ impl<'a> Planner<'a> {
         };
         let (phase, kernel, src, dst) = if backward {
             let k = &self.k.dropout_backward;
-            (Phase::WeightGradients, k, &b.placeholder, &b.dh)
+            (Phase::WeightGradients, k, &b.unused[0], &b.dh)
         } else {
             (
                 Phase::ForwardRecurrence,
@@ -232,32 +232,36 @@ impl<'a> Planner<'a> {
             };
             self.plan.matmul(self.k, phase, matmul);
             let cp = self.cell_params(l, t);
-            let buffers = self.cell_buffers(false);
+            let buffers = self.cell_buffers();
             let groups = grid_1d(self.s.bh());
             self.plan
                 .push(phase, &self.cell.forward, &cp, buffers, groups);
         }
     }
 
-    /// The cell kernels' bindings after the uniform (see cell.wgsl), the backward's or the
-    /// forward's (which leaves the gradients unbound).
-    fn cell_buffers(&self, backward: bool) -> Vec<&'a wgpu::Buffer> {
+    /// The cell kernels' bindings after the uniform (see cell.wgsl): one layout for both
+    /// directions, so the forward kernel has the gradients bound too and leaves them alone.
+    fn cell_buffers(&self) -> Vec<&'a wgpu::Buffer> {
         let (b, cell) = (self.b, self.s.config.cell);
-        let none = &b.placeholder;
-        let cs = if cell.has_cell_state() { &b.cs } else { none };
+        let lstm = cell.has_cell_state();
+        let cs = if lstm { &b.cs } else { &b.unused[0] };
         let saved = if saved_per_unit(cell) > 0 {
             &b.saved
         } else {
-            none
+            &b.unused[1]
         };
-        let mut v = vec![&b.a, &b.r, &b.hs, cs, saved];
-        if backward {
-            let dc0 = if cell.has_cell_state() { &b.dc0 } else { none };
-            v.extend([&b.dh, &b.dh_next, &b.d_direct, dc0]);
-        } else {
-            v.extend([none; 4]);
-        }
-        v
+        let dc0 = if lstm { &b.dc0 } else { &b.unused[2] };
+        vec![
+            &b.a,
+            &b.r,
+            &b.hs,
+            cs,
+            saved,
+            &b.dh,
+            &b.dh_next,
+            &b.d_direct,
+            dc0,
+        ]
     }
 
     /// y = h V^T + c over the top layer's T·B rows, the loss, dy and the mean loss.
@@ -324,7 +328,7 @@ impl<'a> Planner<'a> {
         let phase = Phase::BackwardRecurrence;
         for t in (0..self.s.nt).rev() {
             let cp = self.cell_params(l, t);
-            let buffers = self.cell_buffers(true);
+            let buffers = self.cell_buffers();
             let groups = grid_1d(self.s.bh());
             self.plan
                 .push(phase, &self.cell.backward, &cp, buffers, groups);

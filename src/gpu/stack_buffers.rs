@@ -73,8 +73,9 @@ pub struct StackBuffers {
     pub dropped: wgpu::Buffer,
     /// [the update count that keys the dropout masks, …].   (4) u32
     pub counter: wgpu::Buffer,
-    /// Bound where a kernel's binding is unused.
-    pub(crate) placeholder: wgpu::Buffer,
+    /// Bound where a kernel's binding is unused: one buffer per unused binding of a group,
+    /// since WebGPU forbids binding a buffer twice in a group that writes it.
+    pub(crate) unused: [wgpu::Buffer; 3],
 }
 
 /// The sizes every plan needs.
@@ -238,7 +239,7 @@ pub(crate) fn allocate(
             },
         ),
         counter: buf("counter", 4),
-        placeholder: buf("placeholder", 0),
+        unused: [0, 1, 2].map(|_| buf("unused", 0)),
     };
     (buffers, bytes)
 }
