@@ -50,6 +50,14 @@ impl Cell {
         self == Cell::Lstm
     }
 
+    /// Every cell, in the order of [`Cell::name`]'s list.
+    pub const ALL: [Cell; 4] = [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm];
+
+    /// The cell of a [`Cell::name`].
+    pub fn from_name(name: &str) -> Option<Cell> {
+        Cell::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The cell as PyTorch's module names it (`rnn` with relu: `rnn-relu`).
     pub fn name(self) -> &'static str {
         match self {

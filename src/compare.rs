@@ -66,6 +66,16 @@ impl Comparison {
         }
     }
 
+    /// An error relative to `max |ref|` (itself when the reference is all zeros), as the
+    /// report prints every column after `max |ref|`.
+    pub fn relative_to_ref(&self, x: f64) -> f64 {
+        if self.max_ref > 0.0 {
+            x / self.max_ref
+        } else {
+            x
+        }
+    }
+
     /// `max |got − ref|` over float32's own error (None where not measured, or that error is 0).
     pub fn ratio(&self) -> Option<f64> {
         self.f32_error
@@ -168,7 +178,6 @@ pub fn table(title: &str, rows: &[Comparison]) -> String {
     }
     let _ = writeln!(s, " {:>10}  result", "tolerance");
     for c in rows {
-        let relative = |x: f64| if c.max_ref > 0.0 { x / c.max_ref } else { x };
         let _ = write!(
             s,
             "  {:<w$} {:<16} {:>12.3e} {:>12.3e} {:>12.3e}",
@@ -181,14 +190,14 @@ pub fn table(title: &str, rows: &[Comparison]) -> String {
         if yardstick {
             let own = c
                 .f32_error
-                .map_or("-".into(), |e| format!("{:.3e}", relative(e)));
+                .map_or("-".into(), |e| format!("{:.3e}", c.relative_to_ref(e)));
             let ratio = c.ratio().map_or("-".into(), |r| format!("{r:.2}"));
             let _ = write!(s, " {own:>12} {ratio:>7}");
         }
         let _ = writeln!(
             s,
             " {:>10.1e}  {}",
-            relative(c.tolerance()),
+            c.relative_to_ref(c.tolerance()),
             if c.pass() { "pass" } else { "FAIL" }
         );
         if !c.pass() {

@@ -105,6 +105,9 @@ pub mod rundir;
 #[doc(hidden)]
 pub mod train;
 
+/// The wgpu this crate builds on (its types appear in [`gpu::Gpu`]).
+pub use wgpu;
+
 pub use cell::Cell;
 pub use config::Device;
 pub use error::{Error, Result};

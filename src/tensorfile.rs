@@ -266,10 +266,11 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     // A name only this process uses, in a pattern that the run directory's cleanup recognises.
     let tmp = crate::rundir::temporary_for(&dir.join(path.file_name().unwrap_or_default()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         if let Ok(d) = std::fs::File::open(&dir) {

@@ -120,7 +120,12 @@ pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
 
 /// One line describing an adapter: name, backend and device type.
 pub fn describe(info: &wgpu::AdapterInfo) -> String {
-    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+    // Browsers may keep the adapter's name to themselves.
+    let name = match info.name.as_str() {
+        "" => "unnamed adapter",
+        name => name,
+    };
+    format!("{name} ({:?}, {:?})", info.backend, info.device_type)
 }
 
 /// The device and queue of one adapter, with the error reporting the rest of the crate uses.
