@@ -299,6 +299,57 @@ impl std::fmt::Debug for Normalized {
 }
 
 impl SeriesStreams {
+    /// B streams through a series of one's own, as given (no normalisation): row r's inputs
+    /// `x[r·I..(r+1)·I]` are to predict row r+1's targets `y[(r+1)·O..(r+2)·O]`.
+    ///
+    /// ```
+    /// use unroll::series::SeriesStreams;
+    /// use unroll::{Cell, Device, ModelConfig, Params, TrainOptions, Trainer};
+    ///
+    /// let wave: Vec<f32> = (0..400).map(|r| (r as f32 * 0.2).sin()).collect();
+    /// let data = SeriesStreams::from_rows(&wave, &wave, 1, 1, 4, 20)?;
+    /// let config = ModelConfig::dense(1, 16, 1).with_cell(Cell::Gru, 1);
+    /// let mut trainer = Trainer::new(Device::Cpu, Params::init(config, 3), TrainOptions::new(4, 20))?;
+    /// let first = trainer.fit(&data, 1)?;
+    /// let last = trainer.fit(&data, 60)?;
+    /// assert!(last.loss < first.loss / 4.0, "{} -> {}", first.loss, last.loss);
+    /// # Ok::<(), unroll::Error>(())
+    /// ```
+    pub fn from_rows(
+        x: &[f32],
+        y: &[f32],
+        inputs: usize,
+        outputs: usize,
+        batch: usize,
+        steps: usize,
+    ) -> Result<Self> {
+        let rows = x.len() / inputs.max(1);
+        if inputs == 0 || outputs == 0 || x.len() != rows * inputs || y.len() != rows * outputs {
+            return Err(Error::config(
+                format!(
+                    "{} input values and {} target values are not the same number of rows of \
+                     I={inputs} and O={outputs}",
+                    x.len(),
+                    y.len()
+                ),
+                "pass x as (rows, I) and y as (rows, O), row-major, with I and O of 1 or more",
+            ));
+        }
+        if batch == 0 || steps == 0 {
+            return Err(Error::config(
+                format!("batch size {batch} and sequence length {steps}: both must be at least 1"),
+                "pass a batch size and a sequence length of 1 or more",
+            ));
+        }
+        let data = Normalized {
+            x: x.to_vec(),
+            y: y.to_vec(),
+            inputs,
+            outputs,
+        };
+        Self::new(&data, 0, rows, batch, steps, "given")
+    }
+
     /// Streams over rows `[start, end)` of the data.
     fn new(
         data: &Normalized,
