@@ -8,6 +8,7 @@ pub(crate) mod cells;
 pub(crate) mod context;
 pub(crate) mod kernels;
 pub(crate) mod model_step;
+pub(crate) mod optimizer;
 pub(crate) mod phase;
 pub(crate) mod plan;
 #[cfg(not(target_arch = "wasm32"))]

@@ -9,56 +9,13 @@
 use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::{Gpu, map_read};
-use crate::gpu::kernels::{Access, Kernel, Kernels};
+use crate::gpu::kernels::Kernels;
 use crate::gpu::model_step::{ModelStep, StepOptions};
-use crate::gpu::plan::{Dispatch, grid_1d, storage, uniform};
+use crate::gpu::optimizer::OnGpu;
+use crate::gpu::plan::{Dispatch, storage};
 use crate::gpu::recurrence::Recurrence;
 use crate::model::{Inputs, ModelConfig, Params, Targets};
-use crate::optim::{OptimizerConfig, OptimizerKind, OptimizerState};
-use bytemuck::{Pod, Zeroable};
-
-/// The uniform of optimizer.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-#[allow(missing_docs)] // the fields mirror the WGSL struct of the same name
-pub struct OptimParams {
-    pub n: u32,
-    pub kind: u32,
-    pub lr: f32,
-    pub momentum: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub clip: f32,
-    pub decay: f32,
-    pub decay_every: u32,
-    pub groups: u32,
-    pub _pad: u32,
-}
-
-impl OptimParams {
-    /// The uniform for `config` over `n` parameters, the norm's first stage `groups` wide.
-    fn new(config: &OptimizerConfig, n: usize, groups: usize) -> Self {
-        Self {
-            n: n as u32,
-            kind: match config.kind {
-                OptimizerKind::Sgd => 0,
-                OptimizerKind::Adagrad => 1,
-                OptimizerKind::Adam => 2,
-            },
-            lr: config.lr,
-            momentum: config.momentum,
-            beta1: config.beta1,
-            beta2: config.beta2,
-            eps: config.eps,
-            clip: config.clip,
-            decay: config.decay,
-            decay_every: config.decay_every,
-            groups: groups as u32,
-            _pad: 0,
-        }
-    }
-}
+use crate::optim::{OptimizerConfig, OptimizerState};
 
 /// What the trainer's device was asked to do: the training steps run, and the device's
 /// [`crate::gpu::context::Meter`] (dispatches counted as they are recorded, submissions as they
@@ -547,103 +504,5 @@ fn load_carry(encoder: &mut wgpu::CommandEncoder, carry: &wgpu::Buffer, step: &M
 fn store_carry(encoder: &mut wgpu::CommandEncoder, step: &ModelStep, carry: &wgpu::Buffer) {
     for b in step.carried() {
         encoder.copy_buffer_to_buffer(b.buffer, b.at_end, carry, b.in_carry, b.bytes);
-    }
-}
-
-/// The optimizer on the GPU: its moments and state, the read-back buffer of the step's stats,
-/// and its three dispatches (the gradient norm's partial sums, their total, the update).
-struct OnGpu {
-    m: wgpu::Buffer,
-    v: wgpu::Buffer,
-    /// The step t and the bias corrections 1 − β1^t, 1 − β2^t (`OptimState`).
-    state: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    dispatches: Vec<Dispatch>,
-    bytes: u64,
-}
-
-impl OnGpu {
-    /// Builds optimizer.wgsl's pipelines over the training step's parameters and gradients.
-    fn new(gpu: &Gpu, train: &ModelStep, optim: &OptimizerConfig) -> Self {
-        let n = train.config().num_params();
-        let m = storage(gpu, "m", n);
-        let v = storage(gpu, "v", n);
-        let state = storage(gpu, "optimizer state", 4);
-        // The norm's first stage: a workgroup per 4096 parameters, at most 256.
-        let norm_groups = n.div_ceil(4096).clamp(1, 256);
-        let sums = storage(gpu, "norm partial sums", norm_groups);
-        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("stats read-back"),
-            size: 8,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let module = gpu
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some("optimizer.wgsl"),
-                source: wgpu::ShaderSource::Wgsl(
-                    include_str!("../../shaders/optimizer.wgsl").into(),
-                ),
-            });
-        let kernel = |name: &'static str| {
-            use Access::*;
-            Kernel::new(
-                &gpu.device,
-                &module,
-                name,
-                &[
-                    ("p", Uniform),
-                    ("grads", Read),
-                    ("params", ReadWrite),
-                    ("m", ReadWrite),
-                    ("v", ReadWrite),
-                    ("stats", ReadWrite),
-                    ("state", ReadWrite),
-                    ("sums", ReadWrite),
-                ],
-                &[],
-            )
-        };
-
-        let p = OptimParams::new(optim, n, norm_groups);
-        let u = uniform(gpu, "optimizer params", &p);
-        let bindings = [
-            u.as_entire_binding(),
-            train.grads().as_entire_binding(),
-            train.params().as_entire_binding(),
-            m.as_entire_binding(),
-            v.as_entire_binding(),
-            train.stats().as_entire_binding(),
-            state.as_entire_binding(),
-            sums.as_entire_binding(),
-        ];
-        let dispatch = |name: &'static str, groups| {
-            let k = kernel(name);
-            Dispatch {
-                pipeline: k.pipeline.clone(),
-                bind_group: k.bind(&gpu.device, &bindings),
-                offsets: vec![],
-                meter: gpu.meter.clone(),
-                groups,
-            }
-        };
-        let dispatches = vec![
-            dispatch("grad_norm_partial", (norm_groups as u32, 1, 1)),
-            dispatch("grad_norm", (1, 1, 1)),
-            dispatch("update", grid_1d(n)),
-        ];
-        let bytes = [&m, &v, &state, &sums, &staging, &u]
-            .iter()
-            .map(|b| b.size())
-            .sum();
-        Self {
-            m,
-            v,
-            state,
-            staging,
-            dispatches,
-            bytes,
-        }
     }
 }
