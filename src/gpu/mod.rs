@@ -17,6 +17,7 @@ pub(crate) mod product;
 pub(crate) mod recurrence;
 pub(crate) mod stack;
 pub(crate) mod stack_buffers;
+pub(crate) mod stack_plan;
 pub(crate) mod step;
 pub(crate) mod step_plan;
 pub(crate) mod trainer;

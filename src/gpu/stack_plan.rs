@@ -1,0 +1,414 @@
+//! The stacked step's dispatches ([`super::stack`]): one planning function per phase, looping
+//! over the layers.
+
+use crate::cell::ParamTable;
+use crate::dropout::DropoutSpec;
+use crate::gpu::cells::{CellKernels, CellParams, direct_reaches_h, saved_per_unit};
+use crate::gpu::context::Gpu;
+use crate::gpu::kernels::{DropoutParams, EmbeddingParams, Kernels, MatmulParams, TransposeParams};
+use crate::gpu::phase::Phase;
+use crate::gpu::plan::{
+    A, B, Epilogue, Loss, Matmul, Plan, Product, Recorded, cols, grid_1d, rows,
+};
+use crate::gpu::stack_buffers::{Place, Shape, StackBuffers};
+use crate::model::InputKind;
+
+/// Records every dispatch of a stacked step over `buffers` (W^T of layer l at `places[l]`, V^T
+/// at `vt` in `wt`): forward layer by layer, the output and loss, backward from the top layer
+/// down. Returns the dispatches and the bytes of their uniforms.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan_step(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    buffers: &StackBuffers,
+    s: Shape,
+    places: Vec<Place>,
+    vt: usize,
+    table: &ParamTable,
+    dropout: Option<DropoutSpec>,
+) -> (Recorded, u64) {
+    let config = s.config;
+    let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
+    let mut planner = Planner {
+        plan: Plan {
+            uniforms: Vec::new(),
+            stride: std::mem::size_of::<MatmulParams>().next_multiple_of(align),
+            specs: Vec::new(),
+        },
+        k: kernels,
+        cell: kernels.cell(&gpu.device, config.cell),
+        b: buffers,
+        s,
+        places,
+        vt,
+        v: table.get("decoder.weight").expect("the decoder").offset,
+        c: table.get("decoder.bias").expect("the decoder").offset,
+        dropout,
+    };
+    planner.layouts();
+    for l in 0..config.layers {
+        planner.input_projection(l);
+        planner.forward_recurrence(l);
+        if l + 1 < config.layers {
+            planner.dropout(l, false);
+        }
+    }
+    planner.output_and_loss();
+    planner.output_gradients();
+    for l in (0..config.layers).rev() {
+        planner.backward_recurrence(l);
+        planner.weight_gradients(l);
+        if l > 0 {
+            planner.dropout(l - 1, true);
+        }
+    }
+    let bytes = planner.plan.uniforms.len() as u64;
+    (planner.plan.finish(gpu), bytes)
+}
+
+/// Plans the dispatches of a step, phase by phase and layer by layer.
+struct Planner<'a> {
+    plan: Plan<'a>,
+    k: &'a Kernels,
+    cell: &'a CellKernels,
+    b: &'a StackBuffers,
+    s: Shape,
+    places: Vec<Place>,
+    /// V^T's offset in `wt`.
+    vt: usize,
+    /// V's and c's offsets in the parameters.
+    v: usize,
+    c: usize,
+    /// Dropout between the layers (training steps only).
+    dropout: Option<DropoutSpec>,
+}
+
+impl<'a> Planner<'a> {
+    /// W_ih^T and W_hh^T of every layer (W_ih^T not for a gathered token layer), then V^T.
+    fn layouts(&mut self) {
+        let (c, gh) = (self.s.config, self.s.gh());
+        let g4 = gh.next_multiple_of(4);
+        let copy = |rows: usize, cols: usize, in_offset: usize, out_offset: usize, stride| {
+            TransposeParams {
+                rows: rows as u32,
+                cols: cols as u32,
+                in_offset: in_offset as u32,
+                out_offset: out_offset as u32,
+                out_stride: stride as u32,
+                transpose: 1,
+                _pad: [0; 2],
+            }
+        };
+        for (l, p) in self.places.clone().iter().enumerate() {
+            if !(l == 0 && c.kind == InputKind::Tokens) {
+                let t = copy(gh, p.input, p.w_ih, p.wt_ih, g4);
+                self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
+            }
+            let t = copy(gh, c.hidden, p.w_hh, p.wt_hh, g4);
+            self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
+        }
+        let t = copy(
+            c.output,
+            c.hidden,
+            self.v,
+            self.vt,
+            c.output.next_multiple_of(4),
+        );
+        self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
+    }
+
+    /// Layer l's x as the B operand of a product over the T·B rows, with its width.
+    fn layer_input(&self, l: usize) -> (B<'a>, usize) {
+        let (c, b) = (self.s.config, self.b);
+        match (l, c.kind) {
+            (0, InputKind::Tokens) => (B::OneHot(&b.x), 0),
+            (0, InputKind::Dense) => (B::Buffer(&b.x), 0),
+            _ if self.dropout.is_some() => {
+                (B::Buffer(&b.dropped), (l - 1) * self.s.rows() * c.hidden)
+            }
+            _ => (B::Buffer(&b.hs), self.s.state(l - 1, 1)),
+        }
+    }
+
+    /// dropout.wgsl over layer l's h_1 … h_T: into `dropped` (forward), or over the gradient
+    /// of that output in `dh` (backward).
+    fn dropout(&mut self, l: usize, backward: bool) {
+        let Some(d) = self.dropout else { return };
+        let (s, b) = (self.s, self.b);
+        let n = s.rows() * s.config.hidden;
+        let dp = DropoutParams {
+            rows: s.rows() as u32,
+            hidden: s.config.hidden as u32,
+            batch: s.nb as u32,
+            layer: l as u32,
+            seed_lo: d.seed as u32,
+            seed_hi: (d.seed >> 32) as u32,
+            p: d.p,
+            scale: 1.0 / (1.0 - d.p),
+            src_offset: s.state(l, 1) as u32,
+            dst_offset: if backward { 0 } else { (l * n) as u32 },
+            _pad: [0; 2],
+        };
+        let (phase, kernel, src, dst) = if backward {
+            let k = &self.k.dropout_backward;
+            (Phase::WeightGradients, k, &b.unused[0], &b.dh)
+        } else {
+            (
+                Phase::ForwardRecurrence,
+                &self.k.dropout_forward,
+                &b.hs,
+                &b.dropped,
+            )
+        };
+        let buffers = vec![&b.counter, src, dst];
+        self.plan.push(phase, kernel, &dp, buffers, grid_1d(n));
+    }
+
+    /// a (T·B, G·H) = x U^T + b_ih: a gather of U's columns for tokens, else one product.
+    fn input_projection(&mut self, l: usize) {
+        let (p, gh, n_rows) = (self.places[l], self.s.gh(), self.s.rows());
+        let phase = Phase::InputProjection;
+        match self.layer_input(l) {
+            (B::OneHot(x), _) => {
+                let ep = EmbeddingParams {
+                    rows: n_rows as u32,
+                    hidden: gh as u32,
+                    input: p.input as u32,
+                    u_offset: p.w_ih as u32,
+                    b_offset: p.b_ih as u32,
+                    out_offset: 0,
+                    _pad: [0; 2],
+                };
+                let buffers = vec![x, &self.b.params, &self.b.params, &self.b.a];
+                let groups = grid_1d(n_rows * gh);
+                self.plan.push(phase, &self.k.gather, &ep, buffers, groups);
+            }
+            (B::Buffer(x), x_offset) => {
+                let g4 = gh.next_multiple_of(4);
+                let product = Product::new(
+                    n_rows,
+                    gh,
+                    p.input,
+                    rows(x_offset, p.input),
+                    rows(p.wt_ih, g4),
+                    (0, gh),
+                );
+                let matmul = Matmul {
+                    product,
+                    a: A::Buffer(x),
+                    b: B::Buffer(&self.b.wt),
+                    c: &self.b.a,
+                    epilogue: Epilogue::Bias(&self.b.params, p.b_ih),
+                };
+                self.plan.matmul(self.k, phase, matmul);
+            }
+        }
+    }
+
+    /// The uniform of the cell's kernels at layer l, step t (0-based: h_{t+1} from h_t).
+    fn cell_params(&self, l: usize, t: usize) -> CellParams {
+        let s = &self.s;
+        let saved = saved_per_unit(s.config.cell) * s.bh();
+        CellParams {
+            batch: s.nb as u32,
+            hidden: s.config.hidden as u32,
+            row: (t * s.nb * s.gh()) as u32,
+            prev: s.state(l, t) as u32,
+            next: s.state(l, t + 1) as u32,
+            saved: ((l * s.nt + t) * saved) as u32,
+            dh: (t * s.bh()) as u32,
+            last_step: (t + 1 == s.nt) as u32,
+            first_step: (t == 0) as u32,
+            state: (l * s.bh()) as u32,
+            _pad: [0; 2],
+        }
+    }
+
+    /// t = 1..T: r_t = h_{t-1} W^T + b_hh, then h_t (and c_t) by the cell.
+    fn forward_recurrence(&mut self, l: usize) {
+        let (p, gh, nb, nh) = (self.places[l], self.s.gh(), self.s.nb, self.s.config.hidden);
+        let b = self.b;
+        let phase = Phase::ForwardRecurrence;
+        for t in 0..self.s.nt {
+            let product = Product::new(
+                nb,
+                gh,
+                nh,
+                rows(self.s.state(l, t), nh),
+                rows(p.wt_hh, gh.next_multiple_of(4)),
+                (t * nb * gh, gh),
+            );
+            let matmul = Matmul {
+                product,
+                a: A::Buffer(&b.hs),
+                b: B::Buffer(&b.wt),
+                c: &b.r,
+                epilogue: Epilogue::Bias(&b.params, p.b_hh),
+            };
+            self.plan.matmul(self.k, phase, matmul);
+            let cp = self.cell_params(l, t);
+            let buffers = self.cell_buffers();
+            let groups = grid_1d(self.s.bh());
+            self.plan
+                .push(phase, &self.cell.forward, &cp, buffers, groups);
+        }
+    }
+
+    /// The cell kernels' bindings after the uniform (see cell.wgsl): one layout for both
+    /// directions, so the forward kernel has the gradients bound too and leaves them alone.
+    fn cell_buffers(&self) -> Vec<&'a wgpu::Buffer> {
+        let (b, cell) = (self.b, self.s.config.cell);
+        let lstm = cell.has_cell_state();
+        let cs = if lstm { &b.cs } else { &b.unused[0] };
+        let saved = if saved_per_unit(cell) > 0 {
+            &b.saved
+        } else {
+            &b.unused[1]
+        };
+        let dc0 = if lstm { &b.dc0 } else { &b.unused[2] };
+        vec![
+            &b.a,
+            &b.r,
+            &b.hs,
+            cs,
+            saved,
+            &b.dh,
+            &b.dh_next,
+            &b.d_direct,
+            dc0,
+        ]
+    }
+
+    /// y = h V^T + c over the top layer's T·B rows, the loss, dy and the mean loss.
+    fn output_and_loss(&mut self) {
+        let (c, b, n_rows) = (self.s.config, self.b, self.s.rows());
+        let top = self.s.state(c.layers - 1, 1);
+        let o4 = c.output.next_multiple_of(4);
+        let product = Product::new(
+            n_rows,
+            c.output,
+            c.hidden,
+            rows(top, c.hidden),
+            rows(self.vt, o4),
+            (0, c.output),
+        );
+        let matmul = Matmul {
+            product,
+            a: A::Buffer(&b.hs),
+            b: B::Buffer(&b.wt),
+            c: &b.logits,
+            epilogue: Epilogue::Bias(&b.params, self.c),
+        };
+        self.plan.matmul(self.k, Phase::OutputAndLoss, matmul);
+        let loss = Loss {
+            kind: c.kind,
+            rows: n_rows,
+            classes: c.output,
+            logits: &b.logits,
+            targets: &b.targets,
+            dy: &b.dy,
+            row_loss: &b.row_loss,
+            stats: &b.stats,
+        };
+        self.plan.loss(self.k, loss);
+    }
+
+    /// dh = dy V (the top layer's ∂L/∂h), dV = dy^T h, dc = Σ dy.
+    fn output_gradients(&mut self) {
+        let (c, b, n_rows) = (self.s.config, self.b, self.s.rows());
+        let (no, nh) = (c.output, c.hidden);
+        let phase = Phase::OutputGradients;
+        let product = Product::new(n_rows, nh, no, rows(0, no), rows(self.v, nh), (0, nh));
+        let matmul = Matmul {
+            product,
+            a: A::Buffer(&b.dy),
+            b: B::Buffer(&b.params),
+            c: &b.dh,
+            epilogue: Epilogue::None,
+        };
+        self.plan.matmul(self.k, phase, matmul);
+        let top = self.s.state(c.layers - 1, 1);
+        let product = Product::new(no, nh, n_rows, cols(0, no), rows(top, nh), (self.v, nh));
+        let hs = B::Buffer(&b.hs);
+        (self.plan).weight_gradient(self.k, phase, product, &b.dy, hs, &b.grads, &b.partials);
+        let sum = &self.k.column_sum;
+        (self.plan).column_sum(sum, phase, &b.dy, n_rows, no, &b.grads, self.c, 1.0);
+    }
+
+    /// t = T..1: da_t, dr_t by the cell, then dh_next = dr_t W; at t = 1 that product is
+    /// ∂L/∂h_0 (plus the path around W for a GRU).
+    fn backward_recurrence(&mut self, l: usize) {
+        let (p, gh, nb, nh) = (self.places[l], self.s.gh(), self.s.nb, self.s.config.hidden);
+        let (b, cell) = (self.b, self.s.config.cell);
+        let phase = Phase::BackwardRecurrence;
+        for t in (0..self.s.nt).rev() {
+            let cp = self.cell_params(l, t);
+            let buffers = self.cell_buffers();
+            let groups = grid_1d(self.s.bh());
+            self.plan
+                .push(phase, &self.cell.backward, &cp, buffers, groups);
+            let (c, c_offset, epilogue) = match (t, direct_reaches_h(cell)) {
+                (0, true) => (&b.dh0, l * nb * nh, Epilogue::Add(&b.d_direct, 0)),
+                (0, false) => (&b.dh0, l * nb * nh, Epilogue::None),
+                _ => (&b.dh_next, 0, Epilogue::None),
+            };
+            let product = Product::new(
+                nb,
+                nh,
+                gh,
+                rows(t * nb * gh, gh),
+                rows(p.w_hh, nh),
+                (c_offset, nh),
+            );
+            let matmul = Matmul {
+                product,
+                a: A::Buffer(&b.r),
+                b: B::Buffer(&b.params),
+                c,
+                epilogue,
+            };
+            self.plan.matmul(self.k, phase, matmul);
+        }
+    }
+
+    /// dU = da^T x, db_ih = Σ da, dW = dr^T h_{0..T-1}, db_hh = Σ dr over all T·B rows; below the
+    /// top layer's input, dh of layer l−1 = da U.
+    fn weight_gradients(&mut self, l: usize) {
+        let (p, gh, n_rows, nh) = (
+            self.places[l],
+            self.s.gh(),
+            self.s.rows(),
+            self.s.config.hidden,
+        );
+        let (b, k) = (self.b, self.k);
+        let phase = Phase::WeightGradients;
+        let (x, x_offset) = self.layer_input(l);
+        let product = Product::new(
+            gh,
+            p.input,
+            n_rows,
+            cols(0, gh),
+            rows(x_offset, p.input),
+            (p.w_ih, p.input),
+        );
+        (self.plan).weight_gradient(k, phase, product, &b.a, x, &b.grads, &b.partials);
+        let sum = &k.column_sum;
+        (self.plan).column_sum(sum, phase, &b.a, n_rows, gh, &b.grads, p.b_ih, 1.0);
+        let h_prev = rows(self.s.state(l, 0), nh);
+        let product = Product::new(gh, nh, n_rows, cols(0, gh), h_prev, (p.w_hh, nh));
+        let hs = B::Buffer(&b.hs);
+        (self.plan).weight_gradient(k, phase, product, &b.r, hs, &b.grads, &b.partials);
+        (self.plan).column_sum(sum, phase, &b.r, n_rows, gh, &b.grads, p.b_hh, 1.0);
+        if l > 0 {
+            let product = Product::new(n_rows, nh, gh, rows(0, gh), rows(p.w_ih, nh), (0, nh));
+            let matmul = Matmul {
+                product,
+                a: A::Buffer(&b.a),
+                b: B::Buffer(&b.params),
+                c: &b.dh,
+                epilogue: Epilogue::None,
+            };
+            self.plan.matmul(k, phase, matmul);
+        }
+    }
+}
