@@ -57,7 +57,8 @@
 //! - [`gpu`]: the device and the GPU step.
 //! - [`case`], [`check`], [`compare`]: GPU against CPU against PyTorch's cases.
 //! - [`optim`]: SGD, Adagrad, Adam, clipping; [`engine`]: what a training device provides.
-//! - [`data`], [`series`]: text and numeric series, batched into parallel streams.
+//! - [`data`], [`series`]: text and numeric series, batched into parallel streams;
+//!   [`forecast`]: a series model's forecast.
 //! - [`checkpoint`], [`tensorfile`]: safetensors files; [`sample`]: sampling text;
 //!   [`config`]: a run's configuration as the CLI stores it.
 #![warn(missing_docs)]
@@ -74,6 +75,7 @@ pub mod data;
 pub mod dropout;
 pub mod engine;
 pub mod error;
+pub mod forecast;
 pub mod gpu;
 pub mod model;
 pub mod optim;

@@ -251,10 +251,10 @@ fn run_forecast(args: &ForecastArgs) -> Result<bool> {
     let seed = ck.info.train.as_ref().map_or(1, |t| t.seed);
     let table =
         unroll::series::read_table(args.data.as_deref(), seed, unroll::data::DEFAULT_MAX_BYTES)?;
-    let rows = unroll::series::forecast(&ck.params, &norm, &table, args.horizon)?;
+    let rows = unroll::forecast::forecast(&ck.params, &norm, &table, args.horizon)?;
     let mut inputs = vec![args.checkpoint.as_path()];
     inputs.extend(args.data.as_deref());
-    let plot = unroll::series::write_forecast(&args.out, &norm, &table, &rows, &inputs)?;
+    let plot = unroll::forecast::write_forecast(&args.out, &norm, &table, &rows, &inputs)?;
     println!("forecast of {} steps: {}", args.horizon, args.out.display());
     println!("plot: {}", plot.display());
     Ok(true)

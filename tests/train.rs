@@ -454,7 +454,7 @@ fn learns_the_builtin_series_better_than_repeating_the_last_value() {
     let norm = ck.info.normalization.clone().unwrap();
     assert_eq!(norm.input_names, ["a", "b"]);
     let table = unroll::series::builtin_series(cfg.seed);
-    let forecast = unroll::series::forecast(&ck.params, &norm, &table, 5).unwrap();
+    let forecast = unroll::forecast::forecast(&ck.params, &norm, &table, 5).unwrap();
     assert_eq!(forecast.len(), 5);
     // Next-step forecasts stay within the range the series has.
     for row in &forecast {
