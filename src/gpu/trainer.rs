@@ -12,7 +12,7 @@ use crate::gpu::context::{Gpu, map_read};
 use crate::gpu::kernels::Kernels;
 use crate::gpu::model_step::{ModelStep, StepOptions};
 use crate::gpu::optimizer::OnGpu;
-use crate::gpu::plan::{Dispatch, storage};
+use crate::gpu::plan::storage;
 use crate::gpu::recurrence::Recurrence;
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::{OptimizerConfig, OptimizerState};
@@ -297,7 +297,7 @@ impl GpuTrainer {
                 hint: "run bench without --profile".into(),
             });
         }
-        let mut phases: Vec<(&'static str, &[Dispatch])> = self
+        let mut phases: Vec<(&'static str, &[crate::gpu::plan::Dispatch])> = self
             .train
             .phases()
             .0
