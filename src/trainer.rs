@@ -29,37 +29,29 @@
 
 use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 use crate::config::Device;
-use crate::dropout::DropoutSpec;
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, StepStats, TrainerShape};
 use crate::model::{Batch, Inputs, Params, StepOutput, Targets};
 use crate::optim::OptimizerConfig;
 
-/// How a [`Trainer`] trains: the batch's shape, the optimizer, dropout.
+/// How a [`Trainer`] trains: the shape it is built for and the optimizer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainOptions {
-    /// B: streams per batch.
-    pub batch: usize,
-    /// T: timesteps per chunk (the truncation of backpropagation through time).
-    pub steps: usize,
+    /// B and T of the training chunks, dropout between stacked layers, B of the chunks
+    /// [`Trainer::evaluate`] takes (if it is used), and the GPU's recurrence strategy (the CPU
+    /// reference has one).
+    pub shape: TrainerShape,
     /// The update rule, learning rate and clipping (Adam, 2e-3, clip 5 by default).
     pub optimizer: OptimizerConfig,
-    /// Dropout between stacked layers (training steps only).
-    pub dropout: Option<DropoutSpec>,
-    /// B of the chunks [`Trainer::evaluate`] takes, if it is used.
-    pub eval_batch: Option<usize>,
 }
 
 impl TrainOptions {
     /// Batches of (B, T), the default optimizer, no dropout, no evaluation.
     pub fn new(batch: usize, steps: usize) -> Self {
         Self {
-            batch,
-            steps,
+            shape: TrainerShape::new(batch, steps),
             optimizer: OptimizerConfig::default(),
-            dropout: None,
-            eval_batch: None,
         }
     }
 }
@@ -113,19 +105,16 @@ impl Trainer {
 
     /// A trainer on a GPU the caller opened.
     pub fn on_gpu(gpu: Gpu, params: Params<f32>, options: TrainOptions) -> Result<Self> {
-        let shape = TrainerShape {
-            eval_batch: options.eval_batch,
-            dropout: options.dropout,
-            ..TrainerShape::new(options.batch, options.steps)
-        };
-        let engine = GpuTrainer::new(gpu, params.config, shape, options.optimizer, &params)?;
+        let TrainOptions { shape, optimizer } = options;
+        let engine = GpuTrainer::new(gpu, params.config, shape, optimizer, &params)?;
         Ok(Self::with_engine(Box::new(engine)))
     }
 
     /// A trainer on the CPU reference: slow, simple, bitwise repeatable.
     pub fn on_cpu(params: Params<f32>, options: TrainOptions) -> Result<Self> {
-        let engine = CpuTrainer::new(params, options.batch, options.steps, options.optimizer)?
-            .with_dropout(options.dropout);
+        let TrainOptions { shape, optimizer } = options;
+        let engine = CpuTrainer::new(params, shape.batch, shape.steps, optimizer)?
+            .with_dropout(shape.dropout);
         Ok(Self::with_engine(Box::new(engine)))
     }
 
@@ -184,7 +173,7 @@ impl Trainer {
     }
 
     /// The mean loss over chunks of (T, B_eval), from a zero state carried through them; the
-    /// training state is untouched. A GPU trainer needs `eval_batch` in its options.
+    /// training state is untouched. A GPU trainer needs `shape.eval_batch` in its options.
     pub fn evaluate(&mut self, chunks: &[(Inputs, Targets)]) -> Result<f32> {
         self.engine.evaluate(chunks)
     }

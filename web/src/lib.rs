@@ -12,7 +12,7 @@
 //!   .checkpoint() -> Uint8Array (the CLI's safetensors file)     .info() -> JSON
 //! checkGradients(cell, layers, hidden, seed) -> JSON: the table `unroll check` prints
 //! loadCheckpoint(bytes) -> Model      Model.sample(prime, len, temperature) -> text
-//! builtinCorpus() -> the CLI's default text
+//! builtinCorpus() -> the CLI's built-in corpus, 4,000 lines of it
 //! ```
 
 use futures_intrusive::sync::LocalMutex;
@@ -47,7 +47,8 @@ fn cell(name: &str) -> Result<Cell, JsValue> {
     })
 }
 
-/// The CLI's built-in corpus (lines of integer arithmetic), as `unroll train` uses it.
+/// The CLI's built-in corpus (lines of integer arithmetic), drawn shorter for a quick start:
+/// 4,000 lines from seed 1 (`unroll train` draws 20,000 from its seed).
 #[wasm_bindgen(js_name = builtinCorpus)]
 pub fn builtin_corpus() -> String {
     unroll::data::builtin_corpus(4000, 1)

@@ -30,6 +30,11 @@ function fail(message) {
   process.exit(1);
 }
 
+// The screenshot replaces only the page's own (docs/web-page.png), never another file.
+if (screenshot && existsSync(screenshot) && screenshot !== join(root, "docs", "web-page.png")) {
+  fail(`${screenshot} exists and is not the page's screenshot docs/web-page.png: pass a new path`);
+}
+
 for (const [path, fix] of [
   [join(web, "pkg", "unroll_web_bg.wasm"), "run web/build.sh"],
   [join(root, "target", "release", "unroll"), "run cargo build --release"],
