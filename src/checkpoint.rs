@@ -65,6 +65,8 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Writes the checkpoint atomically: an interrupted write leaves the previous file intact.
+    /// It replaces whatever file is at `path`: the caller decides what may be replaced (the CLI
+    /// writes only into a run directory of its own).
     pub fn save(&self, path: &Path) -> Result<()> {
         write_bytes_atomic(path, &self.to_bytes()?)
     }
