@@ -1,12 +1,16 @@
-// cell.wgsl: the bindings and helpers shared by the pointwise kernels of every cell
-// (cell_rnn.wgsl, cell_gru.wgsl, cell_lstm.wgsl), prepended to each of them.
+// cell.wgsl: the bindings and helpers shared by the pointwise step of every cell
+// (cell_rnn.wgsl, cell_gru.wgsl, cell_lstm.wgsl), prepended to each of them, and the per-step
+// entry points that run it. A cell file defines two functions over one unit (b, j) of one
+// timestep, `cell_forward(u, s)` and `cell_backward(u, s)`; the per-step kernels below run them
+// once per timestep, one invocation per unit, and cell_sequence.wgsl (appended for the persistent
+// recurrence) runs them for every timestep in one dispatch.
 //
-// A cell's kernels run once per timestep t of a layer, one invocation per (b, j) of B·H, between
-// the products of matmul.wgsl that the host plans around them (src/gpu/stack.rs):
-//   forward t:   r_t = h_{t-1} W^T + b_hh                   (matmul.wgsl, into r)
-//                h_t (and c_t) from a_t = x_t U^T + b_ih and r_t   (the cell's `forward`)
-//   backward t:  da_t, dr_t from ∂L/∂h_t (and ∂L/∂c_t)      (the cell's `backward`)
-//                dh_next = dr_t W  (+ d_direct, the path around W, at t = 1)   (matmul.wgsl)
+// Per timestep t of a layer, between the products that the host plans around the per-step
+// kernels (src/gpu/stack_plan.rs) or that cell_sequence.wgsl computes itself:
+//   forward t:   r_t = h_{t-1} W^T + b_hh
+//                h_t (and c_t) from a_t = x_t U^T + b_ih and r_t   (cell_forward)
+//   backward t:  da_t, dr_t from ∂L/∂h_t (and ∂L/∂c_t)      (cell_backward)
+//                dh_next = dr_t W  (+ d_direct, the path around W, at t = 1)
 // The G gates of a row sit side by side, gate k of unit j at column k·H + j (PyTorch's rows of
 // weight_ih and weight_hh). A cell saves what its backward needs (S·H values per row) in `saved`.
 //
@@ -23,7 +27,7 @@
 //             an LSTM's f ⊙ dc (to c); read and rewritten in place by the same invocation
 //   dc0:      (L, B, H) ∂L/∂c_0 (LSTM), written at t = 1
 // Every binding is read_write so that one layout serves both entry points and an unused binding
-// can hold the same placeholder buffer; each entry's comment says what it reads and writes.
+// can hold a placeholder buffer; each cell's comment says what it reads and writes.
 //
 // Bindings:
 //   @binding(0) p:        CellParams, uniform (dynamic offset)
@@ -32,22 +36,25 @@
 struct CellParams {
     batch: u32,
     hidden: u32,
-    // Offset of step t's rows in a and r: (t−1)·B·G·H.
-    row: u32,
-    // Offsets of h_{t-1} and h_t in hs (and of c_{t-1}, c_t in cs): (l·(T+1) + t−1)·B·H, … + B·H.
-    prev: u32,
-    next: u32,
-    // Offset of step t's saved activations: (l·T + t−1)·B·S·H.
-    saved: u32,
-    // Offset of ∂L/∂h_t in dh: (t−1)·B·H.
-    dh: u32,
-    // 1 at t = T (backward): nothing has come from t+1 yet.
-    last_step: u32,
-    // 1 at t = 1 (backward): write ∂L/∂c_0 at dc0[state + i].
-    first_step: u32,
-    state: u32,
+    // G and S of the cell.
+    gates: u32,
+    saved_width: u32,
+    // The layer l, T, and the timestep t (0-based: h_{t+1} from h_t) of a per-step kernel.
+    layer: u32,
+    steps: u32,
+    t: u32,
+    // The persistent recurrence only (cell_sequence.wgsl): the timesteps [t_begin, t_end) of
+    // this dispatch, the batch rows per workgroup, where W_hh^T (H, wt_stride) sits in wt and
+    // W_hh (G·H, H), b_hh in params, and whether d_direct reaches h (a GRU's: ∂L/∂h_0 adds it).
+    t_begin: u32,
+    t_end: u32,
+    rows_per_group: u32,
+    wt: u32,
+    wt_stride: u32,
+    w: u32,
+    bias: u32,
+    direct_to_h: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: CellParams;
@@ -61,14 +68,42 @@ struct CellParams {
 @group(0) @binding(8) var<storage, read_write> d_direct: array<f32>;
 @group(0) @binding(9) var<storage, read_write> dc0: array<f32>;
 
-// The invocation's index in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups
-// (a grid dimension holds at most 65,535 workgroups).
-fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.y * groups.x * 64u + gid.x;
-}
-
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
+}
+
+// Where timestep t of layer p.layer reads and writes: offsets into the buffers above.
+struct Step {
+    // Step t's rows in a and r: t·B·G·H.
+    row: u32,
+    // h_t and h_{t+1} in hs (c_t, c_{t+1} in cs): (l·(T+1) + t)·B·H, … + B·H.
+    prev: u32,
+    next: u32,
+    // Step t's saved activations: (l·T + t)·B·S·H.
+    saved: u32,
+    // ∂L/∂h_{t+1} in dh: t·B·H.
+    dh: u32,
+    // The last timestep (backward): nothing has come from t+1 yet.
+    last: bool,
+    // The first timestep (backward): write ∂L/∂c_0 at dc0[state + i].
+    first: bool,
+    // Layer l's block in dc0 (and dh0): l·B·H.
+    state: u32,
+}
+
+fn step_at(t: u32) -> Step {
+    let bh = p.batch * p.hidden;
+    let prev = (p.layer * (p.steps + 1u) + t) * bh;
+    return Step(
+        t * p.batch * p.gates * p.hidden,
+        prev,
+        prev + bh,
+        (p.layer * p.steps + t) * p.saved_width * bh,
+        t * bh,
+        t + 1u == p.steps,
+        t == 0u,
+        p.layer * bh,
+    );
 }
 
 // A unit (b, j) of the B·H: its index in (B, H) buffers and where gate k of its row sits in a
@@ -79,8 +114,7 @@ struct Unit {
     j: u32,
 }
 
-fn unit(gid: vec3<u32>, groups: vec3<u32>) -> Unit {
-    let i = linear_index(gid, groups);
+fn unit_at(i: u32) -> Unit {
     return Unit(i, i / p.hidden, i % p.hidden);
 }
 
@@ -89,18 +123,40 @@ fn gate(u: Unit, gates: u32, k: u32) -> u32 {
 }
 
 // ∂L/∂h_t: from above, plus what came from t+1 through W (none at t = T).
-fn incoming(u: Unit) -> f32 {
-    var g = dh[p.dh + u.i];
-    if (p.last_step == 0u) {
+fn incoming(u: Unit, s: Step) -> f32 {
+    var g = dh[s.dh + u.i];
+    if (!s.last) {
         g += dh_next[u.i];
     }
     return g;
 }
 
 // What came from t+1 around W (none at t = T).
-fn direct(u: Unit) -> f32 {
-    if (p.last_step != 0u) {
+fn direct(u: Unit, s: Step) -> f32 {
+    if (s.last) {
         return 0.0;
     }
     return d_direct[u.i];
+}
+
+// The unit of an invocation in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups
+// (a grid dimension holds at most 65,535 workgroups), if it is one of the B·H.
+fn grid_unit(gid: vec3<u32>, groups: vec3<u32>) -> Unit {
+    return unit_at(gid.y * groups.x * 64u + gid.x);
+}
+
+@compute @workgroup_size(64)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let u = grid_unit(gid, groups);
+    if (u.i < p.batch * p.hidden) {
+        cell_forward(u, step_at(p.t));
+    }
+}
+
+@compute @workgroup_size(64)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let u = grid_unit(gid, groups);
+    if (u.i < p.batch * p.hidden) {
+        cell_backward(u, step_at(p.t));
+    }
 }

@@ -10,42 +10,32 @@
 //              da = (dr, dz, dn)    dr_t = (dr, dz, dn ⊙ r)    d_direct = z ⊙ g
 //              reads dh, dh_next, d_direct, hs[prev], saved; writes a (da), r (dr_t), d_direct
 
-@compute @workgroup_size(64)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let u = unit(gid, groups);
-    if (u.i >= p.batch * p.hidden) {
-        return;
-    }
-    let rg = sigmoid(a[p.row + gate(u, 3u, 0u)] + r[p.row + gate(u, 3u, 0u)]);
-    let z = sigmoid(a[p.row + gate(u, 3u, 1u)] + r[p.row + gate(u, 3u, 1u)]);
-    let q = r[p.row + gate(u, 3u, 2u)];
-    let n = tanh(a[p.row + gate(u, 3u, 2u)] + rg * q);
-    hs[p.next + u.i] = (1.0 - z) * n + z * hs[p.prev + u.i];
-    saved[p.saved + gate(u, 4u, 0u)] = rg;
-    saved[p.saved + gate(u, 4u, 1u)] = z;
-    saved[p.saved + gate(u, 4u, 2u)] = n;
-    saved[p.saved + gate(u, 4u, 3u)] = q;
+fn cell_forward(u: Unit, s: Step) {
+    let rg = sigmoid(a[s.row + gate(u, 3u, 0u)] + r[s.row + gate(u, 3u, 0u)]);
+    let z = sigmoid(a[s.row + gate(u, 3u, 1u)] + r[s.row + gate(u, 3u, 1u)]);
+    let q = r[s.row + gate(u, 3u, 2u)];
+    let n = tanh(a[s.row + gate(u, 3u, 2u)] + rg * q);
+    hs[s.next + u.i] = (1.0 - z) * n + z * hs[s.prev + u.i];
+    saved[s.saved + gate(u, 4u, 0u)] = rg;
+    saved[s.saved + gate(u, 4u, 1u)] = z;
+    saved[s.saved + gate(u, 4u, 2u)] = n;
+    saved[s.saved + gate(u, 4u, 3u)] = q;
 }
 
-@compute @workgroup_size(64)
-fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let u = unit(gid, groups);
-    if (u.i >= p.batch * p.hidden) {
-        return;
-    }
-    let rg = saved[p.saved + gate(u, 4u, 0u)];
-    let z = saved[p.saved + gate(u, 4u, 1u)];
-    let n = saved[p.saved + gate(u, 4u, 2u)];
-    let q = saved[p.saved + gate(u, 4u, 3u)];
-    let g = incoming(u) + direct(u);
+fn cell_backward(u: Unit, s: Step) {
+    let rg = saved[s.saved + gate(u, 4u, 0u)];
+    let z = saved[s.saved + gate(u, 4u, 1u)];
+    let n = saved[s.saved + gate(u, 4u, 2u)];
+    let q = saved[s.saved + gate(u, 4u, 3u)];
+    let g = incoming(u, s) + direct(u, s);
     let dn = g * (1.0 - z) * (1.0 - n * n);
-    let dz = g * (hs[p.prev + u.i] - n) * z * (1.0 - z);
+    let dz = g * (hs[s.prev + u.i] - n) * z * (1.0 - z);
     let dr = dn * q * rg * (1.0 - rg);
-    a[p.row + gate(u, 3u, 0u)] = dr;
-    a[p.row + gate(u, 3u, 1u)] = dz;
-    a[p.row + gate(u, 3u, 2u)] = dn;
-    r[p.row + gate(u, 3u, 0u)] = dr;
-    r[p.row + gate(u, 3u, 1u)] = dz;
-    r[p.row + gate(u, 3u, 2u)] = dn * rg;
+    a[s.row + gate(u, 3u, 0u)] = dr;
+    a[s.row + gate(u, 3u, 1u)] = dz;
+    a[s.row + gate(u, 3u, 2u)] = dn;
+    r[s.row + gate(u, 3u, 0u)] = dr;
+    r[s.row + gate(u, 3u, 1u)] = dz;
+    r[s.row + gate(u, 3u, 2u)] = dn * rg;
     d_direct[u.i] = z * g;
 }

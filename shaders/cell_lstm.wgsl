@@ -11,51 +11,41 @@
 //              d_direct = f ⊙ gc (∂L/∂c_{t-1}; into dc0 at t = 1)
 //              reads dh, dh_next, d_direct, cs[prev], cs[next], saved; writes a, r, d_direct (dc0)
 
-@compute @workgroup_size(64)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let u = unit(gid, groups);
-    if (u.i >= p.batch * p.hidden) {
-        return;
-    }
-    let ig = sigmoid(a[p.row + gate(u, 4u, 0u)] + r[p.row + gate(u, 4u, 0u)]);
-    let f = sigmoid(a[p.row + gate(u, 4u, 1u)] + r[p.row + gate(u, 4u, 1u)]);
-    let g = tanh(a[p.row + gate(u, 4u, 2u)] + r[p.row + gate(u, 4u, 2u)]);
-    let o = sigmoid(a[p.row + gate(u, 4u, 3u)] + r[p.row + gate(u, 4u, 3u)]);
-    let c = f * cs[p.prev + u.i] + ig * g;
-    cs[p.next + u.i] = c;
-    hs[p.next + u.i] = o * tanh(c);
-    saved[p.saved + gate(u, 4u, 0u)] = ig;
-    saved[p.saved + gate(u, 4u, 1u)] = f;
-    saved[p.saved + gate(u, 4u, 2u)] = g;
-    saved[p.saved + gate(u, 4u, 3u)] = o;
+fn cell_forward(u: Unit, s: Step) {
+    let ig = sigmoid(a[s.row + gate(u, 4u, 0u)] + r[s.row + gate(u, 4u, 0u)]);
+    let f = sigmoid(a[s.row + gate(u, 4u, 1u)] + r[s.row + gate(u, 4u, 1u)]);
+    let g = tanh(a[s.row + gate(u, 4u, 2u)] + r[s.row + gate(u, 4u, 2u)]);
+    let o = sigmoid(a[s.row + gate(u, 4u, 3u)] + r[s.row + gate(u, 4u, 3u)]);
+    let c = f * cs[s.prev + u.i] + ig * g;
+    cs[s.next + u.i] = c;
+    hs[s.next + u.i] = o * tanh(c);
+    saved[s.saved + gate(u, 4u, 0u)] = ig;
+    saved[s.saved + gate(u, 4u, 1u)] = f;
+    saved[s.saved + gate(u, 4u, 2u)] = g;
+    saved[s.saved + gate(u, 4u, 3u)] = o;
 }
 
-@compute @workgroup_size(64)
-fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let u = unit(gid, groups);
-    if (u.i >= p.batch * p.hidden) {
-        return;
-    }
-    let ig = saved[p.saved + gate(u, 4u, 0u)];
-    let f = saved[p.saved + gate(u, 4u, 1u)];
-    let g = saved[p.saved + gate(u, 4u, 2u)];
-    let o = saved[p.saved + gate(u, 4u, 3u)];
-    let tc = tanh(cs[p.next + u.i]);
-    let gh = incoming(u);
-    let gc = direct(u) + gh * o * (1.0 - tc * tc);
+fn cell_backward(u: Unit, s: Step) {
+    let ig = saved[s.saved + gate(u, 4u, 0u)];
+    let f = saved[s.saved + gate(u, 4u, 1u)];
+    let g = saved[s.saved + gate(u, 4u, 2u)];
+    let o = saved[s.saved + gate(u, 4u, 3u)];
+    let tc = tanh(cs[s.next + u.i]);
+    let gh = incoming(u, s);
+    let gc = direct(u, s) + gh * o * (1.0 - tc * tc);
     let d = vec4<f32>(
         gc * g * ig * (1.0 - ig),
-        gc * cs[p.prev + u.i] * f * (1.0 - f),
+        gc * cs[s.prev + u.i] * f * (1.0 - f),
         gc * ig * (1.0 - g * g),
         gh * tc * o * (1.0 - o),
     );
     for (var k = 0u; k < 4u; k++) {
-        a[p.row + gate(u, 4u, k)] = d[k];
-        r[p.row + gate(u, 4u, k)] = d[k];
+        a[s.row + gate(u, 4u, k)] = d[k];
+        r[s.row + gate(u, 4u, k)] = d[k];
     }
     let dc_prev = f * gc;
     d_direct[u.i] = dc_prev;
-    if (p.first_step != 0u) {
-        dc0[p.state + u.i] = dc_prev;
+    if (s.first) {
+        dc0[s.state + u.i] = dc_prev;
     }
 }

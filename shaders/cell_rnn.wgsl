@@ -8,36 +8,26 @@
 
 override RELU: u32 = 0u;
 
-@compute @workgroup_size(64)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let u = unit(gid, groups);
-    if (u.i >= p.batch * p.hidden) {
-        return;
-    }
-    let s = a[p.row + u.i] + r[p.row + u.i];
+fn cell_forward(u: Unit, s: Step) {
+    let x = a[s.row + u.i] + r[s.row + u.i];
     var h: f32;
     if (RELU != 0u) {
-        h = max(s, 0.0);
+        h = max(x, 0.0);
     } else {
-        h = tanh(s);
+        h = tanh(x);
     }
-    hs[p.next + u.i] = h;
+    hs[s.next + u.i] = h;
 }
 
-@compute @workgroup_size(64)
-fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let u = unit(gid, groups);
-    if (u.i >= p.batch * p.hidden) {
-        return;
-    }
-    let h = hs[p.next + u.i];
+fn cell_backward(u: Unit, s: Step) {
+    let h = hs[s.next + u.i];
     var slope: f32;
     if (RELU != 0u) {
         slope = select(0.0, 1.0, h > 0.0);
     } else {
         slope = 1.0 - h * h;
     }
-    let d = incoming(u) * slope;
-    a[p.row + u.i] = d;
-    r[p.row + u.i] = d;
+    let d = incoming(u, s) * slope;
+    a[s.row + u.i] = d;
+    r[s.row + u.i] = d;
 }

@@ -1,5 +1,6 @@
 //! `unroll bench --cell …`: what one step (forward, loss, backward) of stacked layers of each cell
-//! costs against the Elman step of the same (H, B, T), on the GPU.
+//! costs against the Elman step of the same (H, B, T), on the GPU, with each recurrence (one
+//! product and one cell kernel per timestep, or the persistent kernel) unless one is asked for.
 //!
 //! Every variant is checked against the CPU reference first (B and T capped at 4 and 8), then
 //! timed in one run with the variants interleaved step by step, so that the machine's swings in
@@ -13,7 +14,7 @@ use crate::case::{Case, RandomCase};
 use crate::cell::Cell;
 use crate::check::compare_gpu;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuStack, GpuStep, Kernels, Recurrence};
+use crate::gpu::{Gpu, GpuStack, GpuStep, Kernels, Recurrence, StepOptions};
 use crate::model::{Batch, ModelConfig, Params};
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use std::time::Instant;
 pub struct CellBenchRow {
     /// The (H, B, T) and vocabulary.
     pub config: BenchConfig,
-    /// `elman (fast path, per-step)`, `rnn × 2`, `lstm × 1`, …
+    /// `elman (fast path), PerStep`, `rnn × 2, Persistent`, `lstm × 1, PerStep`, …
     pub variant: String,
     /// Steps timed.
     pub timed_steps: usize,
@@ -30,7 +31,8 @@ pub struct CellBenchRow {
     pub median_ms: f64,
     /// Fastest step.
     pub min_ms: f64,
-    /// The median over the Elman fast path's median, measured in the same run.
+    /// The median over the median of the Elman fast path with the same recurrence, measured in
+    /// the same run.
     pub ratio_to_elman: f64,
     /// FLOPs / median.
     pub gflops: f64,
@@ -43,6 +45,7 @@ pub struct CellBenchRow {
 /// One thing to time: records its step into a compute pass.
 struct Variant<'a> {
     name: String,
+    recurrence: Recurrence,
     flops: f64,
     record: Box<dyn Fn(&mut wgpu::ComputePass<'_>) + 'a>,
     check: f64,
@@ -58,7 +61,7 @@ fn flops(c: &BenchConfig, cell: Cell, layers: usize) -> f64 {
 }
 
 /// Checks one stacked step of `cell` against the CPU reference at a small (B, T).
-fn check_stack(gpu: &Gpu, kernels: &Kernels, config: ModelConfig) -> Result<f64> {
+fn check_stack(gpu: &Gpu, kernels: &Kernels, config: ModelConfig, r: Recurrence) -> Result<f64> {
     let small = RandomCase {
         batch: 4,
         steps: 8,
@@ -66,7 +69,7 @@ fn check_stack(gpu: &Gpu, kernels: &Kernels, config: ModelConfig) -> Result<f64>
         init_scale: None,
         random_state: true,
     };
-    let rows = compare_gpu(gpu, kernels, &Case::random(config, small)?, None)?;
+    let rows = compare_gpu(gpu, kernels, &Case::random(config, small)?, Some(r))?;
     if rows.iter().any(|r| !r.pass()) {
         return Err(Error::Gpu {
             op: "the pre-benchmark check".into(),
@@ -76,7 +79,46 @@ fn check_stack(gpu: &Gpu, kernels: &Kernels, config: ModelConfig) -> Result<f64>
     Ok(rows.iter().map(|r| r.relative()).fold(0.0, f64::max))
 }
 
-/// Times the Elman fast path and `layers` layers of each cell at one configuration.
+/// One stacked step of `cell` with recurrence `r`, checked, with its parameters and a batch
+/// written; `None` (and a line on stderr saying why) where `r` cannot run this model here.
+fn stack(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    c: &BenchConfig,
+    config: ModelConfig,
+    r: Recurrence,
+) -> Result<Option<(GpuStack, f64)>> {
+    let options = StepOptions {
+        recurrence: Some(r),
+        ..Default::default()
+    };
+    let stack = match GpuStack::with_options(gpu, kernels, config, (c.batch, c.steps), options) {
+        Err(Error::Config { problem, .. }) => {
+            eprintln!(
+                "{} × {}, {r:?}: not run: {problem}",
+                config.cell.name(),
+                config.layers
+            );
+            return Ok(None);
+        }
+        other => other?,
+    };
+    let check = check_stack(gpu, kernels, config, r)?;
+    let full = RandomCase {
+        batch: c.batch,
+        steps: c.steps,
+        seed: 3,
+        init_scale: None,
+        random_state: false,
+    };
+    let case = Case::random(config, full)?;
+    stack.write_params(gpu, &case.params.cast::<f32>().data)?;
+    stack.write_batch(gpu, &case.batch)?;
+    Ok(Some((stack, check)))
+}
+
+/// Times the Elman fast path and `layers` layers of each cell at one configuration, with the
+/// recurrence asked for, or with each of the two.
 pub fn bench_cells(
     gpu: &Gpu,
     c: &BenchConfig,
@@ -88,41 +130,43 @@ pub fn bench_cells(
     let kernels = gpu.scoped("building the compute pipelines", || {
         Kernels::new(&gpu.device)
     })?;
-    let recurrence =
-        recurrence.unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, c.batch, c.hidden));
+    let recurrences = match recurrence {
+        Some(r) => vec![r],
+        None => vec![Recurrence::PerStep, Recurrence::Persistent],
+    };
     let model = crate::model::ModelConfig::tokens(c.vocab, c.hidden);
-    let elman = GpuStep::new(gpu, &kernels, model, c.batch, c.steps, recurrence)?;
-    let params = Params::init(model, 1);
-    elman.write_params(gpu, &params)?;
-    elman.write_batch(gpu, &Batch::random(&model, c.batch, c.steps, false, 3))?;
+    let mut elman = Vec::new();
+    for &r in &recurrences {
+        let step = GpuStep::new(gpu, &kernels, model, c.batch, c.steps, r)?;
+        step.write_params(gpu, &Params::init(model, 1))?;
+        step.write_batch(gpu, &Batch::random(&model, c.batch, c.steps, false, 3))?;
+        elman.push((r, step, check_against_cpu(gpu, c, r)?));
+    }
     let mut stacks = Vec::new();
     for &cell in cells {
         let config = ModelConfig::tokens(c.vocab, c.hidden).with_cell(cell, layers);
-        let check = check_stack(gpu, &kernels, config)?;
-        let stack = GpuStack::new(gpu, &kernels, config, c.batch, c.steps)?;
-        let full = RandomCase {
-            batch: c.batch,
-            steps: c.steps,
-            seed: 3,
-            init_scale: None,
-            random_state: false,
-        };
-        let case = Case::random(config, full)?;
-        stack.write_params(gpu, &case.params.cast::<f32>().data)?;
-        stack.write_batch(gpu, &case.batch)?;
-        stacks.push((cell, check, stack));
+        for &r in &recurrences {
+            if let Some((step, check)) = stack(gpu, &kernels, c, config, r)? {
+                stacks.push((cell, r, step, check));
+            }
+        }
     }
-    let mut variants = vec![Variant {
-        name: format!("elman (fast path, {recurrence:?})"),
-        flops: c.flops(),
-        record: Box::new(|pass| elman.record(pass)),
-        check: check_against_cpu(gpu, c, recurrence)?,
-    }];
-    for (cell, check, stack) in &stacks {
+    let mut variants = Vec::new();
+    for (r, step, check) in &elman {
         variants.push(Variant {
-            name: format!("{} × {layers}", cell.name()),
+            name: format!("elman (fast path), {r:?}"),
+            recurrence: *r,
+            flops: c.flops(),
+            record: Box::new(|pass| step.record(pass)),
+            check: *check,
+        });
+    }
+    for (cell, r, step, check) in &stacks {
+        variants.push(Variant {
+            name: format!("{} × {layers}, {r:?}", cell.name()),
+            recurrence: *r,
             flops: flops(c, *cell, layers),
-            record: Box::new(move |pass| stack.record(pass)),
+            record: Box::new(move |pass| step.record(pass)),
             check: *check,
         });
     }
@@ -162,6 +206,11 @@ fn time(
         }
     }
     let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+    // The Elman steps come first, one per recurrence.
+    let elman = |r: Recurrence| {
+        let i = variants.iter().position(|v| v.recurrence == r);
+        medians[i.expect("an Elman step of every recurrence timed")]
+    };
     Ok(variants
         .iter()
         .enumerate()
@@ -171,7 +220,7 @@ fn time(
             timed_steps: steps,
             median_ms: medians[i],
             min_ms: times[i].iter().copied().fold(f64::INFINITY, f64::min),
-            ratio_to_elman: medians[i] / medians[0],
+            ratio_to_elman: medians[i] / elman(v.recurrence),
             gflops: v.flops / (medians[i] * 1e-3) * 1e-9,
             dispatches_per_step: dispatches[i],
             check_max_rel_error: v.check,
@@ -185,7 +234,7 @@ pub fn cell_table(rows: &[CellBenchRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<16} {:<32} {:>5} {:>10} {:>10} {:>9} {:>8} {:>7} {:>10}",
+        "{:<16} {:<36} {:>5} {:>10} {:>10} {:>9} {:>8} {:>7} {:>10}",
         "H,B,T (I=O)",
         "variant",
         "steps",
@@ -200,7 +249,7 @@ pub fn cell_table(rows: &[CellBenchRow]) -> String {
         let c = r.config;
         let _ = writeln!(
             s,
-            "{:<16} {:<32} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>7} {:>10.1e}",
+            "{:<16} {:<36} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>7} {:>10.1e}",
             format!("{},{},{} ({})", c.hidden, c.batch, c.steps, c.vocab),
             r.variant,
             r.timed_steps,

@@ -827,8 +827,9 @@ fn check_exits_1_when_a_tensor_disagrees() {
     );
 }
 
-/// `bench --cell`: JSON rows for the Elman step and each cell, with the dispatches counted where
-/// they are recorded: the per-step recurrence takes two per timestep, layer and pass.
+/// `bench --cell`: JSON rows for the Elman step and each cell with each recurrence, with the
+/// dispatches counted where they are recorded: the per-step recurrence takes two per timestep,
+/// layer and pass (the fused Elman step one), the persistent one a number that T does not change.
 #[test]
 fn bench_times_each_cell_against_the_elman_step() {
     let run = |t: usize| -> serde_json::Value {
@@ -842,14 +843,7 @@ fn bench_times_each_cell_against_the_elman_step() {
                 "--steps",
                 "2",
             ])
-            .args([
-                "--warmup",
-                "1",
-                "--recurrence",
-                "per-step",
-                "--json",
-                "--config",
-            ])
+            .args(["--warmup", "1", "--json", "--config"])
             .arg(format!("16,3,{t}"))
             .output()
             .unwrap();
@@ -865,10 +859,14 @@ fn bench_times_each_cell_against_the_elman_step() {
     assert_eq!(
         names,
         [
-            "elman (fast path, PerStep)",
-            "rnn × 2",
-            "gru × 2",
-            "lstm × 2"
+            "elman (fast path), PerStep",
+            "elman (fast path), Persistent",
+            "rnn × 2, PerStep",
+            "rnn × 2, Persistent",
+            "gru × 2, PerStep",
+            "gru × 2, Persistent",
+            "lstm × 2, PerStep",
+            "lstm × 2, Persistent",
         ]
     );
     for (a, b) in rows.iter().zip(long.as_array().unwrap()) {
@@ -876,12 +874,13 @@ fn bench_times_each_cell_against_the_elman_step() {
         assert!(a["check_max_rel_error"].as_f64().unwrap() < 1e-5);
         let grown =
             b["dispatches_per_step"].as_u64().unwrap() - a["dispatches_per_step"].as_u64().unwrap();
-        // Five more timesteps: the Elman step one fused product per pass, each stacked layer two
-        // dispatches (a product and the cell) per pass.
-        let per_step = if a["variant"].as_str().unwrap().starts_with("elman") {
-            2
-        } else {
-            2 * 2 * 2
+        // Five more timesteps: per step, the Elman step one fused product per pass, each stacked
+        // layer two dispatches (a product and the cell) per pass; persistent, none.
+        let name = a["variant"].as_str().unwrap();
+        let per_step = match (name.starts_with("elman"), name.ends_with("PerStep")) {
+            (_, false) => 0,
+            (true, true) => 2,
+            (false, true) => 2 * 2 * 2,
         };
         assert_eq!(grown, 5 * per_step, "{a}\n{b}");
     }

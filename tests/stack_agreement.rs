@@ -2,18 +2,21 @@
 //! fused Elman step for one tanh layer, the stacked step otherwise): every output and gradient of
 //! one step, by name, within `max(1e-5 · max |ref|, 4 × the reference's own f32 error)` of the
 //! reference in f64, at odd sizes (a multiple of no workgroup size), T = 1, B = 1, nonzero h_0
-//! and c_0, L = 1, 2, 3, tokens and dense.
+//! and c_0, L = 1, 2, 3, tokens and dense, with both recurrences (one product and one cell kernel
+//! per timestep, or the persistent kernel).
 
 mod common;
 
 use common::{assert_all_pass, gpu};
 use unroll::case::{Case, RandomCase};
 use unroll::cell::Cell;
+use unroll::check::RTOL_F32;
 use unroll::check::compare_gpu;
-use unroll::gpu::Kernels;
+use unroll::gpu::{Kernels, ModelStep, Recurrence};
 use unroll::model::{InputKind, ModelConfig};
 
 const CELLS: [Cell; 4] = [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm];
+const RECURRENCES: [Recurrence; 2] = [Recurrence::PerStep, Recurrence::Persistent];
 
 /// Sizes of one case: I, H, O, B, T.
 #[derive(Clone, Copy, Debug)]
@@ -55,8 +58,10 @@ fn agree(cells: &[Cell], layers: &[usize], sizes: &[Sizes]) {
                 for &z in sizes {
                     seed += 1;
                     let case = case(cell, l, kind, z, seed);
-                    let rows = compare_gpu(&gpu, &kernels, &case, None).unwrap();
-                    assert_all_pass(&format!("{cell:?} L={l} {kind} {z:?}"), &rows);
+                    for r in RECURRENCES {
+                        let rows = compare_gpu(&gpu, &kernels, &case, Some(r)).unwrap();
+                        assert_all_pass(&format!("{cell:?} L={l} {kind} {z:?} {r:?}"), &rows);
+                    }
                 }
             }
         }
@@ -104,9 +109,110 @@ fn a_larger_model_of_each_cell_matches_the_cpu() {
     let kernels = Kernels::new(&gpu.device);
     for (i, cell) in CELLS.into_iter().enumerate() {
         let case = case(cell, 2, InputKind::Tokens, z, 100 + i as u64);
-        let rows = compare_gpu(&gpu, &kernels, &case, None).unwrap();
-        assert_all_pass(&format!("{cell:?} L=2 {z:?}"), &rows);
+        // On a software adapter the persistent kernel runs T = 64 in chunks of time.
+        for r in RECURRENCES {
+            let rows = compare_gpu(&gpu, &kernels, &case, Some(r)).unwrap();
+            assert_all_pass(&format!("{cell:?} L=2 {z:?} {r:?}"), &rows);
+        }
     }
+}
+
+/// The same step run twice gives the same bits: every reduction runs in a fixed order, the
+/// persistent kernel's too.
+#[test]
+fn a_stacked_step_is_bitwise_repeatable() {
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let z = Sizes {
+        input: 11,
+        hidden: 24,
+        output: 11,
+        batch: 6,
+        steps: 24,
+    };
+    for cell in [Cell::Gru, Cell::Lstm] {
+        let case = case(cell, 2, InputKind::Tokens, z, 600);
+        let (c, b) = (case.params.config, &case.batch);
+        let p32 = case.params.cast::<f32>();
+        for r in RECURRENCES {
+            let options = unroll::gpu::StepOptions {
+                recurrence: Some(r),
+                ..Default::default()
+            };
+            let step = ModelStep::new(&gpu, &kernels, c, (b.batch, b.steps), options).unwrap();
+            let x = step.run_and_read(&gpu, &p32, b).unwrap();
+            let y = step.run_and_read(&gpu, &p32, b).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(x.loss.to_bits(), y.loss.to_bits(), "{cell:?} {r:?}");
+            assert_eq!(bits(&x.grads), bits(&y.grads), "{cell:?} {r:?}");
+            assert_eq!(bits(&x.output), bits(&y.output), "{cell:?} {r:?}");
+            assert_eq!(bits(&x.dh0), bits(&y.dh0), "{cell:?} {r:?}");
+        }
+    }
+}
+
+#[test]
+fn grids_past_65535_workgroups_match_the_cpu() {
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let sizes = |hidden, batch, steps| Sizes {
+        input: 3,
+        hidden,
+        output: 2,
+        batch,
+        steps,
+    };
+    let cases = [
+        // B·H = 4,400,000 units: the cell kernels' grid passes 65,535 × 64 invocations; the
+        // persistent kernel's 16 rows per workgroup need 68,750 workgroups.
+        (Cell::Lstm, sizes(4, 1_100_000, 1)),
+        // T·B = 2,200,000 rows: every product over the rows passes 65,535 × 32 rows.
+        (Cell::Gru, sizes(3, 1_100_000, 2)),
+    ];
+    for (i, (cell, z)) in cases.into_iter().enumerate() {
+        let case = case(cell, 1, InputKind::Tokens, z, 400 + i as u64);
+        let (c, b) = (case.params.config, &case.batch);
+        // The reference once (it is most of the time), both recurrences against it.
+        let (nb, nt) = (b.batch, b.steps);
+        let truth = unroll::cpu::step(&case.params, b).tensors(&c, nb, nt);
+        let own = unroll::cpu::step(&case.params.cast::<f32>(), b).tensors(&c, nb, nt);
+        for r in RECURRENCES {
+            let options = unroll::gpu::StepOptions {
+                recurrence: Some(r),
+                ..Default::default()
+            };
+            let step = ModelStep::new(&gpu, &kernels, c, (b.batch, b.steps), options).unwrap();
+            assert_eq!(step.recurrence(), r);
+            let out = step.run_and_read(&gpu, &case.params.cast(), b).unwrap();
+            let got = out.tensors(&c, nb, nt);
+            let rows = unroll::compare::compare_with_yardstick(&truth, &own, &got, RTOL_F32);
+            assert_all_pass(&format!("{cell:?} {z:?} {r:?}"), &rows);
+        }
+    }
+}
+
+#[test]
+fn the_persistent_recurrence_refuses_gates_wider_than_its_workgroup_memory() {
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let z = Sizes {
+        input: 3,
+        hidden: 1_100,
+        output: 2,
+        batch: 1,
+        steps: 1,
+    };
+    let case = case(Cell::Lstm, 1, InputKind::Tokens, z, 500);
+    let persistent = Some(Recurrence::Persistent);
+    let err = compare_gpu(&gpu, &kernels, &case, persistent).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("G·H = 4400") && text.contains("--recurrence per-step"),
+        "{text}"
+    );
+    // Left to choose, the step takes the per-step kernels and agrees.
+    let rows = compare_gpu(&gpu, &kernels, &case, None).unwrap();
+    assert_all_pass("LSTM H = 1,100, recurrence chosen", &rows);
 }
 
 #[test]
@@ -186,7 +292,11 @@ fn dropout_matches_the_cpu() {
         let case = case(cell, l, kind, ODD, 300 + i as u64);
         let (c, b) = (case.params.config, &case.batch);
         let shape = (b.batch, b.steps);
-        let stack = GpuStack::with_options(&gpu, &kernels, c, shape, None, Some(spec)).unwrap();
+        let options = unroll::gpu::StepOptions {
+            dropout: Some(spec),
+            ..Default::default()
+        };
+        let stack = GpuStack::with_options(&gpu, &kernels, c, shape, options).unwrap();
         let p32 = case.params.cast::<f32>();
         let mut grads = Vec::new();
         for step in [5, 6] {

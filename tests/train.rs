@@ -302,6 +302,14 @@ fn gpu_optimizer_matches_cpu() {
 }
 
 fn resume_matches_straight(device: Device, cell: Cell, layers: usize, dropout: f32) {
+    resume_matches_straight_with(device, (cell, layers, dropout), None);
+}
+
+fn resume_matches_straight_with(
+    device: Device,
+    (cell, layers, dropout): (Cell, usize, f32),
+    recurrence: Option<unroll::gpu::Recurrence>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let straight_dir = dir.path().join("straight");
     let split_dir = dir.path().join("split");
@@ -313,12 +321,16 @@ fn resume_matches_straight(device: Device, cell: Cell, layers: usize, dropout: f
     cfg.batch = 4;
     cfg.eval_every = 20;
     cfg.checkpoint_every = 30;
-    let straight = train(&cfg, &opts(&straight_dir, device)).unwrap();
+    let opts = |dir: &Path| RunOptions {
+        recurrence,
+        ..opts(dir, device)
+    };
+    let straight = train(&cfg, &opts(&straight_dir)).unwrap();
     // Stop at 30 (the periodic checkpoint is the end of this run), then resume to 60.
     cfg.iters = 30;
-    train(&cfg, &opts(&split_dir, device)).unwrap();
+    train(&cfg, &opts(&split_dir)).unwrap();
     cfg.iters = 60;
-    let mut o = opts(&split_dir, device);
+    let mut o = opts(&split_dir);
     o.resume = Some(split_dir.join("model.safetensors"));
     let resumed = train(&cfg, &o).unwrap();
     let a = Checkpoint::load(&straight.checkpoint).unwrap();
@@ -358,6 +370,15 @@ fn resume_matches_straight_gpu() {
         (Cell::Lstm, 3, 0.25),
     ] {
         resume_matches_straight(Device::Gpu, cell, layers, dropout);
+    }
+}
+
+#[test]
+fn resume_matches_straight_gpu_persistent() {
+    let _ = common::gpu();
+    let persistent = Some(unroll::gpu::Recurrence::Persistent);
+    for run in [(Cell::Gru, 2, 0.25), (Cell::Lstm, 2, 0.0)] {
+        resume_matches_straight_with(Device::Gpu, run, persistent);
     }
 }
 

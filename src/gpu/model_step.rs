@@ -56,29 +56,14 @@ impl ModelStep {
         (batch, steps): (usize, usize),
         options: StepOptions,
     ) -> Result<Self> {
-        let StepOptions {
-            recurrence,
-            params,
-            dropout,
-        } = options;
         if config.is_elman() {
-            let r = recurrence
+            let r = options
+                .recurrence
                 .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
-            let step = GpuStep::with_params(gpu, kernels, config, batch, steps, r, params)?;
+            let step = GpuStep::with_params(gpu, kernels, config, batch, steps, r, options.params)?;
             return Ok(ModelStep::Elman(Box::new(step)));
         }
-        if recurrence == Some(Recurrence::Persistent) {
-            return Err(Error::config(
-                format!(
-                    "the persistent recurrence runs the single tanh layer; this model has {} layer(s) of {}",
-                    config.layers,
-                    config.cell.name()
-                ),
-                "use --recurrence per-step (the default for stacked and gated models)",
-            ));
-        }
-        let shape = (batch, steps);
-        let stack = GpuStack::with_options(gpu, kernels, config, shape, params, dropout)?;
+        let stack = GpuStack::with_options(gpu, kernels, config, (batch, steps), options)?;
         Ok(ModelStep::Stack(Box::new(stack)))
     }
 
@@ -102,7 +87,7 @@ impl ModelStep {
     pub fn recurrence(&self) -> Recurrence {
         match self {
             ModelStep::Elman(s) => s.recurrence,
-            ModelStep::Stack(_) => Recurrence::PerStep,
+            ModelStep::Stack(s) => s.recurrence,
         }
     }
 

@@ -22,14 +22,15 @@
 //! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
 //! once in [`GpuStack::new`]; a step is one submission.
 
-use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
+use crate::gpu::model_step::StepOptions;
 use crate::gpu::plan::Recorded;
+use crate::gpu::recurrence::Recurrence;
 pub use crate::gpu::stack_buffers::StackBuffers;
 use crate::gpu::stack_buffers::{Shape, allocate, check_fits, places};
-use crate::gpu::stack_plan::plan_step;
+use crate::gpu::stack_plan::{PlanOptions, plan_step};
 use crate::model::{Batch, Inputs, ModelConfig, StepOutput, Targets};
 
 /// The GPU buffers and recorded dispatches of one training step of a stacked model for a fixed
@@ -43,6 +44,8 @@ pub struct GpuStack {
     pub steps: usize,
     /// The buffers.
     pub buffers: StackBuffers,
+    /// How the layers' recurrences are dispatched.
+    pub recurrence: Recurrence,
     phases: Recorded,
     bytes: u64,
     dropout: bool,
@@ -58,21 +61,25 @@ impl GpuStack {
         batch: usize,
         steps: usize,
     ) -> Result<Self> {
-        Self::with_options(gpu, kernels, config, (batch, steps), None, None)
+        Self::with_options(gpu, kernels, config, (batch, steps), StepOptions::default())
     }
 
-    /// As [`Self::new`], reading the parameters from `params` when given (shared with another
-    /// step, e.g. the training step's, so that evaluation needs no copy), and with `dropout`
-    /// between the layers (a training step's; its masks keyed by the update count in
-    /// the step's counter buffer).
+    /// As [`Self::new`], with the options: the recurrence asked for (else chosen per shape and
+    /// adapter), the parameters read from another step's buffer (evaluation shares the training
+    /// step's, so it needs no copy), and dropout between the layers (a training step's; its
+    /// masks keyed by the update count in the step's counter buffer).
     pub fn with_options(
         gpu: &Gpu,
         kernels: &Kernels,
         config: ModelConfig,
         (batch, steps): (usize, usize),
-        params: Option<wgpu::Buffer>,
-        dropout: Option<DropoutSpec>,
+        options: StepOptions,
     ) -> Result<Self> {
+        let StepOptions {
+            recurrence,
+            params,
+            dropout,
+        } = options;
         config.validate()?;
         if batch == 0 || steps == 0 {
             return Err(Error::config(
@@ -85,14 +92,19 @@ impl GpuStack {
             nb: batch,
             nt: steps,
         };
+        let gh = config.cell.gates() * config.hidden;
+        let recurrence = Recurrence::for_cells(gpu, recurrence, config.hidden, gh)?;
         let table = config.table();
         let (places, vt, wt_len) = places(&config, &table);
         check_fits(gpu, &s, &table, wt_len)?;
         let dropped = dropout.is_some() && config.layers > 1;
         let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, (params, dropped));
-        let dropout = dropout.filter(|_| config.layers > 1);
+        let options = PlanOptions {
+            dropout: dropout.filter(|_| config.layers > 1),
+            recurrence,
+        };
         let (phases, uniform_bytes) =
-            plan_step(gpu, kernels, &buffers, s, places, vt, &table, dropout);
+            plan_step(gpu, kernels, (&buffers, s, &table), (places, vt), options);
         bytes += uniform_bytes;
         Ok(Self {
             config,
@@ -102,6 +114,7 @@ impl GpuStack {
             phases,
             bytes,
             dropout: dropped,
+            recurrence,
         })
     }
 

@@ -107,7 +107,8 @@ impl Shape {
         (l * (self.nt + 1) + t) * self.bh()
     }
 
-    /// The largest buffers, (what, elements), to check against the adapter's limits.
+    /// The largest buffers, (what, elements), to check against the adapter's limits (the others,
+    /// `dh`, `dropped`, the loss's, are no larger than one of these).
     pub(crate) fn sizes(&self, table: &ParamTable, wt: usize) -> Vec<(&'static str, usize)> {
         let c = &self.config;
         let per_layer = self.config.layers * (self.nt + 1) * self.bh();
@@ -115,6 +116,7 @@ impl Shape {
             InputKind::Tokens => self.rows(),
             InputKind::Dense => self.rows() * c.input,
         };
+        let outputs = c.layers * self.rows() * c.hidden;
         vec![
             ("the parameters", table.len),
             ("the transposed weights", wt),
@@ -123,12 +125,8 @@ impl Shape {
             ("the gate projections (T, B, G·H)", self.rows() * self.gh()),
             ("every layer's hidden states (L, T+1, B, H)", per_layer),
             (
-                "the layers' outputs after dropout (L−1, T, B, H)",
-                per_layer,
-            ),
-            (
                 "the saved gate activations (L, T, B, S·H)",
-                per_layer * saved_per_unit(c.cell),
+                outputs * saved_per_unit(c.cell),
             ),
         ]
     }

@@ -3,47 +3,60 @@
 
 use crate::cell::ParamTable;
 use crate::dropout::DropoutSpec;
-use crate::gpu::cells::{CellKernels, CellParams, direct_reaches_h, saved_per_unit};
+use crate::gpu::cells::{
+    CellKernels, CellParams, SequenceKernels, direct_reaches_h, saved_per_unit,
+};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{DropoutParams, EmbeddingParams, Kernels, MatmulParams, TransposeParams};
 use crate::gpu::phase::Phase;
 use crate::gpu::plan::{
-    A, B, Epilogue, Loss, Matmul, Plan, Product, Recorded, cols, grid_1d, rows,
+    A, B, Epilogue, Loss, Matmul, Plan, Product, Recorded, cols, grid_1d, grid_rows, rows,
 };
+use crate::gpu::recurrence::Recurrence;
 use crate::gpu::stack_buffers::{Place, Shape, StackBuffers};
 use crate::model::InputKind;
+
+/// How a stacked step runs beyond its shape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlanOptions {
+    /// Dropout between the layers (training steps only).
+    pub(crate) dropout: Option<DropoutSpec>,
+    /// How each layer's recurrence is dispatched.
+    pub(crate) recurrence: Recurrence,
+}
 
 /// Records every dispatch of a stacked step over `buffers` (W^T of layer l at `places[l]`, V^T
 /// at `vt` in `wt`): forward layer by layer, the output and loss, backward from the top layer
 /// down. Returns the dispatches and the bytes of their uniforms.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_step(
     gpu: &Gpu,
     kernels: &Kernels,
-    buffers: &StackBuffers,
-    s: Shape,
-    places: Vec<Place>,
-    vt: usize,
-    table: &ParamTable,
-    dropout: Option<DropoutSpec>,
+    (buffers, s, table): (&StackBuffers, Shape, &ParamTable),
+    (places, vt): (Vec<Place>, usize),
+    options: PlanOptions,
 ) -> (Recorded, u64) {
     let config = s.config;
     let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
+    let uniform = std::mem::size_of::<MatmulParams>().max(std::mem::size_of::<CellParams>());
+    let cell = kernels.cell(&gpu.device, config.cell);
     let mut planner = Planner {
         plan: Plan {
             uniforms: Vec::new(),
-            stride: std::mem::size_of::<MatmulParams>().next_multiple_of(align),
+            stride: uniform.next_multiple_of(align),
             specs: Vec::new(),
         },
         k: kernels,
-        cell: kernels.cell(&gpu.device, config.cell),
+        cell,
+        sequence: (options.recurrence == Recurrence::Persistent)
+            .then(|| cell.sequence(&gpu.device)),
+        device_type: gpu.info.device_type,
         b: buffers,
         s,
         places,
         vt,
         v: table.get("decoder.weight").expect("the decoder").offset,
         c: table.get("decoder.bias").expect("the decoder").offset,
-        dropout,
+        dropout: options.dropout,
     };
     planner.layouts();
     for l in 0..config.layers {
@@ -71,6 +84,10 @@ struct Planner<'a> {
     plan: Plan<'a>,
     k: &'a Kernels,
     cell: &'a CellKernels,
+    /// The persistent recurrence, where it runs the layers' recurrences.
+    sequence: Option<&'a SequenceKernels>,
+    /// The adapter's type (a software adapter runs long loops in chunks).
+    device_type: wgpu::DeviceType,
     b: &'a StackBuffers,
     s: Shape,
     places: Vec<Place>,
@@ -207,25 +224,56 @@ impl<'a> Planner<'a> {
 
     /// The uniform of the cell's kernels at layer l, step t (0-based: h_{t+1} from h_t).
     fn cell_params(&self, l: usize, t: usize) -> CellParams {
-        let s = &self.s;
-        let saved = saved_per_unit(s.config.cell) * s.bh();
+        let (s, cell) = (&self.s, self.s.config.cell);
         CellParams {
             batch: s.nb as u32,
             hidden: s.config.hidden as u32,
-            row: (t * s.nb * s.gh()) as u32,
-            prev: s.state(l, t) as u32,
-            next: s.state(l, t + 1) as u32,
-            saved: ((l * s.nt + t) * saved) as u32,
-            dh: (t * s.bh()) as u32,
-            last_step: (t + 1 == s.nt) as u32,
-            first_step: (t == 0) as u32,
-            state: (l * s.bh()) as u32,
-            _pad: [0; 2],
+            gates: cell.gates() as u32,
+            saved_width: saved_per_unit(cell) as u32,
+            layer: l as u32,
+            steps: s.nt as u32,
+            t: t as u32,
+            ..Default::default()
+        }
+    }
+
+    /// Layer l's whole recurrence, forward or backward, as cell_sequence.wgsl's persistent
+    /// kernel: one dispatch per chunk of timesteps (backward: the last chunk first).
+    fn sequence(&mut self, kernels: &'a SequenceKernels, l: usize, backward: bool) {
+        let (p, s, cell) = (self.places[l], self.s, self.s.config.cell);
+        let rows_per_group = Recurrence::cell_rows_per_group(s.nb, s.gh());
+        let (nh, gh) = (s.config.hidden, s.gh());
+        let mut chunks = Recurrence::cell_chunks(self.device_type, rows_per_group, nh, gh, s.nt);
+        let (phase, kernel) = if backward {
+            chunks.reverse();
+            (Phase::BackwardRecurrence, &kernels.backward)
+        } else {
+            (Phase::ForwardRecurrence, &kernels.forward)
+        };
+        let groups = grid_rows(s.nb.div_ceil(rows_per_group));
+        for (t_begin, t_end) in chunks {
+            let cp = CellParams {
+                t_begin: t_begin as u32,
+                t_end: t_end as u32,
+                rows_per_group: rows_per_group as u32,
+                wt: p.wt_hh as u32,
+                wt_stride: s.gh().next_multiple_of(4) as u32,
+                w: p.w_hh as u32,
+                bias: p.b_hh as u32,
+                direct_to_h: direct_reaches_h(cell) as u32,
+                ..self.cell_params(l, 0)
+            };
+            let mut buffers = self.cell_buffers();
+            buffers.extend([&self.b.wt, &self.b.params, &self.b.dh0]);
+            self.plan.push(phase, kernel, &cp, buffers, groups);
         }
     }
 
     /// t = 1..T: r_t = h_{t-1} W^T + b_hh, then h_t (and c_t) by the cell.
     fn forward_recurrence(&mut self, l: usize) {
+        if let Some(kernels) = self.sequence {
+            return self.sequence(kernels, l, false);
+        }
         let (p, gh, nb, nh) = (self.places[l], self.s.gh(), self.s.nb, self.s.config.hidden);
         let b = self.b;
         let phase = Phase::ForwardRecurrence;
@@ -338,6 +386,9 @@ impl<'a> Planner<'a> {
     /// t = T..1: da_t, dr_t by the cell, then dh_next = dr_t W; at t = 1 that product is
     /// ∂L/∂h_0 (plus the path around W for a GRU).
     fn backward_recurrence(&mut self, l: usize) {
+        if let Some(kernels) = self.sequence {
+            return self.sequence(kernels, l, true);
+        }
         let (p, gh, nb, nh) = (self.places[l], self.s.gh(), self.s.nb, self.s.config.hidden);
         let (b, cell) = (self.b, self.s.config.cell);
         let phase = Phase::BackwardRecurrence;
