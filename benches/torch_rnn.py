@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""The PyTorch baseline of `unroll bench`: the same full training step of a one-hot Elman RNN
-(torch.nn.RNN with tanh + torch.nn.Linear, mean cross-entropy over all T·B positions, backward,
-plain SGD update), float32, timed the same way: after warm-up, each step is run and the device
-synchronised inside the timed region; the median and minimum over the steps are reported.
-FLOPs per step are counted as 6·T·B·(I·H + H·H + H·O), as unroll counts them.
+"""The PyTorch baseline of `unroll bench`: the same full training step of a one-hot recurrent
+model (torch.nn.RNN with tanh, torch.nn.GRU or torch.nn.LSTM, `num_layers` L, + torch.nn.Linear;
+mean cross-entropy over all T·B positions, backward, plain SGD update), float32, timed the same
+way: after warm-up, each step is run and the device synchronised inside the timed region; the
+median and minimum over the steps are reported. FLOPs per step are counted as
+6·T·B·(Σ_l G·H·(I_l + H) + H·O), as unroll counts them (G = 1, 3, 4 gates; I_l = I, then H).
 
     python3 benches/torch_rnn.py                   # the four standard configurations, CUDA if present
     python3 benches/torch_rnn.py --device cpu --threads 2 --config 128,32,64
+    python3 benches/torch_rnn.py --cell lstm --layers 2 --config 128,32,64
 """
 import argparse
 import json
@@ -16,9 +18,20 @@ import time
 import torch
 
 
-def bench(device, hidden, batch, steps, vocab, n_steps, warmup):
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def model(cell, vocab, hidden, layers):
+    if cell == "gru":
+        return torch.nn.GRU(vocab, hidden, num_layers=layers)
+    if cell == "lstm":
+        return torch.nn.LSTM(vocab, hidden, num_layers=layers)
+    return torch.nn.RNN(vocab, hidden, num_layers=layers, nonlinearity="tanh")
+
+
+def bench(device, cell, layers, hidden, batch, steps, vocab, n_steps, warmup):
     torch.manual_seed(0)
-    rnn = torch.nn.RNN(vocab, hidden, nonlinearity="tanh").to(device)
+    rnn = model(cell, vocab, hidden, layers).to(device)
     head = torch.nn.Linear(hidden, vocab).to(device)
     params = list(rnn.parameters()) + list(head.parameters())
     opt = torch.optim.SGD(params, lr=1e-3)
@@ -44,9 +57,11 @@ def bench(device, hidden, batch, steps, vocab, n_steps, warmup):
         sync()
         times.append((time.perf_counter() - t0) * 1e3)
     median = statistics.median(times)
-    flops = 6 * steps * batch * (vocab * hidden + hidden * hidden + hidden * vocab)
+    stack = sum(GATES[cell] * hidden * ((vocab if l == 0 else hidden) + hidden) for l in range(layers))
+    flops = 6 * steps * batch * (stack + hidden * vocab)
     return {
         "config": {"hidden": hidden, "batch": batch, "steps": steps, "vocab": vocab},
+        "variant": f"torch {cell} × {layers}",
         "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "cudnn": torch.backends.cudnn.version() if device == "cuda" else None,
@@ -61,6 +76,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--cell", default="rnn", choices=sorted(GATES), help="rnn (tanh), gru or lstm")
+    ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--config", action="append", help="H,B,T (repeatable)")
     ap.add_argument("--vocab", type=int, default=65)
     ap.add_argument("--steps", type=int, default=20)
@@ -71,15 +88,16 @@ def main():
         torch.set_num_threads(args.threads)
     configs = [tuple(int(v) for v in c.split(",")) for c in args.config] if args.config else [
         (100, 1, 25), (128, 32, 64), (512, 32, 64), (1024, 64, 64)]
-    results = [bench(args.device, h, b, t, args.vocab, args.steps, args.warmup) for h, b, t in configs]
+    results = [bench(args.device, args.cell, args.layers, h, b, t, args.vocab, args.steps, args.warmup)
+               for h, b, t in configs]
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'H,B,T (I=O)':<16} {'device':<28} {'median ms':>10} {'min ms':>10} {'tokens/s':>12} {'GFLOP/s':>9}")
+    print(f"{'H,B,T (I=O)':<16} {'variant':<16} {'device':<28} {'median ms':>10} {'min ms':>10} {'tokens/s':>12} {'GFLOP/s':>9}")
     for r in results:
         c = r["config"]
         print(f"{c['hidden']},{c['batch']},{c['steps']} ({c['vocab']})".ljust(16),
-              f"{r['device'][:28]:<28} {r['median_ms']:>10.3f} {r['min_ms']:>10.3f} {r['tokens_per_s']:>12.0f} {r['gflops']:>9.2f}")
+              f"{r['variant']:<16} {r['device'][:28]:<28} {r['median_ms']:>10.3f} {r['min_ms']:>10.3f} {r['tokens_per_s']:>12.0f} {r['gflops']:>9.2f}")
 
 
 if __name__ == "__main__":

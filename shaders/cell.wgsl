@@ -44,17 +44,17 @@ struct CellParams {
     steps: u32,
     t: u32,
     // The persistent recurrence only (cell_sequence.wgsl): the timesteps [t_begin, t_end) of
-    // this dispatch, the batch rows per workgroup, where W_hh^T (H, wt_stride) sits in wt and
-    // W_hh (G·H, H), b_hh in params, and whether d_direct reaches h (a GRU's: ∂L/∂h_0 adds it).
+    // this dispatch, the batch rows per workgroup, where the padded W_hh^T and W_hh sit in wt and
+    // b_hh in params, and whether d_direct reaches h (a GRU's: ∂L/∂h_0 adds it).
     t_begin: u32,
     t_end: u32,
     rows_per_group: u32,
     wt: u32,
-    wt_stride: u32,
     w: u32,
     bias: u32,
     direct_to_h: u32,
     _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: CellParams;

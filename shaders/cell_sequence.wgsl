@@ -13,41 +13,68 @@
 // Batch rows are independent in time, so each workgroup owns `rows_per_group` rows and loops
 // over t on its own: the rows of h_t (forward) or dr_t (backward) go into workgroup memory, the
 // product reads them from there, and storage barriers order each phase's writes before the next
-// phase reads them. No workgroup waits for another (WGSL has no grid-wide barrier). The host
-// splits T into chunks, consecutive dispatches, so that one invocation's loops stay under
-// LOOP_BUDGET (src/gpu/plan.rs); the state between chunks is in hs, cs, dh_next and d_direct.
-// rows_per_group · G·H ≤ ROWS. Workgroups form a 2-D grid when the batch needs more than
-// 65,535 of them.
+// phase reads them. No workgroup waits for another (WGSL has no grid-wide barrier). Each
+// invocation of a product computes four neighbouring columns of a row, reading four elements of
+// the row at once from workgroup memory and the weights as vec4s, from copies padded to multiples
+// of 4 in both dimensions (zeros in the padding; transpose.wgsl makes them). The host splits T into chunks, consecutive dispatches, so that one invocation's
+// loops stay under LOOP_BUDGET on a software adapter (src/gpu/plan.rs); the state between chunks
+// is in hs, cs, dh_next and d_direct. rows_per_group · G·H ≤ ROWS. Workgroups form a 2-D grid
+// when the batch needs more than 65,535 of them.
 //
 // Bindings, after cell.wgsl's 0 … 9:
-//   @binding(10) wt:     array<f32>, read         W_hh^T (H, wt_stride) at p.wt     (forward)
-//   @binding(11) params: array<f32>, read         W_hh (G·H, H) at p.w, b_hh at p.bias
+//   @binding(10) wt:     array<vec4<f32>>, read   W_hh^T (H4, G4) at p.wt, W_hh (G4, H4) at p.w
+//                                                 (G4, H4: G·H and H rounded up to multiples of 4;
+//                                                 zeros in the padding rows and columns)
+//   @binding(11) params: array<f32>, read         b_hh at p.bias
 //   @binding(12) dh0:    array<f32>, read_write   (L, B, H) ∂L/∂h_0 of every layer  (backward)
 
-@group(0) @binding(10) var<storage, read> wt: array<f32>;
+@group(0) @binding(10) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(11) var<storage, read> params: array<f32>;
 @group(0) @binding(12) var<storage, read_write> dh0: array<f32>;
 
-// Elements of the rows a workgroup keeps (16 KiB).
+// Elements of the rows a workgroup keeps (16 KiB), as vec4s: rows padded to H4 or G4.
 const ROWS: u32 = 4096u;
 
-var<workgroup> rows_in: array<f32, ROWS>;
+var<workgroup> rows_in: array<vec4<f32>, 1024>;
 
 // The first batch row of this workgroup (may be past B: the workgroup then has nothing to do).
 fn first_row(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return (wid.y * groups.x + wid.x) * p.rows_per_group;
 }
 
-// Copies `n` elements from src_at.. of `which` (0: hs, 1: r) into rows_in; ends with a barrier.
-fn load_rows(lid: u32, which: u32, at: u32, n: u32) {
-    for (var e = lid; e < n; e += 256u) {
-        if (which == 0u) {
-            rows_in[e] = hs[at + e];
-        } else {
-            rows_in[e] = r[at + e];
+// Copies `rows` rows of `width` elements from hs (from_r false) or r (true) at `at` into
+// rows_in, each padded with zeros to a multiple of 4; ends with a barrier.
+fn load_rows(lid: u32, from_r: bool, at: u32, rows: u32, width: u32) {
+    let padded = (width + 3u) / 4u * 4u;
+    for (var e = lid; e < rows * padded; e += 256u) {
+        let row = e / padded;
+        let k = e % padded;
+        var v = 0.0;
+        if (k < width) {
+            if (from_r) {
+                v = r[at + row * width + k];
+            } else {
+                v = hs[at + row * width + k];
+            }
         }
+        rows_in[e / 4u][e % 4u] = v;
     }
     workgroupBarrier();
+}
+
+// Σ_k rows_in[row, k] · w[k, 4q..4q+3] over a row of `len4` vec4s, w at vec4 `base` with rows of
+// `quads` vec4s: the sum runs over k in order.
+fn row_times(row: u32, len4: u32, base: u32, quads: u32, q: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    for (var k4 = 0u; k4 < len4; k4++) {
+        let x = rows_in[row * len4 + k4];
+        let w = base + 4u * k4 * quads + q;
+        acc += x.x * wt[w];
+        acc += x.y * wt[w + quads];
+        acc += x.z * wt[w + 2u * quads];
+        acc += x.w * wt[w + 3u * quads];
+    }
+    return acc;
 }
 
 // Orders every write of a phase (storage and workgroup memory) before the next phase.
@@ -69,17 +96,21 @@ fn forward_sequence(
     let nh = p.hidden;
     let gh = p.gates * nh;
     let rows = min(p.rows_per_group, p.batch - b0);
+    // W_hh^T is (H4, G4): `quads` vec4s a row.
+    let quads = (gh + 3u) / 4u;
     for (var t = p.t_begin; t < p.t_end; t++) {
         let s = step_at(t);
-        load_rows(lid, 0u, s.prev + b0 * nh, rows * nh);
-        for (var e = lid; e < rows * gh; e += 256u) {
-            let row = e / gh;
-            let n = e % gh;
-            var acc = 0.0;
-            for (var k = 0u; k < nh; k++) {
-                acc += rows_in[row * nh + k] * wt[p.wt + k * p.wt_stride + n];
+        load_rows(lid, false, s.prev + b0 * nh, rows, nh);
+        for (var e = lid; e < rows * quads; e += 256u) {
+            let row = e / quads;
+            let q = e % quads;
+            let acc = row_times(row, (nh + 3u) / 4u, p.wt / 4u, quads, q);
+            for (var c = 0u; c < 4u; c++) {
+                let n = 4u * q + c;
+                if (n < gh) {
+                    r[s.row + (b0 + row) * gh + n] = acc[c] + params[p.bias + n];
+                }
             }
-            r[s.row + b0 * gh + e] = acc + params[p.bias + n];
         }
         phase_barrier();
         for (var e = lid; e < rows * nh; e += 256u) {
@@ -102,6 +133,8 @@ fn backward_sequence(
     let nh = p.hidden;
     let gh = p.gates * nh;
     let rows = min(p.rows_per_group, p.batch - b0);
+    // W_hh padded is (G4, H4): `quads` vec4s a row.
+    let quads = (nh + 3u) / 4u;
     for (var i = p.t_end - p.t_begin; i > 0u; i--) {
         let t = p.t_begin + i - 1u;
         let s = step_at(t);
@@ -109,22 +142,25 @@ fn backward_sequence(
             cell_backward(unit_at(b0 * nh + e), s);
         }
         phase_barrier();
-        load_rows(lid, 1u, s.row + b0 * gh, rows * gh);
-        for (var e = lid; e < rows * nh; e += 256u) {
-            let row = e / nh;
-            let k = e % nh;
-            var acc = 0.0;
-            for (var n = 0u; n < gh; n++) {
-                acc += rows_in[row * gh + n] * params[p.w + n * nh + k];
-            }
-            let u = b0 * nh + e;
-            if (s.first) {
-                if (p.direct_to_h != 0u) {
-                    acc += d_direct[u];
+        load_rows(lid, true, s.row + b0 * gh, rows, gh);
+        for (var e = lid; e < rows * quads; e += 256u) {
+            let row = e / quads;
+            let q = e % quads;
+            let acc = row_times(row, (gh + 3u) / 4u, p.w / 4u, quads, q);
+            for (var c = 0u; c < 4u; c++) {
+                let k = 4u * q + c;
+                if (k < nh) {
+                    let u = (b0 + row) * nh + k;
+                    var g = acc[c];
+                    if (s.first && p.direct_to_h != 0u) {
+                        g += d_direct[u];
+                    }
+                    if (s.first) {
+                        dh0[s.state + u] = g;
+                    } else {
+                        dh_next[u] = g;
+                    }
                 }
-                dh0[s.state + u] = acc;
-            } else {
-                dh_next[u] = acc;
             }
         }
         phase_barrier();

@@ -163,8 +163,10 @@ fn grids_past_65535_workgroups_match_the_cpu() {
         steps,
     };
     let cases = [
-        // B·H = 4,400,000 units: the cell kernels' grid passes 65,535 × 64 invocations; the
-        // persistent kernel's 16 rows per workgroup need 68,750 workgroups.
+        // B·H = 4,400,000 units: the per-step cell kernels' grid passes 65,535 × 64 invocations.
+        // (The persistent kernel takes 64 rows a workgroup here: 17,188 workgroups. A batch that
+        // needs more than 65,535 of them, one row each from G·H = 1,024 on, would need buffers
+        // over a software adapter's 128 MiB binding limit.)
         (Cell::Lstm, sizes(4, 1_100_000, 1)),
         // T·B = 2,200,000 rows: every product over the rows passes 65,535 × 32 rows.
         (Cell::Gru, sizes(3, 1_100_000, 2)),

@@ -153,9 +153,8 @@ pub struct CellParams {
     pub t_end: u32,
     pub rows_per_group: u32,
     pub wt: u32,
-    pub wt_stride: u32,
     pub w: u32,
     pub bias: u32,
     pub direct_to_h: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
 }

@@ -117,7 +117,7 @@ impl Recurrence {
                 limits.max_storage_buffers_per_shader_stage
             ));
         }
-        if gh > SEQUENCE_ROW_ELEMENTS {
+        if gh.next_multiple_of(4) > SEQUENCE_ROW_ELEMENTS {
             return Some(format!(
                 "a row of gates (G·H = {gh}) is wider than its workgroup memory holds ({SEQUENCE_ROW_ELEMENTS})"
             ));
@@ -131,21 +131,26 @@ impl Recurrence {
         None
     }
 
-    /// Batch rows per workgroup: enough to give the 256 invocations a product's worth of work,
-    /// few enough to fit the workgroup memory.
+    /// Batch rows per workgroup: as many as keep each invocation to one group of four columns of
+    /// a product per timestep (the product's rows G4/4 groups wide), within the workgroup memory
+    /// (rows of G4 elements). More rows would make invocations loop; fewer would leave
+    /// invocations idle and spread the batch over more workgroups.
     pub(crate) fn cell_rows_per_group(batch: usize, gh: usize) -> usize {
-        let fit = (SEQUENCE_ROW_ELEMENTS / gh).max(1);
-        256usize.div_ceil(gh).clamp(1, fit).min(batch)
+        let g4 = gh.next_multiple_of(4);
+        let fit = (SEQUENCE_ROW_ELEMENTS / g4).max(1);
+        (256 / (g4 / 4)).clamp(1, fit).min(batch)
     }
 
     /// Loop iterations of one invocation per timestep, the larger of the two passes: per unit
-    /// (b, j) the cell (an LSTM's backward loops over its four gates), per product column a sum
-    /// over H (forward) or G·H (backward), and the rows' copy into workgroup memory.
+    /// (b, j) the cell (an LSTM's backward loops over its four gates), per four product columns
+    /// a sum over H4/4 (forward) or G4/4 (backward) vec4s and the four stores, and the rows' copy
+    /// into workgroup memory.
     fn cell_iterations(rows: usize, hidden: usize, gh: usize) -> usize {
+        let (h4, g4) = (hidden.next_multiple_of(4), gh.next_multiple_of(4));
         let units = (rows * hidden).div_ceil(256);
-        let columns = (rows * gh).div_ceil(256);
-        let forward = 1 + units + columns * (hidden + 1) + units;
-        let backward = 1 + units * 5 + columns + units * (gh + 1);
+        let groups = |width: usize| (rows * width / 4).div_ceil(256);
+        let forward = 1 + (rows * h4).div_ceil(256) + groups(g4) * (h4 / 4 + 5) + units;
+        let backward = 1 + units * 5 + (rows * g4).div_ceil(256) + groups(h4) * (g4 / 4 + 5);
         forward.max(backward)
     }
 

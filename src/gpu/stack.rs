@@ -95,7 +95,8 @@ impl GpuStack {
         let gh = config.cell.gates() * config.hidden;
         let recurrence = Recurrence::for_cells(gpu, recurrence, config.hidden, gh)?;
         let table = config.table();
-        let (places, vt, wt_len) = places(&config, &table);
+        let persistent = recurrence == Recurrence::Persistent;
+        let (places, vt, wt_len) = places(&config, &table, persistent);
         check_fits(gpu, &s, &table, wt_len)?;
         let dropped = dropout.is_some() && config.layers > 1;
         let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, (params, dropped));

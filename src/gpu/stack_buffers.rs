@@ -23,8 +23,11 @@ pub(crate) struct Place {
     pub(crate) b_hh: usize,
     /// W_ih^T (input, G·H4) in `wt`.
     pub(crate) wt_ih: usize,
-    /// W_hh^T (H, G·H4) in `wt`.
+    /// W_hh^T (H, G·H4) in `wt`, with H4 − H rows of zeros after it.
     pub(crate) wt_hh: usize,
+    /// W_hh padded to (G·H4, H4) in `wt`, for the persistent recurrence (else 0, and not
+    /// written).
+    pub(crate) w_hh_padded: usize,
 }
 
 /// Every buffer of a stacked step.
@@ -132,10 +135,15 @@ impl Shape {
     }
 }
 
-/// Where each layer's parameters sit, and where its transposed weights go in `wt`; and the
-/// offset of V^T and the length of `wt`.
-pub(crate) fn places(config: &ModelConfig, table: &ParamTable) -> (Vec<Place>, usize, usize) {
+/// Where each layer's parameters sit, and where its transposed (and, for the persistent
+/// recurrence, padded) weights go in `wt`; and the offset of V^T and the length of `wt`.
+pub(crate) fn places(
+    config: &ModelConfig,
+    table: &ParamTable,
+    persistent: bool,
+) -> (Vec<Place>, usize, usize) {
     let g4 = (config.cell.gates() * config.hidden).next_multiple_of(4);
+    let h4 = config.hidden.next_multiple_of(4);
     let off = |name: String| table.get(&name).expect("a parameter of the table").offset;
     let mut wt = 0;
     let mut places = Vec::new();
@@ -144,7 +152,11 @@ pub(crate) fn places(config: &ModelConfig, table: &ParamTable) -> (Vec<Place>, u
         let wt_ih = wt;
         wt += input * g4;
         let wt_hh = wt;
-        wt += config.hidden * g4;
+        wt += h4 * g4;
+        let w_hh_padded = if persistent { wt } else { 0 };
+        if persistent {
+            wt += g4 * h4;
+        }
         places.push(Place {
             input,
             w_ih: off(format!("rnn.weight_ih_l{l}")),
@@ -153,6 +165,7 @@ pub(crate) fn places(config: &ModelConfig, table: &ParamTable) -> (Vec<Place>, u
             b_hh: off(format!("rnn.bias_hh_l{l}")),
             wt_ih,
             wt_hh,
+            w_hh_padded,
         });
     }
     let vt = wt;

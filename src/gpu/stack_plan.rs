@@ -101,7 +101,8 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    /// W_ih^T and W_hh^T of every layer (W_ih^T not for a gathered token layer), then V^T.
+    /// W_ih^T and W_hh^T of every layer (W_ih^T not for a gathered token layer), and W_hh with
+    /// rows padded for the persistent recurrence; then V^T.
     fn layouts(&mut self) {
         let (c, gh) = (self.s.config, self.s.gh());
         let g4 = gh.next_multiple_of(4);
@@ -123,6 +124,14 @@ impl<'a> Planner<'a> {
             }
             let t = copy(gh, c.hidden, p.w_hh, p.wt_hh, g4);
             self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
+            if self.sequence.is_some() {
+                let h4 = c.hidden.next_multiple_of(4);
+                let t = TransposeParams {
+                    transpose: 0,
+                    ..copy(gh, c.hidden, p.w_hh, p.w_hh_padded, h4)
+                };
+                self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
+            }
         }
         let t = copy(
             c.output,
@@ -257,8 +266,7 @@ impl<'a> Planner<'a> {
                 t_end: t_end as u32,
                 rows_per_group: rows_per_group as u32,
                 wt: p.wt_hh as u32,
-                wt_stride: s.gh().next_multiple_of(4) as u32,
-                w: p.w_hh as u32,
+                w: p.w_hh_padded as u32,
                 bias: p.b_hh as u32,
                 direct_to_h: direct_reaches_h(cell) as u32,
                 ..self.cell_params(l, 0)
