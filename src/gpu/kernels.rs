@@ -192,157 +192,124 @@ pub struct Kernels {
     cells: [std::sync::OnceLock<CellKernels>; 4],
 }
 
-fn module(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ShaderModule {
-    device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(name),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    })
+/// A compiled shader file, whose entry points become kernels.
+struct Shader<'d> {
+    device: &'d wgpu::Device,
+    module: wgpu::ShaderModule,
+}
+
+impl<'d> Shader<'d> {
+    fn new(device: &'d wgpu::Device, name: &str, source: &str) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        Self { device, module }
+    }
+
+    /// The pipeline of entry point `name` over `bindings`, with no `override` constants.
+    fn kernel(&self, name: &'static str, bindings: &[(&str, Access)]) -> Kernel {
+        Kernel::new(self.device, &self.module, name, bindings, &[])
+    }
+}
+
+use Access::{Read, ReadWrite, UniformDynamic};
+
+/// The bindings of each shader file's entry points, in binding order.
+const MATMUL: &[(&str, Access)] = &[
+    ("p", UniformDynamic),
+    ("a", Read),
+    ("b", Read),
+    ("tokens", Read),
+    ("addend", Read),
+    ("aux", Read),
+    ("c", ReadWrite),
+];
+const TRANSPOSE: &[(&str, Access)] = &[("p", UniformDynamic), ("src", Read), ("out", ReadWrite)];
+const SEQUENCE: &[(&str, Access)] = &[
+    ("p", UniformDynamic),
+    ("src", Read),
+    ("w", Read),
+    ("aux", Read),
+    ("out", ReadWrite),
+];
+const GATHER: &[(&str, Access)] = &[
+    ("p", UniformDynamic),
+    ("x", Read),
+    ("src", Read),
+    ("bias", Read),
+    ("out", ReadWrite),
+];
+const LOSS: &[(&str, Access)] = &[
+    ("p", UniformDynamic),
+    ("y", Read),
+    ("token_targets", Read),
+    ("dense_targets", Read),
+    ("dy", ReadWrite),
+    ("row_loss", ReadWrite),
+];
+const COLUMN_SUM: &[(&str, Access)] = &[("p", UniformDynamic), ("m", Read), ("out", ReadWrite)];
+const DROPOUT: &[(&str, Access)] = &[
+    ("p", UniformDynamic),
+    ("counter", Read),
+    ("src", Read),
+    ("dst", ReadWrite),
+];
+
+/// matmul.wgsl's pipelines, one per [`MatmulVariant`] (its `override` flags and entry point).
+fn matmul_kernels(device: &wgpu::Device) -> Vec<Kernel> {
+    let shader = Shader::new(
+        device,
+        "matmul.wgsl",
+        include_str!("../../shaders/matmul.wgsl"),
+    );
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    MatmulVariant::ALL
+        .iter()
+        .map(|v| {
+            let constants = [
+                ("A_IN_C", flag(v.a_in_c)),
+                ("ONE_HOT_B", flag(v.one_hot_b)),
+                ("A_COLS", flag(v.a_cols)),
+            ];
+            let entry = if v.vec4 { "matmul4" } else { "matmul" };
+            Kernel::new(device, &shader.module, entry, MATMUL, &constants)
+        })
+        .collect()
 }
 
 impl Kernels {
-    /// Compiles every shader and builds every pipeline.
+    /// Compiles every shader and builds every pipeline (a cell's on first use).
     pub fn new(device: &wgpu::Device) -> Self {
-        use Access::*;
-        let matmul = module(
-            device,
-            "matmul.wgsl",
-            include_str!("../../shaders/matmul.wgsl"),
-        );
-        let transpose = module(
-            device,
+        let shader = |name, source| Shader::new(device, name, source);
+        let transpose = shader(
             "transpose.wgsl",
             include_str!("../../shaders/transpose.wgsl"),
         );
-        let sequence = module(
-            device,
+        let sequence = shader(
             "rnn_sequence.wgsl",
             include_str!("../../shaders/rnn_sequence.wgsl"),
         );
-        let emb = module(
-            device,
+        let embedding = shader(
             "embedding.wgsl",
             include_str!("../../shaders/embedding.wgsl"),
         );
-        let loss = module(device, "loss.wgsl", include_str!("../../shaders/loss.wgsl"));
-        let reduce = module(
-            device,
-            "reduce.wgsl",
-            include_str!("../../shaders/reduce.wgsl"),
-        );
-        let dropout = module(
-            device,
-            "dropout.wgsl",
-            include_str!("../../shaders/dropout.wgsl"),
-        );
-        let dropout_bindings = [
-            ("p", UniformDynamic),
-            ("counter", Read),
-            ("src", Read),
-            ("dst", ReadWrite),
-        ];
-        let matmul_bindings = [
-            ("p", UniformDynamic),
-            ("a", Read),
-            ("b", Read),
-            ("tokens", Read),
-            ("addend", Read),
-            ("aux", Read),
-            ("c", ReadWrite),
-        ];
-        let sequence_bindings = [
-            ("p", UniformDynamic),
-            ("src", Read),
-            ("w", Read),
-            ("aux", Read),
-            ("out", ReadWrite),
-        ];
-        let loss_bindings = [
-            ("p", UniformDynamic),
-            ("y", Read),
-            ("token_targets", Read),
-            ("dense_targets", Read),
-            ("dy", ReadWrite),
-            ("row_loss", ReadWrite),
-        ];
+        let loss = shader("loss.wgsl", include_str!("../../shaders/loss.wgsl"));
+        let reduce = shader("reduce.wgsl", include_str!("../../shaders/reduce.wgsl"));
+        let dropout = shader("dropout.wgsl", include_str!("../../shaders/dropout.wgsl"));
         Self {
-            matmul: MatmulVariant::ALL
-                .iter()
-                .map(|v| {
-                    let flag = |on: bool| if on { 1.0 } else { 0.0 };
-                    let constants = [
-                        ("A_IN_C", flag(v.a_in_c)),
-                        ("ONE_HOT_B", flag(v.one_hot_b)),
-                        ("A_COLS", flag(v.a_cols)),
-                    ];
-                    let entry = if v.vec4 { "matmul4" } else { "matmul" };
-                    Kernel::new(device, &matmul, entry, &matmul_bindings, &constants)
-                })
-                .collect(),
-            transpose: Kernel::new(
-                device,
-                &transpose,
-                "transpose",
-                &[("p", UniformDynamic), ("src", Read), ("out", ReadWrite)],
-                &[],
-            ),
-            forward_sequence: Kernel::new(
-                device,
-                &sequence,
-                "forward_sequence",
-                &sequence_bindings,
-                &[],
-            ),
-            backward_sequence: Kernel::new(
-                device,
-                &sequence,
-                "backward_sequence",
-                &sequence_bindings,
-                &[],
-            ),
-            gather: Kernel::new(
-                device,
-                &emb,
-                "gather",
-                &[
-                    ("p", UniformDynamic),
-                    ("x", Read),
-                    ("src", Read),
-                    ("bias", Read),
-                    ("out", ReadWrite),
-                ],
-                &[],
-            ),
-            softmax_xent: Kernel::new(device, &loss, "softmax_xent", &loss_bindings, &[]),
-            squared_error: Kernel::new(device, &loss, "squared_error", &loss_bindings, &[]),
-            softmax_xent_wide: Kernel::new(device, &loss, "softmax_xent_wide", &loss_bindings, &[]),
-            squared_error_wide: Kernel::new(
-                device,
-                &loss,
-                "squared_error_wide",
-                &loss_bindings,
-                &[],
-            ),
-            column_sum: Kernel::new(
-                device,
-                &reduce,
-                "column_sum",
-                &[("p", UniformDynamic), ("m", Read), ("out", ReadWrite)],
-                &[],
-            ),
-            dropout_forward: Kernel::new(
-                device,
-                &dropout,
-                "dropout_forward",
-                &dropout_bindings,
-                &[],
-            ),
-            dropout_backward: Kernel::new(
-                device,
-                &dropout,
-                "dropout_backward",
-                &dropout_bindings,
-                &[],
-            ),
+            matmul: matmul_kernels(device),
+            transpose: transpose.kernel("transpose", TRANSPOSE),
+            forward_sequence: sequence.kernel("forward_sequence", SEQUENCE),
+            backward_sequence: sequence.kernel("backward_sequence", SEQUENCE),
+            gather: embedding.kernel("gather", GATHER),
+            softmax_xent: loss.kernel("softmax_xent", LOSS),
+            squared_error: loss.kernel("squared_error", LOSS),
+            softmax_xent_wide: loss.kernel("softmax_xent_wide", LOSS),
+            squared_error_wide: loss.kernel("squared_error_wide", LOSS),
+            column_sum: reduce.kernel("column_sum", COLUMN_SUM),
+            dropout_forward: dropout.kernel("dropout_forward", DROPOUT),
+            dropout_backward: dropout.kernel("dropout_backward", DROPOUT),
             cells: Default::default(),
         }
     }

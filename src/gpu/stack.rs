@@ -9,15 +9,18 @@
 //!
 //! | phase               | dispatches per layer | computes                                          |
 //! |---------------------|---------------------:|---------------------------------------------------|
-//! | weight layouts      | 2 (+1 for V)         | `W_ih^T`, `W_hh^T` padded for vec4 loads          |
+//! | weight layouts      | 2 (+1 for V, +1 persistent) | `W_ih^T`, `W_hh^T` (and `W_hh`) padded for vec4 loads |
 //! | input projection    | 1                    | `a = x U^T + b_ih` over all T·B rows (a gather for tokens) |
-//! | forward recurrence  | 2T                   | `r_t = h_{t-1} W^T + b_hh`, then the cell's `forward` |
+//! | forward recurrence  | 2T, or 1             | `r_t = h_{t-1} W^T + b_hh`, then the cell's `forward` |
 //! | output and loss     | 3 (once)             | `y = h V^T + c`, loss and `dy`, the mean          |
 //! | output gradients    | 3 (once)             | `dh = dy V`, `dV`, `dc`                           |
-//! | backward recurrence | 2T                   | the cell's `backward`, then `dh_next = dr_t W`    |
+//! | backward recurrence | 2T, or 1             | the cell's `backward`, then `dh_next = dr_t W`    |
 //! | weight gradients    | 4 (+1 below the top) | `dU = da^T x`, `db_ih`, `dW = dr^T h`, `db_hh`; layer l−1's `dh = da U` |
 //!
-//! (Split weight gradients add one in-order sum each, from T·B = 1024 rows on.) Layer l reads
+//! The recurrences run per timestep (a product, then the cell's kernel) or as one persistent
+//! kernel per layer and pass (`shaders/cell_sequence.wgsl`; on a software adapter one per chunk
+//! of timesteps), as [`Recurrence`] chooses. (Split weight gradients add one in-order sum each,
+//! from T·B = 1024 rows on.) Layer l reads
 //! layer l−1's h_1 … h_T as its x; the backward pass runs from the top layer down, each layer's
 //! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
 //! once in [`GpuStack::new`]; a step is one submission.
