@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use unroll::cell::Cell;
 use unroll::gpu::{AdapterChoice, Recurrence};
 use unroll::model::ModelConfig;
-use unroll::optim::OptimizerConfig;
-use unroll::optim::OptimizerKind;
-use unroll::train::{Task, TrainConfig};
+use unroll::train::TrainConfig;
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -65,83 +63,17 @@ pub(crate) fn parse_hbt(s: &str) -> std::result::Result<(usize, usize, usize), S
 pub(crate) struct TrainArgs {
     #[command(flatten)]
     pub(crate) adapter: AdapterArgs,
-    /// text: next-character prediction; series: next-step prediction on a CSV.
-    #[arg(long, value_enum, default_value = "text")]
-    pub(crate) task: Task,
-    /// The data: a text file, or a CSV for --task series (default: the built-in data).
-    #[arg(long)]
-    pub(crate) data: Option<PathBuf>,
+    /// The run's configuration (its cell and depth from `cell`).
+    #[command(flatten)]
+    pub(crate) config: TrainConfig,
+    #[command(flatten)]
+    pub(crate) cell: CellArgs,
     /// The most bytes --data may hold (the file is read into memory whole).
     #[arg(long, default_value_t = unroll::data::DEFAULT_MAX_BYTES)]
     pub(crate) max_bytes: u64,
-    /// Text: use the 256 byte values as the vocabulary (any file, UTF-8 or not).
-    #[arg(long)]
-    pub(crate) bytes: bool,
-    /// Series: input columns, by name or 0-based index (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) columns: Vec<String>,
-    /// Series: target columns (default: the input columns).
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) target: Vec<String>,
     /// gpu (default) or cpu (the reference path: slow, bitwise repeatable).
     #[arg(long, value_enum, default_value = "gpu")]
     pub(crate) device: unroll::train::Device,
-    /// Hidden size H.
-    #[arg(long, default_value_t = 128)]
-    pub(crate) hidden: usize,
-    #[command(flatten)]
-    pub(crate) cell: CellArgs,
-    /// Dropout on the output of every layer but the top one, in training (as PyTorch's
-    /// `dropout`; needs --layers 2 or more).
-    #[arg(long, default_value_t = 0.0)]
-    pub(crate) dropout: f32,
-    /// Parallel streams B.
-    #[arg(long, default_value_t = 32)]
-    pub(crate) batch: usize,
-    /// Timesteps per chunk T (truncated BPTT length).
-    #[arg(long, default_value_t = 32)]
-    pub(crate) seq_len: usize,
-    /// Training steps in all (with --resume: the total to reach).
-    #[arg(long, default_value_t = 1500)]
-    pub(crate) iters: u64,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value = "adam")]
-    pub(crate) optimizer: OptimizerKind,
-    /// Learning rate.
-    #[arg(long, default_value_t = 2e-3, allow_negative_numbers = true)]
-    pub(crate) lr: f32,
-    /// Momentum (SGD).
-    #[arg(long, default_value_t = 0.9)]
-    pub(crate) momentum: f32,
-    /// Clip the gradient's global norm to this (0: off).
-    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
-    pub(crate) clip: f32,
-    /// Multiply the learning rate by this every --lr-decay-every steps.
-    #[arg(long, default_value_t = 1.0)]
-    pub(crate) lr_decay: f32,
-    /// The decay period in steps.
-    #[arg(long, default_value_t = 1000)]
-    pub(crate) lr_decay_every: u32,
-    /// Fraction of the data held out (from its end) for validation.
-    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
-    pub(crate) val_fraction: f64,
-    /// Evaluate on the whole validation data every N steps (one loss read back per chunk; such a
-    /// step reports its training loss too).
-    #[arg(long, default_value_t = 100)]
-    pub(crate) eval_every: u64,
-    /// Report the training loss every N steps (read back from the GPU; other training steps do
-    /// not wait for it).
-    #[arg(long, default_value_t = 10)]
-    pub(crate) log_every: u64,
-    /// Write a checkpoint every N steps (0: only at the end).
-    #[arg(long, default_value_t = 500)]
-    pub(crate) checkpoint_every: u64,
-    /// Seed of the initial parameters and of the built-in data.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) seed: u64,
-    /// Characters of the sample printed at the end.
-    #[arg(long, default_value_t = 300)]
-    pub(crate) sample_len: usize,
     /// Where the checkpoint (model.safetensors), metrics.csv and loss.svg go (default:
     /// runs/default; with --resume, the checkpoint's own directory). A directory holding files
     /// that unroll did not write is refused unless --force.
@@ -345,34 +277,9 @@ impl TrainArgs {
     /// The run's configuration from the flags.
     pub(crate) fn config(&self) -> TrainConfig {
         TrainConfig {
-            task: self.task,
-            data: self.data.clone(),
-            bytes: self.bytes,
-            columns: self.columns.clone(),
-            targets: self.target.clone(),
-            hidden: self.hidden,
             cell: self.cell.cell(),
             layers: self.cell.layers,
-            dropout: self.dropout,
-            batch: self.batch,
-            seq_len: self.seq_len,
-            iters: self.iters,
-            optim: OptimizerConfig {
-                kind: self.optimizer,
-                lr: self.lr,
-                momentum: self.momentum,
-                clip: self.clip,
-                decay: self.lr_decay,
-                decay_every: self.lr_decay_every,
-                ..OptimizerConfig::default()
-            },
-            val_fraction: self.val_fraction,
-            eval_every: self.eval_every,
-            log_every: self.log_every,
-            checkpoint_every: self.checkpoint_every,
-            val_chunks: 0,
-            seed: self.seed,
-            sample_len: self.sample_len,
+            ..self.config.clone()
         }
     }
 }

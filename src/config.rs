@@ -36,54 +36,83 @@ pub enum Device {
     Cpu,
 }
 
-/// The configuration of a run, stored in its checkpoints.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The configuration of a run, stored in its checkpoints; `unroll train` takes its flags from it
+/// (the cell and depth from the CLI's cell flags, which set `cell` and `layers`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct TrainConfig {
-    /// Text or series.
+    /// text: next-character prediction; series: next-step prediction on a CSV.
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().task)]
     pub task: Task,
-    /// The data file; none for the built-in data.
+    /// The data: a text file, or a CSV for --task series (default: the built-in data).
+    #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Text: use the 256 byte values as the vocabulary.
+    /// Text: use the 256 byte values as the vocabulary (any file, UTF-8 or not).
+    #[arg(long)]
     pub bytes: bool,
-    /// Series: the input columns (names or 0-based indices); empty for all.
+    /// Series: input columns, by name or 0-based index (default: all).
     #[serde(default)]
+    #[arg(long, value_delimiter = ',')]
     pub columns: Vec<String>,
-    /// Series: the target columns; empty for the same as the inputs.
+    /// Series: target columns (default: the input columns).
     #[serde(default)]
+    #[arg(
+        id = "target",
+        long = "target",
+        value_name = "TARGET",
+        value_delimiter = ','
+    )]
     pub targets: Vec<String>,
-    /// H.
+    /// Hidden size H.
+    #[arg(long, default_value_t = TrainConfig::default().hidden)]
     pub hidden: usize,
     /// The cell of every layer (runs before cells existed: the tanh RNN).
     #[serde(default)]
+    #[arg(skip)]
     pub cell: Cell,
     /// L: stacked layers (runs before layers existed: 1).
     #[serde(default = "one")]
+    #[arg(skip = 1usize)]
     pub layers: usize,
-    /// Dropout on every layer's output but the top one's, in training (PyTorch's `dropout`).
+    /// Dropout on the output of every layer but the top one, in training (as PyTorch's
+    /// `dropout`; needs --layers 2 or more).
     #[serde(default)]
+    #[arg(long, default_value_t = TrainConfig::default().dropout)]
     pub dropout: f32,
-    /// B: parallel streams.
+    /// Parallel streams B.
+    #[arg(long, default_value_t = TrainConfig::default().batch)]
     pub batch: usize,
-    /// T: timesteps per chunk (truncated BPTT length).
+    /// Timesteps per chunk T (truncated BPTT length).
+    #[arg(long, default_value_t = TrainConfig::default().seq_len)]
     pub seq_len: usize,
-    /// Training steps in all.
+    /// Training steps in all (with --resume: the total to reach).
+    #[arg(long, default_value_t = TrainConfig::default().iters)]
     pub iters: u64,
     /// The optimizer.
+    #[command(flatten)]
     pub optim: OptimizerConfig,
-    /// The fraction of the data held out for validation, from its end.
+    /// Fraction of the data held out (from its end) for validation.
+    #[arg(long, default_value_t = TrainConfig::default().val_fraction, allow_negative_numbers = true)]
     pub val_fraction: f64,
-    /// Evaluate every this many steps.
+    /// Evaluate on the whole validation data every N steps (one loss read back per chunk; such a
+    /// step reports its training loss too).
+    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
     pub eval_every: u64,
-    /// Report the training loss every this many steps.
+    /// Report the training loss every N steps (read back from the GPU; other training steps do
+    /// not wait for it).
+    #[arg(long, default_value_t = TrainConfig::default().log_every)]
     pub log_every: u64,
-    /// Checkpoint every this many steps (0: only at the end).
+    /// Write a checkpoint every N steps (0: only at the end).
+    #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
     pub checkpoint_every: u64,
     /// Evaluate on at most this many chunks of the validation data (0: all of it).
     #[serde(default)]
+    #[arg(skip)]
     pub val_chunks: usize,
-    /// The seed of the initial parameters (and the built-in data).
+    /// Seed of the initial parameters and of the built-in data.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
-    /// The length of the sample printed at the end (text).
+    /// Characters of the sample printed at the end (text).
+    #[arg(long, default_value_t = TrainConfig::default().sample_len)]
     pub sample_len: usize,
 }
 

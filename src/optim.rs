@@ -31,26 +31,35 @@ pub enum OptimizerKind {
     Adam,
 }
 
-/// The optimizer's settings.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The optimizer's settings; `unroll train` takes its flags from them.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct OptimizerConfig {
-    /// The update rule.
+    /// Optimizer.
+    #[arg(id = "optimizer", long = "optimizer", value_name = "OPTIMIZER", value_enum, default_value_t = OptimizerConfig::default().kind)]
     pub kind: OptimizerKind,
     /// Learning rate.
+    #[arg(long, default_value_t = OptimizerConfig::default().lr, allow_negative_numbers = true)]
     pub lr: f32,
-    /// μ for SGD.
+    /// Momentum (SGD).
+    #[arg(long, default_value_t = OptimizerConfig::default().momentum)]
     pub momentum: f32,
     /// β1 for Adam.
+    #[arg(skip = OptimizerConfig::default().beta1)]
     pub beta1: f32,
     /// β2 for Adam.
+    #[arg(skip = OptimizerConfig::default().beta2)]
     pub beta2: f32,
     /// ε for Adagrad and Adam.
+    #[arg(skip = OptimizerConfig::default().eps)]
     pub eps: f32,
-    /// Clip the gradient's global norm to this (0: no clipping).
+    /// Clip the gradient's global norm to this (0: off).
+    #[arg(long, default_value_t = OptimizerConfig::default().clip, allow_negative_numbers = true)]
     pub clip: f32,
-    /// Multiply the learning rate by this every `decay_every` steps.
+    /// Multiply the learning rate by this every --lr-decay-every steps.
+    #[arg(id = "lr_decay", long = "lr-decay", value_name = "LR_DECAY", default_value_t = OptimizerConfig::default().decay)]
     pub decay: f32,
-    /// The decay period, in steps.
+    /// The decay period in steps.
+    #[arg(id = "lr_decay_every", long = "lr-decay-every", value_name = "LR_DECAY_EVERY", default_value_t = OptimizerConfig::default().decay_every)]
     pub decay_every: u32,
 }
 
