@@ -37,9 +37,13 @@ const ROWS: u32 = 4096u;
 
 var<workgroup> rows_in: array<vec4<f32>, 1024>;
 
-// The first batch row of this workgroup (may be past B: the workgroup then has nothing to do).
-fn first_row(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return (wid.y * groups.x + wid.x) * p.rows_per_group;
+// This workgroup's batch rows: the first and how many (none where the batch ends before it).
+fn own_rows(wid: vec3<u32>, groups: vec3<u32>) -> vec2<u32> {
+    let b0 = (wid.y * groups.x + wid.x) * p.rows_per_group;
+    if (b0 >= p.batch) {
+        return vec2<u32>(b0, 0u);
+    }
+    return vec2<u32>(b0, min(p.rows_per_group, p.batch - b0));
 }
 
 // Copies `rows` rows of `width` elements from hs (from_r false) or r (true) at `at` into
@@ -89,13 +93,14 @@ fn forward_sequence(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let b0 = first_row(wid, groups);
-    if (b0 >= p.batch) {
+    let own = own_rows(wid, groups);
+    let b0 = own.x;
+    let rows = own.y;
+    if (rows == 0u) {
         return;
     }
     let nh = p.hidden;
     let gh = p.gates * nh;
-    let rows = min(p.rows_per_group, p.batch - b0);
     // W_hh^T is (H4, G4): `quads` vec4s a row.
     let quads = (gh + 3u) / 4u;
     for (var t = p.t_begin; t < p.t_end; t++) {
@@ -126,13 +131,14 @@ fn backward_sequence(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let b0 = first_row(wid, groups);
-    if (b0 >= p.batch) {
+    let own = own_rows(wid, groups);
+    let b0 = own.x;
+    let rows = own.y;
+    if (rows == 0u) {
         return;
     }
     let nh = p.hidden;
     let gh = p.gates * nh;
-    let rows = min(p.rows_per_group, p.batch - b0);
     // W_hh padded is (G4, H4): `quads` vec4s a row.
     let quads = (nh + 3u) / 4u;
     for (var i = p.t_end - p.t_begin; i > 0u; i--) {
