@@ -70,7 +70,12 @@ impl Engine for GpuTrainer {
         GpuTrainer::set_hidden(self, h)
     }
     fn device(&self) -> String {
-        format!("GPU: {}", crate::gpu::describe(&self.gpu().info))
+        let recurrence = match self.step().recurrence() {
+            crate::gpu::Recurrence::PerStep => "per-step",
+            crate::gpu::Recurrence::Persistent => "persistent",
+        };
+        let gpu = crate::gpu::describe(&self.gpu().info);
+        format!("GPU: {gpu}, {recurrence} recurrence")
     }
 }
 
