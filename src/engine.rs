@@ -70,10 +70,7 @@ impl Engine for GpuTrainer {
         GpuTrainer::set_hidden(self, h)
     }
     fn device(&self) -> String {
-        let recurrence = match self.step().recurrence() {
-            crate::gpu::Recurrence::PerStep => "per-step",
-            crate::gpu::Recurrence::Persistent => "persistent",
-        };
+        let recurrence = self.step().recurrence().name();
         let gpu = crate::gpu::describe(&self.gpu().info);
         format!("GPU: {gpu}, {recurrence} recurrence")
     }

@@ -476,11 +476,9 @@ fn self_check(
             config.output,
             config.cell.name(),
             config.layers,
-            match recurrence {
-                Some(Recurrence::PerStep) => " --recurrence per-step",
-                Some(Recurrence::Persistent) => " --recurrence persistent",
-                None => "",
-            }
+            recurrence
+                .map(|r| format!(" --recurrence {}", r.name()))
+                .unwrap_or_default()
         ),
     ))
 }

@@ -12,7 +12,7 @@ use unroll::case::{Case, RandomCase};
 use unroll::cell::Cell;
 use unroll::check::RTOL_F32;
 use unroll::check::compare_gpu;
-use unroll::gpu::{Kernels, ModelStep, Recurrence};
+use unroll::gpu::{Gpu, Kernels, ModelStep, Recurrence};
 use unroll::model::{InputKind, ModelConfig};
 
 const CELLS: [Cell; 4] = [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm];
@@ -46,6 +46,16 @@ fn case(cell: Cell, layers: usize, kind: InputKind, z: Sizes, seed: u64) -> Case
         random_state: true,
     };
     Case::random(config, random).unwrap()
+}
+
+/// The step training builds for the case's model and batch shape, with recurrence `r`.
+fn step_with(gpu: &Gpu, kernels: &Kernels, case: &Case, r: Recurrence) -> ModelStep {
+    let (c, b) = (case.params.config, &case.batch);
+    let options = unroll::gpu::StepOptions {
+        recurrence: Some(r),
+        ..Default::default()
+    };
+    ModelStep::new(gpu, kernels, c, (b.batch, b.steps), options).unwrap()
 }
 
 fn agree(cells: &[Cell], layers: &[usize], sizes: &[Sizes]) {
@@ -132,14 +142,10 @@ fn a_stacked_step_is_bitwise_repeatable() {
     };
     for cell in [Cell::Gru, Cell::Lstm] {
         let case = case(cell, 2, InputKind::Tokens, z, 600);
-        let (c, b) = (case.params.config, &case.batch);
+        let b = &case.batch;
         let p32 = case.params.cast::<f32>();
         for r in RECURRENCES {
-            let options = unroll::gpu::StepOptions {
-                recurrence: Some(r),
-                ..Default::default()
-            };
-            let step = ModelStep::new(&gpu, &kernels, c, (b.batch, b.steps), options).unwrap();
+            let step = step_with(&gpu, &kernels, &case, r);
             let x = step.run_and_read(&gpu, &p32, b).unwrap();
             let y = step.run_and_read(&gpu, &p32, b).unwrap();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
@@ -179,11 +185,7 @@ fn grids_past_65535_workgroups_match_the_cpu() {
         let truth = unroll::cpu::step(&case.params, b).tensors(&c, nb, nt);
         let own = unroll::cpu::step(&case.params.cast::<f32>(), b).tensors(&c, nb, nt);
         for r in RECURRENCES {
-            let options = unroll::gpu::StepOptions {
-                recurrence: Some(r),
-                ..Default::default()
-            };
-            let step = ModelStep::new(&gpu, &kernels, c, (b.batch, b.steps), options).unwrap();
+            let step = step_with(&gpu, &kernels, &case, r);
             assert_eq!(step.recurrence(), r);
             let out = step.run_and_read(&gpu, &case.params.cast(), b).unwrap();
             let got = out.tensors(&c, nb, nt);

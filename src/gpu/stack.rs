@@ -95,8 +95,7 @@ impl GpuStack {
             nb: batch,
             nt: steps,
         };
-        let gh = config.cell.gates() * config.hidden;
-        let recurrence = Recurrence::for_cells(gpu, recurrence, config.hidden, gh)?;
+        let recurrence = Recurrence::for_cells(gpu, recurrence, s.gh())?;
         let table = config.table();
         let persistent = recurrence == Recurrence::Persistent;
         let (places, vt, wt_len) = places(&config, &table, persistent);

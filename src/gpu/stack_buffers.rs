@@ -21,12 +21,12 @@ pub(crate) struct Place {
     pub(crate) w_hh: usize,
     pub(crate) b_ih: usize,
     pub(crate) b_hh: usize,
-    /// W_ih^T (input, G·H4) in `wt`.
+    /// W_ih^T (input, G4) in `wt` (G4: G·H rounded up to a multiple of 4).
     pub(crate) wt_ih: usize,
-    /// W_hh^T (H, G·H4) in `wt`, with H4 − H rows of zeros after it.
+    /// W_hh^T (H, G4) in `wt`, with H4 − H rows of zeros after it (H4: H rounded up likewise).
     pub(crate) wt_hh: usize,
-    /// W_hh padded to (G·H4, H4) in `wt`, for the persistent recurrence (else 0, and not
-    /// written).
+    /// W_hh padded with zeros to (G4, H4) in `wt`, for the persistent recurrence (else 0, and
+    /// not written).
     pub(crate) w_hh_padded: usize,
 }
 
