@@ -6,9 +6,10 @@
 //! ```
 
 use std::path::Path;
-use unroll::plot::{Line, lines};
+use unroll::owned::{Kind, svg_mark};
+use unroll::plot::{Line, svg};
 
-/// The plot's caption, by which a plot of this example is recognised.
+/// The plot's caption.
 const TITLE: &str = "validation loss";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,11 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or_else(|| format!("`{run}`: expected LABEL=PATH (split at the last =)"))?;
         curves.push((label.to_string(), validation_curve(Path::new(path))?));
     }
-    // Never replace a file this example did not write (a plot of its own has its title).
+    // Never replace a file this example did not write (a plot of its own has its mark).
     let out = Path::new(out);
-    if out.exists() && !unroll::rundir::svg_has_title(out, TITLE) {
-        return Err(format!("{} exists and is not a plot of compare_runs", out.display()).into());
-    }
+    Kind::ComparisonPlot.check_replaceable(out)?;
     let drawn: Vec<Line<'_>> = curves
         .iter()
         .map(|(label, points)| Line {
@@ -35,13 +34,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             points: points.clone(),
         })
         .collect();
-    lines(
-        out,
+    let plot = svg(
         TITLE,
         "training step",
         "mean cross-entropy (nats per character)",
         &drawn,
+        &[svg_mark(Kind::ComparisonPlot)],
     )?;
+    unroll::tensorfile::write_bytes_atomic(out, plot.as_bytes())?;
     for (label, points) in &curves {
         if let Some((step, loss)) = points.last() {
             println!("{label}: validation loss {loss:.4} at step {step}");

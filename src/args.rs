@@ -28,7 +28,7 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) no_cpu: bool,
     /// Seconds the CPU reference may take per configuration (at least one step runs).
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
     pub(crate) cpu_budget: f64,
     /// Per-phase GPU times from timestamp queries.
     #[arg(long)]
@@ -281,5 +281,233 @@ impl TrainArgs {
             layers: self.cell.layers,
             ..self.config.clone()
         }
+    }
+}
+
+/// A flag as the user typed it, from its id (`seq_len` → `--seq-len`).
+pub(crate) fn flag(id: &str) -> String {
+    match id {
+        "configs" => "--config".into(),
+        id => format!("--{}", id.replace('_', "-")),
+    }
+}
+
+/// The flags given on the command line, with the rules of which apply where: a flag that does
+/// not apply is an error that says why, never silently ignored.
+pub(crate) struct Given<'a>(pub(crate) &'a [String]);
+
+impl Given<'_> {
+    /// Whether the flag of this id was given.
+    pub(crate) fn has(&self, id: &str) -> bool {
+        self.0.iter().any(|e| e == id)
+    }
+
+    /// Refuses every flag of `ids` that was given, where `applies` is false.
+    pub(crate) fn refuse(&self, ids: &[&str], applies: bool, why: &str) -> anyhow::Result<()> {
+        if applies {
+            return Ok(());
+        }
+        let given: Vec<String> = ids
+            .iter()
+            .filter(|i| self.has(i))
+            .map(|i| flag(i))
+            .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "{} {} not apply here: {why}\n  hint: drop {}",
+            given.join(", "),
+            if given.len() == 1 { "does" } else { "do" },
+            if given.len() == 1 { "it" } else { "them" }
+        )
+    }
+}
+
+/// The adapter flags, which only a GPU run uses.
+const ADAPTER_FLAGS: [&str; 3] = ["backend", "adapter", "recurrence"];
+
+/// The flags that generate `check`'s model and batch.
+const GENERATED_CASE: [&str; 12] = [
+    "kind",
+    "input",
+    "hidden",
+    "output",
+    "batch",
+    "steps",
+    "random_h0",
+    "seed",
+    "init_scale",
+    "cell",
+    "layers",
+    "nonlinearity",
+];
+
+impl CellArgs {
+    /// Refuses `--nonlinearity` for a cell that has none.
+    fn check_flags(&self, given: &Given<'_>) -> anyhow::Result<()> {
+        given.refuse(
+            &["nonlinearity"],
+            self.cell == CellArg::Rnn,
+            "only the rnn (Elman) cell has a nonlinearity; a GRU and an LSTM have their gates",
+        )
+    }
+}
+
+impl CheckArgs {
+    /// Refuses the flags that do not apply to this check.
+    pub(crate) fn check_flags(&self, given: &Given<'_>) -> anyhow::Result<()> {
+        given.refuse(
+            &GENERATED_CASE,
+            self.case.is_none(),
+            "--case reads the model, its parameters and the batch from the file",
+        )?;
+        given.refuse(
+            &ADAPTER_FLAGS,
+            self.device == Device::Gpu,
+            "--device cpu runs the CPU reference alone, on no adapter",
+        )?;
+        given.refuse(
+            &["output"],
+            matches!(self.kind, Kind::Dense),
+            "a token model's output is its vocabulary (--input); --output is for --kind dense",
+        )?;
+        self.cell.check_flags(given)?;
+        if let (Some(a), Some(b)) = (&self.dump, &self.save_case)
+            && same_path(a, b)
+        {
+            anyhow::bail!(
+                "--dump and --save-case name one file, {}: each is a file of its own\n  hint: pass \
+                 two paths",
+                a.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether two paths name one file (the same path, or one existing file).
+fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b
+        || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+        || matches!(
+            (a.parent().map(|p| p.canonicalize()), b.parent().map(|p| p.canonicalize())),
+            (Some(Ok(x)), Some(Ok(y))) if x == y && a.file_name() == b.file_name()
+        )
+}
+
+/// The flags `train --resume` takes from the checkpoint: giving one is an error rather than a
+/// change that would be silently ignored.
+pub(crate) const FIXED_ON_RESUME: [&str; 22] = [
+    "task",
+    "bytes",
+    "columns",
+    "target",
+    "hidden",
+    "cell",
+    "layers",
+    "nonlinearity",
+    "dropout",
+    "batch",
+    "seq_len",
+    "optimizer",
+    "lr",
+    "momentum",
+    "clip",
+    "lr_decay",
+    "lr_decay_every",
+    "val_fraction",
+    "eval_every",
+    "log_every",
+    "checkpoint_every",
+    "seed",
+];
+
+impl TrainArgs {
+    /// Refuses the flags that do not apply to this run.
+    pub(crate) fn check_flags(&self, given: &Given<'_>) -> anyhow::Result<()> {
+        use unroll::train::{Device as On, Task};
+        if let Some(ck) = &self.resume {
+            given.refuse(
+                &FIXED_ON_RESUME,
+                false,
+                &format!(
+                    "--resume continues the run as {} configured it, and they would change it \
+                     (with --resume only --iters, --data, --out, --sample-len and the device and \
+                     display flags apply; to change the others, start a new run)",
+                    ck.display()
+                ),
+            )?;
+        }
+        self.cell.check_flags(given)?;
+        given.refuse(
+            &[ADAPTER_FLAGS.as_slice(), &["no_self_check"]].concat(),
+            self.device == On::Gpu,
+            "--device cpu trains with the CPU reference, on no adapter",
+        )?;
+        given.refuse(
+            &["max_bytes"],
+            self.config.data.is_some() || self.resume.is_some(),
+            "--max-bytes limits the file of --data, and the built-in data is no file",
+        )?;
+        if self.resume.is_none() {
+            let series = self.config.task == Task::Series;
+            given.refuse(
+                &["columns", "target"],
+                series,
+                "columns are for --task series (a CSV)",
+            )?;
+            given.refuse(
+                &["bytes", "sample_len"],
+                !series,
+                "a series model reads numbers and prints no sample",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl BenchArgs {
+    /// Refuses the flags that do not apply to this benchmark, and sizes that make none.
+    pub(crate) fn check_flags(&self, given: &Given<'_>) -> anyhow::Result<()> {
+        let cells = !self.cell.is_empty();
+        given.refuse(
+            &["no_cpu", "cpu_budget", "profile"],
+            !cells,
+            "--cell times each cell's step on the GPU against the Elman step, with no CPU \
+             reference and no profile",
+        )?;
+        given.refuse(
+            &["layers"],
+            cells,
+            "--layers is the depth of the cells that --cell times",
+        )?;
+        given.refuse(
+            &["cpu_budget"],
+            !self.no_cpu,
+            "--no-cpu skips the CPU reference",
+        )?;
+        if !(self.cpu_budget.is_finite() && self.cpu_budget > 0.0 && self.cpu_budget <= 1e9) {
+            anyhow::bail!(
+                "--cpu-budget {} is not a number of seconds\n  hint: pass a positive number such \
+                 as 20 (the CPU reference runs at least one step whatever the budget)",
+                self.cpu_budget
+            );
+        }
+        if cells && !(1..=unroll::model::MAX_LAYERS).contains(&self.layers) {
+            anyhow::bail!(
+                "--layers {} makes no model\n  hint: pass --layers between 1 and {}",
+                self.layers,
+                unroll::model::MAX_LAYERS
+            );
+        }
+        if self.vocab == 0 || self.vocab > unroll::model::MAX_FEATURES {
+            anyhow::bail!(
+                "--vocab {} makes no model\n  hint: pass --vocab between 1 and {}",
+                self.vocab,
+                unroll::model::MAX_FEATURES
+            );
+        }
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::cpu;
 use crate::error::Result;
+use crate::footprint::{self, Work};
 use crate::gpu::{Gpu, GpuStep, GpuTrainer, Kernels, Recurrence, TrainerShape};
 use crate::model::{Batch, ModelConfig, Params};
 use crate::optim::{self, OptimizerConfig, OptimizerKind, OptimizerState};
@@ -152,6 +153,18 @@ pub fn bench_gpu(
     let model = c.model();
     model.validate()?;
     GpuStep::check_fits(&gpu, &model, c.batch, c.steps)?;
+    let (b, t) = (c.batch, c.steps);
+    let check = Work::Check {
+        batch: b.min(4),
+        steps: t.min(16),
+    };
+    footprint::check_host(&model, check)?;
+    let train = Work::TrainGpu {
+        batch: b,
+        steps: t,
+        self_check: false,
+    };
+    footprint::check_host(&model, train)?;
     let check = check_against_cpu(&gpu, c, recurrence)?;
     let device = format!("gpu: {}", crate::gpu::describe(&gpu.info));
     let shape = TrainerShape {
@@ -228,6 +241,12 @@ pub fn bench_gpu(
 pub fn bench_cpu(c: &BenchConfig, steps: usize, budget: Duration) -> Result<BenchResult> {
     let model = c.model();
     model.validate()?;
+    let work = Work::TrainCpu {
+        batch: c.batch,
+        steps: c.steps,
+        eval_batch: 0,
+    };
+    footprint::check_host(&model, work)?;
     let mut params = Params::init(model, 1);
     let batch = Batch::random(&model, c.batch, c.steps, false, 3);
     let mut state = OptimizerState::new(model.num_params());

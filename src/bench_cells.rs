@@ -23,7 +23,7 @@ use std::time::Instant;
 pub struct CellBenchRow {
     /// The (H, B, T) and vocabulary.
     pub config: BenchConfig,
-    /// `elman (fast path), PerStep`, `rnn × 2, Persistent`, `lstm × 1, PerStep`, …
+    /// `elman (fast path), per-step`, `rnn × 2, persistent`, `lstm × 1, per-step`, …
     pub variant: String,
     /// Steps timed.
     pub timed_steps: usize,
@@ -95,9 +95,10 @@ fn stack(
     let stack = match GpuStack::with_options(gpu, kernels, config, (c.batch, c.steps), options) {
         Err(Error::Config { problem, .. }) => {
             eprintln!(
-                "{} × {}, {r:?}: not run: {problem}",
+                "{} × {}, {}: not run: {problem}",
                 config.cell.name(),
-                config.layers
+                config.layers,
+                r.name()
             );
             return Ok(None);
         }
@@ -154,7 +155,7 @@ pub fn bench_cells(
     let mut variants = Vec::new();
     for (r, step, check) in &elman {
         variants.push(Variant {
-            name: format!("elman (fast path), {r:?}"),
+            name: format!("elman (fast path), {}", r.name()),
             recurrence: *r,
             flops: c.flops(),
             record: Box::new(|pass| step.record(pass)),
@@ -163,7 +164,7 @@ pub fn bench_cells(
     }
     for (cell, r, step, check) in &stacks {
         variants.push(Variant {
-            name: format!("{} × {layers}, {r:?}", cell.name()),
+            name: format!("{} × {layers}, {}", cell.name(), r.name()),
             recurrence: *r,
             flops: flops(c, *cell, layers),
             record: Box::new(move |pass| step.record(pass)),

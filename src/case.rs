@@ -14,8 +14,9 @@
 
 use crate::cell::Cell;
 use crate::error::{Error, Result};
+use crate::footprint::Work;
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, NamedTensor, Params, Targets};
-use crate::tensorfile::{OwnedTensor, TensorFile, write_atomic};
+use crate::tensorfile::{OwnedTensor, TensorFile, shape_text, write_atomic};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -63,10 +64,25 @@ impl Case {
     }
 
     /// A case with random parameters, inputs, targets and (optionally) initial states, and no
-    /// expected values (the CPU reference in f64 is then the truth).
+    /// expected values (the CPU reference in f64 is then the truth). Refused, before anything is
+    /// allocated, where checking it would not fit the host's memory.
     pub fn random(config: ModelConfig, r: RandomCase) -> Result<Self> {
         use rand::{RngExt, SeedableRng};
         config.validate()?;
+        if r.batch == 0 || r.steps == 0 {
+            return Err(Error::config(
+                format!(
+                    "batch size B={} and timesteps T={}: both must be at least 1",
+                    r.batch, r.steps
+                ),
+                "pass --batch and --steps of 1 or more",
+            ));
+        }
+        let work = Work::Check {
+            batch: r.batch,
+            steps: r.steps,
+        };
+        crate::footprint::check_host(&config, work)?;
         let scale = r.init_scale.unwrap_or(1.0 / (config.hidden as f64).sqrt());
         if !(scale.is_finite() && scale > 0.0) {
             return Err(Error::config(
@@ -139,6 +155,9 @@ impl Case {
             "meta".into(),
             serde_json::json!({ "spec": spec }).to_string(),
         );
+        meta.extend([crate::owned::safetensors_mark(
+            crate::owned::Kind::CheckCase,
+        )]);
         meta.insert(
             "made_by".into(),
             "unroll check --save-case; expected values from unroll's CPU reference in f64".into(),
@@ -170,7 +189,8 @@ fn load_table(f: &TensorFile, path: &Path) -> Result<Case> {
         (Some("lstm"), _) => Cell::Lstm,
         (other, _) => {
             return Err(bad(format!(
-                "the spec's cell {other:?} is not rnn, gru or lstm"
+                "the spec's cell ({}) is not rnn, gru or lstm",
+                other.map_or("missing".to_string(), |c| format!("`{c}`"))
             )));
         }
     };
@@ -186,10 +206,19 @@ fn load_table(f: &TensorFile, path: &Path) -> Result<Case> {
     .with_cell(cell, n("layers")?);
     config.validate()?;
     let (nb, nt) = (n("B")?, n("T")?);
-    let mut data = vec![0.0; config.num_params()];
+    // A case is read to be checked: what the check needs is known now, before anything of the
+    // spec's sizes is allocated.
+    crate::footprint::check_host(
+        &config,
+        Work::Check {
+            batch: nb,
+            steps: nt,
+        },
+    )?;
+    // Grown tensor by tensor as each is read and its shape checked.
+    let mut data = Vec::new();
     for e in &config.table().entries {
-        let (_, v) = f.floats(&e.name, Some(&e.shape))?;
-        data[e.offset..e.offset + e.len].copy_from_slice(&v);
+        data.extend(f.floats(&e.name, Some(&e.shape))?.1);
     }
     let state_shape = [config.layers, nb, config.hidden];
     let state = |name: &str, present: bool| -> Result<Vec<f32>> {
@@ -263,17 +292,20 @@ fn load_elman(f: &TensorFile, path: &Path) -> Result<Case> {
     let (h0_shape, h0) = f.floats("h0", None)?;
     let [nh, ni] = u_shape[..] else {
         return Err(bad(format!(
-            "tensor `U` has shape {u_shape:?}, expected (H, I)"
+            "tensor `U` has shape {}, expected (H, I)",
+            shape_text(&u_shape)
         )));
     };
     let [no, _] = v_shape[..] else {
         return Err(bad(format!(
-            "tensor `V` has shape {v_shape:?}, expected (O, {nh})"
+            "tensor `V` has shape {}, expected (O, {nh})",
+            shape_text(&v_shape)
         )));
     };
     let [nb, _] = h0_shape[..] else {
         return Err(bad(format!(
-            "tensor `h0` has shape {h0_shape:?}, expected (B, {nh})"
+            "tensor `h0` has shape {}, expected (B, {nh})",
+            shape_text(&h0_shape)
         )));
     };
     let dense = f.floats("inputs", None).is_ok();

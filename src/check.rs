@@ -135,6 +135,17 @@ pub async fn check_async(
 ) -> Result<CheckReport> {
     let (b, c) = (&case.batch, case.params.config);
     let (nb, nt) = (b.batch, b.steps);
+    // Both sides' sizes before any work: the GPU's buffers, then the host's memory.
+    if let Some(gpu) = gpu {
+        crate::gpu::ModelStep::check_fits(gpu, c, (nb, nt), recurrence)?;
+    }
+    crate::footprint::check_host(
+        &c,
+        crate::footprint::Work::Check {
+            batch: nb,
+            steps: nt,
+        },
+    )?;
     let p32: Params<f32> = case.params.cast();
     let got64 = cpu::step(&case.params, b).tensors(&c, nb, nt);
     let got32 = cpu::step(&p32, b).tensors(&c, nb, nt);
@@ -180,9 +191,9 @@ pub async fn check_async(
             let out = out.tensors(&c, nb, nt);
             sections.push((
                 format!(
-                    "GPU ({}, {:?} recurrence) against {truth_name} (f32's own: {own}): {what}",
+                    "GPU ({}, {} recurrence) against {truth_name} (f32's own: {own}): {what}",
                     crate::gpu::describe(&gpu.info),
-                    step.recurrence()
+                    step.recurrence().name()
                 ),
                 compare_with_yardstick(&truth, &yardstick, &out, RTOL_F32),
             ));
@@ -218,5 +229,8 @@ fn write_dump(
         serde_json::to_string(config).unwrap_or_default(),
     );
     meta.insert("batch".to_string(), format!("{{\"B\":{nb},\"T\":{nt}}}"));
+    meta.extend([crate::owned::safetensors_mark(
+        crate::owned::Kind::CheckDump,
+    )]);
     write_atomic(path, &tensors, meta)
 }

@@ -136,22 +136,48 @@ impl Checkpoint {
         let cfg = info.config;
         let (ni, no) = (cfg.input, cfg.output);
         let table = cfg.table();
+        const STATE: [&str; 7] = [
+            "optimizer.m",
+            "optimizer.v",
+            "optimizer.step",
+            "optimizer.bias_correction",
+            "state.hidden",
+            "state.cell",
+            "state.positions",
+        ];
+        let mut names = f.names();
+        names.sort();
+        if let Some(extra) = names
+            .iter()
+            .find(|n| table.get(n).is_none() && !STATE.contains(&n.as_str()))
+        {
+            return Err(Error::file(
+                path,
+                format!(
+                    "has a tensor `{extra}` that its metadata's model ({cfg}) has not: the \
+                     metadata and the tensors disagree\n  hint: use a checkpoint as unroll wrote it"
+                ),
+            ));
+        }
         // Grown tensor by tensor as each is read and checked: the sizes in the metadata alone
         // never size an allocation.
         let mut data = Vec::new();
         for e in &table.entries {
             data.extend(f.f32s(&e.name, &e.shape)?);
         }
-        if let Some(vocab) = &info.vocab
-            && (vocab.len() != ni || vocab.len() != no)
-        {
-            return Err(Error::file(
-                path,
-                format!(
-                    "has a vocabulary of {} tokens for a model of I={ni}, O={no}",
-                    vocab.len()
-                ),
-            ));
+        if let Some(vocab) = &info.vocab {
+            if vocab.len() != ni || vocab.len() != no {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "has a vocabulary of {} tokens for a model of I={ni}, O={no}",
+                        vocab.len()
+                    ),
+                ));
+            }
+            vocab
+                .validate()
+                .map_err(|e| Error::file(path, format!("has an unusable vocabulary: {e}")))?;
         }
         if let Some(norm) = &info.normalization {
             norm.validate(&cfg)
@@ -177,6 +203,34 @@ impl Checkpoint {
         } else {
             None
         };
+        let floats = [
+            ("the parameters", Some(&data[..])),
+            ("`optimizer.m`", optimizer.as_ref().map(|o| &o.m[..])),
+            ("`optimizer.v`", optimizer.as_ref().map(|o| &o.v[..])),
+            (
+                "`optimizer.bias_correction`",
+                optimizer.as_ref().map(|o| &o.bias[..]),
+            ),
+            (
+                "the carried state (`state.hidden`, `state.cell`)",
+                hidden.as_deref(),
+            ),
+        ];
+        for (what, values) in floats {
+            if let Some(v) = values
+                && let Some(i) = v.iter().position(|x| !x.is_finite())
+            {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "holds {} in {what} (element {i}); unroll never writes a value that is not \
+                         finite, so the file was changed or damaged\n  hint: use a checkpoint as \
+                         unroll wrote it, or train afresh",
+                        v[i]
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             params: Params { config: cfg, data },
             info,
@@ -200,7 +254,10 @@ fn read_carry(f: &TensorFile, path: &Path, cfg: &crate::model::ModelConfig) -> R
     if !ok || h.is_empty() {
         return Err(Error::file(
             path,
-            format!("tensor `state.hidden` has shape {shape:?}, expected ({nl}, B, {nh})"),
+            format!(
+                "tensor `state.hidden` has shape {}, expected ({nl}, B, {nh})",
+                crate::tensorfile::shape_text(&shape)
+            ),
         ));
     }
     let mut carry: Vec<f32> = h.iter().map(|&x| x as f32).collect();

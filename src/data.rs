@@ -30,6 +30,29 @@ impl Vocab {
         Vocab::Chars(chars)
     }
 
+    /// Checks a vocabulary read from a file: its characters sorted and distinct (so that each
+    /// has one token), as [`Vocab::from_text`] makes them.
+    pub fn validate(&self) -> Result<()> {
+        let Vocab::Chars(chars) = self else {
+            return Ok(());
+        };
+        match chars.windows(2).find(|w| w[0] >= w[1]) {
+            None if !chars.is_empty() => Ok(()),
+            None => Err(Error::config(
+                "the vocabulary is empty",
+                "use a checkpoint that unroll wrote, unmodified",
+            )),
+            Some(w) => Err(Error::config(
+                if w[0] == w[1] {
+                    format!("the character {:?} appears twice", w[0])
+                } else {
+                    format!("the characters {:?} and {:?} are out of order", w[0], w[1])
+                },
+                "use a checkpoint that unroll wrote, unmodified (its characters sorted, each once)",
+            )),
+        }
+    }
+
     /// Number of tokens.
     pub fn len(&self) -> usize {
         match self {
@@ -187,19 +210,24 @@ impl Corpus {
         })
     }
 
+    /// How often each token occurs in the training part.
+    pub fn unigram_counts(&self) -> Vec<f64> {
+        let mut counts = vec![0f64; self.vocab.len()];
+        for &t in &self.train {
+            counts[t as usize] += 1.0;
+        }
+        counts
+    }
+
     /// The entropy of the training tokens' unigram distribution, in nats: the loss of a model
     /// that knows only the character frequencies.
     pub fn unigram_entropy(&self) -> f64 {
-        let mut counts = vec![0usize; self.vocab.len()];
-        for &t in &self.train {
-            counts[t as usize] += 1;
-        }
         let n = self.train.len() as f64;
-        counts
+        self.unigram_counts()
             .iter()
-            .filter(|&&c| c > 0)
+            .filter(|&&c| c > 0.0)
             .map(|&c| {
-                let p = c as f64 / n;
+                let p = c / n;
                 -p * p.ln()
             })
             .sum()
@@ -299,9 +327,18 @@ pub fn builtin_corpus(lines: usize, seed: u64) -> String {
 /// How much of a sample follows the built-in corpus's structure, over its complete lines
 /// (the first and last, possibly cut, are left out): (well-formed fraction, correct fraction).
 pub fn arithmetic_score(sample: &str) -> (f64, f64) {
+    let (lines, well_formed, correct) = arithmetic_counts(sample);
+    let n = lines.max(1) as f64;
+    (well_formed as f64 / n, correct as f64 / n)
+}
+
+/// The complete lines of a sample (the first and last, possibly cut, left out), how many of them
+/// are equations of the built-in corpus's form (`a+b=c`, `a-b=c`, numbers of one to three
+/// digits), and how many of those are right.
+pub fn arithmetic_counts(sample: &str) -> (usize, usize, usize) {
     let lines: Vec<&str> = sample.split('\n').collect();
     if lines.len() < 3 {
-        return (0.0, 0.0);
+        return (0, 0, 0);
     }
     let inner = &lines[1..lines.len() - 1];
     let mut well_formed = 0;
@@ -329,6 +366,5 @@ pub fn arithmetic_score(sample: &str) -> (f64, f64) {
             }
         }
     }
-    let n = inner.len() as f64;
-    (well_formed as f64 / n, correct as f64 / n)
+    (inner.len(), well_formed, correct)
 }

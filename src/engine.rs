@@ -97,6 +97,12 @@ impl CpuTrainer {
     ) -> Result<Self> {
         optim.validate()?;
         params.config.validate()?;
+        let step = crate::footprint::cpu_step(&params.config, batch, steps, 4);
+        crate::footprint::check_bytes(
+            "one training step of the CPU reference",
+            step,
+            "lower the batch size or the sequence length, or the model's sizes",
+        )?;
         let n = params.config.num_params();
         let carry = vec![0.0; params.config.carry_len(batch)];
         Ok(Self {

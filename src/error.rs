@@ -23,7 +23,8 @@ pub enum Error {
     },
     /// The model or batch needs more than the adapter allows.
     #[error(
-        "{what} needs {needed} bytes, more than the adapter's {limit} of {allowed} bytes\n  hint: {hint}"
+        "{what}: {needed} bytes ({}), more than the adapter's {limit} of {allowed} bytes\n  hint: {hint}",
+        crate::footprint::human(*.needed)
     )]
     Limit {
         /// The buffer or resource that does not fit.
@@ -34,6 +35,23 @@ pub enum Error {
         needed: u64,
         /// Bytes allowed.
         allowed: u64,
+        /// The largest setting that fits, or another way out.
+        hint: String,
+    },
+    /// The work needs more host memory than this process may use (see
+    /// [`crate::footprint::host_available`]).
+    #[error(
+        "{what} needs {} of host memory, more than the {} available\n  hint: {hint}",
+        crate::footprint::human(*.needed),
+        crate::footprint::human(*.available)
+    )]
+    Memory {
+        /// What needs the memory.
+        what: String,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
         /// The largest setting that fits, or another way out.
         hint: String,
     },
@@ -55,7 +73,8 @@ pub enum Error {
     },
     /// The loss or the gradients stopped being finite.
     #[error(
-        "training diverged at step {step}: {what} is {value}\n  hint: lower the learning rate (--lr) or clip the gradients (--clip 1.0); the last good checkpoint is kept"
+        "training diverged at step {step}: {what} is {value}\n  hint: lower the learning rate (--lr) or clip the gradients (--clip 1.0){}",
+        kept_checkpoint(.checkpoint)
     )]
     Diverged {
         /// The step that produced the non-finite value.
@@ -64,7 +83,20 @@ pub enum Error {
         what: &'static str,
         /// The value.
         value: f32,
+        /// The last checkpoint on disk, its step and path, if one was written (or resumed from).
+        checkpoint: Option<(u64, PathBuf)>,
     },
+}
+
+/// What a diverged run leaves on disk, for its message.
+fn kept_checkpoint(checkpoint: &Option<(u64, PathBuf)>) -> String {
+    match checkpoint {
+        Some((step, path)) => format!(
+            "; the checkpoint of step {step} ({}) is the last good one and is kept",
+            path.display()
+        ),
+        None => "; no checkpoint was written before it".into(),
+    }
 }
 
 impl Error {

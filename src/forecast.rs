@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Params;
+use crate::owned::{self, Kind};
 use crate::series::{Normalization, Table};
 use std::path::Path;
 
@@ -48,8 +49,54 @@ pub fn forecast(
     Ok(out)
 }
 
+/// Refuses outputs of a forecast that would replace one of its inputs, write the CSV and the
+/// plot to one path, or replace a file that is not the forecast (or its plot) unroll wrote there.
+fn check_outputs(csv: &Path, plot: &Path, inputs: &[&Path]) -> Result<()> {
+    if csv == plot {
+        return Err(Error::file(
+            csv,
+            "is where the forecast's plot goes (beside the CSV, as .svg), so the CSV and the plot \
+             would be one file\n  hint: name the CSV, e.g. --out forecast.csv",
+        ));
+    }
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    for input in inputs {
+        for out in [csv, plot] {
+            if same(out, input) {
+                return Err(Error::file(
+                    out,
+                    "is an input of this forecast; it would be overwritten\n  hint: pass another --out",
+                ));
+            }
+        }
+    }
+    Kind::Forecast.check_replaceable(csv)?;
+    Kind::ForecastPlot.check_replaceable(plot)
+}
+
+/// The forecast as CSV: a header of the target columns, a row per step.
+fn csv_bytes(norm: &Normalization, forecast: &[Vec<f64>]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let err = |e: csv::Error| {
+        Error::config(
+            format!("cannot write the forecast as CSV: {e}"),
+            "report this as a bug",
+        )
+    };
+    w.write_record(&norm.target_names).map_err(err)?;
+    for row in forecast {
+        w.write_record(row.iter().map(|v| v.to_string()))
+            .map_err(err)?;
+    }
+    w.into_inner().map_err(|e| err(e.into_error().into()))
+}
+
 /// Writes the forecast as CSV (a header of the target columns) and a plot of the last part of
-/// the history and the forecast beside it (`.svg`). Returns the plot's path.
+/// the history and the forecast beside it (`.svg`), which records the CSV it was written with.
+/// Returns the plot's path.
 pub fn write_forecast(
     path: &Path,
     norm: &Normalization,
@@ -57,21 +104,9 @@ pub fn write_forecast(
     forecast: &[Vec<f64>],
     inputs: &[&Path],
 ) -> Result<std::path::PathBuf> {
-    let header = norm.target_names.join(",");
-    let plot_path = path.with_extension("svg");
-    crate::rundir::check_forecast_outputs(path, &plot_path, inputs, &header)?;
-    let mut csv = header;
-    csv.push('\n');
-    for row in forecast {
-        csv.push_str(
-            &row.iter()
-                .map(|v| format!("{v}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        csv.push('\n');
-    }
-    crate::tensorfile::write_bytes_atomic(path, csv.as_bytes())?;
+    let plot_path = owned::forecast_plot_path(path);
+    check_outputs(path, &plot_path, inputs)?;
+    let csv = csv_bytes(norm, forecast)?;
     let cols = table.select(&norm.target_names)?;
     let n = table.rows.len();
     let shown = n.saturating_sub(4 * forecast.len().max(50));
@@ -102,12 +137,19 @@ pub fn write_forecast(
             points: points.clone(),
         })
         .collect();
-    crate::plot::lines(
-        &plot_path,
+    let marks = [
+        owned::svg_mark(Kind::ForecastPlot),
+        owned::forecast_record(path, &csv),
+    ];
+    let svg = crate::plot::svg(
         crate::rundir::FORECAST_TITLE,
         "step",
         "value",
         &lines,
+        &marks,
     )?;
+    // The plot first: it records the CSV, which a failed write leaves absent, never unrecorded.
+    crate::tensorfile::write_bytes_atomic(&plot_path, svg.as_bytes())?;
+    crate::tensorfile::write_bytes_atomic(path, &csv)?;
     Ok(plot_path)
 }

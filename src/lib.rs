@@ -61,6 +61,8 @@
 //!   [`forecast`]: a series model's forecast.
 //! - [`checkpoint`], [`tensorfile`]: safetensors files; [`sample`]: sampling text;
 //!   [`config`]: a run's configuration as the CLI stores it.
+//! - [`footprint`]: the host memory a step, a check or a run needs, checked before it is
+//!   allocated; [`owned`]: how unroll knows the files it wrote (the only ones it replaces).
 #![warn(missing_docs)]
 
 pub mod case;
@@ -75,10 +77,12 @@ pub mod data;
 pub mod dropout;
 pub mod engine;
 pub mod error;
+pub mod footprint;
 pub mod forecast;
 pub mod gpu;
 pub mod model;
 pub mod optim;
+pub mod owned;
 pub mod sample;
 pub mod series;
 pub mod tensorfile;
@@ -99,8 +103,12 @@ pub mod metrics;
 #[doc(hidden)]
 pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]
+mod resume;
+#[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub mod run_data;
+#[cfg(not(target_arch = "wasm32"))]
+mod run_engine;
 #[doc(hidden)]
 pub mod rundir;
 #[cfg(not(target_arch = "wasm32"))]

@@ -5,7 +5,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 mod args;
-use args::{AdapterArgs, BenchArgs, CheckArgs, Device, ForecastArgs, SampleArgs, TrainArgs};
+use args::{AdapterArgs, BenchArgs, CheckArgs, Device, ForecastArgs, Given, SampleArgs, TrainArgs};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,8 +13,10 @@ use unroll::case::{Case, RandomCase};
 use unroll::cell::Cell;
 use unroll::check::check;
 use unroll::checkpoint::Checkpoint;
-use unroll::gpu::{Gpu, info_report};
-use unroll::train::{RunOptions, Task, train};
+use unroll::footprint::Work;
+use unroll::gpu::{Gpu, ModelStep, info_report};
+use unroll::owned::Kind;
+use unroll::train::{Resume, RunOptions, Task, train};
 
 #[derive(Parser)]
 #[command(
@@ -54,12 +56,34 @@ fn print_report(report: &unroll::check::CheckReport) {
     println!("{verdict}");
 }
 
-fn run_check(args: &CheckArgs) -> Result<bool> {
+fn run_check(args: &CheckArgs, given: &Given<'_>) -> Result<bool> {
+    args.check_flags(given)?;
+    // The outputs are refused before any work: a file unroll did not write stays as it is.
+    if let Some(path) = &args.save_case {
+        Kind::CheckCase.check_replaceable(path)?;
+    }
+    if let Some(path) = &args.dump {
+        Kind::CheckDump.check_replaceable(path)?;
+    }
+    let gpu = match args.device {
+        Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
+        Device::Cpu => None,
+    };
+    let recurrence = args.adapter.recurrence;
     let case = match &args.case {
         Some(path) => Case::load(path)?,
         None => {
             let config = args.model();
             config.validate()?;
+            // The GPU's buffers and the host's, before anything of the model's size exists.
+            if let Some(gpu) = &gpu {
+                ModelStep::check_fits(gpu, config, (args.batch, args.steps), recurrence)?;
+            }
+            let work = Work::Check {
+                batch: args.batch,
+                steps: args.steps,
+            };
+            unroll::footprint::check_host(&config, work)?;
             let random = RandomCase {
                 batch: args.batch,
                 steps: args.steps,
@@ -70,50 +94,14 @@ fn run_check(args: &CheckArgs) -> Result<bool> {
             Case::random(config, random)?
         }
     };
-    for path in [&args.save_case, &args.dump].into_iter().flatten() {
-        unroll::rundir::check_replaceable(path)?;
-    }
     if let Some(path) = &args.save_case {
         case.save(path)?;
         println!("case written to {}", path.display());
     }
-    let gpu = match args.device {
-        Device::Gpu => Some(Gpu::new(&args.adapter.choice())?),
-        Device::Cpu => None,
-    };
-    let recurrence = args.adapter.recurrence;
     let report = check(gpu.as_ref(), &case, recurrence, args.dump.as_deref())?;
     print_report(&report);
     Ok(report.pass())
 }
-
-/// The flags of `train` that a resumed run takes from its checkpoint: giving one with --resume
-/// is an error rather than a change that would be silently ignored.
-const FIXED_ON_RESUME: [&str; 23] = [
-    "task",
-    "bytes",
-    "columns",
-    "target",
-    "hidden",
-    "cell",
-    "layers",
-    "nonlinearity",
-    "dropout",
-    "batch",
-    "seq_len",
-    "optimizer",
-    "lr",
-    "momentum",
-    "clip",
-    "lr_decay",
-    "lr_decay_every",
-    "val_fraction",
-    "eval_every",
-    "log_every",
-    "checkpoint_every",
-    "seed",
-    "sample_len",
-];
 
 /// Where a run writes: --out, else the resumed checkpoint's directory, else runs/default.
 fn out_dir(args: &TrainArgs) -> PathBuf {
@@ -127,59 +115,69 @@ fn out_dir(args: &TrainArgs) -> PathBuf {
     }
 }
 
-/// With --resume: refuses the flags the checkpoint fixes, and says what is taken from where.
-fn check_resume(args: &TrainArgs, explicit: &[String]) -> Result<()> {
-    if let Some(ck) = &args.resume {
-        let fixed: Vec<String> = FIXED_ON_RESUME
-            .iter()
-            .filter(|f| explicit.iter().any(|e| e == *f))
-            .map(|f| format!("--{}", f.replace('_', "-")))
-            .collect();
-        if !fixed.is_empty() {
-            anyhow::bail!(
-                "--resume continues the run as {} configured it; {} would change it\n  hint: drop {}, \
-                 or start a new run (with --resume only --iters, --data, --out and the device \
-                 and display flags apply)",
-                ck.display(),
-                fixed.join(", "),
-                if fixed.len() == 1 { "it" } else { "them" }
-            );
-        }
-        let overridden: Vec<String> = ["iters", "data"]
-            .iter()
-            .filter(|f| explicit.iter().any(|e| e == *f))
-            .map(|f| format!("--{f}"))
-            .collect();
-        println!(
-            "resuming {}: model, data encoding and training configuration from the checkpoint{}; writing to {}",
-            ck.display(),
-            if overridden.is_empty() {
-                String::new()
-            } else {
-                format!("; given here: {}", overridden.join(", "))
-            },
-            out_dir(args).display()
-        );
-    }
-    Ok(())
+/// With --resume: what the resumed run takes from the command line, said before it starts.
+fn resume(args: &TrainArgs, given: &Given<'_>) -> Option<Resume> {
+    let ck = args.resume.as_ref()?;
+    let cfg = &args.config;
+    let r = Resume {
+        checkpoint: ck.clone(),
+        iters: given.has("iters").then_some(cfg.iters),
+        data: cfg.data.clone().filter(|_| given.has("data")),
+        sample_len: given.has("sample_len").then_some(cfg.sample_len),
+    };
+    let overridden: Vec<String> = ["iters", "data", "sample_len"]
+        .iter()
+        .filter(|f| given.has(f))
+        .map(|f| args::flag(f))
+        .collect();
+    println!(
+        "resuming {}: model, data encoding and training configuration from the checkpoint{}; writing to {}",
+        ck.display(),
+        if overridden.is_empty() {
+            String::new()
+        } else {
+            format!("; given here: {}", overridden.join(", "))
+        },
+        out_dir(args).display()
+    );
+    Some(r)
 }
 
-fn run_train(args: &TrainArgs, explicit: &[String]) -> Result<bool> {
-    check_resume(args, explicit)?;
-    let cfg = args.config();
-    // First Ctrl-C or SIGTERM: finish the step, checkpoint, stop. Second: exit at once (the
-    // checkpoint on disk is whole either way: it is only ever replaced by an atomic rename).
-    let interrupt = Arc::new(AtomicUsize::new(0));
-    let flag = interrupt.clone();
-    ctrlc::set_handler(move || {
-        if flag.fetch_add(1, Ordering::SeqCst) > 0 {
+/// What the user asked to stop a run: the first Ctrl-C or SIGTERM finishes the step and writes a
+/// checkpoint; a second exits at once (the checkpoint on disk is whole either way: it is only
+/// ever replaced by an atomic rename). Holds the signal's number, 0 until one comes.
+fn on_interrupt(count: Arc<AtomicUsize>, signal: Arc<AtomicUsize>) -> Result<()> {
+    let first = move |sig: usize| {
+        signal.store(sig, Ordering::SeqCst);
+        if count.fetch_add(1, Ordering::SeqCst) > 0 {
             eprintln!("\ninterrupted twice: exiting now; the last checkpoint written is intact");
-            std::process::exit(130);
+            std::process::exit(128 + sig as i32);
         }
         eprintln!(
             "\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to exit at once)"
         );
-    })?;
+    };
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                first(sig as usize);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    ctrlc::set_handler(move || first(2))?;
+    Ok(())
+}
+
+fn run_train(args: &TrainArgs, given: &Given<'_>) -> Result<bool> {
+    args.check_flags(given)?;
+    let resume = resume(args, given);
+    let cfg = args.config();
+    let (interrupt, signal) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    on_interrupt(interrupt.clone(), signal.clone())?;
     let opts = RunOptions {
         out_dir: out_dir(args),
         force: args.force,
@@ -188,26 +186,41 @@ fn run_train(args: &TrainArgs, explicit: &[String]) -> Result<bool> {
         device: args.device,
         adapter: args.adapter.choice(),
         recurrence: args.adapter.recurrence,
-        resume: args.resume.clone(),
+        resume,
         quiet: args.quiet,
         interrupt: Some(interrupt),
     };
     let s = train(&cfg, &opts)?;
+    print_summary(&s, cfg.task);
+    if s.interrupted {
+        // As a shell reports a process that a signal ended: 128 + the signal's number.
+        std::process::exit(128 + signal.load(Ordering::SeqCst) as i32);
+    }
+    Ok(true)
+}
+
+/// The closing lines of a run: where it ended, its files, its sample and how the sample scores.
+fn print_summary(s: &unroll::train::TrainSummary, task: Task) {
     println!("device: {}", s.device);
-    let baseline = match cfg.task {
+    let baseline = match task {
         Task::Text => "unigram entropy",
         Task::Series => "repeat-last-value forecast",
     };
+    let val = if s.val_loss.is_nan() {
+        "not measured yet".to_string()
+    } else {
+        format!("{:.4}", s.val_loss)
+    };
     if s.train_loss.is_nan() {
-        // A resumed run that was already complete: no step was taken.
+        // A resumed run that was already complete, or one stopped before its first report.
         println!(
-            "step {}: no step left to take; validation loss {:.4} ({baseline} {:.4})",
-            s.step, s.val_loss, s.baseline_loss
+            "step {}: no training loss reported; validation loss {val} ({baseline} {:.4})",
+            s.step, s.baseline_loss
         );
     } else {
         println!(
-            "step {}: train loss {:.4}, validation loss {:.4} ({baseline} {:.4}), {:.0} tokens/s",
-            s.step, s.train_loss, s.val_loss, s.baseline_loss, s.tokens_per_s
+            "step {}: train loss {:.4}, validation loss {val} ({baseline} {:.4}), {:.0} tokens/s",
+            s.step, s.train_loss, s.baseline_loss, s.tokens_per_s
         );
     }
     println!("checkpoint: {}", s.checkpoint.display());
@@ -216,9 +229,23 @@ fn run_train(args: &TrainArgs, explicit: &[String]) -> Result<bool> {
     if !s.sample.is_empty() {
         println!("sample:\n{}", s.sample);
     }
-    if s.interrupted {
-        std::process::exit(130);
+    if let Some(k) = s.sample_score {
+        println!(
+            "sample score: {} of the sample's {} complete lines are right equations ({} \
+             well-formed); a sample of the same length from the character frequencies alone: {} \
+             of {}",
+            k.correct, k.lines, k.well_formed, k.unigram_correct, k.unigram_lines
+        );
     }
+}
+
+fn run_info(args: &AdapterArgs, given: &Given<'_>) -> Result<bool> {
+    given.refuse(
+        &["recurrence"],
+        false,
+        "`unroll info` lists adapters and runs no step",
+    )?;
+    print!("{}", info_report(&args.choice())?);
     Ok(true)
 }
 
@@ -260,8 +287,9 @@ fn run_forecast(args: &ForecastArgs) -> Result<bool> {
     Ok(true)
 }
 
-fn run_bench(args: &BenchArgs) -> Result<bool> {
+fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
     use unroll::bench::{BenchConfig, bench_cpu, bench_gpu, table};
+    args.check_flags(given)?;
     let configs: Vec<BenchConfig> = if args.configs.is_empty() {
         BenchConfig::standard()
             .into_iter()
@@ -379,18 +407,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let (sub, _) = matches.subcommand().unwrap_or(("", &matches));
+    let explicit = explicit_flags(&matches, sub);
+    let given = Given(&explicit);
     let result = match &cli.command {
-        Command::Info(a) => info_report(&a.choice())
-            .map(|s| {
-                print!("{s}");
-                true
-            })
-            .map_err(Into::into),
-        Command::Check(a) => run_check(a),
-        Command::Train(a) => run_train(a, &explicit_flags(&matches, "train")),
+        Command::Info(a) => run_info(a, &given),
+        Command::Check(a) => run_check(a, &given),
+        Command::Train(a) => run_train(a, &given),
         Command::Sample(a) => run_sample(a),
         Command::Forecast(a) => run_forecast(a),
-        Command::Bench(a) => run_bench(a),
+        Command::Bench(a) => run_bench(a, &given),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -2,10 +2,11 @@
 
 use crate::config::Task;
 use crate::error::{Error, Result};
+use crate::owned::{self, Kind, METRICS_HEADER};
 use crate::plot;
-use crate::rundir;
+use crate::rundir::{self, RunDir};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The metrics file: one CSV row per reported step.
 pub(crate) struct Metrics {
@@ -15,12 +16,17 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Opens `metrics.csv`; on resume keeps its rows up to `step` and appends after them.
-    pub(crate) fn open(path: &Path, resume: bool, step: u64) -> Result<Self> {
+    /// Opens the run's `metrics.csv`; on resume keeps its rows up to `step` (where the file is
+    /// unroll's) and appends after them.
+    pub(crate) fn open(dir: &RunDir, resume: bool, step: u64) -> Result<Self> {
+        let path = &dir.file(rundir::METRICS);
         let err = |e: std::io::Error| Error::file(path, format!("cannot write metrics: {e}"));
         let mut rows = Vec::new();
-        let mut kept = format!("{}\n", rundir::METRICS_HEADER);
-        if resume && let Ok(old) = std::fs::read_to_string(path) {
+        let mut kept = format!("{METRICS_HEADER}\n");
+        if resume
+            && Kind::Metrics.holds(path)
+            && let Ok(old) = std::fs::read_to_string(path)
+        {
             for line in old.lines().skip(1) {
                 let f: Vec<&str> = line.split(',').collect();
                 if let (Some(Ok(s)), Some(Ok(l))) = (
@@ -34,7 +40,7 @@ impl Metrics {
                 }
             }
         }
-        std::fs::write(path, kept).map_err(err)?;
+        dir.write_atomic(rundir::METRICS, kept.as_bytes())?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(path)
@@ -64,7 +70,8 @@ impl Metrics {
         Ok(())
     }
 
-    pub(crate) fn plot(&self, path: &Path, task: Task) -> Result<()> {
+    /// Draws the loss curves into the run's `loss.svg`.
+    pub(crate) fn plot(&self, dir: &RunDir, task: Task) -> Result<()> {
         let train: Vec<(f64, f64)> = self
             .rows
             .iter()
@@ -79,8 +86,7 @@ impl Metrics {
             Task::Text => "cross-entropy (nats per character)",
             Task::Series => "mean squared error / 2 (normalised)",
         };
-        plot::lines(
-            path,
+        let svg = plot::svg(
             rundir::PLOT_TITLE,
             "step",
             y,
@@ -94,6 +100,8 @@ impl Metrics {
                     points: val,
                 },
             ],
-        )
+            &[owned::svg_mark(Kind::LossPlot)],
+        )?;
+        dir.write_atomic(rundir::PLOT, svg.as_bytes())
     }
 }

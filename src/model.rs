@@ -62,6 +62,23 @@ fn one_layer() -> usize {
     1
 }
 
+impl std::fmt::Display for ModelConfig {
+    /// The model in words: `2 layers of lstm, I=65 H=128 O=65, tokens`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} layer{} of {}, I={} H={} O={}, {}",
+            self.layers,
+            if self.layers == 1 { "" } else { "s" },
+            self.cell.name(),
+            self.input,
+            self.hidden,
+            self.output,
+            self.kind
+        )
+    }
+}
+
 /// The most layers accepted.
 pub const MAX_LAYERS: usize = 64;
 

@@ -1,8 +1,8 @@
-//! Plots as SVG files (plotters): the loss curve of a run, and a series with its forecast.
+//! Plots as SVG text (plotters): the loss curve of a run, and a series with its forecast. The
+//! caller writes the text where it belongs (atomically, and only over a file of its own).
 
 use crate::error::{Error, Result};
 use plotters::prelude::*;
-use std::path::Path;
 
 /// One line of a plot: a label, a colour index and its points.
 pub struct Line<'a> {
@@ -12,15 +12,21 @@ pub struct Line<'a> {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Draws lines against a common x axis into an SVG file.
-pub fn lines(
-    path: &Path,
+/// Draws lines against a common x axis as an SVG, with the `marks` (whole lines, e.g. XML
+/// comments that say which file it is: [`crate::owned::svg_mark`]) right after its opening tag.
+pub fn svg(
     title: &str,
     x_label: &str,
     y_label: &str,
     lines: &[Line<'_>],
-) -> Result<()> {
-    let err = |e: &dyn std::fmt::Display| Error::file(path, format!("cannot draw the plot: {e}"));
+    marks: &[String],
+) -> Result<String> {
+    let err = |e: &dyn std::fmt::Display| {
+        Error::config(
+            format!("cannot draw the plot `{title}`: {e}"),
+            "report this as a bug, with the command that drew it",
+        )
+    };
     let all = lines
         .iter()
         .flat_map(|l| l.points.iter())
@@ -39,7 +45,8 @@ pub fn lines(
         x1 = x0 + 1.0;
     }
     let pad = ((y1 - y0) * 0.05).max(1e-6);
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    let mut text = String::new();
+    let root = SVGBackend::with_string(&mut text, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
@@ -74,5 +81,14 @@ pub fn lines(
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    let split = text.find('\n').map_or(text.len(), |i| i + 1);
+    let mut marked = text[..split].to_string();
+    for m in marks {
+        marked += m;
+        marked.push('\n');
+    }
+    marked += &text[split..];
+    Ok(marked)
 }

@@ -16,6 +16,9 @@ pub(crate) struct Data {
     pub(crate) vocab: Option<Vocab>,
     pub(crate) normalization: Option<Normalization>,
     pub(crate) baseline: f64,
+    /// Text: how often each token occurs in the training part (the unigram model's sample
+    /// scores the closing sample of the built-in corpus).
+    pub(crate) unigram: Vec<f64>,
 }
 
 pub(crate) enum Source {
@@ -117,6 +120,7 @@ pub(crate) fn load_data(
                 train: Source::Text(streams),
                 val,
                 baseline: corpus.unigram_entropy(),
+                unigram: corpus.unigram_counts(),
                 vocab: Some(corpus.vocab),
                 normalization: None,
             })
@@ -129,6 +133,7 @@ pub(crate) fn load_data(
                 baseline: s.naive_val_loss,
                 train: Source::Series(s.train),
                 val: s.val,
+                unigram: vec![],
                 vocab: None,
                 normalization: Some(s.normalization),
             })

@@ -1,16 +1,18 @@
-//! What unroll may write over: the run directory of `unroll train` (its files, its lock, its
-//! temporaries) and the outputs of `unroll forecast`.
+//! The run directory of `unroll train`: its files, its lock, its temporaries.
 //!
-//! unroll never replaces or deletes a file it did not write. A file counts as unroll's when its
-//! content says so: a checkpoint carries the `unroll` metadata key, `metrics.csv` starts with its
-//! header, a plot carries its title. A run directory is locked while a run writes to it (an
-//! advisory lock on `unroll.lock`, which holds the owner's pid), so two runs never interleave; the
-//! operating system releases the lock of a process that died, and the next run takes it over.
+//! unroll never replaces or deletes a file it did not write ([`crate::owned`] says how it knows).
+//! A run directory is locked while a run writes to it (an advisory lock on `unroll.lock`, which
+//! names the owner's pid and the temporary it is writing, if any), so two runs never interleave;
+//! the operating system releases the lock of a process that died, and the next run takes it
+//! over and removes the temporary that the dead run's lock names. A run that ends having written
+//! nothing leaves no lock behind (nor the directory, if it made it).
 
 use crate::error::{Error, Result};
+use crate::owned::{self, Kind, LockContent};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The checkpoint's file name in a run directory.
 pub const CHECKPOINT: &str = "model.safetensors";
@@ -20,33 +22,20 @@ pub const METRICS: &str = "metrics.csv";
 pub const PLOT: &str = "loss.svg";
 /// The lock file's name.
 pub const LOCK: &str = "unroll.lock";
-/// The first line of `metrics.csv`.
-pub const METRICS_HEADER: &str = "step,train_loss,val_loss,tokens_per_s,elapsed_s";
-/// The title of the loss plot (the SVG holds it as text).
+/// The title of the loss plot.
 pub const PLOT_TITLE: &str = "unroll: loss";
 /// The title of a forecast's plot.
 pub const FORECAST_TITLE: &str = "unroll: forecast";
 
-/// The marker in the names of unroll's temporary files: `.{name}.unroll-tmp-{pid}`.
-const TEMPORARY: &str = ".unroll-tmp-";
+/// The length of the lock file's content, padded with spaces.
+const LOCK_LEN: usize = 256;
 
-/// The temporary file that [`crate::tensorfile::write_bytes_atomic`] writes before renaming it
-/// over `path`.
-pub fn temporary_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}{TEMPORARY}{}", std::process::id()))
-}
-
-/// The pid in the name of one of unroll's temporaries for a file in `names`, if it is one.
-fn temporary_owner(name: &str, names: &[&str]) -> Option<u32> {
-    names.iter().find_map(|n| {
-        name.strip_prefix(&format!(".{n}{TEMPORARY}"))
-            .and_then(|pid| pid.parse().ok())
-    })
-}
+/// The files a run writes, and their kinds.
+const FILES: [(&str, Kind); 3] = [
+    (CHECKPOINT, Kind::Checkpoint),
+    (METRICS, Kind::Metrics),
+    (PLOT, Kind::LossPlot),
+];
 
 /// Whether a process with this pid exists (on Linux; elsewhere every other pid counts as alive, so
 /// nothing another process may be writing is removed).
@@ -58,121 +47,140 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-/// The first `limit` bytes of a file (fewer if it is shorter).
-fn head(path: &Path, limit: u64) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    if let Ok(f) = File::open(path) {
-        let _ = f.take(limit).read_to_end(&mut bytes);
-    }
-    bytes
-}
-
-/// The `__metadata__` of a safetensors file's header, read without reading its tensors.
-fn safetensors_metadata(path: &Path) -> Option<serde_json::Value> {
-    let mut f = File::open(path).ok()?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).ok()?;
-    let len = u64::from_le_bytes(len);
-    if len > 100 << 20 {
-        return None;
-    }
-    let mut header = Vec::new();
-    f.take(len).read_to_end(&mut header).ok()?;
-    serde_json::from_slice::<serde_json::Value>(&header)
-        .ok()?
-        .get("__metadata__")
-        .cloned()
-}
-
-/// Whether `path` is a checkpoint unroll wrote: a safetensors header with the `unroll` metadata.
-pub fn is_unroll_checkpoint(path: &Path) -> bool {
-    safetensors_metadata(path).is_some_and(|m| m.get("unroll").is_some())
-}
-
-/// Refuses an output path of `unroll check` (`--dump`, `--save-case`) that holds a file unroll
-/// did not write: one it may replace is a safetensors file whose metadata unroll wrote.
-pub fn check_replaceable(path: &Path) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    // A checkpoint, a `--dump` (its `config`) or a `--save-case` (its `made_by`).
-    let ours = safetensors_metadata(path).is_some_and(|m| {
-        m.get("unroll").is_some()
-            || m.get("config").is_some()
-            || m.get("made_by")
-                .and_then(|v| v.as_str())
-                .is_some_and(|s| s.starts_with("unroll"))
-    });
-    if ours {
-        Ok(())
-    } else {
-        Err(Error::file(
-            path,
-            "exists and is not a file that unroll wrote; it is left as it is\n  hint: pass another path",
-        ))
-    }
-}
-
-/// Whether `path` is a file unroll wrote under this name in a run directory.
-fn is_ours(path: &Path, name: &str) -> bool {
-    match name {
-        CHECKPOINT => is_unroll_checkpoint(path),
-        METRICS => head(path, 4096).starts_with(METRICS_HEADER.as_bytes()),
-        PLOT => svg_has_title(path, PLOT_TITLE),
-        LOCK => true,
-        _ => false,
-    }
-}
-
-/// Whether an SVG file holds `title` as a line of text (plotters writes the caption on a line of
-/// its own inside a text element).
-pub fn svg_has_title(path: &Path, title: &str) -> bool {
-    let text = head(path, 1 << 16);
-    let text = String::from_utf8_lossy(&text);
-    text.trim_start().starts_with("<svg") && text.lines().any(|l| l.trim() == title)
-}
-
 /// A run directory, locked for as long as this value lives.
 pub struct RunDir {
     /// The directory.
     pub path: PathBuf,
-    _lock: File,
+    lock: Mutex<File>,
+    /// The directories this run made: the run directory and the missing ones above it, the
+    /// topmost last.
+    made: Vec<PathBuf>,
 }
 
 impl RunDir {
-    /// Creates or opens the directory, refuses it if it holds files unroll did not write (unless
-    /// `force`), takes its lock, and removes the temporaries that dead runs left in it.
+    /// Creates or opens the directory, takes its lock, refuses it if it holds files unroll did
+    /// not write (unless `force`, which lets the run replace its three files whatever they
+    /// hold), and removes the temporary a dead run's lock names.
     pub fn open(path: &Path, force: bool) -> Result<Self> {
+        let made: Vec<PathBuf> = path
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+            .map(Path::to_path_buf)
+            .collect();
         std::fs::create_dir_all(path)
             .map_err(|e| Error::file(path, format!("cannot create the output directory: {e}")))?;
-        if !force {
-            check_contents(path)?;
-        }
-        let lock = lock(path)?;
-        remove_stale_temporaries(path);
-        Ok(Self {
+        let (lock, previous) = match take_lock(path) {
+            Ok(taken) => taken,
+            Err(e) => {
+                remove_empty(&made);
+                return Err(e);
+            }
+        };
+        let dir = Self {
             path: path.to_owned(),
-            _lock: lock,
-        })
+            lock: Mutex::new(lock),
+            made,
+        };
+        // A temporary is left only by a run that died while writing it.
+        let stale = previous
+            .filter(|p| p.pid != std::process::id() && !alive(p.pid))
+            .and_then(|p| {
+                let names = FILES.map(|(n, _)| n);
+                p.writing
+                    .filter(|w| owned::is_temporary_of(w, p.pid, &names))
+            });
+        if !force {
+            check_contents(path, stale.as_deref())?;
+        }
+        if let Some(name) = &stale {
+            let _ = std::fs::remove_file(path.join(name));
+        }
+        dir.record(None)?;
+        Ok(dir)
     }
 
     /// The path of a file in the directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
+
+    /// Writes one of the run's files atomically: a temporary beside it, recorded in the lock
+    /// while it exists, then renamed over it.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.file(name);
+        let tmp = owned::temporary_for(&path);
+        let tmp_name = tmp.file_name().map(|n| n.to_string_lossy().into_owned());
+        self.record(tmp_name)?;
+        let written = crate::tensorfile::write_through(&tmp, &path, bytes);
+        self.record(None)?;
+        written
+    }
+
+    /// Writes the lock file's content: this process, and the temporary it is writing.
+    fn record(&self, writing: Option<String>) -> Result<()> {
+        let content = LockContent {
+            pid: std::process::id(),
+            writing,
+        };
+        // Always the same length, written at once: a run killed at any moment leaves either the
+        // old content or the new one, never a truncated lock that the next run cannot read.
+        let mut text = content.render();
+        let padded = text.len().max(LOCK_LEN);
+        text.extend(std::iter::repeat_n(' ', padded - text.len() - 1));
+        text.push('\n');
+        let mut file = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self.file(LOCK);
+        let write = |f: &mut File| -> std::io::Result<()> {
+            f.rewind()?;
+            f.write_all(text.as_bytes())?;
+            f.set_len(text.len() as u64)
+        };
+        write(&mut file).map_err(|e| Error::file(&path, format!("cannot write the lock: {e}")))
+    }
 }
 
-/// Refuses a directory with files that unroll did not write.
-fn check_contents(dir: &Path) -> Result<()> {
+impl Drop for RunDir {
+    /// A run that wrote nothing leaves nothing: its lock goes (while it is still held), and the
+    /// directory too if the run made it and it is empty.
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        let names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if names.iter().all(|n| n == LOCK) {
+            let _ = std::fs::remove_file(self.file(LOCK));
+            remove_empty(&self.made);
+        }
+    }
+}
+
+/// Removes the directories a run made, innermost first, as long as they are empty.
+fn remove_empty(made: &[PathBuf]) {
+    for dir in made {
+        if std::fs::remove_dir(dir).is_err() {
+            return;
+        }
+    }
+}
+
+/// Refuses a directory with files that unroll did not write (`stale`: a dead run's temporary,
+/// which is unroll's).
+fn check_contents(dir: &Path, stale: Option<&str>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Error::file(dir, format!("cannot read the output directory: {e}")))?;
-    let ours = [CHECKPOINT, METRICS, PLOT];
     let mut foreign: Vec<String> = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        let fine = is_ours(&path, &name) || temporary_owner(&name, &ours).is_some();
-        if !fine {
+        let ours = name == LOCK
+            || Some(name.as_str()) == stale
+            || FILES
+                .iter()
+                .any(|&(n, kind)| n == name && kind.holds(&path));
+        if !ours {
             foreign.push(name);
         }
     }
@@ -180,124 +188,105 @@ fn check_contents(dir: &Path) -> Result<()> {
         return Ok(());
     }
     foreign.sort();
-    let shown: Vec<String> = foreign.iter().take(5).map(|n| format!("`{n}`")).collect();
-    let more = if foreign.len() > 5 {
-        format!(" and {} more", foreign.len() - 5)
-    } else {
-        String::new()
-    };
     Err(Error::file(
         dir,
         format!(
-            "the output directory holds files that unroll did not write ({}{more}); unroll writes \
+            "the output directory holds files that unroll did not write ({}); unroll writes \
              {CHECKPOINT}, {METRICS} and {PLOT} there and replaces them\n  hint: pass a new or empty \
              --out directory, or --force to write there anyway",
-            shown.join(", ")
+            few(&foreign, 5)
         ),
     ))
 }
 
-/// Takes the directory's lock, or says which process holds it.
-fn lock(dir: &Path) -> Result<File> {
+/// The first `n` names in backquotes, and how many more there are.
+pub fn few(names: &[String], n: usize) -> String {
+    let shown: Vec<String> = names.iter().take(n).map(|s| format!("`{s}`")).collect();
+    let more = names.len().saturating_sub(n);
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// Takes the directory's lock: the lock file unroll made, or one it finds there that unroll
+/// wrote (whose content it returns); anything else under that name is refused, untouched.
+fn take_lock(dir: &Path) -> Result<(File, Option<LockContent>)> {
     let path = dir.join(LOCK);
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::file(&path, format!("cannot create the lock file: {e}")))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut owner = String::new();
-            let _ = file.read_to_string(&mut owner);
-            let owner = owner.trim();
-            return Err(Error::file(
-                dir,
-                format!(
-                    "another unroll run{} is writing to this directory\n  hint: wait for it to \
-                     finish, or pass another --out",
-                    if owner.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (pid {owner})")
-                    }
-                ),
-            ));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::file(&path, format!("cannot lock: {e}")));
-        }
-    }
-    let _ = file.set_len(0);
-    let _ = write!(file, "{}", std::process::id());
-    let _ = file.flush();
-    Ok(file)
-}
-
-/// Removes unroll's temporaries of the run directory's files whose writer is no longer alive.
-fn remove_stale_temporaries(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = temporary_owner(&name, &[CHECKPOINT, METRICS, PLOT])
-            && pid != std::process::id()
-            && !alive(pid)
+    let io = |e: std::io::Error| Error::file(&path, format!("cannot open the lock file: {e}"));
+    // A run that finds the file removed between its open and its lock (by a run that ended
+    // having written nothing) opens it again.
+    for _ in 0..8 {
+        let (file, made) = match File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
         {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Refuses an output file of `unroll forecast` that would replace an input or a file that unroll
-/// did not write: an existing CSV must hold a forecast of the same columns (`header`), an existing
-/// plot must carry the forecast's title.
-pub fn check_forecast_outputs(
-    csv: &Path,
-    plot: &Path,
-    inputs: &[&Path],
-    header: &str,
-) -> Result<()> {
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    };
-    for input in inputs {
-        for out in [csv, plot] {
-            if same(out, input) {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match File::options().read(true).write(true).open(&path) {
+                    Ok(f) => (f, false),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            Err(e) => return Err(io(e)),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let owner = owned::parse_lock(&owned::head(&path, 4096));
                 return Err(Error::file(
-                    out,
-                    "is an input of this forecast; it would be overwritten\n  hint: pass another --out",
+                    dir,
+                    format!(
+                        "another unroll run{} is writing to this directory\n  hint: wait for it \
+                         to finish, or pass another --out",
+                        owner
+                            .map(|o| format!(" (pid {})", o.pid))
+                            .unwrap_or_default()
+                    ),
                 ));
             }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::file(&path, format!("cannot lock: {e}")));
+            }
         }
+        if !same_file(&file, &path) {
+            continue;
+        }
+        if made {
+            return Ok((file, None));
+        }
+        return match owned::parse_lock(&owned::head(&path, 4096)) {
+            Some(previous) => Ok((file, Some(previous))),
+            None => Err(Error::file(
+                &path,
+                "is not a lock file that unroll wrote (or another run is just starting here); it \
+                 is left as it is\n  hint: pass another --out, or remove the file if it is not \
+                 yours",
+            )),
+        };
     }
-    let csv_ours = || {
-        let text = head(csv, 1 << 20);
-        let text = String::from_utf8_lossy(&text);
-        let mut lines = text.lines();
-        lines.next() == Some(header)
-            && lines.take(1000).all(|l| {
-                l.split(',')
-                    .all(|v| v.trim().is_empty() || v.trim().parse::<f64>().is_ok())
-            })
-    };
-    if csv.exists() && !csv_ours() {
-        return Err(Error::file(
-            csv,
-            "exists and is not a forecast that unroll wrote for these columns; it is left as it is\n  \
-             hint: pass another --out, or remove the file first",
-        ));
+    Err(Error::file(
+        &path,
+        "the lock file kept changing while this run took it\n  hint: pass another --out",
+    ))
+}
+
+/// Whether the open file is still the one at `path` (not removed or replaced since it was
+/// opened).
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
-    if plot.exists() && !svg_has_title(plot, FORECAST_TITLE) {
-        return Err(Error::file(
-            plot,
-            "exists and is not a forecast plot that unroll wrote; it is left as it is (the plot \
-             goes beside the CSV, with the extension .svg)\n  hint: pass another --out",
-        ));
-    }
-    Ok(())
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &File, path: &Path) -> bool {
+    path.exists()
 }

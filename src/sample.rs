@@ -137,26 +137,41 @@ pub fn sample(
                 .iter()
                 .map(|&v| (((v - m) / temperature) as f64).exp())
                 .collect();
-            let total: f64 = p.iter().sum();
-            if !(total.is_finite() && total > 0.0) {
-                return Err(Error::config(
+            draw(&p, &mut rng).ok_or_else(|| {
+                Error::config(
                     "the model's outputs are not finite numbers (its weights hold NaN or inf)",
                     "sample from a checkpoint of a run that did not diverge",
-                ));
-            }
-            let mut r = rng.random_range(0.0..total);
-            let mut pick = p.len() - 1;
-            for (i, &pi) in p.iter().enumerate() {
-                if r < pi {
-                    pick = i;
-                    break;
-                }
-                r -= pi;
-            }
-            pick
+                )
+            })?
         } as u32;
         out.push(next);
         s.feed_token(next);
     }
     Ok(out)
+}
+
+/// Index i drawn with probability `weights[i] / Σ weights`; `None` if the sum is not a positive
+/// number.
+fn draw(weights: &[f64], rng: &mut rand::rngs::StdRng) -> Option<usize> {
+    let total: f64 = weights.iter().sum();
+    if !(total.is_finite() && total > 0.0) {
+        return None;
+    }
+    let mut r = rng.random_range(0.0..total);
+    for (i, &w) in weights.iter().enumerate() {
+        if r < w {
+            return Some(i);
+        }
+        r -= w;
+    }
+    Some(weights.len() - 1)
+}
+
+/// `len` tokens drawn independently from the token frequencies `counts` (a unigram model): the
+/// baseline a sample is scored against.
+pub fn sample_unigram(counts: &[f64], len: usize, seed: u64) -> Vec<u32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..len.min(MAX_LEN))
+        .map_while(|_| draw(counts, &mut rng).map(|i| i as u32))
+        .collect()
 }

@@ -17,8 +17,28 @@ use std::path::Path;
 pub struct Table {
     /// Column names (`0`, `1`, … when the file has no header).
     pub names: Vec<String>,
-    /// Rows, each as long as `names`.
+    /// Rows, each as long as `names`; NaN where a cell is not a number (see `unreadable`).
     pub rows: Vec<Vec<f64>>,
+    /// Per column, the first cell that is not a number, in words: a column that holds one
+    /// (dates, labels, gaps) can be read by no model, and is refused only if chosen.
+    unreadable: Vec<Option<String>>,
+}
+
+/// The line of the first blank line that has data after it (a time step would vanish), if any;
+/// blank lines at the end of the file are harmless. Lines inside a quoted cell are not counted.
+fn blank_line(text: &str) -> Option<usize> {
+    let (mut quoted, mut blank) = (false, None);
+    for (i, line) in text.lines().enumerate() {
+        if !quoted && line.trim().is_empty() {
+            blank.get_or_insert(i + 1);
+            continue;
+        }
+        if blank.is_some() {
+            return blank;
+        }
+        quoted ^= line.matches('"').count() % 2 == 1;
+    }
+    None
 }
 
 /// Parses CSV text: an optional header (a first row with any non-numeric cell), then numbers.
@@ -32,6 +52,12 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Table> {
     };
     // A UTF-8 byte-order mark is not part of the first cell.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(line) = blank_line(text) {
+        return Err(Error::config(
+            format!("{source}: line {line} is blank, and a row is one time step"),
+            "remove the blank line, or fill it with the time step's values",
+        ));
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -54,6 +80,7 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Table> {
         (0..first.len()).map(|i| i.to_string()).collect()
     };
     let mut rows = Vec::new();
+    let mut unreadable: Vec<Option<String>> = vec![None; names.len()];
     let data = (!has_header)
         .then_some(Ok(first))
         .into_iter()
@@ -73,19 +100,24 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Table> {
             .iter()
             .enumerate()
             .map(|(c, cell)| match cell.parse::<f64>() {
-                Ok(v) if v.is_finite() => Ok(v),
-                _ => Err(bad(format!(
-                    "row {line_no}, column {} (`{}`): `{cell}` is not a number{}",
-                    c + 1,
-                    names[c],
-                    if cell.is_empty() {
-                        " (the cell is empty)"
-                    } else {
-                        ""
-                    }
-                ))),
+                Ok(v) if v.is_finite() => v,
+                _ => {
+                    unreadable[c].get_or_insert_with(|| {
+                        format!(
+                            "row {line_no}, column {} (`{}`): `{cell}` is not a number{}",
+                            c + 1,
+                            names[c],
+                            if cell.is_empty() {
+                                " (the cell is empty)"
+                            } else {
+                                ""
+                            }
+                        )
+                    });
+                    f64::NAN
+                }
             })
-            .collect::<Result<Vec<f64>>>()?;
+            .collect();
         rows.push(row);
     }
     if rows.len() < 2 {
@@ -94,12 +126,42 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Table> {
             rows.len()
         )));
     }
-    Ok(Table { names, rows })
+    Ok(Table {
+        names,
+        rows,
+        unreadable,
+    })
 }
 
 impl Table {
+    /// A table of numbers, every cell a finite number.
+    pub fn new(names: Vec<String>, rows: Vec<Vec<f64>>) -> Self {
+        let unreadable = vec![None; names.len()];
+        Self {
+            names,
+            rows,
+            unreadable,
+        }
+    }
+
     /// The indices of the named columns (names or 0-based indices); all columns when empty.
+    /// A chosen column with a cell that is not a number is an error that names the cell.
     pub fn select(&self, wanted: &[String]) -> Result<Vec<usize>> {
+        let chosen = self.find(wanted)?;
+        match chosen.iter().find_map(|&c| self.unreadable[c].as_ref()) {
+            None => Ok(chosen),
+            Some(problem) => Err(Error::config(
+                problem.clone(),
+                if wanted.is_empty() {
+                    "every column is read by default: choose the numeric ones with --columns"
+                } else {
+                    "fill the cell with a number, or choose other columns"
+                },
+            )),
+        }
+    }
+
+    fn find(&self, wanted: &[String]) -> Result<Vec<usize>> {
         if wanted.is_empty() {
             return Ok((0..self.names.len()).collect());
         }
@@ -118,7 +180,11 @@ impl Table {
                     .ok_or_else(|| {
                         Error::config(
                             format!("no column `{w}`"),
-                            format!("the columns are: {}", self.names.join(", ")),
+                            format!(
+                                "the {} columns are: {}; or give a 0-based index",
+                                self.names.len(),
+                                crate::rundir::few(&self.names, 8)
+                            ),
                         )
                     })
             })
@@ -143,10 +209,7 @@ pub fn builtin_series(seed: u64) -> Table {
             vec![a, b]
         })
         .collect();
-    Table {
-        names: vec!["a".into(), "b".into()],
-        rows,
-    }
+    Table::new(vec!["a".into(), "b".into()], rows)
 }
 
 /// Per-column mean and standard deviation, and which columns are inputs and targets.

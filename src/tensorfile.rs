@@ -27,6 +27,13 @@ impl TensorFile {
                 "is not a regular file (a pipe, a device or a socket), not a safetensors file",
             ));
         }
+        // The file's bytes, and the tensors decoded from them (twice over while they are copied).
+        let len = std::fs::metadata(path).map_or(0, |m| m.len());
+        crate::footprint::check_bytes(
+            &format!("reading {}", path.display()),
+            len.saturating_mul(3),
+            "read it on a machine with more memory, or free some",
+        )?;
         let bytes =
             std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
         Self::from_bytes(path, bytes)
@@ -84,9 +91,9 @@ impl TensorFile {
             return Err(Error::file(
                 &self.path,
                 format!(
-                    "tensor `{name}` has shape {:?}, expected {:?}",
-                    view.shape(),
-                    shape
+                    "tensor `{name}` has shape {}, expected {}",
+                    shape_text(view.shape()),
+                    shape_text(shape)
                 ),
             ));
         }
@@ -172,6 +179,12 @@ impl TensorFile {
         };
         Ok((shape, values))
     }
+}
+
+/// A shape as the docs write it: `(3, 4)`, `(P)`, `()` for a scalar.
+pub fn shape_text(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("({})", dims.join(", "))
 }
 
 /// One tensor to write.
@@ -263,23 +276,45 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::file(&dir, format!("cannot create directory: {e}")))?;
-    // A name only this process uses, in a pattern that the run directory's cleanup recognises.
-    let tmp = crate::rundir::temporary_for(&dir.join(path.file_name().unwrap_or_default()));
-    let result = (|| -> std::io::Result<()> {
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
+    let tmp = crate::owned::temporary_for(&dir.join(path.file_name().unwrap_or_default()));
+    write_through(&tmp, path, bytes)
+}
+
+/// Writes bytes to the new file `tmp`, flushes it to disk and renames it over `path`. A file
+/// already at `tmp` is not unroll's to replace: the write is refused and that file kept.
+pub fn write_through(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::file(
+                tmp,
+                format!(
+                    "exists: unroll writes {} through a temporary file of this name, and does not                      replace a file it did not make\n  hint: remove it if it is a leftover of an                      interrupted unroll, or write elsewhere",
+                    path.display()
+                ),
+            ));
         }
-        std::fs::rename(&tmp, path)?;
+        Err(e) => return Err(Error::file(path, format!("cannot write: {e}"))),
+    };
+    let result = (|| -> std::io::Result<()> {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(tmp, path)?;
         // Make the rename itself durable.
-        if let Ok(d) = std::fs::File::open(&dir) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Ok(d) = std::fs::File::open(dir)
+        {
             let _ = d.sync_all();
         }
         Ok(())
     })();
     result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         Error::file(path, format!("cannot write: {e}"))
     })
 }

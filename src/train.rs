@@ -7,12 +7,15 @@
 
 use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 pub use crate::config::{Device, MAX_BATCH_OR_SEQ_LEN, MAX_ROWS, Task, TrainConfig};
-use crate::engine::{CpuTrainer, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterChoice, Gpu, GpuStep, GpuTrainer, Recurrence, TrainerShape};
+use crate::gpu::{AdapterChoice, Recurrence};
 use crate::metrics::Metrics;
-use crate::model::{Inputs, ModelConfig, Params};
+use crate::model::Params;
+pub use crate::resume::Resume;
+use crate::resume::{on_resume, resolve_config};
 use crate::run_data::{Data, load_data};
+use crate::run_engine::build_engine;
 use crate::rundir::{self, RunDir};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,12 +40,30 @@ pub struct RunOptions {
     pub adapter: AdapterChoice,
     /// How the GPU dispatches the recurrences (`None`: chosen per shape).
     pub recurrence: Option<Recurrence>,
-    /// Continue the run of this checkpoint.
-    pub resume: Option<PathBuf>,
+    /// Continue the run of a checkpoint (the configuration given to [`train`] is then the
+    /// checkpoint's, with what [`Resume`] changes).
+    pub resume: Option<Resume>,
     /// No progress bar; a log line per evaluation instead.
     pub quiet: bool,
     /// Set to 1 by the first Ctrl-C / SIGTERM: finish the step, checkpoint, stop.
     pub interrupt: Option<Arc<AtomicUsize>>,
+}
+
+/// How a sample of the built-in arithmetic corpus scores: its complete lines, and how many of
+/// them are right equations; beside the same count for a sample of the same length from the
+/// corpus's character frequencies alone (a unigram model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleScore {
+    /// Complete lines of the sample (its first and last, possibly cut, left out).
+    pub lines: usize,
+    /// Lines of the form `a+b=c` or `a-b=c`.
+    pub well_formed: usize,
+    /// Lines whose sum or difference is right.
+    pub correct: usize,
+    /// Complete lines of the unigram model's sample.
+    pub unigram_lines: usize,
+    /// Right equations in it.
+    pub unigram_correct: usize,
 }
 
 /// What a run produced.
@@ -61,6 +82,8 @@ pub struct TrainSummary {
     pub tokens_per_s: f64,
     /// The sample (text) or forecast summary (series) printed at the end.
     pub sample: String,
+    /// How the sample scores, where the run trained on the built-in arithmetic corpus.
+    pub sample_score: Option<SampleScore>,
     /// Whether the run stopped early on an interrupt.
     pub interrupted: bool,
     /// The checkpoint written.
@@ -96,10 +119,12 @@ struct Run {
     cfg: TrainConfig,
     data: Data,
     engine: Box<dyn Engine>,
-    /// Holds the run directory's lock until the run ends.
-    _dir: RunDir,
+    /// The run directory, locked until the run ends; every file the run writes goes through it.
+    dir: RunDir,
     checkpoint: PathBuf,
     plot: PathBuf,
+    /// The last checkpoint on disk (its step and path): written by this run, or resumed from.
+    kept: Option<(u64, PathBuf)>,
     metrics: Metrics,
     bar: indicatif::ProgressBar,
     /// Steps taken (the run's, resumed ones included).
@@ -117,6 +142,10 @@ impl Run {
     /// says what is trained where.
     fn start(cfg: &TrainConfig, opts: &RunOptions) -> Result<Self> {
         let (cfg, resumed) = resolve_config(cfg, opts)?;
+        let resumed_from = |e: Error| match &opts.resume {
+            Some(r) => on_resume(e, &r.checkpoint),
+            None => e,
+        };
         // The run directory is claimed before anything slow: a refusal comes at once.
         let dir = RunDir::open(&opts.out_dir, opts.force)?;
         let data = load_data(
@@ -124,14 +153,21 @@ impl Run {
             opts.max_bytes,
             resumed.as_ref().and_then(|c| c.info.vocab.clone()),
             resumed.as_ref().and_then(|c| c.info.normalization.clone()),
-        )?;
-        let (engine, step) = build_engine(&cfg, opts, &data, resumed.as_ref())?;
-        let metrics = Metrics::open(&dir.file(rundir::METRICS), resumed.is_some(), step)?;
+        )
+        .map_err(resumed_from)?;
+        let (engine, step) =
+            build_engine(&cfg, opts, &data, resumed.as_ref()).map_err(resumed_from)?;
+        let metrics = Metrics::open(&dir, resumed.is_some(), step)?;
+        let kept = match (&resumed, &opts.resume) {
+            (Some(ck), Some(r)) => Some((ck.info.step, r.checkpoint.clone())),
+            _ => None,
+        };
         let run = Self {
             bar: progress_bar(opts.quiet, cfg.iters, step),
             checkpoint: dir.file(rundir::CHECKPOINT),
             plot: dir.file(rundir::PLOT),
-            _dir: dir,
+            kept,
+            dir,
             cfg,
             data,
             engine,
@@ -183,19 +219,26 @@ impl Run {
         )
     }
 
+    /// The error of a step whose loss, gradient norm or weights stopped being finite, with the
+    /// checkpoint that stays on disk.
+    fn diverged(&self, what: &'static str, value: f32) -> Error {
+        Error::Diverged {
+            step: self.step,
+            what,
+            value,
+            checkpoint: self.kept.clone(),
+        }
+    }
+
     /// Writes the checkpoint of the current step (refusing weights that are not finite).
-    fn save(&self) -> Result<()> {
+    fn save(&mut self) -> Result<()> {
         let (engine, step) = (self.engine.as_ref(), self.step);
         let params = engine.params()?;
         if let Some(i) = params.data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Diverged {
-                step,
-                what: "a parameter",
-                value: params.data[i],
-            });
+            return Err(self.diverged("a parameter", params.data[i]));
         }
         let cpe = self.data.train.chunks_per_epoch() as u64;
-        Checkpoint {
+        let bytes = Checkpoint {
             params,
             info: RunInfo {
                 format: FORMAT,
@@ -209,7 +252,10 @@ impl Run {
             hidden: Some(engine.hidden()?),
             positions: Some(self.data.train.positions((step % cpe) as usize)),
         }
-        .save(&self.checkpoint)
+        .to_bytes()?;
+        self.dir.write_atomic(rundir::CHECKPOINT, &bytes)?;
+        self.kept = Some((step, self.checkpoint.clone()));
+        Ok(())
     }
 
     /// One training step on the next chunk; reports, evaluates, checkpoints and writes its
@@ -247,7 +293,11 @@ impl Run {
 
     /// Takes a reported step's loss; returns the tokens/s since the last report.
     fn reported(&mut self, s: &crate::gpu::StepStats) -> Result<f64> {
-        check_finite(self.step, s)?;
+        for (what, value) in [("the loss", s.loss), ("the gradient norm", s.grad_norm)] {
+            if !value.is_finite() {
+                return Err(self.diverged(what, value));
+            }
+        }
         self.train_loss = s.loss;
         let (t0, s0) = self.last_report;
         let tokens = (self.step - s0) as f64 * (self.cfg.batch * self.cfg.seq_len) as f64;
@@ -259,11 +309,7 @@ impl Run {
     fn evaluate(&mut self) -> Result<()> {
         self.val_loss = self.engine.evaluate(&self.data.val)?;
         if !self.val_loss.is_finite() {
-            return Err(Error::Diverged {
-                step: self.step,
-                what: "the validation loss",
-                value: self.val_loss,
-            });
+            return Err(self.diverged("the validation loss", self.val_loss));
         }
         Ok(())
     }
@@ -280,10 +326,43 @@ impl Run {
         let val_row = eval.then_some(val);
         self.metrics
             .write(step, loss, val_row, tokens_per_s, elapsed)?;
-        self.bar.set_message(format!(
-            "loss {loss:.4} val {val:.4} {tokens_per_s:.0} tok/s"
-        ));
+        let val = if val.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{val:.4}")
+        };
+        self.bar
+            .set_message(format!("loss {loss:.4} val {val} {tokens_per_s:.0} tok/s"));
         Ok(())
+    }
+
+    /// The closing sample (text), and its score where the run learnt the built-in arithmetic.
+    fn sample(&self, params: &Params<f32>) -> Result<(String, Option<SampleScore>)> {
+        let (len, seed) = (self.cfg.sample_len, self.cfg.seed);
+        let vocab = match (&self.data.vocab, self.cfg.task) {
+            (Some(vocab), Task::Text) if len > 0 => vocab,
+            _ => return Ok((String::new(), None)),
+        };
+        let prime = vocab.token('\n').unwrap_or(0);
+        let text = vocab.decode(&crate::sample::sample(params, &[prime], len, 0.8, seed)?);
+        if self.cfg.data.is_some() {
+            return Ok((text, None));
+        }
+        let unigram = vocab.decode(&crate::sample::sample_unigram(
+            &self.data.unigram,
+            len,
+            seed,
+        ));
+        let (lines, well_formed, correct) = crate::data::arithmetic_counts(&text);
+        let (unigram_lines, _, unigram_correct) = crate::data::arithmetic_counts(&unigram);
+        let score = SampleScore {
+            lines,
+            well_formed,
+            correct,
+            unigram_lines,
+            unigram_correct,
+        };
+        Ok((text, Some(score)))
     }
 
     /// The last checkpoint, the plot, a sample (text) and the summary.
@@ -304,17 +383,9 @@ impl Run {
         let elapsed = self.started.elapsed().as_secs_f64();
         let tokens =
             (self.step - self.start_step) as f64 * (self.cfg.batch * self.cfg.seq_len) as f64;
-        self.metrics.plot(&self.plot, self.cfg.task)?;
+        self.metrics.plot(&self.dir, self.cfg.task)?;
         let params = self.engine.params()?;
-        let sample = match (&self.data.vocab, self.cfg.task) {
-            (Some(vocab), Task::Text) if self.cfg.sample_len > 0 => {
-                let prime = vocab.token('\n').unwrap_or(0);
-                let (len, seed) = (self.cfg.sample_len, self.cfg.seed);
-                let tokens = crate::sample::sample(&params, &[prime], len, 0.8, seed)?;
-                vocab.decode(&tokens)
-            }
-            _ => String::new(),
-        };
+        let (sample, sample_score) = self.sample(&params)?;
         Ok(TrainSummary {
             step: self.step,
             train_loss: self.train_loss,
@@ -322,6 +393,7 @@ impl Run {
             baseline_loss: self.data.baseline,
             tokens_per_s: tokens / elapsed.max(1e-9),
             sample,
+            sample_score,
             interrupted,
             checkpoint: self.checkpoint.clone(),
             metrics: self.metrics.path.clone(),
@@ -329,101 +401,6 @@ impl Run {
             device: self.engine.device(),
         })
     }
-}
-
-/// The configuration of a run: `cfg` for a new one; a resumed one keeps its checkpoint's, with
-/// only the step count (raised) and the data path (when given) taken from `cfg`.
-fn resolve_config(
-    cfg: &TrainConfig,
-    opts: &RunOptions,
-) -> Result<(TrainConfig, Option<Checkpoint>)> {
-    let Some(path) = &opts.resume else {
-        cfg.validate()?;
-        return Ok((cfg.clone(), None));
-    };
-    let ck = Checkpoint::load(path)?;
-    let mut saved = ck.info.train.clone().ok_or_else(|| {
-        Error::file(
-            path,
-            "holds a model but no training state; it cannot be resumed (train from scratch)",
-        )
-    })?;
-    saved.iters = cfg.iters.max(saved.iters);
-    if cfg.data.is_some() {
-        saved.data = cfg.data.clone();
-    }
-    saved.validate()?;
-    Ok((saved, Some(ck)))
-}
-
-/// The engine of a run, on the GPU (its adapter's limits checked and, unless turned off, one step
-/// compared with the CPU reference before anything of the model's size is allocated) or on the
-/// CPU; with a resumed run's parameters, optimizer and carried state. Returns it and the step
-/// it stands at.
-fn build_engine(
-    cfg: &TrainConfig,
-    opts: &RunOptions,
-    data: &Data,
-    resumed: Option<&Checkpoint>,
-) -> Result<(Box<dyn Engine>, u64)> {
-    let config = data.config;
-    let params = match resumed {
-        Some(ck) if ck.params.config != config => {
-            return Err(Error::config(
-                format!(
-                    "the checkpoint's model {:?} does not fit the data's {:?}",
-                    ck.params.config, config
-                ),
-                "resume with the data the checkpoint was trained on",
-            ));
-        }
-        Some(ck) => ck.params.clone(),
-        None => Params::init(config, cfg.seed),
-    };
-    let mut engine: Box<dyn Engine> = match opts.device {
-        Device::Gpu => {
-            let gpu = Gpu::new(&opts.adapter)?;
-            if config.is_elman() {
-                GpuStep::check_fits(&gpu, &config, cfg.batch, cfg.seq_len)?;
-            }
-            let recurrence = match opts.recurrence {
-                None if config.is_elman() => Some(Recurrence::auto(
-                    gpu.info.device_type,
-                    cfg.batch,
-                    config.hidden,
-                )),
-                r => r,
-            };
-            if opts.self_check {
-                self_check(&gpu, config, recurrence, cfg.seed)?;
-            }
-            let val_b = match data.val.first() {
-                Some((Inputs::Tokens(x), _)) => x.len() / cfg.seq_len,
-                Some((Inputs::Dense(x), _)) => x.len() / cfg.seq_len / config.input,
-                None => 0,
-            };
-            let shape = TrainerShape {
-                eval_batch: Some(val_b),
-                recurrence,
-                dropout: cfg.dropout(),
-                ..TrainerShape::new(cfg.batch, cfg.seq_len)
-            };
-            Box::new(GpuTrainer::new(gpu, config, shape, cfg.optim, &params)?)
-        }
-        Device::Cpu => Box::new(
-            CpuTrainer::new(params, cfg.batch, cfg.seq_len, cfg.optim)?.with_dropout(cfg.dropout()),
-        ),
-    };
-    let Some(ck) = resumed else {
-        return Ok((engine, 0));
-    };
-    if let Some(o) = &ck.optimizer {
-        engine.set_optimizer_state(o)?;
-    }
-    if let Some(h) = &ck.hidden {
-        engine.set_hidden(h)?;
-    }
-    Ok((engine, ck.info.step))
 }
 
 /// A progress bar over the run's steps, or a hidden one (`--quiet`: log lines instead).
@@ -439,56 +416,4 @@ fn progress_bar(quiet: bool, iters: u64, step: u64) -> indicatif::ProgressBar {
     );
     bar.set_position(step);
     bar
-}
-
-/// One step at the run's model sizes (B and T capped at 4 and 8) on the GPU and on the CPU
-/// reference, compared as `unroll check` compares them; a mismatch is an error with the table.
-fn self_check(
-    gpu: &Gpu,
-    config: ModelConfig,
-    recurrence: Option<Recurrence>,
-    seed: u64,
-) -> Result<()> {
-    let (b, t) = (4, 8);
-    let case = crate::case::Case {
-        params: Params::init(config, seed).cast(),
-        batch: crate::model::Batch::random(&config, b, t, true, seed + 1),
-        expected: vec![],
-        expected_f32: vec![],
-    };
-    let report = crate::check::check(Some(gpu), &case, recurrence, None)?;
-    if report.pass() {
-        return Ok(());
-    }
-    Err(Error::config(
-        format!(
-            "the GPU's training step does not match the CPU reference at this model's sizes, so \
-             training on it would be wrong:\n{}",
-            report.render()
-        ),
-        format!(
-            "train with --device cpu, and please report this with the table above (`unroll check \
-             --kind {} --input {} --hidden {} --output {} --cell {} --layers {} --batch {b} \
-             --steps {t} --random-h0{}` reproduces it); --no-self-check skips this check",
-            config.kind,
-            config.input,
-            config.hidden,
-            config.output,
-            config.cell.name(),
-            config.layers,
-            recurrence
-                .map(|r| format!(" --recurrence {}", r.name()))
-                .unwrap_or_default()
-        ),
-    ))
-}
-
-/// A diverged step's loss or gradient norm is an error that names it.
-fn check_finite(step: u64, s: &crate::gpu::StepStats) -> Result<()> {
-    for (what, value) in [("the loss", s.loss), ("the gradient norm", s.grad_norm)] {
-        if !value.is_finite() {
-            return Err(Error::Diverged { step, what, value });
-        }
-    }
-    Ok(())
 }

@@ -169,3 +169,118 @@ proptest! {
         prop_assert!(largest <= bound(text.len()), "{} bytes of CSV allocated {largest}", text.len());
     }
 }
+
+/// A checkpoint of `cell` × `layers` as unroll writes it: parameters, optimizer state, carried
+/// state and a vocabulary of 5 characters.
+fn checkpoint_of(cell: unroll::Cell, layers: usize) -> Vec<u8> {
+    use unroll::checkpoint::{Checkpoint, FORMAT, RunInfo};
+    let config = unroll::ModelConfig::tokens(5, 6).with_cell(cell, layers);
+    let params = unroll::Params::init(config, 3);
+    let n = config.num_params();
+    Checkpoint {
+        params,
+        info: RunInfo {
+            format: FORMAT,
+            config,
+            vocab: Some(unroll::data::Vocab::Chars("\nabcd".chars().collect())),
+            normalization: None,
+            train: None,
+            step: 7,
+        },
+        optimizer: Some(unroll::optim::OptimizerState {
+            m: vec![0.1; n],
+            v: vec![0.2; n],
+            step: 7,
+            bias: [0.5, 0.25],
+        }),
+        hidden: Some(vec![0.0; config.carry_len(2)]),
+        positions: Some(vec![0, 10]),
+    }
+    .to_bytes()
+    .unwrap()
+}
+
+/// A change to a checkpoint's metadata (the run's JSON).
+type Edit = dyn Fn(&mut serde_json::Value);
+
+/// The same file with its `unroll` metadata changed by `edit` (the run's JSON).
+fn with_metadata(bytes: &[u8], edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
+    let range = header_range(bytes);
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[range.clone()]).unwrap();
+    let meta = &mut header["__metadata__"]["unroll"];
+    let mut run: serde_json::Value = serde_json::from_str(meta.as_str().unwrap()).unwrap();
+    edit(&mut run);
+    *meta = serde_json::Value::String(run.to_string());
+    let text = header.to_string();
+    let mut file = (text.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(text.as_bytes());
+    file.extend_from_slice(&bytes[range.end..]);
+    file
+}
+
+#[test]
+fn checkpoints_whose_metadata_disagree_with_their_tensors_are_refused() {
+    use unroll::Cell;
+    for cell in Cell::ALL {
+        for layers in 1..=3usize {
+            let valid = checkpoint_of(cell, layers);
+            let (_dir, path) = temp_file(&valid);
+            assert!(unroll::checkpoint::Checkpoint::load(&path).is_ok());
+            let other_cell = if cell.gates() == 1 { "lstm" } else { "rnn" };
+            let edits: Vec<(String, Box<Edit>)> = vec![
+                (
+                    format!("layers {}", layers + 1),
+                    Box::new(move |r| r["config"]["layers"] = (layers + 1).into()),
+                ),
+                (
+                    format!("layers {}", layers - 1),
+                    Box::new(move |r| r["config"]["layers"] = (layers - 1).into()),
+                ),
+                (
+                    "hidden 7".into(),
+                    Box::new(|r| r["config"]["hidden"] = 7.into()),
+                ),
+                (
+                    format!("cell {other_cell}"),
+                    Box::new(move |r| r["config"]["cell"] = other_cell.into()),
+                ),
+                (
+                    "a character twice".into(),
+                    Box::new(|r| {
+                        r["vocab"]["chars"] = serde_json::json!(["\n", "a", "a", "c", "d"])
+                    }),
+                ),
+            ];
+            for (what, edit) in edits {
+                let bytes = with_metadata(&valid, edit);
+                let (_dir, path) = temp_file(&bytes);
+                let largest = largest_allocation(|| {
+                    let err = unroll::checkpoint::Checkpoint::load(&path)
+                        .err()
+                        .unwrap_or_else(|| panic!("{cell:?} × {layers}, {what}: accepted"));
+                    let said = err.to_string();
+                    assert!(
+                        ["shape", "no tensor", "disagree", "twice", "is 0"]
+                            .iter()
+                            .any(|n| said.contains(n)),
+                        "{cell:?} × {layers}, {what}: {said}"
+                    );
+                });
+                assert!(largest <= bound(bytes.len()), "{what}: allocated {largest}");
+            }
+        }
+    }
+    // Through the binary: a clear error, no panic.
+    let bytes = with_metadata(&checkpoint_of(Cell::Gru, 2), |r| {
+        r["vocab"]["chars"] = serde_json::json!(["\n", "a", "a", "c", "d"])
+    });
+    let (_dir, path) = temp_file(&bytes);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
+        .args(["sample", "--len", "5", "--checkpoint"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("appears twice"), "{said}");
+}

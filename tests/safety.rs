@@ -51,11 +51,17 @@ const SMALL: [&str; 14] = [
     "--sample-len=0",
 ];
 
-/// `unroll train` with the small settings, `extra` after them.
+/// `unroll train` with the small settings, `extra` after them (a series run prints no sample,
+/// so it takes no --sample-len).
 fn train(_: &Path, extra: &[&str]) -> Vec<String> {
+    let series = extra.contains(&"series");
     ["train"]
         .iter()
-        .chain(SMALL.iter())
+        .chain(
+            SMALL
+                .iter()
+                .filter(|a| !(series && a.starts_with("--sample-len"))),
+        )
         .chain(extra.iter())
         .map(|s| s.to_string())
         .collect()
@@ -105,14 +111,46 @@ fn force_writes_unrolls_files_and_leaves_other_temporaries() {
     let d = dir.path();
     let notes = write(&d.join(".model.safetensors.tmp-notes"), b"notes");
     let mine = write(&d.join("mine.txt"), b"mine");
-    // A temporary of unroll's own naming, left by a process that no longer exists.
-    let stale = write(&d.join(".model.safetensors.unroll-tmp-999999999"), b"stale");
+    // A file named as unroll names its temporaries, with no lock saying that a run wrote it:
+    // the user's.
+    let users = write(
+        &d.join(".model.safetensors.unroll-tmp-999999999"),
+        b"mine too",
+    );
     let args = train(d, &["--iters", "2", "--force", "--out", "."]);
     succeeds_in(d, &strs(&args));
     assert!(Checkpoint::load(&d.join("model.safetensors")).is_ok());
     assert_eq!(std::fs::read(&notes).unwrap(), b"notes");
     assert_eq!(std::fs::read(&mine).unwrap(), b"mine");
-    assert!(!stale.exists(), "a dead run's temporary is removed");
+    assert_eq!(std::fs::read(&users).unwrap(), b"mine too");
+}
+
+#[test]
+fn a_dead_runs_temporary_named_in_its_lock_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    succeeds_in(d, &strs(&train(d, &["--iters", "2", "--out", "."])));
+    // The lock and the temporary a run leaves when it is killed while writing its checkpoint
+    // (pid 999999999 exists on no Linux: pid_max is at most 2^22).
+    let tmp = ".model.safetensors.unroll-tmp-999999999";
+    write(
+        &d.join("unroll.lock"),
+        format!("unroll run lock\npid 999999999\nwriting {tmp}\n").as_bytes(),
+    );
+    write(&d.join(tmp), b"half a checkpoint");
+    succeeds_in(d, &strs(&train(d, &["--iters", "2", "--out", "."])));
+    assert!(!d.join(tmp).exists(), "the dead run's temporary is removed");
+    // A lock that is not unroll's is left alone, and the run refused.
+    write(&d.join("unroll.lock"), b"my lock notes");
+    fails_in(
+        d,
+        &strs(&train(d, &["--iters", "2", "--out", ".", "--force"])),
+        &["unroll.lock", "not a lock file that unroll wrote"],
+    );
+    assert_eq!(
+        std::fs::read(d.join("unroll.lock")).unwrap(),
+        b"my lock notes"
+    );
 }
 
 #[test]
@@ -587,7 +625,7 @@ fn check_case_of_a_chaotic_model_passes_and_a_corrupted_one_fails() {
             "--dump",
             mine.to_str().unwrap(),
         ],
-        &["not a file that unroll wrote"],
+        &["not a dump of `unroll check` that unroll wrote"],
     );
     assert_eq!(std::fs::read(&mine).unwrap(), b"not unroll's");
 }

@@ -11,7 +11,7 @@ use unroll::gpu::{AdapterChoice, GpuTrainer, TrainerShape};
 use unroll::model::{ModelConfig, Params};
 use unroll::optim::{OptimizerConfig, OptimizerKind};
 use unroll::tensorfile::TensorFile;
-use unroll::train::{Device, RunOptions, TrainConfig, train};
+use unroll::train::{Device, Resume, RunOptions, TrainConfig, train};
 
 fn small(iters: u64) -> TrainConfig {
     TrainConfig {
@@ -331,7 +331,10 @@ fn resume_matches_straight_with(
     train(&cfg, &opts(&split_dir)).unwrap();
     cfg.iters = 60;
     let mut o = opts(&split_dir);
-    o.resume = Some(split_dir.join("model.safetensors"));
+    o.resume = Some(Resume {
+        iters: Some(60),
+        ..Resume::from(split_dir.join("model.safetensors"))
+    });
     let resumed = train(&cfg, &o).unwrap();
     let a = Checkpoint::load(&straight.checkpoint).unwrap();
     let b = Checkpoint::load(&resumed.checkpoint).unwrap();

@@ -16,7 +16,11 @@ if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN" ]; 
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN"
 fi
 
-cargo build -p unroll-web --release --target wasm32-unknown-unknown
-wasm-bindgen --target web --no-typescript --out-dir web/pkg \
-  target/wasm32-unknown-unknown/release/unroll_web.wasm
+# Cargo says where it put the wasm (CARGO_TARGET_DIR, a workspace's target/, or a config's
+# build.target-dir): its JSON messages name every artifact it built.
+wasm=$(cargo build -p unroll-web --release --target wasm32-unknown-unknown \
+    --message-format=json-render-diagnostics |
+  grep -o '"filenames":\[[^]]*\]' | grep -o '[^"]*/unroll_web\.wasm' | tail -n 1)
+[ -n "$wasm" ] && [ -f "$wasm" ] || { echo "cargo reported no unroll_web.wasm" >&2; exit 1; }
+wasm-bindgen --target web --no-typescript --out-dir web/pkg "$wasm"
 echo "built web/pkg/unroll_web_bg.wasm ($(stat -c %s web/pkg/unroll_web_bg.wasm) bytes); serve it with web/serve.sh"

@@ -67,6 +67,23 @@ impl ModelStep {
         Ok(ModelStep::Stack(Box::new(stack)))
     }
 
+    /// Checks, before anything is allocated, that the model and (B, T) make a step and that every
+    /// buffer of the step [`ModelStep::new`] would build fits the adapter: the error names the
+    /// limit, the bytes, and what to change.
+    pub fn check_fits(
+        gpu: &Gpu,
+        config: ModelConfig,
+        (batch, steps): (usize, usize),
+        recurrence: Option<Recurrence>,
+    ) -> Result<()> {
+        if config.is_elman() {
+            let r = recurrence
+                .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
+            return crate::gpu::step::validate(gpu, &config, (batch, steps), r);
+        }
+        GpuStack::check_fits(gpu, config, (batch, steps), recurrence).map(|_| ())
+    }
+
     /// The model.
     pub fn config(&self) -> ModelConfig {
         match self {
@@ -167,7 +184,7 @@ impl ModelStep {
         }
         Err(Error::config(
             format!(
-                "parameters of {:?} given to a step built for {:?}",
+                "parameters of a model of {} given to a step built for {}",
                 params.config,
                 self.config()
             ),

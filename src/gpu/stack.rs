@@ -83,23 +83,10 @@ impl GpuStack {
             params,
             dropout,
         } = options;
-        config.validate()?;
-        if batch == 0 || steps == 0 {
-            return Err(Error::config(
-                format!("batch size B={batch} and timesteps T={steps}: both must be at least 1"),
-                "pass --batch and --steps of 1 or more",
-            ));
-        }
-        let s = Shape {
-            config,
-            nb: batch,
-            nt: steps,
-        };
-        let recurrence = Recurrence::for_cells(gpu, recurrence, s.gh())?;
+        let (s, recurrence) = Self::check_fits(gpu, config, (batch, steps), recurrence)?;
         let table = config.table();
         let persistent = recurrence == Recurrence::Persistent;
         let (places, vt, wt_len) = places(&config, &table, persistent);
-        check_fits(gpu, &s, &table, wt_len)?;
         let dropped = dropout.is_some() && config.layers > 1;
         let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, (params, dropped));
         let options = PlanOptions {
@@ -119,6 +106,31 @@ impl GpuStack {
             dropout: dropped,
             recurrence,
         })
+    }
+
+    /// Checks, before anything is allocated, that the model and (B, T) make a step and that
+    /// every buffer of it fits the adapter; returns the shape and the recurrence it would run.
+    pub(crate) fn check_fits(
+        gpu: &Gpu,
+        config: ModelConfig,
+        (batch, steps): (usize, usize),
+        recurrence: Option<Recurrence>,
+    ) -> Result<(Shape, Recurrence)> {
+        config.validate()?;
+        if batch == 0 || steps == 0 {
+            return Err(Error::config(
+                format!("batch size B={batch} and timesteps T={steps}: both must be at least 1"),
+                "pass --batch and --steps of 1 or more",
+            ));
+        }
+        let s = Shape {
+            config,
+            nb: batch,
+            nt: steps,
+        };
+        let recurrence = Recurrence::for_cells(gpu, recurrence, s.gh())?;
+        check_fits(gpu, &s, recurrence == Recurrence::Persistent)?;
+        Ok((s, recurrence))
     }
 
     /// Bytes of GPU memory the step's buffers hold.

@@ -7,6 +7,7 @@
 
 use crate::cell::ParamTable;
 use crate::error::{Error, Result};
+use crate::footprint::largest;
 use crate::gpu::cells::saved_per_unit;
 use crate::gpu::context::Gpu;
 use crate::gpu::plan::{storage, weight_gradient_splits};
@@ -173,24 +174,61 @@ pub(crate) fn places(
     (places, vt, wt)
 }
 
-/// Checks, before any allocation, that every buffer fits the adapter's binding limit.
-pub(crate) fn check_fits(gpu: &Gpu, s: &Shape, table: &ParamTable, wt: usize) -> Result<()> {
+/// The first buffer of a stacked step larger than `allowed` bytes, if any: (what, bytes).
+fn overflow(s: &Shape, persistent: bool, allowed: u64) -> Option<(&'static str, u64)> {
+    let table = s.config.table();
+    let (_, _, wt) = places(&s.config, &table, persistent);
+    s.sizes(&table, wt)
+        .into_iter()
+        .map(|(what, n)| (what, n as u64 * 4))
+        .find(|&(_, bytes)| bytes > allowed)
+}
+
+/// Checks, before any allocation, that every buffer fits the adapter's binding limit; the
+/// error names the largest hidden size and batch that fit.
+pub(crate) fn check_fits(gpu: &Gpu, s: &Shape, persistent: bool) -> Result<()> {
     let (limit, allowed) = gpu.storage_limit();
-    for (what, elements) in s.sizes(table, wt) {
-        let needed = elements as u64 * 4;
-        if needed > allowed {
-            return Err(Error::Limit {
-                what: what.into(),
-                limit,
-                needed,
-                allowed,
-                hint:
-                    "shorten --seq-len, or lower --batch, --hidden or --layers; or use --device cpu"
-                        .into(),
-            });
-        }
+    let Some((what, needed)) = overflow(s, persistent, allowed) else {
+        return Ok(());
+    };
+    let c = s.config;
+    let fits = |s: Shape| overflow(&s, persistent, allowed).is_none();
+    let h = largest(c.hidden, &|h| {
+        fits(Shape {
+            config: ModelConfig { hidden: h, ..c },
+            ..*s
+        })
+    });
+    let b = largest(s.nb, &|b| fits(Shape { nb: b, ..*s }));
+    Err(Error::Limit {
+        what: what.into(),
+        limit,
+        needed,
+        allowed,
+        hint: largest_hint(h, b, (c.hidden, s.nb, s.nt)),
+    })
+}
+
+/// What to do when a step does not fit: the largest hidden size at this batch (`h`) and the
+/// largest batch at this hidden size (`b`) that do, 0 where none does.
+pub(crate) fn largest_hint(
+    h: usize,
+    b: usize,
+    (hidden, batch, steps): (usize, usize, usize),
+) -> String {
+    let mut options = Vec::new();
+    if h > 0 {
+        options.push(format!("--hidden {h} at batch {batch}"));
     }
-    Ok(())
+    if b > 0 {
+        options.push(format!("--batch {b} at hidden {hidden}"));
+    }
+    let fits = if options.is_empty() {
+        format!("none at sequence length {steps}; shorten --seq-len, or use fewer --layers")
+    } else {
+        options.join(", or ")
+    };
+    format!("the largest settings that fit: {fits}; or --device cpu (the CPU reference)")
 }
 
 /// Allocates every buffer of a step; returns them and their bytes.

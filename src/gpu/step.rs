@@ -26,11 +26,13 @@
 //! dynamic offset.
 
 use crate::error::{Error, Result};
+use crate::footprint::largest;
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
 pub use crate::gpu::phase::Phase;
 use crate::gpu::plan::{Recorded, storage, weight_gradient_splits};
 pub use crate::gpu::recurrence::{PERSISTENT_MAX_ELEMENTS, Recurrence};
+use crate::gpu::stack_buffers::largest_hint;
 use crate::gpu::step_plan::Planner;
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
 
@@ -120,15 +122,6 @@ impl GpuStep {
                 .iter()
                 .all(|&(_, n)| (n as u64) * 4 <= allowed)
         };
-        // The largest value in [0, hi] for which `ok` holds (ok is monotone: true, then false).
-        let largest = |hi: usize, ok: &dyn Fn(usize) -> bool| {
-            let (mut lo, mut hi) = (0usize, hi);
-            while lo < hi {
-                let mid = (lo + hi).div_ceil(2);
-                if ok(mid) { lo = mid } else { hi = mid - 1 }
-            }
-            lo
-        };
         for (what, elements) in buffer_sizes(config, batch, steps) {
             let needed = elements as u64 * 4;
             if needed > allowed {
@@ -143,27 +136,12 @@ impl GpuStep {
                         )
                 });
                 let b = largest(batch, &|b| b > 0 && fits(config, b));
-                let mut hint = String::from("the largest settings that fit: ");
-                if h > 0 {
-                    hint += &format!("--hidden {h} at batch {batch}");
-                }
-                if b > 0 {
-                    hint += &format!(
-                        "{}--batch {b} at hidden {}",
-                        if h > 0 { ", or " } else { "" },
-                        config.hidden
-                    );
-                }
-                if h == 0 && b == 0 {
-                    hint += &format!("none at sequence length {steps}; shorten --seq-len");
-                }
-                hint += "; or train with --device cpu";
                 return Err(Error::Limit {
                     what: what.into(),
                     limit,
                     needed,
                     allowed,
-                    hint,
+                    hint: largest_hint(h, b, (config.hidden, batch, steps)),
                 });
             }
         }
@@ -243,7 +221,7 @@ impl GpuStep {
         if params.config != self.config {
             return Err(Error::config(
                 format!(
-                    "parameters of {:?} given to a step built for {:?}",
+                    "parameters of a model of {} given to a step built for {}",
                     params.config, self.config
                 ),
                 "build the step for the model's sizes",
@@ -330,7 +308,7 @@ impl GpuStep {
 
 /// Rejects a model, shape or recurrence the fused step cannot run, and one that does not fit the
 /// adapter, before any allocation.
-fn validate(
+pub(crate) fn validate(
     gpu: &Gpu,
     config: &ModelConfig,
     (batch, steps): (usize, usize),

@@ -90,6 +90,17 @@ impl TrainerShape {
 }
 
 impl GpuTrainer {
+    /// Checks, before anything is allocated, that the training step, the evaluation step and the
+    /// optimizer's buffers (as large as the parameters') fit the adapter.
+    pub fn check_fits(gpu: &Gpu, config: ModelConfig, shape: &TrainerShape) -> Result<()> {
+        let r = shape.recurrence;
+        ModelStep::check_fits(gpu, config, (shape.batch, shape.steps), r)?;
+        if let Some(b) = shape.eval_batch {
+            ModelStep::check_fits(gpu, config, (b, shape.steps), r)?;
+        }
+        Ok(())
+    }
+
     /// Builds the training step for batches of (B, T), an evaluation step for (B_eval, T) when
     /// `shape.eval_batch` is given, and the optimizer; uploads the parameters.
     pub fn new(
@@ -107,6 +118,7 @@ impl GpuTrainer {
             dropout,
         } = shape;
         optim.validate()?;
+        Self::check_fits(&gpu, config, &shape)?;
         let kernels = gpu.scoped("building the compute pipelines", || {
             Kernels::new(&gpu.device)
         })?;

@@ -191,6 +191,7 @@ impl Training {
                         step: self.taken,
                         what: "loss",
                         value: s.loss,
+                        checkpoint: None,
                     });
                 }
             }

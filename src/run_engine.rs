@@ -1,0 +1,139 @@
+//! The engine of a training run: sizes checked on the GPU and on the host before anything of the
+//! model's size is allocated, the self-check against the CPU reference, then the GPU trainer or
+//! the CPU one, with a resumed run's state.
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{Device, TrainConfig};
+use crate::engine::{CpuTrainer, Engine};
+use crate::error::{Error, Result};
+use crate::footprint::{self, Work};
+use crate::gpu::{Gpu, GpuTrainer, Recurrence, TrainerShape};
+use crate::model::{Inputs, ModelConfig, Params};
+use crate::run_data::Data;
+use crate::train::RunOptions;
+
+/// The engine of a run, on the GPU (its adapter's limits checked and, unless turned off, one step
+/// compared with the CPU reference before anything of the model's size is allocated) or on the
+/// CPU; with a resumed run's parameters, optimizer and carried state. Returns it and the step
+/// it stands at.
+pub(crate) fn build_engine(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    data: &Data,
+    resumed: Option<&Checkpoint>,
+) -> Result<(Box<dyn Engine>, u64)> {
+    let config = data.config;
+    if let Some(ck) = resumed
+        && ck.params.config != config
+    {
+        return Err(Error::config(
+            format!(
+                "the checkpoint's model ({}) does not fit the data's ({config})",
+                ck.params.config
+            ),
+            "resume with the data the checkpoint was trained on",
+        ));
+    }
+    // The parameters are made (or copied) only once the sizes are known to fit.
+    let params = || match resumed {
+        Some(ck) => ck.params.clone(),
+        None => Params::init(config, cfg.seed),
+    };
+    let (batch, steps) = (cfg.batch, cfg.seq_len);
+    let val_b = match data.val.first() {
+        Some((Inputs::Tokens(x), _)) => x.len() / steps,
+        Some((Inputs::Dense(x), _)) => x.len() / steps / config.input,
+        None => 0,
+    };
+    let mut engine: Box<dyn Engine> = match opts.device {
+        Device::Gpu => {
+            let gpu = Gpu::new(&opts.adapter)?;
+            let recurrence = match opts.recurrence {
+                None if config.is_elman() => {
+                    Some(Recurrence::auto(gpu.info.device_type, batch, config.hidden))
+                }
+                r => r,
+            };
+            let shape = TrainerShape {
+                eval_batch: Some(val_b),
+                recurrence,
+                dropout: cfg.dropout(),
+                ..TrainerShape::new(batch, steps)
+            };
+            GpuTrainer::check_fits(&gpu, config, &shape)?;
+            let self_check = opts.self_check;
+            let work = Work::TrainGpu {
+                batch,
+                steps,
+                self_check,
+            };
+            footprint::check_host(&config, work)?;
+            if self_check {
+                run_self_check(&gpu, config, recurrence, cfg.seed)?;
+            }
+            Box::new(GpuTrainer::new(gpu, config, shape, cfg.optim, &params())?)
+        }
+        Device::Cpu => {
+            let work = Work::TrainCpu {
+                batch,
+                steps,
+                eval_batch: val_b,
+            };
+            footprint::check_host(&config, work)?;
+            let engine = CpuTrainer::new(params(), batch, steps, cfg.optim)?;
+            Box::new(engine.with_dropout(cfg.dropout()))
+        }
+    };
+    let Some(ck) = resumed else {
+        return Ok((engine, 0));
+    };
+    if let Some(o) = &ck.optimizer {
+        engine.set_optimizer_state(o)?;
+    }
+    if let Some(h) = &ck.hidden {
+        engine.set_hidden(h)?;
+    }
+    Ok((engine, ck.info.step))
+}
+
+/// One step at the run's model sizes (B and T capped at 4 and 8) on the GPU and on the CPU
+/// reference, compared as `unroll check` compares them; a mismatch is an error with the table.
+fn run_self_check(
+    gpu: &Gpu,
+    config: ModelConfig,
+    recurrence: Option<Recurrence>,
+    seed: u64,
+) -> Result<()> {
+    let (b, t) = (4, 8);
+    let case = crate::case::Case {
+        params: Params::init(config, seed).cast(),
+        batch: crate::model::Batch::random(&config, b, t, true, seed + 1),
+        expected: vec![],
+        expected_f32: vec![],
+    };
+    let report = crate::check::check(Some(gpu), &case, recurrence, None)?;
+    if report.pass() {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!(
+            "the GPU's training step does not match the CPU reference at this model's sizes, so \
+             training on it would be wrong:\n{}",
+            report.render()
+        ),
+        format!(
+            "train with --device cpu, and please report this with the table above (`unroll check \
+             --kind {} --input {} --hidden {} --output {} --cell {} --layers {} --batch {b} \
+             --steps {t} --random-h0{}` reproduces it); --no-self-check skips this check",
+            config.kind,
+            config.input,
+            config.hidden,
+            config.output,
+            config.cell.name(),
+            config.layers,
+            recurrence
+                .map(|r| format!(" --recurrence {}", r.name()))
+                .unwrap_or_default()
+        ),
+    ))
+}
