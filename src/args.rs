@@ -129,6 +129,9 @@ pub(crate) struct ForecastArgs {
     /// The forecast CSV (a plot is written beside it, .svg).
     #[arg(long, default_value = "forecast.csv")]
     pub(crate) out: PathBuf,
+    /// The most bytes --data may hold (the file is read into memory whole).
+    #[arg(long, default_value_t = unroll::data::DEFAULT_MAX_BYTES)]
+    pub(crate) max_bytes: u64,
 }
 
 #[derive(Args, Clone)]
@@ -386,14 +389,19 @@ impl CheckArgs {
     }
 }
 
-/// Whether two paths name one file (the same path, or one existing file).
+/// Whether two paths name one file (the same path, one existing file, or one name in one
+/// existing directory).
 fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let dir = |p: &std::path::Path| {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        parent.canonicalize().ok()
+    };
     a == b
         || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-        || matches!(
-            (a.parent().map(|p| p.canonicalize()), b.parent().map(|p| p.canonicalize())),
-            (Some(Ok(x)), Some(Ok(y))) if x == y && a.file_name() == b.file_name()
-        )
+        || (a.file_name() == b.file_name() && dir(a).is_some() && dir(a) == dir(b))
 }
 
 /// The flags `train --resume` takes from the checkpoint: giving one is an error rather than a
@@ -440,6 +448,17 @@ impl TrainArgs {
             )?;
         }
         self.cell.check_flags(given)?;
+        let optim = &self.config.optim;
+        given.refuse(
+            &["momentum"],
+            optim.kind == unroll::optim::OptimizerKind::Sgd,
+            "--momentum is SGD's (Adam keeps its own moments, Adagrad none)",
+        )?;
+        given.refuse(
+            &["lr_decay_every"],
+            optim.decay != 1.0,
+            "--lr-decay-every is the period of --lr-decay, which is 1 (no decay)",
+        )?;
         given.refuse(
             &[ADAPTER_FLAGS.as_slice(), &["no_self_check"]].concat(),
             self.device == On::Gpu,
@@ -467,6 +486,9 @@ impl TrainArgs {
     }
 }
 
+/// The most steps (timed, or warm-up) a benchmark takes.
+const MAX_BENCH_STEPS: usize = 1_000_000;
+
 impl BenchArgs {
     /// Refuses the flags that do not apply to this benchmark, and sizes that make none.
     pub(crate) fn check_flags(&self, given: &Given<'_>) -> anyhow::Result<()> {
@@ -487,6 +509,14 @@ impl BenchArgs {
             !self.no_cpu,
             "--no-cpu skips the CPU reference",
         )?;
+        for (flag, n) in [("--steps", self.steps), ("--warmup", self.warmup)] {
+            if n > MAX_BENCH_STEPS {
+                anyhow::bail!(
+                    "{flag} {n} is more steps than a benchmark takes\n  hint: pass {flag} of at \
+                     most {MAX_BENCH_STEPS}"
+                );
+            }
+        }
         if !(self.cpu_budget.is_finite() && self.cpu_budget > 0.0 && self.cpu_budget <= 1e9) {
             anyhow::bail!(
                 "--cpu-budget {} is not a number of seconds\n  hint: pass a positive number such \

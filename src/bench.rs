@@ -154,17 +154,24 @@ pub fn bench_gpu(
     model.validate()?;
     GpuStep::check_fits(&gpu, &model, c.batch, c.steps)?;
     let (b, t) = (c.batch, c.steps);
-    let check = Work::Check {
-        batch: b.min(4),
-        steps: t.min(16),
-    };
-    footprint::check_host(&model, check)?;
+    let (cb, ct) = (b.min(4), t.min(16));
+    let check = [
+        Work::Case {
+            batch: cb,
+            steps: ct,
+        },
+        Work::Check {
+            batch: cb,
+            steps: ct,
+        },
+    ];
+    footprint::check_host(&model, &check)?;
     let train = Work::TrainGpu {
         batch: b,
         steps: t,
         self_check: false,
     };
-    footprint::check_host(&model, train)?;
+    footprint::check_host(&model, &[train])?;
     let check = check_against_cpu(&gpu, c, recurrence)?;
     let device = format!("gpu: {}", crate::gpu::describe(&gpu.info));
     let shape = TrainerShape {
@@ -246,7 +253,7 @@ pub fn bench_cpu(c: &BenchConfig, steps: usize, budget: Duration) -> Result<Benc
         steps: c.steps,
         eval_batch: 0,
     };
-    footprint::check_host(&model, work)?;
+    footprint::check_host(&model, &[work])?;
     let mut params = Params::init(model, 1);
     let batch = Batch::random(&model, c.batch, c.steps, false, 3);
     let mut state = OptimizerState::new(model.num_params());

@@ -78,11 +78,11 @@ impl Case {
                 "pass --batch and --steps of 1 or more",
             ));
         }
-        let work = Work::Check {
+        let work = Work::Case {
             batch: r.batch,
             steps: r.steps,
         };
-        crate::footprint::check_host(&config, work)?;
+        crate::footprint::check_host(&config, &[work])?;
         let scale = r.init_scale.unwrap_or(1.0 / (config.hidden as f64).sqrt());
         if !(scale.is_finite() && scale > 0.0) {
             return Err(Error::config(
@@ -208,13 +208,9 @@ fn load_table(f: &TensorFile, path: &Path) -> Result<Case> {
     let (nb, nt) = (n("B")?, n("T")?);
     // A case is read to be checked: what the check needs is known now, before anything of the
     // spec's sizes is allocated.
-    crate::footprint::check_host(
-        &config,
-        Work::Check {
-            batch: nb,
-            steps: nt,
-        },
-    )?;
+    let (batch, steps) = (nb, nt);
+    let work = [Work::Case { batch, steps }, Work::Check { batch, steps }];
+    crate::footprint::check_host(&config, &work)?;
     // Grown tensor by tensor as each is read and its shape checked.
     let mut data = Vec::new();
     for e in &config.table().entries {

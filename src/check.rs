@@ -139,13 +139,12 @@ pub async fn check_async(
     if let Some(gpu) = gpu {
         crate::gpu::ModelStep::check_fits(gpu, c, (nb, nt), recurrence)?;
     }
-    crate::footprint::check_host(
-        &c,
-        crate::footprint::Work::Check {
-            batch: nb,
-            steps: nt,
-        },
-    )?;
+    // The case exists already: what the check adds to it.
+    let work = crate::footprint::Work::Check {
+        batch: nb,
+        steps: nt,
+    };
+    crate::footprint::check_host(&c, &[work])?;
     let p32: Params<f32> = case.params.cast();
     let got64 = cpu::step(&case.params, b).tensors(&c, nb, nt);
     let got32 = cpu::step(&p32, b).tensors(&c, nb, nt);

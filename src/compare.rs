@@ -182,7 +182,7 @@ pub fn table(title: &str, rows: &[Comparison]) -> String {
             s,
             "  {:<w$} {:<16} {:>12.3e} {:>12.3e} {:>12.3e}",
             c.name,
-            format!("{:?}", c.shape),
+            crate::tensorfile::shape_text(&c.shape),
             c.max_diff,
             c.max_ref,
             c.relative(),

@@ -111,6 +111,11 @@ impl Vocab {
     }
 }
 
+/// Host bytes a run holds per byte of its data file, at most: the text (1), its tokens (4), the
+/// training and validation parts (4), the streams (4) and the validation chunks; for a CSV, the
+/// cells in f64 (up to 4 per byte), normalised (4) and the streams' copies (8).
+pub const DATA_BYTES_PER_BYTE: u64 = 32;
+
 /// The most bytes `--data` may hold unless `--max-bytes` says otherwise: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
@@ -145,6 +150,11 @@ pub fn read_data(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
     if meta.len() > max_bytes {
         return Err(too_big(meta.len()));
     }
+    crate::footprint::check_bytes(
+        &format!("reading {} and what is made of it", path.display()),
+        meta.len().saturating_mul(DATA_BYTES_PER_BYTE),
+        "use a smaller file, or a machine with more memory",
+    )?;
     let file =
         std::fs::File::open(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);

@@ -73,7 +73,7 @@ pub enum Error {
     },
     /// The loss or the gradients stopped being finite.
     #[error(
-        "training diverged at step {step}: {what} is {value}\n  hint: lower the learning rate (--lr) or clip the gradients (--clip 1.0){}",
+        "training diverged at step {step}: {what} is {value}\n  hint: train again with a lower learning rate (--lr) or clipped gradients (--clip 1.0){}",
         kept_checkpoint(.checkpoint)
     )]
     Diverged {

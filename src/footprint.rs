@@ -126,8 +126,15 @@ impl Dims {
 /// What the host memory is needed for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Work {
-    /// `unroll check` (and the self-check before training on the GPU) at (B, T): the case, the
-    /// CPU reference in f64 and f32, and the GPU's results read back.
+    /// A case for `unroll check` at (B, T): its parameters in f64, its batch and states.
+    Case {
+        /// B.
+        batch: usize,
+        /// T.
+        steps: usize,
+    },
+    /// `unroll check` of a case at (B, T) (and the self-check before training on the GPU),
+    /// beyond the case itself: the CPU reference in f64 and f32, and the GPU's results read back.
     Check {
         /// B.
         batch: usize,
@@ -169,13 +176,14 @@ impl Work {
 
     fn exact(&self, config: &ModelConfig) -> u128 {
         match *self {
+            Work::Case { batch, steps } => Dims::new(config, batch, steps).case_bytes(),
             Work::Check { batch, steps } => {
                 let d = Dims::new(config, batch, steps);
                 // The reference's results in f64 and f32 (each held as f64 tensors), the truth
                 // and the yardstick (copies of them), the GPU's results in f32 and as f64.
                 let results = F64 * (4 * d.results()) + (F32 + F64) * d.results();
                 let step = F64 * d.step();
-                d.case_bytes() + F32 * d.p + results + step
+                F32 * d.p + results + step
             }
             Work::TrainCpu {
                 batch,
@@ -193,8 +201,10 @@ impl Work {
                 self_check,
             } => {
                 let d = Dims::new(config, batch, steps);
+                let (batch, steps) = (4, 8);
                 let check = if self_check {
-                    Work::Check { batch: 4, steps: 8 }.exact(config)
+                    Work::Case { batch, steps }.exact(config)
+                        + Work::Check { batch, steps }.exact(config)
                 } else {
                     0
                 };
@@ -206,6 +216,7 @@ impl Work {
     /// The same work with another batch size (for the largest that fits).
     fn with_batch(self, b: usize) -> Self {
         match self {
+            Work::Case { steps, .. } => Work::Case { batch: b, steps },
             Work::Check { steps, .. } => Work::Check { batch: b, steps },
             Work::TrainCpu {
                 steps, eval_batch, ..
@@ -226,7 +237,8 @@ impl Work {
 
     fn batch(&self) -> usize {
         match *self {
-            Work::Check { batch, .. }
+            Work::Case { batch, .. }
+            | Work::Check { batch, .. }
             | Work::TrainCpu { batch, .. }
             | Work::TrainGpu { batch, .. } => batch,
         }
@@ -234,6 +246,7 @@ impl Work {
 
     fn describe(&self) -> &'static str {
         match self {
+            Work::Case { .. } => "making a case",
             Work::Check { .. } => "checking one step",
             Work::TrainCpu { .. } => "training on the CPU",
             Work::TrainGpu { .. } => "training on the GPU (what stays on the host)",
@@ -266,18 +279,34 @@ fn meminfo_kib(path: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-/// The memory cgroup's limit less its usage (v2, else v1), if it has a limit.
+/// The memory cgroup's limit less its usage (v2, else v1), if it has a limit. The usage counts
+/// the page cache, whose inactive part the kernel reclaims before it refuses memory: that part
+/// is free to this process (as docker and the kubelet count it).
 fn cgroup_headroom() -> Option<u64> {
     let read = |p: &str| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
-    let (limit, used) = match read("/sys/fs/cgroup/memory.max") {
-        Some(l) => (l, read("/sys/fs/cgroup/memory.current")?),
+    let stat = |p: &str, key: &str| -> u64 {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let (limit, used, reclaimable) = match read("/sys/fs/cgroup/memory.max") {
+        Some(l) => (
+            l,
+            read("/sys/fs/cgroup/memory.current")?,
+            stat("/sys/fs/cgroup/memory.stat", "inactive_file"),
+        ),
         None => (
             read("/sys/fs/cgroup/memory/memory.limit_in_bytes")?,
             read("/sys/fs/cgroup/memory/memory.usage_in_bytes")?,
+            stat("/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"),
         ),
     };
     // cgroup v1 reports "no limit" as a number near 2^63.
-    (limit < 1 << 60).then(|| limit.saturating_sub(used))
+    (limit < 1 << 60).then(|| limit.saturating_sub(used.saturating_sub(reclaimable)))
 }
 
 /// `ulimit -v` less the mapped address space, and `ulimit -d` less the data segment.
@@ -346,57 +375,65 @@ pub fn check_bytes(what: &str, needed: u64, hint: &str) -> Result<()> {
     }
 }
 
-/// Checks that `work` on `config` fits the host memory this process may use ([`host_available`])
-/// before any of it is allocated; the error names the bytes needed, those available, and the
-/// largest hidden size and batch that fit.
-pub fn check_host(config: &ModelConfig, work: Work) -> Result<()> {
-    check_within(config, work, host_available())
+/// Checks that `works` (all of them, held at once) on `config` fit the host memory this process
+/// may use ([`host_available`]) before any of it is allocated; the error names the bytes needed,
+/// those available, and the largest hidden size and batch that fit.
+pub fn check_host(config: &ModelConfig, works: &[Work]) -> Result<()> {
+    check_within(config, works, host_available())
+}
+
+/// The bytes of `works` on `config`, together.
+fn total(config: &ModelConfig, works: &[Work]) -> u64 {
+    saturate(works.iter().map(|w| w.exact(config)).sum())
 }
 
 /// [`check_host`] against a given number of available bytes (`None`: unknown, nothing refused).
-pub fn check_within(config: &ModelConfig, work: Work, available: Option<u64>) -> Result<()> {
-    let Some(available) = available else {
+pub fn check_within(config: &ModelConfig, works: &[Work], available: Option<u64>) -> Result<()> {
+    let (Some(available), Some(first)) = (available, works.first()) else {
         return Ok(());
     };
-    let needed = work.bytes(config);
+    let needed = total(config, works);
     if needed <= available {
         return Ok(());
     }
+    let batch = first.batch();
     let fits_hidden = |h: usize| {
-        let c = ModelConfig {
-            hidden: h,
-            ..*config
-        };
-        work.bytes(&c) <= available
+        total(
+            &ModelConfig {
+                hidden: h,
+                ..*config
+            },
+            works,
+        ) <= available
+    };
+    let fits_batch = |b: usize| {
+        let at_b: Vec<Work> = works.iter().map(|w| w.with_batch(b)).collect();
+        total(config, &at_b) <= available
     };
     let h = largest(config.hidden, &fits_hidden);
-    let b = largest(work.batch(), &|b| {
-        work.with_batch(b).bytes(config) <= available
-    });
-    let mut hint = String::from("the largest settings that fit: ");
+    let b = largest(batch, &fits_batch);
     let mut options = Vec::new();
     if h > 0 {
-        options.push(format!("--hidden {h} at batch {}", work.batch()));
+        options.push(format!("H = {h} at B = {batch}"));
     }
-    if b > 0 && b < work.batch() {
-        options.push(format!("--batch {b} at hidden {}", config.hidden));
+    if b > 0 && b < batch {
+        options.push(format!("B = {b} at H = {}", config.hidden));
     }
-    if options.is_empty() {
-        hint = format!(
-            "even --hidden 1 needs more: fewer --layers (now {}) or a smaller vocabulary or \
-             fewer columns",
+    let mut hint = if options.is_empty() {
+        format!(
+            "none does at H = 1: fewer layers (now {}), a smaller vocabulary or fewer columns",
             config.layers
-        );
+        )
     } else {
-        hint += &options.join(", or ");
-    }
-    if config.layers > 1 {
-        hint += &format!(", or fewer --layers (now {})", config.layers);
+        format!("the largest settings that fit: {}", options.join(", or "))
+    };
+    if config.layers > 1 && !options.is_empty() {
+        hint += &format!(", or fewer layers (now {})", config.layers);
     }
     Err(Error::Memory {
         what: format!(
             "{} ({} parameters: {config})",
-            work.describe(),
+            first.describe(),
             Dims::new(config, 1, 1).p
         ),
         needed,
@@ -432,25 +469,22 @@ mod tests {
     #[test]
     fn a_refusal_names_sizes_that_fit_and_they_do() {
         let c = ModelConfig::tokens(65, 4096).with_cell(Cell::Lstm, 4);
-        let work = Work::Check {
-            batch: 8,
-            steps: 32,
-        };
+        let (batch, steps) = (8, 32);
+        let work = [Work::Case { batch, steps }, Work::Check { batch, steps }];
         let available = 2u64 << 30;
-        let err = check_within(&c, work, Some(available))
+        let err = check_within(&c, &work, Some(available))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--hidden"), "{err}");
         let h: usize = err
-            .split("--hidden ")
+            .split("H = ")
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
             .and_then(|s| s.parse().ok())
-            .unwrap();
+            .unwrap_or_else(|| panic!("{err}"));
         let smaller = ModelConfig { hidden: h, ..c };
-        assert!(check_within(&smaller, work, Some(available)).is_ok());
+        assert!(check_within(&smaller, &work, Some(available)).is_ok());
         let bigger = ModelConfig { hidden: h + 1, ..c };
-        assert!(check_within(&bigger, work, Some(available)).is_err());
+        assert!(check_within(&bigger, &work, Some(available)).is_err());
     }
 
     #[test]

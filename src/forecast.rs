@@ -28,6 +28,13 @@ pub fn forecast(
         ));
     }
     let cfg = params.config;
+    // The rows, their CSV text (some 25 bytes a value) and the plot's points.
+    let per_value = 64u64;
+    crate::footprint::check_bytes(
+        &format!("a forecast of {horizon} steps of {} columns", cfg.output),
+        (horizon as u64).saturating_mul(cfg.output as u64 * per_value + 64),
+        "pass a shorter --horizon",
+    )?;
     let data = norm.apply(table)?;
     let (ni, no) = (cfg.input, cfg.output);
     if data.inputs != ni || data.outputs != no {
@@ -77,6 +84,12 @@ fn check_outputs(csv: &Path, plot: &Path, inputs: &[&Path]) -> Result<()> {
     Kind::ForecastPlot.check_replaceable(plot)
 }
 
+/// Refuses the outputs a forecast to `csv` would write (see [`write_forecast`]), before any of
+/// the forecast's work.
+pub fn check_forecast_outputs(csv: &Path, inputs: &[&Path]) -> Result<()> {
+    check_outputs(csv, &owned::forecast_plot_path(csv), inputs)
+}
+
 /// The forecast as CSV: a header of the target columns, a row per step.
 fn csv_bytes(norm: &Normalization, forecast: &[Vec<f64>]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -94,8 +107,24 @@ fn csv_bytes(norm: &Normalization, forecast: &[Vec<f64>]) -> Result<Vec<u8>> {
     w.into_inner().map_err(|e| err(e.into_error().into()))
 }
 
+/// The most points a line of the forecast's plot draws: longer lines are thinned evenly (the
+/// CSV holds every step).
+const PLOT_POINTS: usize = 2000;
+
+/// Every `stride`-th point of a line, so that it has at most [`PLOT_POINTS`], and its last.
+fn thinned(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    let stride = points.len().div_ceil(PLOT_POINTS).max(1);
+    let last = points.last().copied();
+    let mut kept: Vec<_> = points.into_iter().step_by(stride).collect();
+    if kept.last().copied() != last {
+        kept.extend(last);
+    }
+    kept
+}
+
 /// Writes the forecast as CSV (a header of the target columns) and a plot of the last part of
-/// the history and the forecast beside it (`.svg`), which records the CSV it was written with.
+/// the history and the forecast beside it (`.svg`), which records the CSV it was written with
+/// (and the CSV it replaces, so that a failed write leaves that one still recognised).
 /// Returns the plot's path.
 pub fn write_forecast(
     path: &Path,
@@ -106,30 +135,15 @@ pub fn write_forecast(
 ) -> Result<std::path::PathBuf> {
     let plot_path = owned::forecast_plot_path(path);
     check_outputs(path, &plot_path, inputs)?;
-    let csv = csv_bytes(norm, forecast)?;
-    let cols = table.select(&norm.target_names)?;
-    let n = table.rows.len();
-    let shown = n.saturating_sub(4 * forecast.len().max(50));
-    let mut lines = Vec::new();
-    for (k, &c) in cols.iter().enumerate() {
-        lines.push((
-            format!("{} (history)", norm.target_names[k]),
-            (shown..n)
-                .map(|r| (r as f64, table.rows[r][c]))
-                .collect::<Vec<_>>(),
-        ));
-        lines.push((
-            format!("{} (forecast)", norm.target_names[k]),
-            std::iter::once((n as f64 - 1.0, table.rows[n - 1][c]))
-                .chain(
-                    forecast
-                        .iter()
-                        .enumerate()
-                        .map(|(i, row)| ((n + i) as f64, row[k])),
-                )
-                .collect(),
-        ));
+    let mut marks = vec![owned::svg_mark(Kind::ForecastPlot)];
+    if Kind::Forecast.holds(path)
+        && let Ok(old) = std::fs::read(path)
+    {
+        marks.push(owned::forecast_record(path, &old));
     }
+    let csv = csv_bytes(norm, forecast)?;
+    marks.push(owned::forecast_record(path, &csv));
+    let lines = plot_lines(norm, table, forecast)?;
     let lines: Vec<crate::plot::Line<'_>> = lines
         .iter()
         .map(|(label, points)| crate::plot::Line {
@@ -137,10 +151,6 @@ pub fn write_forecast(
             points: points.clone(),
         })
         .collect();
-    let marks = [
-        owned::svg_mark(Kind::ForecastPlot),
-        owned::forecast_record(path, &csv),
-    ];
     let svg = crate::plot::svg(
         crate::rundir::FORECAST_TITLE,
         "step",
@@ -148,8 +158,45 @@ pub fn write_forecast(
         &lines,
         &marks,
     )?;
-    // The plot first: it records the CSV, which a failed write leaves absent, never unrecorded.
+    // The plot first: it records the new CSV and the one it replaces, either of which a failed
+    // write leaves there.
     crate::tensorfile::write_bytes_atomic(&plot_path, svg.as_bytes())?;
     crate::tensorfile::write_bytes_atomic(path, &csv)?;
     Ok(plot_path)
+}
+
+/// A line of the plot: its label and its (step, value) points.
+type Labelled = (String, Vec<(f64, f64)>);
+
+/// The plot's lines: per target column, the last part of the history and the forecast, each
+/// thinned to at most [`PLOT_POINTS`].
+fn plot_lines(
+    norm: &Normalization,
+    table: &Table,
+    forecast: &[Vec<f64>],
+) -> Result<Vec<Labelled>> {
+    let cols = table.select(&norm.target_names)?;
+    let n = table.rows.len();
+    let shown = n.saturating_sub(4 * forecast.len().max(50));
+    let mut lines = Vec::new();
+    for (k, &c) in cols.iter().enumerate() {
+        let history = (shown..n).map(|r| (r as f64, table.rows[r][c])).collect();
+        lines.push((
+            format!("{} (history)", norm.target_names[k]),
+            thinned(history),
+        ));
+        let ahead = std::iter::once((n as f64 - 1.0, table.rows[n - 1][c]))
+            .chain(
+                forecast
+                    .iter()
+                    .enumerate()
+                    .map(|(i, row)| ((n + i) as f64, row[k])),
+            )
+            .collect();
+        lines.push((
+            format!("{} (forecast)", norm.target_names[k]),
+            thinned(ahead),
+        ));
+    }
+    Ok(lines)
 }

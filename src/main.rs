@@ -79,11 +79,9 @@ fn run_check(args: &CheckArgs, given: &Given<'_>) -> Result<bool> {
             if let Some(gpu) = &gpu {
                 ModelStep::check_fits(gpu, config, (args.batch, args.steps), recurrence)?;
             }
-            let work = Work::Check {
-                batch: args.batch,
-                steps: args.steps,
-            };
-            unroll::footprint::check_host(&config, work)?;
+            let (batch, steps) = (args.batch, args.steps);
+            let work = [Work::Case { batch, steps }, Work::Check { batch, steps }];
+            unroll::footprint::check_host(&config, &work)?;
             let random = RandomCase {
                 batch: args.batch,
                 steps: args.steps,
@@ -124,6 +122,7 @@ fn resume(args: &TrainArgs, given: &Given<'_>) -> Option<Resume> {
         iters: given.has("iters").then_some(cfg.iters),
         data: cfg.data.clone().filter(|_| given.has("data")),
         sample_len: given.has("sample_len").then_some(cfg.sample_len),
+        max_bytes: given.has("max_bytes"),
     };
     let overridden: Vec<String> = ["iters", "data", "sample_len"]
         .iter()
@@ -267,7 +266,12 @@ fn run_sample(args: &SampleArgs) -> Result<bool> {
     Ok(true)
 }
 
-fn run_forecast(args: &ForecastArgs) -> Result<bool> {
+fn run_forecast(args: &ForecastArgs, given: &Given<'_>) -> Result<bool> {
+    given.refuse(
+        &["max_bytes"],
+        args.data.is_some(),
+        "--max-bytes limits the file of --data, and the built-in series is no file",
+    )?;
     let ck = Checkpoint::load(&args.checkpoint)?;
     let norm = ck.info.normalization.clone().ok_or_else(|| {
         anyhow::anyhow!(
@@ -275,12 +279,13 @@ fn run_forecast(args: &ForecastArgs) -> Result<bool> {
             args.checkpoint.display()
         )
     })?;
-    let seed = ck.info.train.as_ref().map_or(1, |t| t.seed);
-    let table =
-        unroll::series::read_table(args.data.as_deref(), seed, unroll::data::DEFAULT_MAX_BYTES)?;
-    let rows = unroll::forecast::forecast(&ck.params, &norm, &table, args.horizon)?;
     let mut inputs = vec![args.checkpoint.as_path()];
     inputs.extend(args.data.as_deref());
+    // The outputs are refused before any work: a file unroll did not write stays as it is.
+    unroll::forecast::check_forecast_outputs(&args.out, &inputs)?;
+    let seed = ck.info.train.as_ref().map_or(1, |t| t.seed);
+    let table = unroll::series::read_table(args.data.as_deref(), seed, args.max_bytes)?;
+    let rows = unroll::forecast::forecast(&ck.params, &norm, &table, args.horizon)?;
     let plot = unroll::forecast::write_forecast(&args.out, &norm, &table, &rows, &inputs)?;
     println!("forecast of {} steps: {}", args.horizon, args.out.display());
     println!("plot: {}", plot.display());
@@ -415,7 +420,7 @@ fn main() -> ExitCode {
         Command::Check(a) => run_check(a, &given),
         Command::Train(a) => run_train(a, &given),
         Command::Sample(a) => run_sample(a),
-        Command::Forecast(a) => run_forecast(a),
+        Command::Forecast(a) => run_forecast(a, &given),
         Command::Bench(a) => run_bench(a, &given),
     };
     match result {

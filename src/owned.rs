@@ -203,12 +203,18 @@ pub fn forecast_plot_path(csv: &Path) -> PathBuf {
 
 /// The line a forecast plot holds about the CSV written with it: its name, length and hash.
 pub fn forecast_record(csv: &Path, bytes: &[u8]) -> String {
-    let name = csv
+    // The name in hex: whatever it holds, the comment stays one line of valid XML.
+    let name: String = csv
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| {
+            n.as_encoded_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
         .unwrap_or_default();
     format!(
-        "<!-- unroll.forecast-csv: {} bytes, fnv1a64 {:016x}, {name} -->",
+        "<!-- unroll.forecast-csv: {} bytes, fnv1a64 {:016x}, name {name} -->",
         bytes.len(),
         fnv1a(bytes)
     )
@@ -230,7 +236,7 @@ fn forecast_recorded(csv: &Path) -> bool {
         return false;
     };
     let record = forecast_record(csv, &bytes);
-    svg_head(&plot).is_some_and(|t| t.lines().take(8).any(|l| l.trim() == record))
+    svg_head(&plot).is_some_and(|t| t.lines().take(12).any(|l| l.trim() == record))
 }
 
 /// What a run directory's lock file says.
@@ -240,6 +246,9 @@ pub struct LockContent {
     pub pid: u32,
     /// The temporary file that process was writing, if any (a name in the directory).
     pub writing: Option<String>,
+    /// Whether the lock is of the format before the marks (the owner's pid alone): unroll's only
+    /// beside a run's files.
+    pub legacy: bool,
 }
 
 impl LockContent {
@@ -262,6 +271,7 @@ pub fn parse_lock(bytes: &[u8]) -> Option<LockContent> {
         return Some(LockContent {
             pid: trimmed.parse().ok()?,
             writing: None,
+            legacy: true,
         });
     }
     let mut lines = text.lines();
@@ -276,7 +286,11 @@ pub fn parse_lock(bytes: &[u8]) -> Option<LockContent> {
     if lines.next().is_some() {
         return None;
     }
-    Some(LockContent { pid, writing })
+    Some(LockContent {
+        pid,
+        writing,
+        legacy: false,
+    })
 }
 
 /// The temporary that [`crate::tensorfile::write_bytes_atomic`] writes before renaming it over
@@ -305,6 +319,7 @@ mod tests {
         let mine = LockContent {
             pid: 42,
             writing: Some(".model.safetensors.unroll-tmp-42".into()),
+            legacy: false,
         };
         assert_eq!(parse_lock(mine.render().as_bytes()), Some(mine));
         assert_eq!(parse_lock(b"1234\n").map(|l| l.pid), Some(1234));

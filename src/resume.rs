@@ -19,6 +19,9 @@ pub struct Resume {
     pub data: Option<PathBuf>,
     /// Characters of the closing sample.
     pub sample_len: Option<usize>,
+    /// Whether a limit on the data file's size was given ([`RunOptions::max_bytes`]): it applies
+    /// only where the run reads a file.
+    pub max_bytes: bool,
 }
 
 impl Resume {
@@ -69,7 +72,20 @@ pub(crate) fn resolve_config(
     if let Some(data) = &resume.data {
         saved.data = Some(data.clone());
     }
+    if resume.max_bytes && saved.data.is_none() {
+        return Err(Error::config(
+            "--max-bytes does not apply here: the run trains on the built-in data, which is no file",
+            "drop --max-bytes, or pass --data",
+        ));
+    }
     if let Some(n) = resume.sample_len {
+        if saved.task == crate::config::Task::Series {
+            return Err(Error::config(
+                "--sample-len does not apply here: the checkpoint is of a series model, which \
+                 prints no sample",
+                "drop --sample-len",
+            ));
+        }
         saved.sample_len = n;
     }
     saved.validate()?;
@@ -90,7 +106,8 @@ pub(crate) fn on_resume(e: Error, checkpoint: &std::path::Path) -> Error {
     let names_fixed = |hint: &str| FIXED.iter().any(|f| hint.contains(f));
     let fixed = |hint: &str| {
         format!(
-            "this run resumes {}, which fixes the model, --batch and --seq-len: resume with other              --data, with --device cpu or on another adapter; or start a new run ({hint})",
+            "this run resumes {}, which fixes the model, --batch and --seq-len: resume with other \
+             --data, with --device cpu or on another adapter; or start a new run ({hint})",
             checkpoint.display()
         )
     };

@@ -2,13 +2,14 @@
 //! model's size is allocated, the self-check against the CPU reference, then the GPU trainer or
 //! the CPU one, with a resumed run's state.
 
+use crate::cell::Cell;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Device, TrainConfig};
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
 use crate::footprint::{self, Work};
 use crate::gpu::{Gpu, GpuTrainer, Recurrence, TrainerShape};
-use crate::model::{Inputs, ModelConfig, Params};
+use crate::model::{InputKind, Inputs, ModelConfig, Params};
 use crate::run_data::Data;
 use crate::train::RunOptions;
 
@@ -67,7 +68,7 @@ pub(crate) fn build_engine(
                 steps,
                 self_check,
             };
-            footprint::check_host(&config, work)?;
+            footprint::check_host(&config, &[work])?;
             if self_check {
                 run_self_check(&gpu, config, recurrence, cfg.seed)?;
             }
@@ -79,7 +80,7 @@ pub(crate) fn build_engine(
                 steps,
                 eval_batch: val_b,
             };
-            footprint::check_host(&config, work)?;
+            footprint::check_host(&config, &[work])?;
             let engine = CpuTrainer::new(params(), batch, steps, cfg.optim)?;
             Box::new(engine.with_dropout(cfg.dropout()))
         }
@@ -96,25 +97,39 @@ pub(crate) fn build_engine(
     Ok((engine, ck.info.step))
 }
 
-/// One step at the run's model sizes (B and T capped at 4 and 8) on the GPU and on the CPU
-/// reference, compared as `unroll check` compares them; a mismatch is an error with the table.
+/// One step at the run's model sizes (B = 4, T = 8) on the GPU and on the CPU reference, on the
+/// case `unroll check` generates from the run's seed, compared as it compares them; a mismatch is
+/// an error with the table and the command that reproduces it.
 fn run_self_check(
     gpu: &Gpu,
     config: ModelConfig,
     recurrence: Option<Recurrence>,
     seed: u64,
 ) -> Result<()> {
-    let (b, t) = (4, 8);
-    let case = crate::case::Case {
-        params: Params::init(config, seed).cast(),
-        batch: crate::model::Batch::random(&config, b, t, true, seed + 1),
-        expected: vec![],
-        expected_f32: vec![],
+    let (batch, steps) = (4, 8);
+    let settings = crate::case::RandomCase {
+        batch,
+        steps,
+        seed,
+        init_scale: None,
+        random_state: true,
     };
+    let case = crate::case::Case::random(config, settings)?;
     let report = crate::check::check(Some(gpu), &case, recurrence, None)?;
     if report.pass() {
         return Ok(());
     }
+    let cell = match config.cell {
+        Cell::RnnRelu => "rnn --nonlinearity relu",
+        cell => cell.name(),
+    };
+    let output = match config.kind {
+        InputKind::Dense => format!(" --output {}", config.output),
+        InputKind::Tokens => String::new(),
+    };
+    let recurrence = recurrence
+        .map(|r| format!(" --recurrence {}", r.name()))
+        .unwrap_or_default();
     Err(Error::config(
         format!(
             "the GPU's training step does not match the CPU reference at this model's sizes, so \
@@ -123,17 +138,10 @@ fn run_self_check(
         ),
         format!(
             "train with --device cpu, and please report this with the table above (`unroll check \
-             --kind {} --input {} --hidden {} --output {} --cell {} --layers {} --batch {b} \
-             --steps {t} --random-h0{}` reproduces it); --no-self-check skips this check",
-            config.kind,
-            config.input,
-            config.hidden,
-            config.output,
-            config.cell.name(),
-            config.layers,
-            recurrence
-                .map(|r| format!(" --recurrence {}", r.name()))
-                .unwrap_or_default()
+             --kind {} --input {} --hidden {}{output} --cell {cell} --layers {} --batch {batch} \
+             --steps {steps} --random-h0 --seed {seed}{recurrence}` reproduces it); \
+             --no-self-check skips this check",
+            config.kind, config.input, config.hidden, config.layers,
         ),
     ))
 }

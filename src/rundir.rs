@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The checkpoint's file name in a run directory.
 pub const CHECKPOINT: &str = "model.safetensors";
@@ -37,16 +38,6 @@ const FILES: [(&str, Kind); 3] = [
     (PLOT, Kind::LossPlot),
 ];
 
-/// Whether a process with this pid exists (on Linux; elsewhere every other pid counts as alive, so
-/// nothing another process may be writing is removed).
-fn alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        pid != std::process::id()
-    }
-}
-
 /// A run directory, locked for as long as this value lives.
 pub struct RunDir {
     /// The directory.
@@ -55,12 +46,16 @@ pub struct RunDir {
     /// The directories this run made: the run directory and the missing ones above it, the
     /// topmost last.
     made: Vec<PathBuf>,
+    /// Whether this run made the lock file.
+    made_lock: bool,
+    /// Whether this run has written a file of its own there.
+    wrote: AtomicBool,
 }
 
 impl RunDir {
     /// Creates or opens the directory, takes its lock, refuses it if it holds files unroll did
     /// not write (unless `force`, which lets the run replace its three files whatever they
-    /// hold), and removes the temporary a dead run's lock names.
+    /// hold), and removes the temporary that the lock says a run, now gone, was writing.
     pub fn open(path: &Path, force: bool) -> Result<Self> {
         let made: Vec<PathBuf> = path
             .ancestors()
@@ -69,7 +64,7 @@ impl RunDir {
             .collect();
         std::fs::create_dir_all(path)
             .map_err(|e| Error::file(path, format!("cannot create the output directory: {e}")))?;
-        let (lock, previous) = match take_lock(path) {
+        let taken = match take_lock(path) {
             Ok(taken) => taken,
             Err(e) => {
                 remove_empty(&made);
@@ -78,17 +73,19 @@ impl RunDir {
         };
         let dir = Self {
             path: path.to_owned(),
-            lock: Mutex::new(lock),
+            lock: Mutex::new(taken.file),
             made,
+            made_lock: taken.previous.is_none(),
+            wrote: AtomicBool::new(false),
         };
-        // A temporary is left only by a run that died while writing it.
-        let stale = previous
-            .filter(|p| p.pid != std::process::id() && !alive(p.pid))
-            .and_then(|p| {
-                let names = FILES.map(|(n, _)| n);
-                p.writing
-                    .filter(|w| owned::is_temporary_of(w, p.pid, &names))
-            });
+        // From here a refusal leaves the directory as it was: the lock this run made goes with
+        // it (see Drop). The lock is this run's, so the run it names is gone, and so is any
+        // writer of the temporary it names.
+        let stale = taken.previous.and_then(|p| {
+            let names = FILES.map(|(n, _)| n);
+            p.writing
+                .filter(|w| owned::is_temporary_of(w, p.pid, &names))
+        });
         if !force {
             check_contents(path, stale.as_deref())?;
         }
@@ -98,7 +95,6 @@ impl RunDir {
         dir.record(None)?;
         Ok(dir)
     }
-
     /// The path of a file in the directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
@@ -107,6 +103,7 @@ impl RunDir {
     /// Writes one of the run's files atomically: a temporary beside it, recorded in the lock
     /// while it exists, then renamed over it.
     pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.wrote.store(true, Ordering::SeqCst);
         let path = self.file(name);
         let tmp = owned::temporary_for(&path);
         let tmp_name = tmp.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -121,40 +118,38 @@ impl RunDir {
         let content = LockContent {
             pid: std::process::id(),
             writing,
+            legacy: false,
         };
         // Always the same length, written at once: a run killed at any moment leaves either the
         // old content or the new one, never a truncated lock that the next run cannot read.
-        let mut text = content.render();
-        let padded = text.len().max(LOCK_LEN);
-        text.extend(std::iter::repeat_n(' ', padded - text.len() - 1));
-        text.push('\n');
         let mut file = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.file(LOCK);
-        let write = |f: &mut File| -> std::io::Result<()> {
-            f.rewind()?;
-            f.write_all(text.as_bytes())?;
-            f.set_len(text.len() as u64)
-        };
-        write(&mut file).map_err(|e| Error::file(&path, format!("cannot write the lock: {e}")))
+        write_lock(&mut file, &content)
+            .map_err(|e| Error::file(&path, format!("cannot write the lock: {e}")))
     }
 }
 
 impl Drop for RunDir {
-    /// A run that wrote nothing leaves nothing: its lock goes (while it is still held), and the
-    /// directory too if the run made it and it is empty.
+    /// A run that wrote nothing leaves nothing: the lock it made goes (while it is still held),
+    /// and the directories it made too, if they are empty.
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.path) else {
-            return;
-        };
-        let names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        if names.iter().all(|n| n == LOCK) {
+        if self.made_lock && !self.wrote.load(Ordering::SeqCst) {
             let _ = std::fs::remove_file(self.file(LOCK));
             remove_empty(&self.made);
         }
     }
+}
+
+/// Writes a lock file's content: always the same length, in one write, so that a run killed at
+/// any moment leaves the old content or the new one, never a truncated lock.
+fn write_lock(file: &mut File, content: &LockContent) -> std::io::Result<()> {
+    let mut text = content.render();
+    let pad = LOCK_LEN.saturating_sub(text.len() + 1);
+    text.extend(std::iter::repeat_n(' ', pad));
+    text.push('\n');
+    file.rewind()?;
+    file.write_all(text.as_bytes())?;
+    file.set_len(text.len() as u64)
 }
 
 /// Removes the directories a run made, innermost first, as long as they are empty.
@@ -210,28 +205,34 @@ pub fn few(names: &[String], n: usize) -> String {
     }
 }
 
-/// Takes the directory's lock: the lock file unroll made, or one it finds there that unroll
-/// wrote (whose content it returns); anything else under that name is refused, untouched.
-fn take_lock(dir: &Path) -> Result<(File, Option<LockContent>)> {
+/// A lock taken: the open, locked file, and what the lock said before (`None`: this run made it).
+struct Taken {
+    file: File,
+    previous: Option<LockContent>,
+}
+
+/// Takes the directory's lock: a lock file this run makes (whole, its content in place before it
+/// has its name, so that no run ever finds it empty), or one it finds there that unroll wrote;
+/// anything else under that name is refused, untouched.
+fn take_lock(dir: &Path) -> Result<Taken> {
     let path = dir.join(LOCK);
     let io = |e: std::io::Error| Error::file(&path, format!("cannot open the lock file: {e}"));
     // A run that finds the file removed between its open and its lock (by a run that ended
     // having written nothing) opens it again.
     for _ in 0..8 {
-        let (file, made) = match File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                match File::options().read(true).write(true).open(&path) {
-                    Ok(f) => (f, false),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io(e)),
-                }
+        match make_lock(dir) {
+            Ok(file) => {
+                return Ok(Taken {
+                    file,
+                    previous: None,
+                });
             }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+        let file = match File::options().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io(e)),
         };
         match file.try_lock() {
@@ -256,16 +257,15 @@ fn take_lock(dir: &Path) -> Result<(File, Option<LockContent>)> {
         if !same_file(&file, &path) {
             continue;
         }
-        if made {
-            return Ok((file, None));
-        }
         return match owned::parse_lock(&owned::head(&path, 4096)) {
-            Some(previous) => Ok((file, Some(previous))),
-            None => Err(Error::file(
+            Some(previous) if !previous.legacy || holds_a_run(dir) => Ok(Taken {
+                file,
+                previous: Some(previous),
+            }),
+            _ => Err(Error::file(
                 &path,
-                "is not a lock file that unroll wrote (or another run is just starting here); it \
-                 is left as it is\n  hint: pass another --out, or remove the file if it is not \
-                 yours",
+                "is not a lock file that unroll wrote; it is left as it is\n  hint: pass another \
+                 --out, or remove the file if it is not yours",
             )),
         };
     }
@@ -273,6 +273,66 @@ fn take_lock(dir: &Path) -> Result<(File, Option<LockContent>)> {
         &path,
         "the lock file kept changing while this run took it\n  hint: pass another --out",
     ))
+}
+
+/// Whether the directory holds a run's files (so that a lock of the format before the marks,
+/// a pid alone, is a run's too).
+fn holds_a_run(dir: &Path) -> bool {
+    [(CHECKPOINT, Kind::Checkpoint), (METRICS, Kind::Metrics)]
+        .iter()
+        .any(|&(name, kind)| kind.holds(&dir.join(name)))
+}
+
+/// Makes the lock file, locked and with its content, under a temporary name, then gives it the
+/// lock's name by a hard link, which fails if the name exists (`AlreadyExists`).
+fn make_lock(dir: &Path) -> std::io::Result<File> {
+    let tmp = owned::temporary_for(&dir.join(LOCK));
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| match e.kind() {
+            // Not the lock's name: a file this run may not replace.
+            std::io::ErrorKind::AlreadyExists => std::io::Error::other(format!(
+                "{} exists, and unroll makes its lock under that name; remove it if it is a \
+                 leftover of an interrupted unroll",
+                tmp.display()
+            )),
+            _ => e,
+        })?;
+    let made = (|| {
+        file.try_lock().map_err(std::io::Error::other)?;
+        let content = LockContent {
+            pid: std::process::id(),
+            writing: None,
+            legacy: false,
+        };
+        write_lock(&mut file, &content)?;
+        std::fs::hard_link(&tmp, dir.join(LOCK))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match made {
+        Ok(()) => Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        // A file system without hard links: the lock is made in place (a run that starts at the
+        // same moment may then find it empty for an instant, and be refused).
+        Err(_) => {
+            let mut file = File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(dir.join(LOCK))?;
+            file.try_lock().map_err(std::io::Error::other)?;
+            let content = LockContent {
+                pid: std::process::id(),
+                writing: None,
+                legacy: false,
+            };
+            write_lock(&mut file, &content)?;
+            Ok(file)
+        }
+    }
 }
 
 /// Whether the open file is still the one at `path` (not removed or replaced since it was

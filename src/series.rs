@@ -63,17 +63,31 @@ pub fn parse_csv(text: &str, source: &str) -> Result<Table> {
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
-    let mut records = reader.records().filter(|r| {
-        // Blank lines are skipped.
-        r.as_ref()
-            .map_or(true, |r| !(r.len() == 1 && r[0].is_empty()))
-    });
+    let mut records = reader
+        .records()
+        .filter(|r| {
+            // Blank lines (only at the end, by now) are skipped.
+            r.as_ref()
+                .map_or(true, |r| !(r.len() == 1 && r[0].is_empty()))
+        })
+        .peekable();
     let line_of = |r: &csv::StringRecord| r.position().map_or(0, |p| p.line());
     let first = match records.next() {
         None => return Err(bad("the file has no rows".into())),
         Some(r) => r.map_err(|e| bad(format!("{e}")))?,
     };
-    let has_header = first.iter().any(|c| c.parse::<f64>().is_err());
+    // The first row is a header if it names columns: all its cells are words, or one of them is a
+    // word where the next row has a number (a column of dates or labels is no header).
+    let is_number = |c: &str| c.parse::<f64>().is_ok();
+    let words: Vec<bool> = first.iter().map(|c| !is_number(c)).collect();
+    let has_header = words.iter().all(|&w| w)
+        || match records.peek() {
+            Some(Ok(second)) => words
+                .iter()
+                .zip(second.iter())
+                .any(|(&w, cell)| w && is_number(cell)),
+            _ => words.iter().any(|&w| w),
+        };
     let names: Vec<String> = if has_header {
         first.iter().map(String::from).collect()
     } else {

@@ -283,7 +283,7 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes bytes to the new file `tmp`, flushes it to disk and renames it over `path`. A file
 /// already at `tmp` is not unroll's to replace: the write is refused and that file kept.
 pub fn write_through(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = match std::fs::File::options()
+    let f = match std::fs::File::options()
         .write(true)
         .create_new(true)
         .open(tmp)
@@ -293,17 +293,23 @@ pub fn write_through(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
             return Err(Error::file(
                 tmp,
                 format!(
-                    "exists: unroll writes {} through a temporary file of this name, and does not                      replace a file it did not make\n  hint: remove it if it is a leftover of an                      interrupted unroll, or write elsewhere",
+                    "exists: unroll writes {} through a temporary file of this name, and does not \
+                     replace a file it did not make\n  hint: remove it if it is a leftover of an \
+                     interrupted unroll, or write elsewhere",
                     path.display()
                 ),
             ));
         }
         Err(e) => return Err(Error::file(path, format!("cannot write: {e}"))),
     };
-    let result = (|| -> std::io::Result<()> {
+    // The file is closed (the closure owns it) before it is renamed.
+    let written = move || -> std::io::Result<()> {
+        let mut f = f;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
+        f.sync_all()
+    };
+    let result = (|| -> std::io::Result<()> {
+        written()?;
         std::fs::rename(tmp, path)?;
         // Make the rename itself durable.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())

@@ -377,13 +377,13 @@ fn model_too_large_for_the_adapter() {
         &[
             "the parameters",
             "max_storage_buffer_binding_size of 134217728 bytes",
-            "--hidden",
+            "the largest settings that fit: H = ",
             "--device cpu",
         ],
     );
     // The largest hidden size named fits: its W is within the limit.
     let h: usize = all
-        .split("--hidden ")
+        .split("H = ")
         .nth(1)
         .unwrap()
         .split(' ')
@@ -393,7 +393,7 @@ fn model_too_large_for_the_adapter() {
         .unwrap();
     assert!(
         h.next_multiple_of(4).pow(2) * 4 <= 128 << 20 && h > 4000,
-        "hint names --hidden {h}"
+        "hint names H = {h}"
     );
 }
 
@@ -428,7 +428,7 @@ fn divergence_stops_with_the_step_and_keeps_the_checkpoint() {
         ],
         &[
             "training diverged at step",
-            "lower the learning rate (--lr)",
+            "a lower learning rate (--lr)",
             "--clip",
         ],
     );

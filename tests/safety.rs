@@ -103,6 +103,13 @@ fn train_refuses_an_out_directory_with_the_users_files() {
     assert_eq!(std::fs::read(&metrics).unwrap(), b"a,b\n1,2\n");
     assert_eq!(std::fs::read(&plot).unwrap(), b"<svg>the user's plot</svg>");
     assert_eq!(std::fs::read(&notes).unwrap(), b"notes");
+    // The refusal leaves nothing of unroll's there, so --force works next.
+    assert!(!out.join("unroll.lock").exists());
+    let args = train(
+        d,
+        &["--iters", "2", "--force", "--out", out.to_str().unwrap()],
+    );
+    succeeds_in(d, &strs(&args));
 }
 
 #[test]
@@ -151,6 +158,19 @@ fn a_dead_runs_temporary_named_in_its_lock_is_removed() {
         std::fs::read(d.join("unroll.lock")).unwrap(),
         b"my lock notes"
     );
+    // A pid alone is the lock of an older unroll only beside a run's files: elsewhere it is a
+    // user's pidfile.
+    let other = tempfile::tempdir().unwrap();
+    let pidfile = write(&other.path().join("unroll.lock"), b"4242\n");
+    let out = other.path().to_str().unwrap();
+    fails_in(
+        d,
+        &strs(&train(d, &["--iters", "2", "--out", out])),
+        &["not a lock file that unroll wrote"],
+    );
+    assert_eq!(std::fs::read(&pidfile).unwrap(), b"4242\n");
+    write(&d.join("unroll.lock"), b"4242\n");
+    succeeds_in(d, &strs(&train(d, &["--iters", "2", "--out", "."])));
 }
 
 #[test]

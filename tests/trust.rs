@@ -236,6 +236,34 @@ fn flags_that_do_not_apply_are_refused() {
         &["--output", "--kind dense"],
     );
     fails_in(d, &small(&["--columns", "a"]), &["--columns", "series"]);
+    fails_in(d, &small(&["--momentum", "0.5"]), &["--momentum", "SGD"]);
+    fails_in(
+        d,
+        &small(&["--lr-decay-every", "10"]),
+        &["--lr-decay-every"],
+    );
+    fails_in(
+        d,
+        &[
+            "check",
+            "--dump",
+            "./y.safetensors",
+            "--save-case",
+            "y.safetensors",
+        ],
+        &["name one file"],
+    );
+    fails_in(
+        d,
+        &[
+            "bench",
+            "--steps",
+            "18446744073709551615",
+            "--config",
+            "8,1,2",
+        ],
+        &["--steps"],
+    );
     fails_in(d, &small(&["--max-bytes", "10"]), &["--max-bytes"]);
     assert!(!d.join("runs").exists() && !d.join("x.safetensors").exists());
 }
@@ -407,6 +435,12 @@ fn csv_rows_are_time_steps_and_unused_columns_may_hold_anything() {
         &small(&["--task", "series", "--data", "gap.csv", "--columns", "a,b"]),
         &["line 102 is blank"],
     );
+    // A file without a header whose first column is dates keeps its first row: a header names
+    // columns, and this row names none (its other cells are numbers, as below them).
+    let table = unroll::series::parse_csv("2026-01-01,1,2\n2026-01-02,3,4\n", "d.csv").unwrap();
+    assert_eq!((table.rows.len(), table.names.len()), (2, 3));
+    let table = unroll::series::parse_csv("date,a,b\n2026-01-01,1,2\n2026-01-02,3,4\n", "d.csv");
+    assert_eq!(table.unwrap().names, ["date", "a", "b"]);
     // Blank lines at the end are no time step.
     std::fs::write(d.join("ok.csv"), rows(None) + "\n\n").unwrap();
     let ck = series_run(d, "run", &["--data", "ok.csv", "--columns", "a,b"]);

@@ -125,7 +125,22 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
         "" => "unnamed adapter",
         name => name,
     };
-    format!("{name} ({:?}, {:?})", info.backend, info.device_type)
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan => "Vulkan",
+        wgpu::Backend::Metal => "Metal",
+        wgpu::Backend::Dx12 => "DX12",
+        wgpu::Backend::Gl => "GL",
+        wgpu::Backend::BrowserWebGpu => "WebGPU",
+        _ => "noop backend",
+    };
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "software adapter",
+        wgpu::DeviceType::Other => "other adapter",
+    };
+    format!("{name} ({backend}, {kind})")
 }
 
 /// The device and queue of one adapter, with the error reporting the rest of the crate uses.

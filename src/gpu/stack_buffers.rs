@@ -218,17 +218,17 @@ pub(crate) fn largest_hint(
 ) -> String {
     let mut options = Vec::new();
     if h > 0 {
-        options.push(format!("--hidden {h} at batch {batch}"));
+        options.push(format!("H = {h} at B = {batch}"));
     }
     if b > 0 {
-        options.push(format!("--batch {b} at hidden {hidden}"));
+        options.push(format!("B = {b} at H = {hidden}"));
     }
     let fits = if options.is_empty() {
-        format!("none at sequence length {steps}; shorten --seq-len, or use fewer --layers")
+        format!("none at T = {steps}: a shorter sequence, or fewer layers")
     } else {
-        options.join(", or ")
+        format!("the largest settings that fit: {}", options.join(", or "))
     };
-    format!("the largest settings that fit: {fits}; or --device cpu (the CPU reference)")
+    format!("{fits}; the CPU reference (--device cpu) has no such limit")
 }
 
 /// Allocates every buffer of a step; returns them and their bytes.
