@@ -170,11 +170,7 @@ type Labelled = (String, Vec<(f64, f64)>);
 
 /// The plot's lines: per target column, the last part of the history and the forecast, each
 /// thinned to at most [`PLOT_POINTS`].
-fn plot_lines(
-    norm: &Normalization,
-    table: &Table,
-    forecast: &[Vec<f64>],
-) -> Result<Vec<Labelled>> {
+fn plot_lines(norm: &Normalization, table: &Table, forecast: &[Vec<f64>]) -> Result<Vec<Labelled>> {
     let cols = table.select(&norm.target_names)?;
     let n = table.rows.len();
     let shown = n.saturating_sub(4 * forecast.len().max(50));

@@ -287,52 +287,47 @@ fn holds_a_run(dir: &Path) -> bool {
 /// lock's name by a hard link, which fails if the name exists (`AlreadyExists`).
 fn make_lock(dir: &Path) -> std::io::Result<File> {
     let tmp = owned::temporary_for(&dir.join(LOCK));
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| match e.kind() {
-            // Not the lock's name: a file this run may not replace.
-            std::io::ErrorKind::AlreadyExists => std::io::Error::other(format!(
+    let file = match new_lock(&tmp) {
+        Ok(f) => f,
+        // Not the lock's name: a file this run may not replace.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(std::io::Error::other(format!(
                 "{} exists, and unroll makes its lock under that name; remove it if it is a \
                  leftover of an interrupted unroll",
                 tmp.display()
-            )),
-            _ => e,
-        })?;
-    let made = (|| {
-        file.try_lock().map_err(std::io::Error::other)?;
-        let content = LockContent {
-            pid: std::process::id(),
-            writing: None,
-            legacy: false,
-        };
-        write_lock(&mut file, &content)?;
-        std::fs::hard_link(&tmp, dir.join(LOCK))
-    })();
+            )));
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let linked = std::fs::hard_link(&tmp, dir.join(LOCK));
     let _ = std::fs::remove_file(&tmp);
-    match made {
+    match linked {
         Ok(()) => Ok(file),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
         // A file system without hard links: the lock is made in place (a run that starts at the
         // same moment may then find it empty for an instant, and be refused).
-        Err(_) => {
-            let mut file = File::options()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(dir.join(LOCK))?;
-            file.try_lock().map_err(std::io::Error::other)?;
-            let content = LockContent {
-                pid: std::process::id(),
-                writing: None,
-                legacy: false,
-            };
-            write_lock(&mut file, &content)?;
-            Ok(file)
-        }
+        Err(_) => new_lock(&dir.join(LOCK)),
     }
+}
+
+/// A new file at `path` (none may be there), locked, holding this run's lock content.
+fn new_lock(path: &Path) -> std::io::Result<File> {
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.try_lock().map_err(std::io::Error::other)?;
+    let content = LockContent {
+        pid: std::process::id(),
+        writing: None,
+        legacy: false,
+    };
+    write_lock(&mut file, &content)?;
+    Ok(file)
 }
 
 /// Whether the open file is still the one at `path` (not removed or replaced since it was

@@ -10,29 +10,7 @@ fn unroll() -> Command {
 }
 
 mod common;
-use common::text;
-
-/// Runs unroll in `cwd`; asserts exit status 2 and every needle in the output.
-fn fails_in(cwd: &Path, args: &[&str], needles: &[&str]) -> String {
-    let out = unroll().current_dir(cwd).args(args).output().unwrap();
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "unroll {args:?}:\n{all}");
-    assert!(
-        !all.contains("panicked"),
-        "unroll {args:?} panicked:\n{all}"
-    );
-    for n in needles {
-        assert!(all.contains(n), "unroll {args:?} should say `{n}`:\n{all}");
-    }
-    all
-}
-
-fn succeeds_in(cwd: &Path, args: &[&str]) -> String {
-    let out = unroll().current_dir(cwd).args(args).output().unwrap();
-    let all = text(&out);
-    assert!(out.status.success(), "unroll {args:?}:\n{all}");
-    all
-}
+use common::{fails_in, succeeds_in, text};
 
 const SMALL: [&str; 14] = [
     "--device",

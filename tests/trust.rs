@@ -6,34 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
-use common::text;
+use common::{fails_in, succeeds_in, text};
 
 fn unroll() -> Command {
     Command::new(env!("CARGO_BIN_EXE_unroll"))
-}
-
-/// Runs unroll in `cwd`; asserts exit status 2, no panic, and every needle in the output.
-fn fails_in(cwd: &Path, args: &[&str], needles: &[&str]) -> String {
-    let out = unroll().current_dir(cwd).args(args).output().unwrap();
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "unroll {args:?}:\n{all}");
-    for bad in ["panicked", "RUST_BACKTRACE", "Validation Error"] {
-        assert!(
-            !all.contains(bad),
-            "unroll {args:?} printed `{bad}`:\n{all}"
-        );
-    }
-    for n in needles {
-        assert!(all.contains(n), "unroll {args:?} should say `{n}`:\n{all}");
-    }
-    all
-}
-
-/// Runs unroll in `cwd`; asserts success and returns its stdout.
-fn succeeds_in(cwd: &Path, args: &[&str]) -> String {
-    let out = unroll().current_dir(cwd).args(args).output().unwrap();
-    assert!(out.status.success(), "unroll {args:?}:\n{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A small CPU run's flags.

@@ -36,3 +36,37 @@ pub fn text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Runs the `unroll` binary in `cwd`; asserts exit status 2, no panic and no raw wgpu error, and
+/// every needle in its output. Returns the output.
+pub fn fails_in(cwd: &std::path::Path, args: &[&str], needles: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "unroll {args:?}:\n{all}");
+    for bad in ["panicked", "RUST_BACKTRACE", "Validation Error"] {
+        assert!(
+            !all.contains(bad),
+            "unroll {args:?} printed `{bad}`:\n{all}"
+        );
+    }
+    for n in needles {
+        assert!(all.contains(n), "unroll {args:?} should say `{n}`:\n{all}");
+    }
+    all
+}
+
+/// Runs the `unroll` binary in `cwd`; asserts success. Returns its stdout (what it means: a
+/// driver may print anything on stderr).
+pub fn succeeds_in(cwd: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unroll {args:?}:\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
