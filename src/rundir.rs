@@ -95,6 +95,7 @@ impl RunDir {
         dir.record(None)?;
         Ok(dir)
     }
+
     /// The path of a file in the directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
