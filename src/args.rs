@@ -406,7 +406,7 @@ fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
 
 /// The flags `train --resume` takes from the checkpoint: giving one is an error rather than a
 /// change that would be silently ignored.
-pub(crate) const FIXED_ON_RESUME: [&str; 22] = [
+const FIXED_ON_RESUME: [&str; 22] = [
     "task",
     "bytes",
     "columns",

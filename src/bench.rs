@@ -154,18 +154,7 @@ pub fn bench_gpu(
     model.validate()?;
     GpuStep::check_fits(&gpu, &model, c.batch, c.steps)?;
     let (b, t) = (c.batch, c.steps);
-    let (cb, ct) = (b.min(4), t.min(16));
-    let check = [
-        Work::Case {
-            batch: cb,
-            steps: ct,
-        },
-        Work::Check {
-            batch: cb,
-            steps: ct,
-        },
-    ];
-    footprint::check_host(&model, &check)?;
+    footprint::check_host(&model, &Work::case_and_check(b.min(4), t.min(16)))?;
     let train = Work::TrainGpu {
         batch: b,
         steps: t,

@@ -69,15 +69,6 @@ impl Case {
     pub fn random(config: ModelConfig, r: RandomCase) -> Result<Self> {
         use rand::{RngExt, SeedableRng};
         config.validate()?;
-        if r.batch == 0 || r.steps == 0 {
-            return Err(Error::config(
-                format!(
-                    "batch size B={} and timesteps T={}: both must be at least 1",
-                    r.batch, r.steps
-                ),
-                "pass --batch and --steps of 1 or more",
-            ));
-        }
         let work = Work::Case {
             batch: r.batch,
             steps: r.steps,
@@ -208,9 +199,7 @@ fn load_table(f: &TensorFile, path: &Path) -> Result<Case> {
     let (nb, nt) = (n("B")?, n("T")?);
     // A case is read to be checked: what the check needs is known now, before anything of the
     // spec's sizes is allocated.
-    let (batch, steps) = (nb, nt);
-    let work = [Work::Case { batch, steps }, Work::Check { batch, steps }];
-    crate::footprint::check_host(&config, &work)?;
+    crate::footprint::check_host(&config, &Work::case_and_check(nb, nt))?;
     // Grown tensor by tensor as each is read and its shape checked.
     let mut data = Vec::new();
     for e in &config.table().entries {

@@ -10,9 +10,10 @@
 //! | work | what it holds at its peak |
 //! |---|---|
 //! | one CPU reference step ([`cpu_step`]) | per layer hs, cs (T+1, B, H), the gates (T, B, G·H), hn and the output (T, B, H); logits and dy (T, B, O); the gradients (P) and one layer's own; dh (T, B, H), dx; the results |
-//! | `unroll check` ([`Work::Check`]) | the case in f64, its parameters in f32, the reference's results in f64 and f32, the truth and the yardstick, the GPU's results read back, the larger step |
+//! | a case for `unroll check` ([`Work::Case`]) | its parameters in f64, its batch, h0 and c0 |
+//! | `unroll check` of a case ([`Work::Check`]) | beyond the case: its parameters in f32, the reference's results in f64 and f32, the truth and the yardstick, the GPU's results read back, the larger step |
 //! | training on the CPU ([`Work::TrainCpu`]) | the parameters, the optimizer's moments, one step (or the evaluation's forward pass), and a checkpoint being written |
-//! | training on the GPU ([`Work::TrainGpu`]) | the parameters, the self-check, and a checkpoint being written |
+//! | training on the GPU ([`Work::TrainGpu`]) | the parameters, the self-check (a case and its check at B = 4, T = 8), and a checkpoint being written |
 
 use crate::error::{Error, Result};
 use crate::model::{InputKind, ModelConfig};
@@ -169,6 +170,12 @@ pub fn cpu_step(config: &ModelConfig, batch: usize, steps: usize, float_bytes: u
 }
 
 impl Work {
+    /// A case at (B, T) and its check, held at once: what `unroll check` needs before the case
+    /// exists.
+    pub fn case_and_check(batch: usize, steps: usize) -> [Work; 2] {
+        [Work::Case { batch, steps }, Work::Check { batch, steps }]
+    }
+
     /// The bytes of host memory this work needs for `config` at its peak.
     pub fn bytes(&self, config: &ModelConfig) -> u64 {
         saturate(self.exact(config))
@@ -201,10 +208,11 @@ impl Work {
                 self_check,
             } => {
                 let d = Dims::new(config, batch, steps);
-                let (batch, steps) = (4, 8);
                 let check = if self_check {
-                    Work::Case { batch, steps }.exact(config)
-                        + Work::Check { batch, steps }.exact(config)
+                    Work::case_and_check(4, 8)
+                        .iter()
+                        .map(|w| w.exact(config))
+                        .sum()
                 } else {
                     0
                 };
@@ -469,8 +477,7 @@ mod tests {
     #[test]
     fn a_refusal_names_sizes_that_fit_and_they_do() {
         let c = ModelConfig::tokens(65, 4096).with_cell(Cell::Lstm, 4);
-        let (batch, steps) = (8, 32);
-        let work = [Work::Case { batch, steps }, Work::Check { batch, steps }];
+        let work = Work::case_and_check(8, 32);
         let available = 2u64 << 30;
         let err = check_within(&c, &work, Some(available))
             .unwrap_err()

@@ -79,8 +79,7 @@ fn run_check(args: &CheckArgs, given: &Given<'_>) -> Result<bool> {
             if let Some(gpu) = &gpu {
                 ModelStep::check_fits(gpu, config, (args.batch, args.steps), recurrence)?;
             }
-            let (batch, steps) = (args.batch, args.steps);
-            let work = [Work::Case { batch, steps }, Work::Check { batch, steps }];
+            let work = Work::case_and_check(args.batch, args.steps);
             unroll::footprint::check_host(&config, &work)?;
             let random = RandomCase {
                 batch: args.batch,

@@ -9,11 +9,11 @@
 //! | loss plot, forecast plot, comparison plot | an SVG with the line `<!-- unroll.file: loss-plot -->` (or `forecast-plot`, `comparison-plot`) among its first; before the marks, the plot's title line |
 //! | `metrics.csv` | the header unroll writes, exactly |
 //! | a forecast's CSV | its name, length and hash, recorded in the forecast plot beside it (same name, `.svg`) |
-//! | `unroll.lock` | the first line `unroll run lock` (before the marks: the owner's pid alone) |
+//! | `unroll.lock` | the first line `unroll run lock` ([`parse_lock`]; before the marks, the owner's pid alone, taken as unroll's only beside a run's checkpoint or metrics: see [`crate::rundir`]) |
 //!
 //! A temporary file (`.{name}.unroll-tmp-{pid}`, renamed over `name` once written) is created
 //! only where no file has its name; in a run directory the lock file records it while it
-//! exists, so that a later run removes it only when the lock says that a run, now dead, wrote it.
+//! exists, so that a later run, holding the lock, removes it only when the lock names it.
 
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -51,8 +51,6 @@ pub enum Kind {
     Forecast,
     /// The plot of runs side by side (`examples/compare_runs`).
     ComparisonPlot,
-    /// A run directory's `unroll.lock`.
-    Lock,
 }
 
 impl Kind {
@@ -67,7 +65,6 @@ impl Kind {
             Kind::ForecastPlot => "forecast-plot",
             Kind::Forecast => "forecast",
             Kind::ComparisonPlot => "comparison-plot",
-            Kind::Lock => "lock",
         }
     }
 
@@ -82,7 +79,6 @@ impl Kind {
             Kind::ForecastPlot => "a forecast plot",
             Kind::Forecast => "a forecast (recorded in the plot beside it, unchanged since)",
             Kind::ComparisonPlot => "a plot of compare_runs",
-            Kind::Lock => "a run directory's lock",
         }
     }
 
@@ -101,7 +97,6 @@ impl Kind {
             Kind::ForecastPlot => svg_marked(path, self, crate::rundir::FORECAST_TITLE),
             Kind::Forecast => forecast_recorded(path),
             Kind::ComparisonPlot => svg_marked(path, self, "validation loss"),
-            Kind::Lock => parse_lock(&head(path, 4096)).is_some(),
         }
     }
 

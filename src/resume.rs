@@ -92,8 +92,9 @@ pub(crate) fn resolve_config(
     Ok((saved, Some(ck)))
 }
 
-/// An error of a resumed run whose hint would suggest a flag that the checkpoint fixes: the hint
-/// says what a resumed run can change, and what a new run could.
+/// An error of a resumed run whose hint would suggest a size that the checkpoint fixes (every
+/// limit's does: it names the largest H and B that fit; a configuration error's where it names
+/// such a flag): the hint says what a resumed run can change, and what a new run could.
 pub(crate) fn on_resume(e: Error, checkpoint: &std::path::Path) -> Error {
     const FIXED: [&str; 6] = [
         "--batch",
@@ -122,7 +123,7 @@ pub(crate) fn on_resume(e: Error, checkpoint: &std::path::Path) -> Error {
             needed,
             allowed,
             hint,
-        } if names_fixed(&hint) => Error::Limit {
+        } => Error::Limit {
             what,
             limit,
             needed,
@@ -134,7 +135,7 @@ pub(crate) fn on_resume(e: Error, checkpoint: &std::path::Path) -> Error {
             needed,
             available,
             hint,
-        } if names_fixed(&hint) => Error::Memory {
+        } => Error::Memory {
             what,
             needed,
             available,
