@@ -1,6 +1,6 @@
 // cell.wgsl: the bindings and helpers shared by the pointwise step of every cell
 // (cell_rnn.wgsl, cell_gru.wgsl, cell_lstm.wgsl), prepended to each of them, and the per-step
-// entry points that run it. A cell file defines two functions over one unit (b, j) of one
+// entry points that run it. The cells' tanh is activation.wgsl's tanh_f32, prepended to this. A cell file defines two functions over one unit (b, j) of one
 // timestep, `cell_forward(u, s)` and `cell_backward(u, s)`; the per-step kernels below run them
 // once per timestep, one invocation per unit, and cell_sequence.wgsl (appended for the persistent
 // recurrence) runs them for every timestep in one dispatch.

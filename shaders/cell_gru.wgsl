@@ -14,7 +14,7 @@ fn cell_forward(u: Unit, s: Step) {
     let rg = sigmoid(a[s.row + gate(u, 3u, 0u)] + r[s.row + gate(u, 3u, 0u)]);
     let z = sigmoid(a[s.row + gate(u, 3u, 1u)] + r[s.row + gate(u, 3u, 1u)]);
     let q = r[s.row + gate(u, 3u, 2u)];
-    let n = tanh(a[s.row + gate(u, 3u, 2u)] + rg * q);
+    let n = tanh_f32(a[s.row + gate(u, 3u, 2u)] + rg * q);
     hs[s.next + u.i] = (1.0 - z) * n + z * hs[s.prev + u.i];
     saved[s.saved + gate(u, 4u, 0u)] = rg;
     saved[s.saved + gate(u, 4u, 1u)] = z;

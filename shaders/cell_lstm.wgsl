@@ -14,11 +14,11 @@
 fn cell_forward(u: Unit, s: Step) {
     let ig = sigmoid(a[s.row + gate(u, 4u, 0u)] + r[s.row + gate(u, 4u, 0u)]);
     let f = sigmoid(a[s.row + gate(u, 4u, 1u)] + r[s.row + gate(u, 4u, 1u)]);
-    let g = tanh(a[s.row + gate(u, 4u, 2u)] + r[s.row + gate(u, 4u, 2u)]);
+    let g = tanh_f32(a[s.row + gate(u, 4u, 2u)] + r[s.row + gate(u, 4u, 2u)]);
     let o = sigmoid(a[s.row + gate(u, 4u, 3u)] + r[s.row + gate(u, 4u, 3u)]);
     let c = f * cs[s.prev + u.i] + ig * g;
     cs[s.next + u.i] = c;
-    hs[s.next + u.i] = o * tanh(c);
+    hs[s.next + u.i] = o * tanh_f32(c);
     saved[s.saved + gate(u, 4u, 0u)] = ig;
     saved[s.saved + gate(u, 4u, 1u)] = f;
     saved[s.saved + gate(u, 4u, 2u)] = g;
@@ -30,7 +30,7 @@ fn cell_backward(u: Unit, s: Step) {
     let f = saved[s.saved + gate(u, 4u, 1u)];
     let g = saved[s.saved + gate(u, 4u, 2u)];
     let o = saved[s.saved + gate(u, 4u, 3u)];
-    let tc = tanh(cs[s.next + u.i]);
+    let tc = tanh_f32(cs[s.next + u.i]);
     let gh = incoming(u, s);
     let gc = direct(u, s) + gh * o * (1.0 - tc * tc);
     let d = vec4<f32>(

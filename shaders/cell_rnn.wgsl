@@ -14,7 +14,7 @@ fn cell_forward(u: Unit, s: Step) {
     if (RELU != 0u) {
         h = max(x, 0.0);
     } else {
-        h = tanh(x);
+        h = tanh_f32(x);
     }
     hs[s.next + u.i] = h;
 }

@@ -8,6 +8,7 @@
 //   C[i, j]  = tanh(S)                if TANH
 //            = S ⊙ (1 − aux[i, j]²)   if TANH_GRAD
 //            = S                      otherwise
+// (tanh is activation.wgsl's tanh_f32, prepended to this file: accurate where the builtin is not.)
 // A and B are read through strides, so a transposed operand needs no copy:
 //   A[i, p] = a[a_offset + i * a_row_stride + p * a_col_stride]
 //   B[p, j] = b[b_offset + p * b_row_stride + j * b_col_stride]
@@ -193,7 +194,7 @@ fn epilogue(i: u32, j: u32, s: f32) -> f32 {
         v += addend[p.addend_offset + e];
     }
     if ((p.flags & TANH) != 0u) {
-        v = tanh(v);
+        v = tanh_f32(v);
     } else if ((p.flags & TANH_GRAD) != 0u) {
         let h = aux[p.aux_offset + e];
         v *= 1.0 - h * h;

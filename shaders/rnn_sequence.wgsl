@@ -4,6 +4,7 @@
 //   forward_sequence,  t = 0..T-1:   h[t+1, b, j] = tanh(Σ_k h[t, b, k] W^T[k, j] + pre[t, b, j])
 //   backward_sequence, t = T-1..0:   dA[t, b, k]  = (Σ_j dA[t+1, b, j] W[j, k] + dh[t, b, k]) ⊙ (1 − h[t+1, b, k]²)
 //                                    (the sum left out at t = T-1)
+// (tanh is activation.wgsl's tanh_f32, prepended to this file: accurate where the builtin is not.)
 // Batch rows are independent in time, so each workgroup owns `rows_per_group` rows and loops over
 // t on its own, keeping the state of its rows in workgroup memory (two halves, read one, write the
 // other) with a workgroupBarrier() between timesteps. No workgroup ever waits for another: WGSL has
@@ -125,7 +126,7 @@ fn forward_sequence(
                 let j = 4u * q + c;
                 if (j < nh) {
                     let e = t * step + row_block + r * nh + j;
-                    let h = tanh(a[c] + src[e]);
+                    let h = tanh_f32(a[c] + src[e]);
                     set_state(1u - cur, r, j, h);
                     out[e + step] = h;
                 }

@@ -54,9 +54,11 @@ fn cell_source(cell: Cell) -> &'static str {
     }
 }
 
-/// The cell's shader: the shared prelude, the cell, and the persistent recurrence if asked for.
+/// The cell's shader: tanh, the shared prelude, the cell, and the persistent recurrence if asked
+/// for.
 fn source(cell: Cell, sequence: bool) -> String {
-    let mut s = String::from(include_str!("../../shaders/cell.wgsl"));
+    let mut s = String::from(include_str!("../../shaders/activation.wgsl"));
+    s.push_str(include_str!("../../shaders/cell.wgsl"));
     s.push_str(cell_source(cell));
     if sequence {
         s.push_str(include_str!("../../shaders/cell_sequence.wgsl"));

@@ -261,7 +261,10 @@ fn matmul_kernels(device: &wgpu::Device) -> Vec<Kernel> {
     let shader = Shader::new(
         device,
         "matmul.wgsl",
-        include_str!("../../shaders/matmul.wgsl"),
+        concat!(
+            include_str!("../../shaders/activation.wgsl"),
+            include_str!("../../shaders/matmul.wgsl")
+        ),
     );
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     MatmulVariant::ALL
@@ -288,7 +291,10 @@ impl Kernels {
         );
         let sequence = shader(
             "rnn_sequence.wgsl",
-            include_str!("../../shaders/rnn_sequence.wgsl"),
+            concat!(
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/rnn_sequence.wgsl")
+            ),
         );
         let embedding = shader(
             "embedding.wgsl",
