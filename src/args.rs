@@ -94,6 +94,15 @@ pub(crate) struct TrainArgs {
     /// at 4 and 8) compared with the CPU reference.
     #[arg(long)]
     pub(crate) no_self_check: bool,
+    /// K: split each rank's streams into K micro-batches, run one after another and summed in
+    /// order before each update (the same model as one batch; fits a batch K times larger).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) accumulate: usize,
+    /// Train data-parallel on these adapters (indices in `unroll info`'s list, e.g. 0,1), one
+    /// rank and one thread each, in this process; the batch divides among them. An index given
+    /// twice opens its adapter twice.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) devices: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -142,6 +151,9 @@ pub(crate) struct AdapterArgs {
     /// Use the adapter whose name contains this (default: WGPU_ADAPTER_NAME, else wgpu's choice).
     #[arg(long)]
     pub(crate) adapter: Option<String>,
+    /// Use the adapter of this index in `unroll info`'s list (two adapters may share a name).
+    #[arg(long)]
+    pub(crate) adapter_index: Option<usize>,
     /// How the GPU runs the recurrences: one dispatch per timestep, or one persistent dispatch
     /// for all of them (default: chosen per shape).
     #[arg(long, value_enum)]
@@ -153,6 +165,8 @@ impl AdapterArgs {
         AdapterChoice {
             backend: self.backend.clone(),
             adapter: self.adapter.clone(),
+            index: self.adapter_index,
+            local_rank: None,
         }
     }
 }
@@ -328,7 +342,7 @@ impl Given<'_> {
 }
 
 /// The adapter flags, which only a GPU run uses.
-const ADAPTER_FLAGS: [&str; 3] = ["backend", "adapter", "recurrence"];
+const ADAPTER_FLAGS: [&str; 4] = ["backend", "adapter", "adapter_index", "recurrence"];
 
 /// The flags that generate `check`'s model and batch.
 const GENERATED_CASE: [&str; 12] = [
@@ -464,6 +478,23 @@ impl TrainArgs {
             self.device == On::Gpu,
             "--device cpu trains with the CPU reference, on no adapter",
         )?;
+        given.refuse(
+            &["devices"],
+            self.device == On::Gpu,
+            "--devices names adapters, and --device cpu trains on none",
+        )?;
+        given.refuse(
+            &["adapter", "adapter_index"],
+            self.devices.is_empty(),
+            "--devices names the adapters of the run",
+        )?;
+        if self.accumulate == 0 || self.accumulate > unroll::train::MAX_BATCH_OR_SEQ_LEN {
+            anyhow::bail!(
+                "--accumulate {} is no number of micro-batches\n  hint: pass 1 (the whole batch \
+                 at once) or more, up to the batch size",
+                self.accumulate
+            );
+        }
         given.refuse(
             &["max_bytes"],
             self.config.data.is_some() || self.resume.is_some(),

@@ -35,6 +35,28 @@ pub trait Engine {
     fn set_hidden(&mut self, h: &[f32]) -> Result<()>;
     /// A short description of the device.
     fn device(&self) -> String;
+    /// The forward and backward pass of micro-batch `slot` (of the slots the engine carries state
+    /// for) without an update: its loss and gradients, read back.
+    fn gradients(
+        &mut self,
+        inputs: &Inputs,
+        targets: &Targets,
+        reset: bool,
+        slot: usize,
+    ) -> Result<(f32, Vec<f32>)>;
+    /// Clipping and the update with given gradients; the gradient's norm when `report`.
+    fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>>;
+    /// Replaces the parameters.
+    fn set_params(&mut self, params: &Params<f32>) -> Result<()>;
+    /// Where the model lives on several ranks: makes every rank's parameters and optimizer
+    /// state rank 0's, and says how many differed. Every rank calls it at the same step.
+    fn synchronize(&mut self) -> Result<Option<crate::data_parallel::Agreement>> {
+        Ok(None)
+    }
+    /// Whether this process writes the run's files and prints: rank 0 of a job over MPI.
+    fn is_leader(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -69,6 +91,21 @@ impl Engine for GpuTrainer {
     fn set_hidden(&mut self, h: &[f32]) -> Result<()> {
         GpuTrainer::set_hidden(self, h)
     }
+    fn gradients(
+        &mut self,
+        inputs: &Inputs,
+        targets: &Targets,
+        reset: bool,
+        slot: usize,
+    ) -> Result<(f32, Vec<f32>)> {
+        GpuTrainer::gradients(self, inputs, targets, reset, slot)
+    }
+    fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>> {
+        GpuTrainer::apply(self, grads, report)
+    }
+    fn set_params(&mut self, params: &Params<f32>) -> Result<()> {
+        GpuTrainer::set_params(self, params)
+    }
     fn device(&self) -> String {
         let recurrence = self.step().recurrence().name();
         let gpu = crate::gpu::describe(&self.gpu().info);
@@ -81,8 +118,10 @@ pub struct CpuTrainer {
     params: Params<f32>,
     optim: OptimizerConfig,
     state: OptimizerState,
-    /// The carried state: every layer's h, then (LSTM) every layer's c, (L, B, H) each.
+    /// The carried state: every layer's h, then (LSTM) every layer's c, (L, K·B, H) each for K
+    /// micro-batches (1 but in data-parallel runs).
     carry: Vec<f32>,
+    slots: usize,
     steps: usize,
     dropout: Option<DropoutSpec>,
 }
@@ -110,6 +149,7 @@ impl CpuTrainer {
             optim,
             state: OptimizerState::new(n),
             carry,
+            slots: 1,
             steps,
             dropout: None,
         })
@@ -118,6 +158,21 @@ impl CpuTrainer {
     /// With dropout between the layers in its training steps.
     pub fn with_dropout(self, dropout: Option<DropoutSpec>) -> Self {
         Self { dropout, ..self }
+    }
+
+    /// Carrying the state of `slots` micro-batches, for [`Engine::gradients`].
+    pub fn with_slots(self, slots: usize) -> Self {
+        let carry = vec![0.0; self.carry.len() * slots];
+        Self {
+            carry,
+            slots,
+            ..self
+        }
+    }
+
+    /// B, the streams of one micro-batch.
+    fn micro(&self) -> usize {
+        self.carry.len() / self.params.config.carry_len(1).max(1) / self.slots
     }
 }
 
@@ -226,5 +281,45 @@ impl Engine for CpuTrainer {
 
     fn device(&self) -> String {
         "CPU reference".into()
+    }
+
+    fn gradients(
+        &mut self,
+        inputs: &Inputs,
+        targets: &Targets,
+        reset: bool,
+        slot: usize,
+    ) -> Result<(f32, Vec<f32>)> {
+        let (config, b, k) = (self.params.config, self.micro(), self.slots);
+        let mut carry = crate::shares::carry_of(&config, &self.carry, b, k, slot);
+        if reset {
+            carry.iter_mut().for_each(|h| *h = 0.0);
+        }
+        let batch = carried_batch(&config, self.steps, inputs, targets, &carry);
+        batch.validate(&config)?;
+        let dropout = self.dropout.map(|d| d.at_step(self.state.step));
+        let out = cpu::step_with(&self.params, &batch, dropout.as_ref());
+        let carry = [out.h_n, out.c_n].concat();
+        crate::shares::set_carry_of(&config, &mut self.carry, &carry, b, k, slot);
+        Ok((out.loss, out.grads))
+    }
+
+    fn set_params(&mut self, params: &Params<f32>) -> Result<()> {
+        if params.config != self.params.config || params.data.len() != self.params.data.len() {
+            return Err(crate::Error::config(
+                format!(
+                    "parameters of {} for a model of {}",
+                    params.config, self.params.config
+                ),
+                "pass parameters of the trainer's model",
+            ));
+        }
+        self.params.data.copy_from_slice(&params.data);
+        Ok(())
+    }
+
+    fn apply(&mut self, grads: &[f32], _report: bool) -> Result<Option<f32>> {
+        let norm = optim::update(&self.optim, &mut self.params.data, grads, &mut self.state);
+        Ok(Some(norm))
     }
 }

@@ -61,6 +61,8 @@
 //!   [`forecast`]: a series model's forecast.
 //! - [`checkpoint`], [`tensorfile`]: safetensors files; [`sample`]: sampling text;
 //!   [`config`]: a run's configuration as the CLI stores it.
+//! - [`shares`], [`data_parallel`], [`collective`]: data-parallel training over several devices
+//!   or MPI processes, and gradient accumulation, with a reduction in one fixed order.
 //! - [`footprint`]: the host memory a step, a check or a run needs, checked before it is
 //!   allocated; [`owned`]: how unroll knows the files it wrote (the only ones it replaces).
 #![warn(missing_docs)]
@@ -69,11 +71,14 @@ pub mod case;
 pub mod cell;
 pub mod check;
 pub mod checkpoint;
+pub mod collective;
 pub mod compare;
 pub mod config;
 pub mod cpu;
 pub mod cpu_cells;
 pub mod data;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod data_parallel;
 pub mod dropout;
 pub mod engine;
 pub mod error;
@@ -85,6 +90,7 @@ pub mod optim;
 pub mod owned;
 pub mod sample;
 pub mod series;
+pub mod shares;
 pub mod tensorfile;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod trainer;

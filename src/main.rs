@@ -172,6 +172,48 @@ fn on_interrupt(count: Arc<AtomicUsize>, signal: Arc<AtomicUsize>) -> Result<()>
 
 fn run_train(args: &TrainArgs, given: &Given<'_>) -> Result<bool> {
     args.check_flags(given)?;
+    let job = join_job()?;
+    if job.is_some() && !args.devices.is_empty() {
+        anyhow::bail!(
+            "--devices trains on several adapters in one process, and this one is a rank of an \
+             MPI job, which has an adapter per rank\n  hint: drop --devices (each rank picks the \
+             adapter of its place on its machine), or run without mpirun"
+        );
+    }
+    let Some(job) = job else {
+        return train_here(args, given, None);
+    };
+    // A rank that fails ends the whole job: the others would wait for it in the next exchange.
+    match train_here(args, given, Some(job.clone())) {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            eprintln!("error on rank {} of {}: {e:#}", job.rank(), job.size());
+            job.abort(2)
+        }
+    }
+}
+
+/// The MPI job this process is a rank of, where a launcher started several.
+#[cfg(feature = "mpi")]
+fn join_job() -> Result<Option<unroll::collective::Job>> {
+    if unroll::collective::launched_ranks() <= 1 {
+        return Ok(None);
+    }
+    let mpi = unroll::collective::Mpi::init()?;
+    Ok(Some(unroll::collective::Job(std::rc::Rc::new(mpi))))
+}
+
+/// Without MPI a process is a job of its own (a launch of several was refused in `main`).
+#[cfg(not(feature = "mpi"))]
+fn join_job() -> Result<Option<unroll::collective::Job>> {
+    Ok(None)
+}
+
+fn train_here(
+    args: &TrainArgs,
+    given: &Given<'_>,
+    job: Option<unroll::collective::Job>,
+) -> Result<bool> {
     let resume = resume(args, given);
     let cfg = args.config();
     let (interrupt, signal) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -187,9 +229,14 @@ fn run_train(args: &TrainArgs, given: &Given<'_>) -> Result<bool> {
         resume,
         quiet: args.quiet,
         interrupt: Some(interrupt),
+        accumulate: args.accumulate,
+        devices: args.devices.clone(),
+        job,
     };
     let s = train(&cfg, &opts)?;
-    print_summary(&s, cfg.task);
+    if opts.is_leader() {
+        print_summary(&s, cfg.task);
+    }
     if s.interrupted {
         // As a shell reports a process that a signal ended: 128 + the signal's number.
         std::process::exit(128 + signal.load(Ordering::SeqCst) as i32);
@@ -398,6 +445,20 @@ fn explicit_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Refuses a launch of several processes (by mpirun) where this build has no MPI, or for a
+/// command other than `train`, which alone runs as one job over several processes.
+fn launch_applies(command: &Command) -> Result<()> {
+    let ranks = unroll::collective::check_launch()?;
+    if ranks > 1 && !matches!(command, Command::Train(_)) {
+        anyhow::bail!(
+            "this command was started as one of {ranks} processes (by mpirun or a similar \
+             launcher), and only `unroll train` runs as one job over several\n  hint: run it \
+             without mpirun"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // Output piped into a program that stops reading (`| head`) ends unroll quietly, as it does
     // any Unix tool, instead of a panic on the failed write.
@@ -414,6 +475,10 @@ fn main() -> ExitCode {
     let (sub, _) = matches.subcommand().unwrap_or(("", &matches));
     let explicit = explicit_flags(&matches, sub);
     let given = Given(&explicit);
+    if let Err(e) = launch_applies(&cli.command) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     let result = match &cli.command {
         Command::Info(a) => run_info(a, &given),
         Command::Check(a) => run_check(a, &given),

@@ -5,12 +5,14 @@
 use crate::cell::Cell;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Device, TrainConfig};
+use crate::data_parallel::DataParallel;
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
 use crate::footprint::{self, Work};
-use crate::gpu::{Gpu, GpuTrainer, Recurrence, TrainerShape};
+use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, Recurrence, TrainerShape};
 use crate::model::{InputKind, Inputs, ModelConfig, Params};
 use crate::run_data::Data;
+use crate::shares::Shares;
 use crate::train::RunOptions;
 
 /// The engine of a run, on the GPU (its adapter's limits checked and, unless turned off, one step
@@ -36,7 +38,7 @@ pub(crate) fn build_engine(
         ));
     }
     // The parameters are made (or copied) only once the sizes are known to fit.
-    let params = || match resumed {
+    let params = &|| match resumed {
         Some(ck) => ck.params.clone(),
         None => Params::init(config, cfg.seed),
     };
@@ -46,7 +48,44 @@ pub(crate) fn build_engine(
         Some((Inputs::Dense(x), _)) => x.len() / steps / config.input,
         None => 0,
     };
-    let mut engine: Box<dyn Engine> = match opts.device {
+    let ranks = match &opts.job {
+        Some(job) => job.size(),
+        None => opts.devices.len().max(1),
+    };
+    let shares = Shares::new(batch, ranks, opts.accumulate.max(1))?;
+    let mut engine: Box<dyn Engine> = if shares.is_whole() {
+        build_one(cfg, opts, config, (batch, steps, val_b), &params)?
+    } else {
+        Box::new(build_parallel(
+            cfg,
+            opts,
+            config,
+            shares,
+            (steps, val_b),
+            &params,
+        )?)
+    };
+    let Some(ck) = resumed else {
+        return Ok((engine, 0));
+    };
+    if let Some(o) = &ck.optimizer {
+        engine.set_optimizer_state(o)?;
+    }
+    if let Some(h) = &ck.hidden {
+        engine.set_hidden(h)?;
+    }
+    Ok((engine, ck.info.step))
+}
+
+/// The engine of a run on one device, for the whole batch.
+fn build_one(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    config: ModelConfig,
+    (batch, steps, val_b): (usize, usize, usize),
+    params: &dyn Fn() -> Params<f32>,
+) -> Result<Box<dyn Engine>> {
+    Ok(match opts.device {
         Device::Gpu => {
             let gpu = Gpu::new(&opts.adapter)?;
             let recurrence = match opts.recurrence {
@@ -84,17 +123,95 @@ pub(crate) fn build_engine(
             let engine = CpuTrainer::new(params(), batch, steps, cfg.optim)?;
             Box::new(engine.with_dropout(cfg.dropout()))
         }
-    };
-    let Some(ck) = resumed else {
-        return Ok((engine, 0));
-    };
-    if let Some(o) = &ck.optimizer {
-        engine.set_optimizer_state(o)?;
+    })
+}
+
+/// The engine of a data-parallel run: an engine per local rank (each device opened, checked and
+/// built one at a time), each carrying its K micro-batches.
+fn build_parallel(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    config: ModelConfig,
+    shares: Shares,
+    (steps, val_b): (usize, usize),
+    params: &dyn Fn() -> Params<f32>,
+) -> Result<DataParallel> {
+    if cfg.dropout().is_some() {
+        return Err(Error::config(
+            "dropout's masks are keyed by a stream's place in its own micro-batch, so a run split              over ranks or micro-batches would draw the same masks for every share",
+            "train with dropout on one device without --accumulate, or without --dropout",
+        ));
     }
-    if let Some(h) = &ck.hidden {
-        engine.set_hidden(h)?;
+    let (micro, k) = (shares.micro(), shares.accumulate);
+    let choices: Vec<(AdapterChoice, usize)> = match (&opts.job, opts.devices.as_slice()) {
+        (Some(job), _) => vec![(rank_adapter(&opts.adapter, job.local_rank()), job.rank())],
+        (None, []) => vec![(opts.adapter.clone(), 0)],
+        (None, list) => list
+            .iter()
+            .enumerate()
+            .map(|(r, &i)| {
+                (
+                    AdapterChoice {
+                        index: Some(i),
+                        ..opts.adapter.clone()
+                    },
+                    r,
+                )
+            })
+            .collect(),
+    };
+    let mut locals: Vec<Box<dyn Engine + Send>> = Vec::new();
+    for (choice, rank) in choices {
+        // The validation runs on rank 0 alone.
+        let eval = (rank == 0).then_some(val_b);
+        locals.push(match opts.device {
+            Device::Gpu => {
+                let gpu = Gpu::new(&choice)?;
+                let shape = TrainerShape {
+                    eval_batch: eval,
+                    recurrence: opts.recurrence,
+                    ..TrainerShape::new(micro, steps)
+                };
+                GpuTrainer::check_fits(&gpu, config, &shape)?;
+                let self_check = opts.self_check;
+                let work = Work::TrainGpu {
+                    batch: micro * k,
+                    steps,
+                    self_check,
+                };
+                footprint::check_host(&config, &[work])?;
+                if self_check {
+                    run_self_check(&gpu, config, opts.recurrence, cfg.seed)?;
+                }
+                let trainer = GpuTrainer::new(gpu, config, shape, cfg.optim, &params())?;
+                Box::new(trainer.with_slots(k)?)
+            }
+            Device::Cpu => {
+                let work = Work::TrainCpu {
+                    batch: micro * k,
+                    steps,
+                    eval_batch: eval.unwrap_or(0),
+                };
+                footprint::check_host(&config, &[work])?;
+                let engine = CpuTrainer::new(params(), micro, steps, cfg.optim)?;
+                Box::new(engine.with_slots(k))
+            }
+        });
     }
-    Ok((engine, ck.info.step))
+    Ok(DataParallel::new(config, shares, locals, opts.job.clone())?
+        .with_interrupt(opts.interrupt.clone()))
+}
+
+/// The adapter of an MPI rank: the one the flags or the environment name, else the one of its
+/// local rank among the adapters of wgpu's preferred backend.
+fn rank_adapter(choice: &AdapterChoice, local_rank: usize) -> AdapterChoice {
+    if choice.names_one() {
+        return choice.clone();
+    }
+    AdapterChoice {
+        local_rank: Some(local_rank),
+        ..choice.clone()
+    }
 }
 
 /// One step at the run's model sizes (B = 4, T = 8) on the GPU and on the CPU reference, on the

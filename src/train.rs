@@ -47,6 +47,21 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Set to 1 by the first Ctrl-C / SIGTERM: finish the step, checkpoint, stop.
     pub interrupt: Option<Arc<AtomicUsize>>,
+    /// K: micro-batches of B / (N·K) streams summed before each update (1: the whole batch).
+    pub accumulate: usize,
+    /// Adapters (indices in `unroll info`'s list) to train on together, one rank each, in this
+    /// process; empty for one adapter.
+    pub devices: Vec<usize>,
+    /// The processes of an MPI job, one rank each; `None` for a single process.
+    pub job: Option<crate::collective::Job>,
+}
+
+impl RunOptions {
+    /// Whether this process writes the run's files and prints: every run's but a follower's of
+    /// an MPI job.
+    pub fn is_leader(&self) -> bool {
+        self.job.as_ref().is_none_or(|j| j.rank() == 0)
+    }
 }
 
 /// How a sample of the built-in arithmetic corpus scores: its complete lines, and how many of
@@ -120,13 +135,16 @@ struct Run {
     data: Data,
     engine: Box<dyn Engine>,
     /// The run directory, locked until the run ends; every file the run writes goes through it.
-    dir: RunDir,
+    /// A follower rank of an MPI job has none: rank 0 writes the run's files.
+    dir: Option<RunDir>,
     checkpoint: PathBuf,
     plot: PathBuf,
     /// The last checkpoint on disk (its step and path): written by this run, or resumed from.
     kept: Option<(u64, PathBuf)>,
-    metrics: Metrics,
+    metrics: Option<Metrics>,
     bar: indicatif::ProgressBar,
+    /// What the last comparison of the ranks' parameters found, in a data-parallel run.
+    agreement: Option<crate::data_parallel::Agreement>,
     /// Steps taken (the run's, resumed ones included).
     step: u64,
     start_step: u64,
@@ -147,7 +165,11 @@ impl Run {
             None => e,
         };
         // The run directory is claimed before anything slow: a refusal comes at once.
-        let dir = RunDir::open(&opts.out_dir, opts.force)?;
+        let leader = opts.is_leader();
+        let dir = match leader {
+            true => Some(RunDir::open(&opts.out_dir, opts.force)?),
+            false => None,
+        };
         let data = load_data(
             &cfg,
             opts.max_bytes,
@@ -157,15 +179,19 @@ impl Run {
         .map_err(resumed_from)?;
         let (engine, step) =
             build_engine(&cfg, opts, &data, resumed.as_ref()).map_err(resumed_from)?;
-        let metrics = Metrics::open(&dir, resumed.is_some(), step)?;
+        let metrics = match &dir {
+            Some(dir) => Some(Metrics::open(dir, resumed.is_some(), step)?),
+            None => None,
+        };
         let kept = match (&resumed, &opts.resume) {
             (Some(ck), Some(r)) => Some((ck.info.step, r.checkpoint.clone())),
             _ => None,
         };
         let run = Self {
-            bar: progress_bar(opts.quiet, cfg.iters, step),
-            checkpoint: dir.file(rundir::CHECKPOINT),
-            plot: dir.file(rundir::PLOT),
+            bar: progress_bar(opts.quiet || !leader, cfg.iters, step),
+            checkpoint: opts.out_dir.join(rundir::CHECKPOINT),
+            plot: opts.out_dir.join(rundir::PLOT),
+            agreement: None,
             kept,
             dir,
             cfg,
@@ -183,8 +209,12 @@ impl Run {
         Ok(run)
     }
 
-    /// A line for the user: above the progress bar, or on its own with `--quiet`.
+    /// A line for the user: above the progress bar, or on its own with `--quiet`; nothing on a
+    /// follower rank.
     fn say(&self, msg: String) {
+        if self.dir.is_none() {
+            return;
+        }
         if self.bar.is_hidden() {
             println!("{msg}");
         } else {
@@ -230,8 +260,17 @@ impl Run {
         }
     }
 
-    /// Writes the checkpoint of the current step (refusing weights that are not finite).
+    /// Writes the checkpoint of the current step (refusing weights that are not finite). In a
+    /// data-parallel run every rank comes here at the same step: the ranks' parameters are
+    /// compared (and made rank 0's), and every stream's carried state gathered to rank 0.
     fn save(&mut self) -> Result<()> {
+        if let Some(a) = self.engine.synchronize()? {
+            self.agreement = Some(a);
+        }
+        let hidden = self.engine.hidden()?;
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
         let (engine, step) = (self.engine.as_ref(), self.step);
         let params = engine.params()?;
         if let Some(i) = params.data.iter().position(|v| !v.is_finite()) {
@@ -249,11 +288,11 @@ impl Run {
                 step,
             },
             optimizer: Some(engine.optimizer_state()?),
-            hidden: Some(engine.hidden()?),
+            hidden: Some(hidden),
             positions: Some(self.data.train.positions((step % cpe) as usize)),
         }
         .to_bytes()?;
-        self.dir.write_atomic(rundir::CHECKPOINT, &bytes)?;
+        dir.write_atomic(rundir::CHECKPOINT, &bytes)?;
         self.kept = Some((step, self.checkpoint.clone()));
         Ok(())
     }
@@ -275,7 +314,7 @@ impl Run {
             Some(s) => Some(self.reported(&s)?),
             None => None,
         };
-        if eval {
+        if eval && self.dir.is_some() {
             self.evaluate()?;
         }
         // The step's checkpoint comes before its metrics row: a row promises that the checkpoint
@@ -324,8 +363,9 @@ impl Run {
         }
         let elapsed = self.started.elapsed().as_secs_f64();
         let val_row = eval.then_some(val);
-        self.metrics
-            .write(step, loss, val_row, tokens_per_s, elapsed)?;
+        if let Some(m) = &mut self.metrics {
+            m.write(step, loss, val_row, tokens_per_s, elapsed)?;
+        }
         let val = if val.is_nan() {
             "-".to_string()
         } else {
@@ -368,7 +408,7 @@ impl Run {
     /// The last checkpoint, the plot, a sample (text) and the summary.
     fn finish(mut self, interrupted: bool) -> Result<TrainSummary> {
         self.bar.finish_and_clear();
-        if self.val_loss.is_nan() && !interrupted {
+        if self.val_loss.is_nan() && !interrupted && self.dir.is_some() {
             // A resumed run that was already complete took no step: report where it stands.
             self.evaluate()?;
         }
@@ -383,9 +423,18 @@ impl Run {
         let elapsed = self.started.elapsed().as_secs_f64();
         let tokens =
             (self.step - self.start_step) as f64 * (self.cfg.batch * self.cfg.seq_len) as f64;
-        self.metrics.plot(&self.dir, self.cfg.task)?;
+        if let Some(a) = self.agreement {
+            self.say(agreement(a));
+        }
         let params = self.engine.params()?;
-        let (sample, sample_score) = self.sample(&params)?;
+        let (sample, sample_score, metrics) = match (&self.metrics, &self.dir) {
+            (Some(m), Some(dir)) => {
+                m.plot(dir, self.cfg.task)?;
+                let (text, score) = self.sample(&params)?;
+                (text, score, m.path.clone())
+            }
+            _ => (String::new(), None, PathBuf::new()),
+        };
         Ok(TrainSummary {
             step: self.step,
             train_loss: self.train_loss,
@@ -396,10 +445,25 @@ impl Run {
             sample_score,
             interrupted,
             checkpoint: self.checkpoint.clone(),
-            metrics: self.metrics.path.clone(),
+            metrics,
             plot: self.plot.clone(),
             device: self.engine.device(),
         })
+    }
+}
+
+/// What the comparison of the ranks' parameters found, in words.
+fn agreement(a: crate::data_parallel::Agreement) -> String {
+    match a.differed {
+        0 => format!(
+            "ranks agree: the parameters and optimizer state of all {} ranks are equal, bit for bit",
+            a.ranks
+        ),
+        d => format!(
+            "ranks differed: {d} of {} ranks held parameters other than rank 0's (their adapters \
+             round differently); rank 0's were copied to every rank",
+            a.ranks
+        ),
     }
 }
 

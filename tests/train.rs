@@ -39,6 +39,9 @@ fn opts(dir: &Path, device: Device) -> RunOptions {
         resume: None,
         quiet: true,
         interrupt: None,
+        accumulate: 1,
+        devices: Vec::new(),
+        job: None,
     }
 }
 

@@ -59,6 +59,12 @@ pub struct AdapterChoice {
     pub backend: Option<String>,
     /// A case-insensitive substring of the adapter's name.
     pub adapter: Option<String>,
+    /// The adapter's place in the list of the chosen backends' adapters (`unroll info` numbers
+    /// them); wins over the name.
+    pub index: Option<usize>,
+    /// Where no adapter is named: a data-parallel rank's place on its machine, which picks the
+    /// adapter of that place (modulo their number) among those of wgpu's preferred backend.
+    pub local_rank: Option<usize>,
 }
 
 const NO_ADAPTER_HINT: &str = "install a software adapter: `apt-get update && apt-get install -y mesa-vulkan-drivers libvulkan1` \
@@ -92,6 +98,11 @@ impl AdapterChoice {
             .clone()
             .or_else(|| std::env::var("WGPU_BACKEND").ok().filter(|s| !s.is_empty()))
             .map_or("any backend".into(), |b| format!("backend {b}"))
+    }
+
+    /// Whether the flags or the environment name one adapter (by its name or its index).
+    pub fn names_one(&self) -> bool {
+        self.index.is_some() || self.adapter_name().is_some()
     }
 
     fn adapter_name(&self) -> Option<String> {
@@ -189,10 +200,28 @@ impl Gpu {
                 hint: NO_ADAPTER_HINT.into(),
             });
         }
-        let adapter = match choice.adapter_name() {
-            Some(name) => {
+        let names = || -> Vec<String> {
+            adapters
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("{i}: {}", describe(&a.get_info())))
+                .collect()
+        };
+        let adapter = match (choice.index, choice.adapter_name()) {
+            (Some(i), _) => {
+                let found = names();
+                adapters.get(i).cloned().ok_or_else(|| Error::Adapter {
+                    problem: format!(
+                        "there is no adapter {i}: {} found for {}",
+                        found.len(),
+                        choice.describe_backends()
+                    ),
+                    hint: format!("pick one of {}", found.join("; ")),
+                })?
+            }
+            (None, Some(name)) => {
                 let wanted = name.to_lowercase();
-                let names: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
+                let names = names();
                 adapters
                     .into_iter()
                     .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
@@ -201,16 +230,32 @@ impl Gpu {
                         hint: format!("the adapters found are: {}", names.join("; ")),
                     })?
             }
-            None => instance
-                .request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::HighPerformance,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| Error::Adapter {
-                    problem: format!("wgpu chose no adapter: {e}"),
-                    hint: NO_ADAPTER_HINT.into(),
-                })?,
+            (None, None) => {
+                let preferred = instance
+                    .request_adapter(&wgpu::RequestAdapterOptions {
+                        power_preference: wgpu::PowerPreference::HighPerformance,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| Error::Adapter {
+                        problem: format!("wgpu chose no adapter: {e}"),
+                        hint: NO_ADAPTER_HINT.into(),
+                    })?;
+                match choice.local_rank {
+                    None => preferred,
+                    Some(r) => {
+                        let backend = preferred.get_info().backend;
+                        let same: Vec<_> = adapters
+                            .into_iter()
+                            .filter(|a| a.get_info().backend == backend)
+                            .collect();
+                        match same.len() {
+                            0 => preferred,
+                            n => same[r % n].clone(),
+                        }
+                    }
+                }
+            }
         };
         Self::from_adapter_async(adapter).await
     }
@@ -448,18 +493,21 @@ pub fn info_report(choice: &AdapterChoice) -> Result<String> {
     use std::fmt::Write;
     let mut s = String::new();
     let adapters = list_adapters(choice)?;
-    let _ = writeln!(s, "adapters found:");
+    let _ = writeln!(
+        s,
+        "adapters found (by index: --adapter-index I picks one, train --devices I,J several):"
+    );
     if adapters.is_empty() {
         return Err(Error::Adapter {
             problem: format!("no GPU adapter found for {}", choice.describe_backends()),
             hint: NO_ADAPTER_HINT.into(),
         });
     }
-    for a in &adapters {
+    for (i, a) in adapters.iter().enumerate() {
         let info = a.get_info();
         let _ = writeln!(
             s,
-            "  {} (driver: {} {})",
+            "  {i}: {} (driver: {} {})",
             describe(&info),
             info.driver,
             info.driver_info

@@ -50,8 +50,13 @@ pub struct GpuTrainer {
     gpu: Gpu,
     train: ModelStep,
     eval: Option<ModelStep>,
-    /// The carried state: every layer's h, then (LSTM) every layer's c.   (L, B, H) each
+    /// The carried state: every layer's h, then (LSTM) every layer's c.   (L, K·B, H) each, for
+    /// K micro-batches of B streams (`crate::shares::carry_ranges` places each)
     carry: wgpu::Buffer,
+    /// K, the micro-batches whose state the trainer carries (1 but in data-parallel runs).
+    slots: usize,
+    /// Where a data-parallel step reads its gradients and loss back.   (P + 1)
+    grads_staging: Option<wgpu::Buffer>,
     /// The evaluation's carried state.   (L, B_eval, H) each
     eval_carry: Option<wgpu::Buffer>,
     opt: OnGpu,
@@ -152,6 +157,8 @@ impl GpuTrainer {
             train,
             eval,
             carry,
+            slots: 1,
+            grads_staging: None,
             eval_carry,
             opt,
             steps: 0,
@@ -259,10 +266,109 @@ impl GpuTrainer {
         }))
     }
 
+    /// Carries the state of `slots` micro-batches of B streams each, for
+    /// [`GpuTrainer::gradients`]: the carry becomes (L, K·B, H) per tensor, in stream order.
+    pub fn with_slots(mut self, slots: usize) -> Result<Self> {
+        let n = self.train.config().carry_len(self.train.shape().0) * slots;
+        let carry = self.gpu.scoped("allocating the carried state", || {
+            storage(&self.gpu, "carry", n)
+        })?;
+        self.own_bytes = self.own_bytes - self.carry.size() + carry.size();
+        self.carry = carry;
+        self.slots = slots;
+        Ok(self)
+    }
+
+    /// The forward and backward pass of micro-batch `slot` from its carried state (zero when
+    /// `reset`), without an update: waits for and returns its loss and gradients. A data-parallel
+    /// step sums these over its shares before [`GpuTrainer::apply_gradients`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn gradients(
+        &mut self,
+        inputs: &Inputs,
+        targets: &Targets,
+        reset: bool,
+        slot: usize,
+    ) -> Result<(f32, Vec<f32>)> {
+        let n = self.train.config().num_params();
+        if self.grads_staging.is_none() {
+            let buffer = self.gpu.scoped("allocating the gradients' read-back", || {
+                self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("gradients read-back"),
+                    size: (n as u64 + 1) * 4,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })?;
+            self.own_bytes += buffer.size();
+            self.grads_staging = Some(buffer);
+        }
+        self.train.write_data(&self.gpu, inputs, targets);
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        if reset {
+            for (offset, bytes) in self.slot_blocks(slot) {
+                encoder.clear_buffer(&self.carry, offset, Some(bytes));
+            }
+        }
+        self.copy_carry(&mut encoder, slot, true);
+        if let Some(counter) = self.train.dropout_counter() {
+            encoder.copy_buffer_to_buffer(&self.opt.state, 0, counter, 0, 4);
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.train.record(&mut pass);
+        }
+        self.copy_carry(&mut encoder, slot, false);
+        let staging = self.grads_staging.as_ref().expect("made above");
+        let bytes = n as u64 * 4;
+        encoder.copy_buffer_to_buffer(self.train.grads(), 0, staging, 0, bytes);
+        encoder.copy_buffer_to_buffer(self.train.stats(), 0, staging, bytes, 4);
+        self.gpu.submit(encoder);
+        let op = "reading the gradients back";
+        let mut data: Vec<f32> = bytemuck::pod_collect_to_vec(&pollster::block_on(map_read(
+            &self.gpu,
+            staging,
+            bytes + 4,
+            op,
+        ))?);
+        let loss = data.pop().expect("the loss follows the gradients");
+        Ok((loss, data))
+    }
+
+    /// (byte offset, bytes) of micro-batch `slot`'s blocks in the carry.
+    fn slot_blocks(&self, slot: usize) -> Vec<(u64, u64)> {
+        let config = self.train.config();
+        crate::shares::carry_ranges(&config, self.train.shape().0, self.slots, slot)
+            .into_iter()
+            .map(|r| (r.start as u64 * 4, r.len() as u64 * 4))
+            .collect()
+    }
+
+    /// Copies micro-batch `slot`'s carried state into the step's initial states (`load`), or the
+    /// step's final states into it.
+    fn copy_carry(&self, encoder: &mut wgpu::CommandEncoder, slot: usize, load: bool) {
+        let blocks = self.slot_blocks(slot);
+        for (b, (offset, bytes)) in self.train.carried().iter().zip(blocks) {
+            debug_assert_eq!(bytes, b.bytes);
+            if load {
+                encoder.copy_buffer_to_buffer(&self.carry, offset, b.buffer, b.at_start, bytes);
+            } else {
+                encoder.copy_buffer_to_buffer(b.buffer, b.at_end, &self.carry, offset, bytes);
+            }
+        }
+    }
+
     /// Clips and applies given gradients (in the parameter layout) with the optimizer alone, as a
     /// training step would after its backward pass; returns the gradient's norm. Waits for the GPU.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn apply_gradients(&mut self, grads: &[f32]) -> Result<f32> {
+        let norm = self.apply(grads, true)?;
+        Ok(norm.expect("a reported update has a norm"))
+    }
+
+    /// [`GpuTrainer::apply_gradients`], waiting for the norm only when `report`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>> {
         let n = self.train.config().num_params();
         if grads.len() != n {
             return Err(Error::config(
@@ -279,10 +385,17 @@ impl GpuTrainer {
                 d.record(&mut pass);
             }
         }
-        encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.opt.staging, 0, 8);
+        if report {
+            encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.opt.staging, 0, 8);
+        }
         self.gpu.submit(encoder);
+        self.steps += 1;
+        if !report {
+            let _ = self.gpu.device.poll(wgpu::PollType::Poll);
+            return self.gpu.check("an update").map(|_| None);
+        }
         let stats = pollster::block_on(self.read_staging(8, "reading the gradient norm back"))?;
-        Ok(stats[1])
+        Ok(Some(stats[1]))
     }
 
     /// Waits for the submitted work and reads the first `bytes` bytes of the staging buffer
@@ -472,7 +585,7 @@ impl GpuTrainer {
 
     /// The values of the carried state: every layer's h, then (LSTM) every layer's c.
     fn carry_len(&self) -> usize {
-        self.train.config().carry_len(self.train.shape().0)
+        self.train.config().carry_len(self.train.shape().0) * self.slots
     }
 
     /// The carried state: every layer's h, then (LSTM) every layer's c, (L, B, H) each.

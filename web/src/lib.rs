@@ -30,7 +30,7 @@ use wasm_bindgen_futures::future_to_promise;
 fn webgpu() -> AdapterChoice {
     AdapterChoice {
         backend: Some("webgpu".into()),
-        adapter: None,
+        ..Default::default()
     }
 }
 

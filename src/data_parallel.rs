@@ -1,0 +1,360 @@
+//! Data-parallel training: one model on N ranks (devices in this process, one thread each, or
+//! processes over MPI) and K micro-batches per rank, each share's streams as [`crate::shares`]
+//! assigns them. A step, on every rank: the forward and backward pass of each micro-batch from
+//! its own carried state, its gradients and loss read back, summed over the micro-batches in
+//! order, reduced over the ranks in rank order, divided by N·K; then the same clipping and update
+//! everywhere, so every rank holds the same parameters.
+//!
+//! Ranks on identical adapters compute identical updates. Two different adapters may round an
+//! update's square roots and divisions apart, so [`DataParallel::synchronize`] (every checkpoint,
+//! and the run's end) compares every rank's parameters and optimizer state with rank 0's and,
+//! where one differs, copies rank 0's to every rank.
+
+use crate::collective::Job;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::gpu::StepStats;
+use crate::model::{Inputs, ModelConfig, Params, Targets};
+use crate::optim::OptimizerState;
+use crate::shares::{self, Shares};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// An engine per local rank (each carrying K micro-batches' state), and the other processes.
+pub struct DataParallel {
+    config: ModelConfig,
+    shares: Shares,
+    /// This process's ranks, in rank order: one, or every rank when there is no `comm`.
+    locals: Vec<Box<dyn Engine + Send>>,
+    /// The other processes of an MPI job.
+    comm: Option<Job>,
+    /// Set by a signal on this rank; every rank sets it at the step any rank's was seen.
+    interrupt: Option<Arc<AtomicUsize>>,
+}
+
+/// What [`DataParallel::synchronize`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Agreement {
+    /// N, the ranks compared.
+    pub ranks: usize,
+    /// Ranks whose parameters or optimizer state differed from rank 0's (and now equal them).
+    pub differed: usize,
+}
+
+impl DataParallel {
+    /// A run over `shares` with this process's engines (one per local rank, each built for
+    /// micro-batches of `shares.micro()` streams with `shares.accumulate` slots) and, over MPI,
+    /// the job's processes.
+    pub fn new(
+        config: ModelConfig,
+        shares: Shares,
+        locals: Vec<Box<dyn Engine + Send>>,
+        comm: Option<Job>,
+    ) -> Result<Self> {
+        let procs = comm.as_ref().map_or(1, |c| c.size());
+        if locals.is_empty()
+            || locals.len() * procs != shares.ranks
+            || (procs > 1 && locals.len() > 1)
+        {
+            return Err(Error::config(
+                format!(
+                    "{} local engines in {procs} processes for {} ranks",
+                    locals.len(),
+                    shares.ranks
+                ),
+                "run one engine per process over MPI, or several in one process without it",
+            ));
+        }
+        Ok(Self {
+            config,
+            shares,
+            locals,
+            comm,
+            interrupt: None,
+        })
+    }
+
+    /// Stops every rank at the step where any rank's `flag` (set by Ctrl-C or SIGTERM) was seen:
+    /// the flag travels with the gradients, and each rank sets its own when any was set.
+    pub fn with_interrupt(self, interrupt: Option<Arc<AtomicUsize>>) -> Self {
+        Self { interrupt, ..self }
+    }
+
+    /// The global rank of local engine i.
+    fn rank_of(&self, i: usize) -> usize {
+        self.comm.as_ref().map_or(i, |c| c.rank())
+    }
+
+    /// Every share's gradients of a step, summed per rank in micro-batch order, with the loss sum
+    /// and `stop` after them: one vector per local rank.
+    fn local_sums(
+        &mut self,
+        chunk: (&Inputs, &Targets),
+        reset: bool,
+        stop: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        let (config, shares) = (self.config, self.shares);
+        let ranks: Vec<usize> = (0..self.locals.len()).map(|i| self.rank_of(i)).collect();
+        let run = |engine: &mut Box<dyn Engine + Send>, rank: usize| -> Result<Vec<f32>> {
+            let mut sum: Option<Vec<f32>> = None;
+            let mut loss = 0.0f32;
+            for j in 0..shares.accumulate {
+                let part =
+                    shares::slice_chunk(&config, chunk, shares.batch, shares.streams(rank, j));
+                let (l, g) = engine.gradients(&part.0, &part.1, reset, j)?;
+                loss += l;
+                sum = Some(match sum {
+                    None => g,
+                    Some(s) => shares::ordered_mean(&[&s, &g], 1),
+                });
+            }
+            let mut v = sum.expect("at least one micro-batch");
+            v.push(loss);
+            v.push(stop as u8 as f32);
+            Ok(v)
+        };
+        if self.locals.len() == 1 {
+            return Ok(vec![run(&mut self.locals[0], ranks[0])?]);
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .locals
+                .iter_mut()
+                .zip(&ranks)
+                .map(|(e, &r)| s.spawn(move || run(e, r)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a device's thread panicked"))
+                .collect()
+        })
+    }
+
+    /// One step; returns its stats and whether any rank asked to stop (`stop` here, or a signal
+    /// on another rank), which every rank learns at the same step.
+    pub fn step(
+        &mut self,
+        chunk: (&Inputs, &Targets),
+        reset: bool,
+        report: bool,
+        stop: bool,
+    ) -> Result<(StepStats, bool)> {
+        let sums = self.local_sums(chunk, reset, stop)?;
+        let divisor = self.shares.ranks * self.shares.accumulate;
+        let mut mean = match &self.comm {
+            Some(c) => c.ordered_mean(&sums[0], divisor),
+            None => {
+                let parts: Vec<&[f32]> = sums.iter().map(|v| v.as_slice()).collect();
+                shares::ordered_mean(&parts, divisor)
+            }
+        };
+        let stopped = mean.pop().expect("the stop flag") > 0.0;
+        let loss = mean.pop().expect("the loss");
+        let norms = self.each(|e| e.apply(&mean, report))?;
+        let grad_norm = norms[0].unwrap_or(f32::NAN);
+        Ok((StepStats { loss, grad_norm }, stopped))
+    }
+
+    /// `f` on every local engine, one thread each where there are several.
+    fn each<T: Send>(
+        &mut self,
+        f: impl Fn(&mut Box<dyn Engine + Send>) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        if self.locals.len() == 1 {
+            return Ok(vec![f(&mut self.locals[0])?]);
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self.locals.iter_mut().map(|e| s.spawn(|| f(e))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a device's thread panicked"))
+                .collect()
+        })
+    }
+
+    /// Compares every rank's parameters and optimizer state with rank 0's, and copies rank 0's
+    /// where one differs. Every rank calls it at the same step.
+    pub fn synchronize(&mut self) -> Result<Agreement> {
+        let mut words = Vec::new();
+        for e in &self.locals {
+            words.push(fingerprint(&e.params()?, &e.optimizer_state()?));
+        }
+        let all = match &self.comm {
+            Some(c) => c.all_words(words[0]),
+            None => words,
+        };
+        let differed = all.iter().filter(|&&w| w != all[0]).count();
+        if differed > 0 {
+            let (mut params, mut state) =
+                (self.locals[0].params()?, self.locals[0].optimizer_state()?);
+            if let Some(c) = &self.comm {
+                c.broadcast(&mut params.data);
+                c.broadcast(&mut state.m);
+                c.broadcast(&mut state.v);
+            }
+            for e in &mut self.locals {
+                e.set_params(&params)?;
+                e.set_optimizer_state(&state)?;
+            }
+        }
+        Ok(Agreement {
+            ranks: self.shares.ranks,
+            differed,
+        })
+    }
+
+    /// Whether this process writes the run's files and prints (rank 0's, over MPI).
+    pub fn is_leader(&self) -> bool {
+        self.comm.as_ref().is_none_or(|c| c.rank() == 0)
+    }
+}
+
+/// FNV-1a over the bits of the parameters and the optimizer's moments and step.
+fn fingerprint(params: &Params<f32>, state: &OptimizerState) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let words = params
+        .data
+        .iter()
+        .chain(&state.m)
+        .chain(&state.v)
+        .map(|v| v.to_bits());
+    for w in words.chain([state.step as u32]) {
+        for b in w.to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+impl Engine for DataParallel {
+    fn train_step(
+        &mut self,
+        inputs: &Inputs,
+        targets: &Targets,
+        reset: bool,
+        report: bool,
+    ) -> Result<Option<StepStats>> {
+        let flag = self.interrupt.clone();
+        let stop = flag.as_ref().is_some_and(|f| f.load(Ordering::SeqCst) > 0);
+        let (stats, stopped) = self.step((inputs, targets), reset, report, stop)?;
+        if let (true, Some(f)) = (stopped && !stop, flag) {
+            f.store(1, Ordering::SeqCst);
+        }
+        Ok(Some(stats))
+    }
+
+    fn evaluate(&mut self, chunks: &[(Inputs, Targets)]) -> Result<f32> {
+        self.locals[0].evaluate(chunks)
+    }
+
+    fn params(&self) -> Result<Params<f32>> {
+        self.locals[0].params()
+    }
+
+    fn set_params(&mut self, params: &Params<f32>) -> Result<()> {
+        self.each(|e| e.set_params(params)).map(|_| ())
+    }
+
+    fn optimizer_state(&self) -> Result<OptimizerState> {
+        self.locals[0].optimizer_state()
+    }
+
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
+        self.each(|e| e.set_optimizer_state(state)).map(|_| ())
+    }
+
+    /// The whole run's carried state (every stream, in stream order) on rank 0; a rank's own
+    /// elsewhere. Every rank calls it at the same step.
+    fn hidden(&self) -> Result<Vec<f32>> {
+        let (config, per_rank, n) = (self.config, self.shares.per_rank(), self.shares.ranks);
+        let mut all = vec![0.0; config.carry_len(self.shares.batch)];
+        match &self.comm {
+            Some(c) => {
+                let mine = self.locals[0].hidden()?;
+                let Some(gathered) = c.gather(&mine) else {
+                    return Ok(mine);
+                };
+                for (r, part) in gathered.chunks(mine.len()).enumerate() {
+                    shares::set_carry_of(&config, &mut all, part, per_rank, n, r);
+                }
+            }
+            None => {
+                for (r, e) in self.locals.iter().enumerate() {
+                    shares::set_carry_of(&config, &mut all, &e.hidden()?, per_rank, n, r);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// Takes each rank's streams out of the whole run's carried state.
+    fn set_hidden(&mut self, h: &[f32]) -> Result<()> {
+        let (config, per_rank, n) = (self.config, self.shares.per_rank(), self.shares.ranks);
+        if h.len() != config.carry_len(self.shares.batch) {
+            return Err(Error::config(
+                format!(
+                    "a carried state of {} values for this model and batch ({})",
+                    h.len(),
+                    config.carry_len(self.shares.batch)
+                ),
+                "resume with the batch size the checkpoint was trained with",
+            ));
+        }
+        let ranks: Vec<usize> = (0..self.locals.len()).map(|i| self.rank_of(i)).collect();
+        for (e, r) in self.locals.iter_mut().zip(ranks) {
+            e.set_hidden(&shares::carry_of(&config, h, per_rank, n, r))?;
+        }
+        Ok(())
+    }
+
+    fn device(&self) -> String {
+        let Shares {
+            ranks, accumulate, ..
+        } = self.shares;
+        let how = match &self.comm {
+            Some(_) => format!("{ranks} ranks over MPI"),
+            None if ranks > 1 => format!("{ranks} devices"),
+            None => "one device".into(),
+        };
+        let micro = match accumulate {
+            1 => String::new(),
+            k => format!(
+                ", {k} micro-batches of {} streams each",
+                self.shares.micro()
+            ),
+        };
+        let first = self.comm.as_ref().map_or(0, |c| c.rank());
+        let each: Vec<String> = self
+            .locals
+            .iter()
+            .enumerate()
+            .map(|(i, e)| format!("rank {}: {}", first + i, e.device()))
+            .collect();
+        format!("{how}{micro} ({})", each.join("; "))
+    }
+
+    fn gradients(
+        &mut self,
+        _inputs: &Inputs,
+        _targets: &Targets,
+        _reset: bool,
+        _slot: usize,
+    ) -> Result<(f32, Vec<f32>)> {
+        Err(Error::config(
+            "a data-parallel run's gradients are its ranks'",
+            "call gradients on one rank's engine",
+        ))
+    }
+
+    fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>> {
+        Ok(self.each(|e| e.apply(grads, report))?[0])
+    }
+
+    fn synchronize(&mut self) -> Result<Option<Agreement>> {
+        DataParallel::synchronize(self).map(Some)
+    }
+
+    fn is_leader(&self) -> bool {
+        DataParallel::is_leader(self)
+    }
+}
