@@ -46,6 +46,8 @@ pub trait Collective {
     fn broadcast(&self, values: &mut [f32]);
     /// Every rank's `word`, in rank order, on every rank.
     fn all_words(&self, word: u64) -> Vec<u64>;
+    /// Waits until every rank has come here.
+    fn barrier(&self);
     /// Ends every process of the job with `code` (after this rank's error was printed).
     fn abort(&self, code: i32) -> !;
 }
@@ -159,6 +161,10 @@ mod mpi_ranks {
             let mut all = vec![0u64; self.size()];
             self.world.all_gather_into(&word, &mut all[..]);
             all
+        }
+
+        fn barrier(&self) {
+            self.world.barrier();
         }
 
         fn abort(&self, code: i32) -> ! {

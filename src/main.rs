@@ -237,6 +237,11 @@ fn train_here(
     if opts.is_leader() {
         print_summary(&s, cfg.task);
     }
+    if let Some(job) = &opts.job {
+        // A rank that exits first with an interrupt's status would have the launcher end the
+        // others before rank 0 has written and printed everything.
+        job.barrier();
+    }
     if s.interrupted {
         // As a shell reports a process that a signal ended: 128 + the signal's number.
         std::process::exit(128 + signal.load(Ordering::SeqCst) as i32);

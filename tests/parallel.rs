@@ -1,0 +1,227 @@
+//! Data-parallel training in one process (`--devices`) and gradient accumulation
+//! (`--accumulate`), through the binary: the same model as one batch, the same bits as each
+//! other where the reduction's order makes them so, every rank's parameters equal, resume across
+//! splits, and clear refusals. The MPI runs are in `tests/mpi.rs`.
+
+mod common;
+
+use common::{fails_in, succeeds_in};
+use std::path::Path;
+use unroll::checkpoint::Checkpoint;
+
+/// A short run of the default model on B = 8 streams into `out`, with `extra` flags.
+fn train(dir: &Path, out: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "--iters",
+        "24",
+        "--batch",
+        "8",
+        "--hidden",
+        "48",
+        "--seq-len",
+        "16",
+        "--eval-every",
+        "12",
+        "--checkpoint-every",
+        "12",
+        "--sample-len",
+        "0",
+        "--quiet",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    succeeds_in(dir, &args)
+}
+
+fn bytes(dir: &Path, out: &str) -> Vec<u8> {
+    std::fs::read(dir.join(out).join("model.safetensors")).unwrap()
+}
+
+fn params(dir: &Path, out: &str) -> Vec<f32> {
+    Checkpoint::load(&dir.join(out).join("model.safetensors"))
+        .unwrap()
+        .params
+        .data
+}
+
+/// The largest difference between two parameter vectors, relative to the largest parameter.
+fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    diff / scale
+}
+
+/// The bound, relative to the largest parameter, within which a run split into shares matches
+/// the run of one batch after 24 Adam steps: float32 rounding of a sum taken in another order,
+/// carried through the updates. Measured on lavapipe, llvmpipe and the CPU reference: 1.6e-7 for
+/// every split here, 2.1e-6 for 2 MPI ranks at B = 12 (`tests/mpi.rs`).
+const SPLIT_BOUND: f32 = 1e-5;
+
+#[test]
+fn accumulated_and_split_runs_train_the_model_of_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    train(d, "whole", &[]);
+    let acc = train(d, "acc2", &["--accumulate", "2"]);
+    let split = train(d, "dev2", &["--devices", "0,0"]);
+    train(d, "both", &["--devices", "0,0", "--accumulate", "2"]);
+    assert!(acc.contains("2 micro-batches of 4 streams"), "{acc}");
+    assert!(
+        split.contains("parameters and optimizer state of all 2 ranks are equal"),
+        "no agreement reported:\n{split}"
+    );
+    let whole = params(d, "whole");
+    for run in ["acc2", "dev2", "both"] {
+        let rel = max_rel(&whole, &params(d, run));
+        eprintln!("{run} against one batch: {rel:.3e}");
+        assert!(
+            rel <= SPLIT_BOUND,
+            "{run}: {rel:e} from the run of one batch"
+        );
+        assert_ne!(bytes(d, run), bytes(d, "whole"), "{run}: no split happened");
+    }
+    // Two micro-batches on one rank and two ranks of one are the same sum in the same order.
+    assert_eq!(bytes(d, "acc2"), bytes(d, "dev2"));
+}
+
+#[test]
+fn an_accumulated_run_repeats_bit_for_bit_on_the_cpu_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    train(d, "a", &["--device", "cpu", "--accumulate", "4"]);
+    train(d, "b", &["--device", "cpu", "--accumulate", "4"]);
+    train(d, "whole", &["--device", "cpu"]);
+    assert_eq!(bytes(d, "a"), bytes(d, "b"));
+    let rel = max_rel(&params(d, "whole"), &params(d, "a"));
+    eprintln!("cpu, 4 micro-batches against one batch: {rel:.3e}");
+    assert!(rel <= SPLIT_BOUND, "{rel:e}");
+}
+
+#[test]
+fn a_run_resumes_on_another_split_of_its_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    train(d, "straight", &["--accumulate", "2"]);
+    // The first 12 steps as two micro-batches, the rest on two devices: the carried state of the
+    // checkpoint (every stream in order) is cut anew.
+    succeeds_in(
+        d,
+        &[
+            "train",
+            "--iters",
+            "12",
+            "--batch",
+            "8",
+            "--hidden",
+            "48",
+            "--seq-len",
+            "16",
+            "--eval-every",
+            "12",
+            "--checkpoint-every",
+            "12",
+            "--sample-len",
+            "0",
+            "--quiet",
+            "--out",
+            "split",
+            "--accumulate",
+            "2",
+        ],
+    );
+    succeeds_in(
+        d,
+        &[
+            "train",
+            "--resume",
+            "split/model.safetensors",
+            "--iters",
+            "24",
+            "--quiet",
+            "--devices",
+            "0,0",
+        ],
+    );
+    assert_eq!(params(d, "straight"), params(d, "split"));
+    // And on one batch, within the bound.
+    succeeds_in(
+        d,
+        &[
+            "train",
+            "--resume",
+            "split/model.safetensors",
+            "--iters",
+            "30",
+            "--quiet",
+        ],
+    );
+}
+
+#[test]
+fn splits_that_do_not_apply_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = ["train", "--iters", "2", "--quiet", "--batch", "6"];
+    let with = |extra: &[&'static str]| [base.as_slice(), extra].concat();
+    fails_in(
+        d,
+        &with(&["--accumulate", "4"]),
+        &["6 streams does not divide", "--batch 4"],
+    );
+    fails_in(d, &with(&["--devices", "0,0,0,0"]), &["does not divide"]);
+    fails_in(d, &with(&["--accumulate", "0"]), &["--accumulate 0"]);
+    fails_in(
+        d,
+        &with(&["--devices", "0,99"]),
+        &["no adapter 99", "pick one of"],
+    );
+    fails_in(
+        d,
+        &with(&["--devices", "0", "--device", "cpu"]),
+        &["--devices", "--device cpu"],
+    );
+    fails_in(
+        d,
+        &with(&["--devices", "0,0", "--adapter", "llvmpipe"]),
+        &["--adapter", "--devices names the adapters"],
+    );
+    fails_in(
+        d,
+        &with(&["--accumulate", "2", "--layers", "2", "--dropout", "0.2"]),
+        &["dropout", "without --accumulate"],
+    );
+    assert!(
+        !d.join("runs")
+            .join("default")
+            .join("model.safetensors")
+            .exists()
+    );
+}
+
+/// Without MPI in the build, a launch of several processes is refused, not N racing runs.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_launch_of_several_processes_needs_the_mpi_build() {
+    let dir = tempfile::tempdir().unwrap();
+    for var in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
+            .current_dir(dir.path())
+            .args(["train", "--iters", "2", "--quiet"])
+            .env(var, "2")
+            .output()
+            .unwrap();
+        let all = common::text(&out);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(
+            all.contains("one of 2 processes") && all.contains("--features mpi"),
+            "{all}"
+        );
+        assert!(
+            !dir.path().join("runs").exists(),
+            "a refused run wrote files"
+        );
+    }
+}
