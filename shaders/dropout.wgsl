@@ -2,7 +2,8 @@
 // is src/dropout.rs, which computes the same bits).
 //
 // Math, for layer l's output h (T, B, H) as layer l+1 reads it, in training step s (the number of
-// updates before it, counter[0]):
+// updates before it, counter[0]), b counted from the batch's first stream b₀ = counter[1] (0 but
+// for a data-parallel share):
 //   m[t, b, j] = 1 / (1 − p) if u(seed, s, l, t, b, j) ≥ p, else 0
 //   u = (h >> 8) / 2^24,  h = lowbias32(seed_lo), then h = lowbias32(h ^ x) for x in
 //       (seed_hi, s, l, t, b, j)
@@ -12,7 +13,7 @@
 //
 // Bindings:
 //   @binding(0) p:       DropoutParams, uniform (dynamic offset)
-//   @binding(1) counter: array<u32>, read        [s, …]
+//   @binding(1) counter: array<u32>, read        [s, b₀, …]
 //   @binding(2) src:     array<f32>, read        (forward only)
 //   @binding(3) dst:     array<f32>, read_write
 
@@ -60,7 +61,7 @@ fn factor(i: u32) -> f32 {
     h = lowbias32(h ^ counter[0]);
     h = lowbias32(h ^ p.layer);
     h = lowbias32(h ^ t);
-    h = lowbias32(h ^ b);
+    h = lowbias32(h ^ (counter[1] + b));
     h = lowbias32(h ^ j);
     let u = f32(h >> 8u) / 16777216.0;
     return select(0.0, p.scale, u >= p.p);

@@ -30,6 +30,8 @@ pub struct DataParallel {
     comm: Option<Job>,
     /// Set by a signal on this rank; every rank sets it at the step any rank's was seen.
     interrupt: Option<Arc<AtomicUsize>>,
+    /// Each rank's seconds of forward, backward and read-back in the last step.
+    busy: Vec<f32>,
 }
 
 /// What [`DataParallel::synchronize`] found.
@@ -71,6 +73,7 @@ impl DataParallel {
             locals,
             comm,
             interrupt: None,
+            busy: Vec::new(),
         })
     }
 
@@ -96,12 +99,13 @@ impl DataParallel {
         let (config, shares) = (self.config, self.shares);
         let ranks: Vec<usize> = (0..self.locals.len()).map(|i| self.rank_of(i)).collect();
         let run = |engine: &mut Box<dyn Engine + Send>, rank: usize| -> Result<Vec<f32>> {
+            let started = std::time::Instant::now();
             let mut sum: Option<Vec<f32>> = None;
             let mut loss = 0.0f32;
             for j in 0..shares.accumulate {
                 let part =
                     shares::slice_chunk(&config, chunk, shares.batch, shares.streams(rank, j));
-                let (l, g) = engine.gradients(&part.0, &part.1, reset, j)?;
+                let (l, g) = engine.gradients(&part.0, &part.1, reset, shares.share(rank, j))?;
                 loss += l;
                 sum = Some(match sum {
                     None => g,
@@ -111,6 +115,10 @@ impl DataParallel {
             let mut v = sum.expect("at least one micro-batch");
             v.push(loss);
             v.push(stop as u8 as f32);
+            // Each rank's seconds of compute and read-back, in its own place.
+            let mut times = vec![0.0; shares.ranks];
+            times[rank] = started.elapsed().as_secs_f32();
+            v.extend(times);
             Ok(v)
         };
         if self.locals.len() == 1 {
@@ -148,6 +156,8 @@ impl DataParallel {
                 shares::ordered_mean(&parts, divisor)
             }
         };
+        let times = mean.split_off(mean.len() - self.shares.ranks);
+        self.busy = times.iter().map(|t| t * divisor as f32).collect();
         let stopped = mean.pop().expect("the stop flag") > 0.0;
         let loss = mean.pop().expect("the loss");
         let norms = self.each(|e| e.apply(&mean, report))?;
@@ -338,7 +348,7 @@ impl Engine for DataParallel {
         _inputs: &Inputs,
         _targets: &Targets,
         _reset: bool,
-        _slot: usize,
+        _share: crate::shares::Share,
     ) -> Result<(f32, Vec<f32>)> {
         Err(Error::config(
             "a data-parallel run's gradients are its ranks'",
@@ -359,5 +369,14 @@ impl Engine for DataParallel {
 
     fn is_leader(&self) -> bool {
         DataParallel::is_leader(self)
+    }
+
+    fn progress_note(&self) -> Option<String> {
+        let (rank, secs) = self
+            .busy
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))?;
+        Some(format!("slowest rank {rank}: {:.1} ms busy", secs * 1e3))
     }
 }

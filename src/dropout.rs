@@ -2,7 +2,8 @@
 //! output h_t of every layer but the top one, as the next layer reads it, in training only.
 //!
 //! The mask comes from a counter-based generator: whether unit j of stream b at timestep t of
-//! layer l is kept in training step s is a hash of (seed, s, l, t, b, j), so a step is the same
+//! layer l is kept in training step s is a hash of (seed, s, l, t, b, j), where b counts the
+//! run's streams (a data-parallel share's first stream is b₀, not 0), so a step is the same
 //! bits every time it is run, on the CPU and the GPU alike (`shaders/dropout.wgsl` computes the
 //! same hash), and a resumed run draws the masks a straight one would. s is the number of
 //! updates taken before the step (the optimizer's step counter).
@@ -28,6 +29,7 @@ impl DropoutSpec {
             p: self.p,
             seed: self.seed,
             step,
+            first_stream: 0,
         }
     }
 }
@@ -41,6 +43,8 @@ pub struct Dropout {
     pub seed: u64,
     /// Updates taken before this step.
     pub step: u64,
+    /// The run's index of the batch's stream 0 (a data-parallel share's first stream).
+    pub first_stream: usize,
 }
 
 /// Chris Wellons' `lowbias32` integer hash.
@@ -62,7 +66,7 @@ impl Dropout {
             self.step as u32,
             layer as u32,
             t as u32,
-            b as u32,
+            (self.first_stream + b) as u32,
             j as u32,
         ] {
             h = lowbias32(h ^ x);
@@ -82,11 +86,7 @@ mod tests {
 
     #[test]
     fn drops_about_p_and_scales_the_rest() {
-        let d = Dropout {
-            p: 0.3,
-            seed: 7,
-            step: 11,
-        };
+        let d = DropoutSpec { p: 0.3, seed: 7 }.at_step(11);
         let n = 20_000;
         let kept: Vec<f32> = (0..n).map(|j| d.scale(1, j % 13, j % 7, j)).collect();
         let dropped = kept.iter().filter(|&&s| s == 0.0).count() as f64 / n as f64;

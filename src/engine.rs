@@ -3,11 +3,12 @@
 //! [`crate::train`] drives either.
 
 use crate::cpu;
-use crate::dropout::DropoutSpec;
+use crate::dropout::{Dropout, DropoutSpec};
 use crate::error::Result;
 use crate::gpu::StepStats;
 use crate::model::{Batch, Inputs, Params, Targets};
 use crate::optim::{self, OptimizerConfig, OptimizerState};
+use crate::shares::Share;
 
 /// What the training loop needs from a device.
 pub trait Engine {
@@ -35,14 +36,14 @@ pub trait Engine {
     fn set_hidden(&mut self, h: &[f32]) -> Result<()>;
     /// A short description of the device.
     fn device(&self) -> String;
-    /// The forward and backward pass of micro-batch `slot` (of the slots the engine carries state
-    /// for) without an update: its loss and gradients, read back.
+    /// The forward and backward pass of one micro-batch (its carried state in `share.slot` of
+    /// the slots the engine carries) without an update: its loss and gradients, read back.
     fn gradients(
         &mut self,
         inputs: &Inputs,
         targets: &Targets,
         reset: bool,
-        slot: usize,
+        share: Share,
     ) -> Result<(f32, Vec<f32>)>;
     /// Clipping and the update with given gradients; the gradient's norm when `report`.
     fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>>;
@@ -56,6 +57,12 @@ pub trait Engine {
     /// Whether this process writes the run's files and prints: rank 0 of a job over MPI.
     fn is_leader(&self) -> bool {
         true
+    }
+    /// What the progress line adds about the last step: the slowest rank's share of a
+    /// data-parallel step (its forward, backward and read-back; the rest is waiting and the
+    /// exchange).
+    fn progress_note(&self) -> Option<String> {
+        None
     }
 }
 
@@ -96,9 +103,9 @@ impl Engine for GpuTrainer {
         inputs: &Inputs,
         targets: &Targets,
         reset: bool,
-        slot: usize,
+        share: Share,
     ) -> Result<(f32, Vec<f32>)> {
-        GpuTrainer::gradients(self, inputs, targets, reset, slot)
+        GpuTrainer::gradients(self, inputs, targets, reset, share)
     }
     fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>> {
         GpuTrainer::apply(self, grads, report)
@@ -288,16 +295,19 @@ impl Engine for CpuTrainer {
         inputs: &Inputs,
         targets: &Targets,
         reset: bool,
-        slot: usize,
+        share: Share,
     ) -> Result<(f32, Vec<f32>)> {
-        let (config, b, k) = (self.params.config, self.micro(), self.slots);
+        let (config, b, k, slot) = (self.params.config, self.micro(), self.slots, share.slot);
         let mut carry = crate::shares::carry_of(&config, &self.carry, b, k, slot);
         if reset {
             carry.iter_mut().for_each(|h| *h = 0.0);
         }
         let batch = carried_batch(&config, self.steps, inputs, targets, &carry);
         batch.validate(&config)?;
-        let dropout = self.dropout.map(|d| d.at_step(self.state.step));
+        let dropout = self.dropout.map(|d| Dropout {
+            first_stream: share.first_stream,
+            ..d.at_step(self.state.step)
+        });
         let out = cpu::step_with(&self.params, &batch, dropout.as_ref());
         let carry = [out.h_n, out.c_n].concat();
         crate::shares::set_carry_of(&config, &mut self.carry, &carry, b, k, slot);

@@ -136,12 +136,6 @@ fn build_parallel(
     (steps, val_b): (usize, usize),
     params: &dyn Fn() -> Params<f32>,
 ) -> Result<DataParallel> {
-    if cfg.dropout().is_some() {
-        return Err(Error::config(
-            "dropout's masks are keyed by a stream's place in its own micro-batch, so a run split              over ranks or micro-batches would draw the same masks for every share",
-            "train with dropout on one device without --accumulate, or without --dropout",
-        ));
-    }
     let (micro, k) = (shares.micro(), shares.accumulate);
     let choices: Vec<(AdapterChoice, usize)> = match (&opts.job, opts.devices.as_slice()) {
         (Some(job), _) => vec![(rank_adapter(&opts.adapter, job.local_rank()), job.rank())],
@@ -170,6 +164,7 @@ fn build_parallel(
                 let shape = TrainerShape {
                     eval_batch: eval,
                     recurrence: opts.recurrence,
+                    dropout: cfg.dropout(),
                     ..TrainerShape::new(micro, steps)
                 };
                 GpuTrainer::check_fits(&gpu, config, &shape)?;
@@ -194,7 +189,7 @@ fn build_parallel(
                 };
                 footprint::check_host(&config, &[work])?;
                 let engine = CpuTrainer::new(params(), micro, steps, cfg.optim)?;
-                Box::new(engine.with_slots(k))
+                Box::new(engine.with_slots(k).with_dropout(cfg.dropout()))
             }
         });
     }

@@ -77,6 +77,26 @@ impl Shares {
     }
 }
 
+/// One micro-batch as its rank's engine runs it: the slot of its carried state, and the run's
+/// index of its first stream (which keys its dropout masks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// Its place among the rank's K micro-batches.
+    pub slot: usize,
+    /// The run's index of its stream 0.
+    pub first_stream: usize,
+}
+
+impl Shares {
+    /// Share (rank, j) as its engine runs it.
+    pub fn share(&self, rank: usize, j: usize) -> Share {
+        Share {
+            slot: j,
+            first_stream: self.streams(rank, j).start,
+        }
+    }
+}
+
 /// The streams `range` of a time-major chunk of `batch` streams: inputs (T, B) or (T, B, I),
 /// targets (T, B) or (T, B, O).
 pub fn slice_chunk(

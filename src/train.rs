@@ -356,9 +356,14 @@ impl Run {
     /// The step's metrics row, and the progress bar's (or the log line's) figures.
     fn write_row(&mut self, eval: bool, tokens_per_s: f64) -> Result<()> {
         let (step, loss, val) = (self.step, self.train_loss, self.val_loss);
+        let note = self
+            .engine
+            .progress_note()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
         if self.bar.is_hidden() && eval {
             self.say(format!(
-                "step {step}: loss {loss:.4}, val {val:.4}, {tokens_per_s:.0} tokens/s"
+                "step {step}: loss {loss:.4}, val {val:.4}, {tokens_per_s:.0} tokens/s{note}"
             ));
         }
         let elapsed = self.started.elapsed().as_secs_f64();
@@ -371,8 +376,9 @@ impl Run {
         } else {
             format!("{val:.4}")
         };
-        self.bar
-            .set_message(format!("loss {loss:.4} val {val} {tokens_per_s:.0} tok/s"));
+        self.bar.set_message(format!(
+            "loss {loss:.4} val {val} {tokens_per_s:.0} tok/s{note}"
+        ));
         Ok(())
     }
 

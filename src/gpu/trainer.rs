@@ -279,17 +279,19 @@ impl GpuTrainer {
         Ok(self)
     }
 
-    /// The forward and backward pass of micro-batch `slot` from its carried state (zero when
-    /// `reset`), without an update: waits for and returns its loss and gradients. A data-parallel
-    /// step sums these over its shares before [`GpuTrainer::apply_gradients`].
+    /// The forward and backward pass of one micro-batch from its carried state (slot
+    /// `share.slot`; zero when `reset`), without an update: waits for and returns its loss and
+    /// gradients. A data-parallel step sums these over its shares before
+    /// [`GpuTrainer::apply_gradients`].
     #[cfg(not(target_arch = "wasm32"))]
     pub fn gradients(
         &mut self,
         inputs: &Inputs,
         targets: &Targets,
         reset: bool,
-        slot: usize,
+        share: crate::shares::Share,
     ) -> Result<(f32, Vec<f32>)> {
+        let slot = share.slot;
         let n = self.train.config().num_params();
         if self.grads_staging.is_none() {
             let buffer = self.gpu.scoped("allocating the gradients' read-back", || {
@@ -312,6 +314,9 @@ impl GpuTrainer {
         }
         self.copy_carry(&mut encoder, slot, true);
         if let Some(counter) = self.train.dropout_counter() {
+            // The masks' b₀, written before this submission runs; their step, the optimizer's t.
+            let first = share.first_stream as u32;
+            self.gpu.write(counter, 4, bytemuck::bytes_of(&first));
             encoder.copy_buffer_to_buffer(&self.opt.state, 0, counter, 0, 4);
         }
         {
