@@ -43,6 +43,11 @@ pub(crate) struct BenchArgs {
     /// L: layers of the cells timed with --cell.
     #[arg(long, default_value_t = 1)]
     pub(crate) layers: usize,
+    /// Time a data-parallel step's exchange for these parameter counts (e.g.
+    /// 20000,130000,1000000): the gradients' read-back, the reduction over the ranks of
+    /// `mpirun -np N` (one without it) and the write back, beside the communication model.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) exchange: Vec<usize>,
 }
 
 pub(crate) fn parse_hbt(s: &str) -> std::result::Result<(usize, usize, usize), String> {
@@ -517,6 +522,9 @@ impl TrainArgs {
     }
 }
 
+/// The most parameters `bench --exchange` times (1 GiB of gradients).
+const MAX_EXCHANGE: usize = 1 << 28;
+
 /// The most steps (timed, or warm-up) a benchmark takes.
 const MAX_BENCH_STEPS: usize = 1_000_000;
 
@@ -524,6 +532,27 @@ impl BenchArgs {
     /// Refuses the flags that do not apply to this benchmark, and sizes that make none.
     pub(crate) fn check_flags(&self, given: &Given<'_>) -> anyhow::Result<()> {
         let cells = !self.cell.is_empty();
+        given.refuse(
+            &[
+                "configs",
+                "vocab",
+                "no_cpu",
+                "cpu_budget",
+                "profile",
+                "json",
+                "cell",
+                "layers",
+                "recurrence",
+            ],
+            self.exchange.is_empty(),
+            "--exchange times the read-back and the reduction of P gradients, not a training step",
+        )?;
+        if let Some(p) = self.exchange.iter().find(|&&p| p == 0 || p > MAX_EXCHANGE) {
+            anyhow::bail!(
+                "--exchange {p} is no parameter count to time\n  hint: pass counts between 1 and \
+                 {MAX_EXCHANGE}, such as 20000,130000,1000000"
+            );
+        }
         given.refuse(
             &["no_cpu", "cpu_budget", "profile"],
             !cells,

@@ -38,8 +38,8 @@ pub trait Collective {
     /// This process's rank among the job's processes on its machine (it picks the adapter).
     fn local_rank(&self) -> usize;
     /// The element-wise sum of every rank's `values` (all of one length) in rank order, divided
-    /// by `divisor`: the same bits on every rank.
-    fn ordered_mean(&self, values: &[f32], divisor: usize) -> Vec<f32>;
+    /// by `divisor`, in place: the same bits on every rank.
+    fn ordered_mean(&self, values: &mut [f32], divisor: usize);
     /// Every rank's `values` (all of one length), in rank order, on rank 0; `None` elsewhere.
     fn gather(&self, values: &[f32]) -> Option<Vec<f32>>;
     /// Rank 0's `values` on every rank.
@@ -89,6 +89,9 @@ mod mpi_ranks {
     pub struct Mpi {
         world: SimpleCommunicator,
         local_rank: usize,
+        /// The reduction's buffers, kept from one step to the next: fresh ones of a large model's
+        /// size cost page faults on every step.
+        scratch: std::cell::RefCell<[Vec<f32>; 3]>,
         // Dropped last: finalises MPI.
         _universe: mpi::environment::Universe,
     }
@@ -107,6 +110,7 @@ mod mpi_ranks {
             Ok(Self {
                 world,
                 local_rank,
+                scratch: Default::default(),
                 _universe: universe,
             })
         }
@@ -125,20 +129,23 @@ mod mpi_ranks {
             self.local_rank
         }
 
-        fn ordered_mean(&self, values: &[f32], divisor: usize) -> Vec<f32> {
+        fn ordered_mean(&self, values: &mut [f32], divisor: usize) {
             let n = self.size();
             // Slices of s values, the last padded with zeros.
             let s = values.len().div_ceil(n).max(1);
-            let mut send = values.to_vec();
+            let mut scratch = self.scratch.borrow_mut();
+            let [send, mine, slice] = &mut *scratch;
+            send.clear();
+            send.extend_from_slice(values);
             send.resize(s * n, 0.0);
-            let mut mine = vec![0.0f32; s * n];
+            mine.resize(s * n, 0.0);
             self.world.all_to_all_into(&send[..], &mut mine[..]);
-            let parts: Vec<&[f32]> = mine.chunks(s).collect();
-            let slice = crate::shares::ordered_mean(&parts, divisor);
-            let mut all = vec![0.0f32; s * n];
-            self.world.all_gather_into(&slice[..], &mut all[..]);
-            all.truncate(values.len());
-            all
+            slice.clear();
+            slice.extend_from_slice(&mine[..s]);
+            crate::shares::add_in_order(slice, mine.chunks(s).skip(1), divisor);
+            // Every rank's slice, in rank order, into the send buffer (no longer needed).
+            self.world.all_gather_into(&slice[..], &mut send[..]);
+            values.copy_from_slice(&send[..values.len()]);
         }
 
         fn gather(&self, values: &[f32]) -> Option<Vec<f32>> {

@@ -32,6 +32,9 @@ pub struct DataParallel {
     interrupt: Option<Arc<AtomicUsize>>,
     /// Each rank's seconds of forward, backward and read-back in the last step.
     busy: Vec<f32>,
+    /// Per local rank: its sum of a step's gradients (then the mean), and one micro-batch's;
+    /// kept from step to step.
+    bufs: Vec<[Vec<f32>; 2]>,
 }
 
 /// What [`DataParallel::synchronize`] found.
@@ -67,6 +70,7 @@ impl DataParallel {
                 "run one engine per process over MPI, or several in one process without it",
             ));
         }
+        let locals_len = locals.len();
         Ok(Self {
             config,
             shares,
@@ -74,6 +78,7 @@ impl DataParallel {
             comm,
             interrupt: None,
             busy: Vec::new(),
+            bufs: vec![Default::default(); locals_len],
         })
     }
 
@@ -88,48 +93,42 @@ impl DataParallel {
         self.comm.as_ref().map_or(i, |c| c.rank())
     }
 
-    /// Every share's gradients of a step, summed per rank in micro-batch order, with the loss sum
-    /// and `stop` after them: one vector per local rank.
-    fn local_sums(
-        &mut self,
-        chunk: (&Inputs, &Targets),
-        reset: bool,
-        stop: bool,
-    ) -> Result<Vec<Vec<f32>>> {
+    /// Every share's gradients of a step, summed per rank in micro-batch order, with the loss sum,
+    /// `stop` and the rank's busy seconds after them: into each local rank's first buffer.
+    fn local_sums(&mut self, chunk: (&Inputs, &Targets), reset: bool, stop: bool) -> Result<()> {
         let (config, shares) = (self.config, self.shares);
         let ranks: Vec<usize> = (0..self.locals.len()).map(|i| self.rank_of(i)).collect();
-        let run = |engine: &mut Box<dyn Engine + Send>, rank: usize| -> Result<Vec<f32>> {
+        let run = |engine: &mut Box<dyn Engine + Send>, bufs: &mut [Vec<f32>; 2], rank: usize| {
             let started = std::time::Instant::now();
-            let mut sum: Option<Vec<f32>> = None;
+            let [sum, part] = bufs;
             let mut loss = 0.0f32;
             for j in 0..shares.accumulate {
-                let part =
+                let (x, y) =
                     shares::slice_chunk(&config, chunk, shares.batch, shares.streams(rank, j));
-                let (l, g) = engine.gradients(&part.0, &part.1, reset, shares.share(rank, j))?;
-                loss += l;
-                sum = Some(match sum {
-                    None => g,
-                    Some(s) => shares::ordered_mean(&[&s, &g], 1),
-                });
+                let into = if j == 0 { &mut *sum } else { &mut *part };
+                loss += engine.gradients((&x, &y), reset, shares.share(rank, j), into)?;
+                if j > 0 {
+                    shares::add_in_order(sum, std::iter::once(part.as_slice()), 1);
+                }
             }
-            let mut v = sum.expect("at least one micro-batch");
-            v.push(loss);
-            v.push(stop as u8 as f32);
+            sum.push(loss);
+            sum.push(stop as u8 as f32);
             // Each rank's seconds of compute and read-back, in its own place.
             let mut times = vec![0.0; shares.ranks];
             times[rank] = started.elapsed().as_secs_f32();
-            v.extend(times);
-            Ok(v)
+            sum.extend(times);
+            Ok(())
         };
         if self.locals.len() == 1 {
-            return Ok(vec![run(&mut self.locals[0], ranks[0])?]);
+            return run(&mut self.locals[0], &mut self.bufs[0], ranks[0]);
         }
         std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .locals
                 .iter_mut()
+                .zip(self.bufs.iter_mut())
                 .zip(&ranks)
-                .map(|(e, &r)| s.spawn(move || run(e, r)))
+                .map(|((e, b), &r)| s.spawn(move || run(e, b, r)))
                 .collect();
             handles
                 .into_iter()
@@ -147,39 +146,21 @@ impl DataParallel {
         report: bool,
         stop: bool,
     ) -> Result<(StepStats, bool)> {
-        let sums = self.local_sums(chunk, reset, stop)?;
+        self.local_sums(chunk, reset, stop)?;
         let divisor = self.shares.ranks * self.shares.accumulate;
-        let mut mean = match &self.comm {
-            Some(c) => c.ordered_mean(&sums[0], divisor),
-            None => {
-                let parts: Vec<&[f32]> = sums.iter().map(|v| v.as_slice()).collect();
-                shares::ordered_mean(&parts, divisor)
-            }
-        };
+        let (first, rest) = self.bufs.split_at_mut(1);
+        let mean = &mut first[0][0];
+        match &self.comm {
+            Some(c) => c.ordered_mean(mean, divisor),
+            None => shares::add_in_order(mean, rest.iter().map(|b| b[0].as_slice()), divisor),
+        }
         let times = mean.split_off(mean.len() - self.shares.ranks);
         self.busy = times.iter().map(|t| t * divisor as f32).collect();
         let stopped = mean.pop().expect("the stop flag") > 0.0;
         let loss = mean.pop().expect("the loss");
-        let norms = self.each(|e| e.apply(&mean, report))?;
+        let norms = each(&mut self.locals, |e| e.apply(mean, report))?;
         let grad_norm = norms[0].unwrap_or(f32::NAN);
         Ok((StepStats { loss, grad_norm }, stopped))
-    }
-
-    /// `f` on every local engine, one thread each where there are several.
-    fn each<T: Send>(
-        &mut self,
-        f: impl Fn(&mut Box<dyn Engine + Send>) -> Result<T> + Sync,
-    ) -> Result<Vec<T>> {
-        if self.locals.len() == 1 {
-            return Ok(vec![f(&mut self.locals[0])?]);
-        }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self.locals.iter_mut().map(|e| s.spawn(|| f(e))).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a device's thread panicked"))
-                .collect()
-        })
     }
 
     /// Compares every rank's parameters and optimizer state with rank 0's, and copies rank 0's
@@ -217,6 +198,23 @@ impl DataParallel {
     pub fn is_leader(&self) -> bool {
         self.comm.as_ref().is_none_or(|c| c.rank() == 0)
     }
+}
+
+/// `f` on every local engine, one thread each where there are several.
+fn each<T: Send>(
+    locals: &mut [Box<dyn Engine + Send>],
+    f: impl Fn(&mut Box<dyn Engine + Send>) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    if locals.len() == 1 {
+        return Ok(vec![f(&mut locals[0])?]);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = locals.iter_mut().map(|e| s.spawn(|| f(e))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a device's thread panicked"))
+            .collect()
+    })
 }
 
 /// FNV-1a over the bits of the parameters and the optimizer's moments and step.
@@ -262,7 +260,7 @@ impl Engine for DataParallel {
     }
 
     fn set_params(&mut self, params: &Params<f32>) -> Result<()> {
-        self.each(|e| e.set_params(params)).map(|_| ())
+        each(&mut self.locals, |e| e.set_params(params)).map(|_| ())
     }
 
     fn optimizer_state(&self) -> Result<OptimizerState> {
@@ -270,7 +268,7 @@ impl Engine for DataParallel {
     }
 
     fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
-        self.each(|e| e.set_optimizer_state(state)).map(|_| ())
+        each(&mut self.locals, |e| e.set_optimizer_state(state)).map(|_| ())
     }
 
     /// The whole run's carried state (every stream, in stream order) on rank 0; a rank's own
@@ -345,11 +343,11 @@ impl Engine for DataParallel {
 
     fn gradients(
         &mut self,
-        _inputs: &Inputs,
-        _targets: &Targets,
+        _chunk: (&Inputs, &Targets),
         _reset: bool,
         _share: crate::shares::Share,
-    ) -> Result<(f32, Vec<f32>)> {
+        _grads: &mut Vec<f32>,
+    ) -> Result<f32> {
         Err(Error::config(
             "a data-parallel run's gradients are its ranks'",
             "call gradients on one rank's engine",
@@ -357,7 +355,7 @@ impl Engine for DataParallel {
     }
 
     fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>> {
-        Ok(self.each(|e| e.apply(grads, report))?[0])
+        Ok(each(&mut self.locals, |e| e.apply(grads, report))?[0])
     }
 
     fn synchronize(&mut self) -> Result<Option<Agreement>> {

@@ -37,14 +37,15 @@ pub trait Engine {
     /// A short description of the device.
     fn device(&self) -> String;
     /// The forward and backward pass of one micro-batch (its carried state in `share.slot` of
-    /// the slots the engine carries) without an update: its loss and gradients, read back.
+    /// the slots the engine carries) without an update: its gradients, read back into `grads`
+    /// (resized to the parameters'), and its loss.
     fn gradients(
         &mut self,
-        inputs: &Inputs,
-        targets: &Targets,
+        chunk: (&Inputs, &Targets),
         reset: bool,
         share: Share,
-    ) -> Result<(f32, Vec<f32>)>;
+        grads: &mut Vec<f32>,
+    ) -> Result<f32>;
     /// Clipping and the update with given gradients; the gradient's norm when `report`.
     fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>>;
     /// Replaces the parameters.
@@ -100,12 +101,12 @@ impl Engine for GpuTrainer {
     }
     fn gradients(
         &mut self,
-        inputs: &Inputs,
-        targets: &Targets,
+        chunk: (&Inputs, &Targets),
         reset: bool,
         share: Share,
-    ) -> Result<(f32, Vec<f32>)> {
-        GpuTrainer::gradients(self, inputs, targets, reset, share)
+        grads: &mut Vec<f32>,
+    ) -> Result<f32> {
+        GpuTrainer::gradients(self, chunk, reset, share, grads)
     }
     fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>> {
         GpuTrainer::apply(self, grads, report)
@@ -292,11 +293,11 @@ impl Engine for CpuTrainer {
 
     fn gradients(
         &mut self,
-        inputs: &Inputs,
-        targets: &Targets,
+        (inputs, targets): (&Inputs, &Targets),
         reset: bool,
         share: Share,
-    ) -> Result<(f32, Vec<f32>)> {
+        grads: &mut Vec<f32>,
+    ) -> Result<f32> {
         let (config, b, k, slot) = (self.params.config, self.micro(), self.slots, share.slot);
         let mut carry = crate::shares::carry_of(&config, &self.carry, b, k, slot);
         if reset {
@@ -311,7 +312,8 @@ impl Engine for CpuTrainer {
         let out = cpu::step_with(&self.params, &batch, dropout.as_ref());
         let carry = [out.h_n, out.c_n].concat();
         crate::shares::set_carry_of(&config, &mut self.carry, &carry, b, k, slot);
-        Ok((out.loss, out.grads))
+        *grads = out.grads;
+        Ok(out.loss)
     }
 
     fn set_params(&mut self, params: &Params<f32>) -> Result<()> {

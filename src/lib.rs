@@ -105,6 +105,9 @@ pub mod bench;
 pub mod bench_cells;
 #[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
+pub mod bench_exchange;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
 pub mod metrics;
 #[doc(hidden)]
 pub mod plot;

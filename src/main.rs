@@ -373,6 +373,9 @@ fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
     if !args.cell.is_empty() {
         return run_bench_cells(args, &configs);
     }
+    if !args.exchange.is_empty() {
+        return run_bench_exchange(args);
+    }
     let mut results = Vec::new();
     for c in &configs {
         let gpu = Gpu::new(&args.adapter.choice())?;
@@ -407,6 +410,42 @@ fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
 }
 
 /// `bench --cell`: each cell's step against the Elman step, per configuration.
+/// `bench --exchange`: every rank times its exchange; rank 0 prints the table.
+fn run_bench_exchange(args: &BenchArgs) -> Result<bool> {
+    use unroll::bench_exchange::{bench_exchange, exchange_table};
+    let job = join_job()?;
+    let mut choice = args.adapter.choice();
+    if let Some(j) = &job
+        && !choice.names_one()
+    {
+        choice.local_rank = Some(j.local_rank());
+    }
+    let run = || -> Result<unroll::bench_exchange::ExchangeBench> {
+        let gpu = Gpu::new(&choice)?;
+        Ok(bench_exchange(
+            &gpu,
+            job.as_ref(),
+            &args.exchange,
+            (args.warmup, args.steps),
+        )?)
+    };
+    let rows = match (run(), &job) {
+        (Ok(rows), _) => rows,
+        (Err(e), None) => return Err(e),
+        (Err(e), Some(j)) => {
+            eprintln!("error on rank {} of {}: {e:#}", j.rank(), j.size());
+            j.abort(2)
+        }
+    };
+    if job.as_ref().is_none_or(|j| j.rank() == 0) {
+        print!("{}", exchange_table(&rows));
+    }
+    if let Some(j) = &job {
+        j.barrier();
+    }
+    Ok(true)
+}
+
 fn run_bench_cells(args: &BenchArgs, configs: &[unroll::bench::BenchConfig]) -> Result<bool> {
     use unroll::bench_cells::{bench_cells, cell_table};
     let cells: Vec<Cell> = args.cell.iter().map(|&c| c.cell(false)).collect();
@@ -454,11 +493,16 @@ fn explicit_flags(matches: &clap::ArgMatches, sub: &str) -> Vec<String> {
 /// command other than `train`, which alone runs as one job over several processes.
 fn launch_applies(command: &Command) -> Result<()> {
     let ranks = unroll::collective::check_launch()?;
-    if ranks > 1 && !matches!(command, Command::Train(_)) {
+    let spans = match command {
+        Command::Train(_) => true,
+        Command::Bench(b) => !b.exchange.is_empty(),
+        _ => false,
+    };
+    if ranks > 1 && !spans {
         anyhow::bail!(
             "this command was started as one of {ranks} processes (by mpirun or a similar \
-             launcher), and only `unroll train` runs as one job over several\n  hint: run it \
-             without mpirun"
+             launcher), and only `unroll train` and `unroll bench --exchange` run as one job \
+             over several\n  hint: run it without mpirun"
         );
     }
     Ok(())

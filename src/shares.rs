@@ -171,14 +171,19 @@ pub fn set_carry_of(
 /// `divisor`: the one reduction every data-parallel path uses.
 pub fn ordered_mean(parts: &[&[f32]], divisor: usize) -> Vec<f32> {
     let mut sum = parts[0].to_vec();
-    for p in &parts[1..] {
+    add_in_order(&mut sum, parts[1..].iter().copied(), divisor);
+    sum
+}
+
+/// [`ordered_mean`] into the first part: `sum = (…(sum + p_1) + …) + p_n−1`, then `sum /= divisor`.
+pub fn add_in_order<'a>(sum: &mut [f32], rest: impl Iterator<Item = &'a [f32]>, divisor: usize) {
+    for p in rest {
         for (s, v) in sum.iter_mut().zip(p.iter()) {
             *s += v;
         }
     }
     let d = divisor as f32;
     sum.iter_mut().for_each(|s| *s /= d);
-    sum
 }
 
 #[cfg(test)]

@@ -103,6 +103,33 @@ fn ranks_agree_and_repeat_bit_for_bit_under_any_algorithm() {
         assert_eq!(bytes(d, &a), bytes(d, &b), "np {np}: two runs differ");
         assert_eq!(bytes(d, &a), bytes(d, &c), "np {np}: two algorithms differ");
     }
+    // 3 ranks split the model's 3,758 gradients (and the loss) unevenly: the padded slices give
+    // the bits of the same reduction in one process.
+    let mut args = run_args("devices3", "24");
+    args.extend(["--devices", "0,0,0"]);
+    common::succeeds_in(d, &args);
+    assert_eq!(bytes(d, "a3"), bytes(d, "devices3"));
+}
+
+#[test]
+fn the_exchange_benchmark_runs_over_ranks_and_other_commands_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = ["bench", "--exchange", "1000,3001", "--steps", "3"];
+    let out = mpi_train(d, 2, &[], &args);
+    // Rank 0 alone prints: one table of two rows.
+    assert_eq!(out.matches("ranks; model").count(), 1, "{out}");
+    assert!(
+        out.contains("     1000      2") && out.contains("     3001      2"),
+        "{out}"
+    );
+    let out = mpirun(2, &[]).arg("info").current_dir(d).output().unwrap();
+    let all = common::text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("only `unroll train` and `unroll bench --exchange`"),
+        "{all}"
+    );
 }
 
 #[test]

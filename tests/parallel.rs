@@ -218,6 +218,24 @@ fn splits_that_do_not_apply_are_refused() {
     );
 }
 
+#[test]
+fn the_exchange_benchmark_times_one_rank_and_refuses_what_does_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = succeeds_in(d, &["bench", "--exchange", "1000,20000", "--steps", "3"]);
+    assert!(out.contains("1 ranks; model"), "{out}");
+    assert!(
+        out.contains("     1000      1") && out.contains("    20000      1"),
+        "{out}"
+    );
+    fails_in(d, &["bench", "--exchange", "0"], &["--exchange 0"]);
+    fails_in(
+        d,
+        &["bench", "--exchange", "1000", "--cell", "gru"],
+        &["--cell", "--exchange times"],
+    );
+}
+
 /// Without MPI in the build, a launch of several processes is refused, not N racing runs.
 #[cfg(not(feature = "mpi"))]
 #[test]

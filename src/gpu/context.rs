@@ -457,6 +457,39 @@ pub(crate) async fn map_read(
     bytes: u64,
     op: &str,
 ) -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    map_read_with(gpu, staging, bytes, op, |b| data = b.to_vec()).await?;
+    Ok(data)
+}
+
+/// [`map_read`] into `out` as f32, reusing its allocation (a fresh one of a large model's
+/// gradients costs page faults on every step).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn map_read_f32_into(
+    gpu: &Gpu,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    op: &str,
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let fill = |b: &[u8]| {
+        out.clear();
+        match bytemuck::try_cast_slice::<u8, f32>(b) {
+            Ok(v) => out.extend_from_slice(v),
+            Err(_) => out.extend(b.chunks_exact(4).map(bytemuck::pod_read_unaligned::<f32>)),
+        }
+    };
+    pollster::block_on(map_read_with(gpu, staging, bytes, op, fill))
+}
+
+/// Maps `staging`'s first `bytes` bytes, hands them to `f`, unmaps.
+async fn map_read_with(
+    gpu: &Gpu,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    op: &str,
+    f: impl FnOnce(&[u8]),
+) -> Result<()> {
     let slice = staging.slice(..bytes);
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -473,18 +506,18 @@ pub(crate) async fn map_read(
             });
         }
     }
-    let data = {
+    {
         let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
             op: op.into(),
             message: e.to_string(),
         })?;
-        view.to_vec()
-    };
+        f(&view);
+    }
     staging.unmap();
     gpu.meter
         .bytes_read_back
-        .fetch_add(data.len() as u64, Ordering::Relaxed);
-    Ok(data)
+        .fetch_add(bytes, Ordering::Relaxed);
+    Ok(())
 }
 
 /// `unroll info`: every adapter found, the one that would be picked, and its relevant limits.

@@ -8,6 +8,8 @@
 
 use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::context::map_read_f32_into;
 use crate::gpu::context::{Gpu, map_read};
 use crate::gpu::kernels::Kernels;
 use crate::gpu::model_step::{ModelStep, StepOptions};
@@ -280,17 +282,17 @@ impl GpuTrainer {
     }
 
     /// The forward and backward pass of one micro-batch from its carried state (slot
-    /// `share.slot`; zero when `reset`), without an update: waits for and returns its loss and
-    /// gradients. A data-parallel step sums these over its shares before
+    /// `share.slot`; zero when `reset`), without an update: waits for its gradients, reads them
+    /// into `grads` and returns its loss. A data-parallel step sums these over its shares before
     /// [`GpuTrainer::apply_gradients`].
     #[cfg(not(target_arch = "wasm32"))]
     pub fn gradients(
         &mut self,
-        inputs: &Inputs,
-        targets: &Targets,
+        (inputs, targets): (&Inputs, &Targets),
         reset: bool,
         share: crate::shares::Share,
-    ) -> Result<(f32, Vec<f32>)> {
+        grads: &mut Vec<f32>,
+    ) -> Result<f32> {
         let slot = share.slot;
         let n = self.train.config().num_params();
         if self.grads_staging.is_none() {
@@ -330,14 +332,8 @@ impl GpuTrainer {
         encoder.copy_buffer_to_buffer(self.train.stats(), 0, staging, bytes, 4);
         self.gpu.submit(encoder);
         let op = "reading the gradients back";
-        let mut data: Vec<f32> = bytemuck::pod_collect_to_vec(&pollster::block_on(map_read(
-            &self.gpu,
-            staging,
-            bytes + 4,
-            op,
-        ))?);
-        let loss = data.pop().expect("the loss follows the gradients");
-        Ok((loss, data))
+        map_read_f32_into(&self.gpu, staging, bytes + 4, op, grads)?;
+        Ok(grads.pop().expect("the loss follows the gradients"))
     }
 
     /// (byte offset, bytes) of micro-batch `slot`'s blocks in the carry.
