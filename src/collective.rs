@@ -1,5 +1,5 @@
 //! The ranks of a data-parallel job across processes, and what they exchange: a reduction in a
-//! fixed order, a gather to rank 0, a broadcast from it. [`Mpi`] carries them over MPI (the
+//! fixed order, a gather to rank 0, a broadcast from it. `Mpi` carries them over MPI (the
 //! `mpi` build feature); [`launched_ranks`] tells, without MPI, whether a launcher started this
 //! process as one of several.
 //!
@@ -46,6 +46,8 @@ pub trait Collective {
     fn broadcast(&self, values: &mut [f32]);
     /// Every rank's `word`, in rank order, on every rank.
     fn all_words(&self, word: u64) -> Vec<u64>;
+    /// Every rank's `bytes` (of any length), in rank order, on rank 0; `None` elsewhere.
+    fn gather_bytes(&self, bytes: &[u8]) -> Option<Vec<Vec<u8>>>;
     /// Waits until every rank has come here.
     fn barrier(&self);
     /// Ends every process of the job with `code` (after this rank's error was printed).
@@ -168,6 +170,39 @@ mod mpi_ranks {
             let mut all = vec![0u64; self.size()];
             self.world.all_gather_into(&word, &mut all[..]);
             all
+        }
+
+        fn gather_bytes(&self, bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+            let lens = self.all_words(bytes.len() as u64);
+            let root = self.world.process_at_rank(0);
+            if self.rank() != 0 {
+                root.gather_varcount_into(bytes);
+                return None;
+            }
+            let counts: Vec<mpi::Count> = lens.iter().map(|&l| l as mpi::Count).collect();
+            let displs: Vec<mpi::Count> = counts
+                .iter()
+                .scan(0, |at, &c| {
+                    let start = *at;
+                    *at += c;
+                    Some(start)
+                })
+                .collect();
+            let mut all = vec![0u8; lens.iter().sum::<u64>() as usize];
+            {
+                let mut parts = mpi::datatype::PartitionMut::new(&mut all[..], counts, &displs[..]);
+                root.gather_varcount_into_root(bytes, &mut parts);
+            }
+            let mut at = 0;
+            Some(
+                lens.iter()
+                    .map(|&l| {
+                        let part = all[at..at + l as usize].to_vec();
+                        at += l as usize;
+                        part
+                    })
+                    .collect(),
+            )
         }
 
         fn barrier(&self) {

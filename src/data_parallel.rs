@@ -9,6 +9,29 @@
 //! update's square roots and divisions apart, so [`DataParallel::synchronize`] (every checkpoint,
 //! and the run's end) compares every rank's parameters and optimizer state with rank 0's and,
 //! where one differs, copies rank 0's to every rank.
+//!
+//! ```
+//! use unroll::data_parallel::DataParallel;
+//! use unroll::engine::{CpuTrainer, Engine};
+//! use unroll::optim::OptimizerConfig;
+//! use unroll::shares::Shares;
+//! use unroll::{Batch, ModelConfig, Params};
+//!
+//! let config = ModelConfig::tokens(5, 8);
+//! let params = Params::init(config, 1);
+//! // B = 4 streams on two ranks of one micro-batch each: 2 streams per engine.
+//! let rank = || -> unroll::Result<Box<dyn Engine + Send>> {
+//!     Ok(Box::new(CpuTrainer::new(params.clone(), 2, 6, OptimizerConfig::default())?))
+//! };
+//! let mut split = DataParallel::new(config, Shares::new(4, 2, 1)?, vec![rank()?, rank()?], None)?;
+//! let mut whole = CpuTrainer::new(params.clone(), 4, 6, OptimizerConfig::default())?;
+//! let batch = Batch::random(&config, 4, 6, false, 3);
+//! let a = split.train_step(&batch.inputs, &batch.targets, true, true)?.unwrap();
+//! let b = whole.train_step(&batch.inputs, &batch.targets, true, true)?.unwrap();
+//! assert!((a.loss - b.loss).abs() <= 1e-6 * b.loss);
+//! assert_eq!(split.synchronize()?.differed, 0);
+//! # Ok::<(), unroll::Error>(())
+//! ```
 
 use crate::collective::Job;
 use crate::engine::Engine;
@@ -16,6 +39,7 @@ use crate::error::{Error, Result};
 use crate::gpu::StepStats;
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::OptimizerState;
+pub use crate::shares::Agreement;
 use crate::shares::{self, Shares};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,15 +59,8 @@ pub struct DataParallel {
     /// Per local rank: its sum of a step's gradients (then the mean), and one micro-batch's;
     /// kept from step to step.
     bufs: Vec<[Vec<f32>; 2]>,
-}
-
-/// What [`DataParallel::synchronize`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Agreement {
-    /// N, the ranks compared.
-    pub ranks: usize,
-    /// Ranks whose parameters or optimizer state differed from rank 0's (and now equal them).
-    pub differed: usize,
+    /// Every rank's device, in words (on rank 0; a rank's own elsewhere).
+    devices: Vec<String>,
 }
 
 impl DataParallel {
@@ -71,7 +88,17 @@ impl DataParallel {
             ));
         }
         let locals_len = locals.len();
+        let mut devices: Vec<String> = locals.iter().map(|e| e.device()).collect();
+        if let Some(c) = &comm
+            && let Some(all) = c.gather_bytes(devices[0].as_bytes())
+        {
+            devices = all
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect();
+        }
         Ok(Self {
+            devices,
             config,
             shares,
             locals,
@@ -132,8 +159,7 @@ impl DataParallel {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("a device's thread panicked"))
-                .collect()
+                .try_for_each(|h| h.join().expect("a device's thread panicked"))
         })
     }
 
@@ -331,12 +357,15 @@ impl Engine for DataParallel {
                 self.shares.micro()
             ),
         };
-        let first = self.comm.as_ref().map_or(0, |c| c.rank());
+        let first = match self.devices.len() {
+            1 => self.comm.as_ref().map_or(0, |c| c.rank()),
+            _ => 0,
+        };
         let each: Vec<String> = self
-            .locals
+            .devices
             .iter()
             .enumerate()
-            .map(|(i, e)| format!("rank {}: {}", first + i, e.device()))
+            .map(|(i, d)| format!("rank {}: {d}", first + i))
             .collect();
         format!("{how}{micro} ({})", each.join("; "))
     }
@@ -376,5 +405,56 @@ impl Engine for DataParallel {
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))?;
         Some(format!("slowest rank {rank}: {:.1} ms busy", secs * 1e3))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::CpuTrainer;
+    use crate::model::Batch;
+    use crate::optim::OptimizerConfig;
+
+    fn ranks(params: &Params<f32>, n: usize) -> Vec<Box<dyn Engine + Send>> {
+        (0..n)
+            .map(|_| {
+                let e = CpuTrainer::new(params.clone(), 2, 5, OptimizerConfig::default());
+                Box::new(e.unwrap()) as Box<dyn Engine + Send>
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rank_that_drifted_gets_rank_0s_parameters() {
+        let config = ModelConfig::tokens(4, 6);
+        let params = Params::init(config, 2);
+        let shares = Shares::new(6, 3, 1).unwrap();
+        let mut dp = DataParallel::new(config, shares, ranks(&params, 3), None).unwrap();
+        let batch = Batch::random(&config, 6, 5, false, 1);
+        dp.train_step(&batch.inputs, &batch.targets, true, false)
+            .unwrap();
+        // Rank 2's adapter rounded one update apart.
+        let mut drifted = dp.locals[2].params().unwrap();
+        drifted.data[7] = f32::from_bits(drifted.data[7].to_bits() ^ 1);
+        dp.locals[2].set_params(&drifted).unwrap();
+        assert_eq!(dp.synchronize().unwrap().differed, 1);
+        let rank0 = dp.locals[0].params().unwrap();
+        assert_eq!(dp.locals[2].params().unwrap(), rank0);
+        assert_eq!(dp.synchronize().unwrap().differed, 0);
+    }
+
+    #[test]
+    fn the_carried_state_is_every_stream_in_order() {
+        let config = ModelConfig::tokens(4, 3).with_cell(crate::cell::Cell::Lstm, 2);
+        let params = Params::init(config, 2);
+        let shares = Shares::new(6, 3, 1).unwrap();
+        let mut dp = DataParallel::new(config, shares, ranks(&params, 3), None).unwrap();
+        let all: Vec<f32> = (0..config.carry_len(6)).map(|i| i as f32).collect();
+        dp.set_hidden(&all).unwrap();
+        assert_eq!(dp.hidden().unwrap(), all);
+        // Rank 1 holds streams 2 and 3 of every layer's h and c.
+        let mine = dp.locals[1].hidden().unwrap();
+        assert_eq!(mine[..6], all[6..12]);
+        assert!(dp.set_hidden(&all[1..]).is_err());
     }
 }

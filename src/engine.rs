@@ -52,7 +52,7 @@ pub trait Engine {
     fn set_params(&mut self, params: &Params<f32>) -> Result<()>;
     /// Where the model lives on several ranks: makes every rank's parameters and optimizer
     /// state rank 0's, and says how many differed. Every rank calls it at the same step.
-    fn synchronize(&mut self) -> Result<Option<crate::data_parallel::Agreement>> {
+    fn synchronize(&mut self) -> Result<Option<crate::shares::Agreement>> {
         Ok(None)
     }
     /// Whether this process writes the run's files and prints: rank 0 of a job over MPI.

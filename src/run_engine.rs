@@ -137,6 +137,15 @@ fn build_parallel(
     params: &dyn Fn() -> Params<f32>,
 ) -> Result<DataParallel> {
     let (micro, k) = (shares.micro(), shares.accumulate);
+    // Each local rank's two gradient buffers and, over MPI, the reduction's three (each P values
+    // and the step's trailer), held beside the engines.
+    let values = (config.num_params() + shares.ranks + 2) as u64;
+    let buffers = 2 * opts.devices.len().max(1) as u64 + 3 * opts.job.is_some() as u64;
+    footprint::check_bytes(
+        "the data-parallel exchange's buffers",
+        buffers * values * 4,
+        "lower the model's sizes, or train on fewer devices in this process",
+    )?;
     let choices: Vec<(AdapterChoice, usize)> = match (&opts.job, opts.devices.as_slice()) {
         (Some(job), _) => vec![(rank_adapter(&opts.adapter, job.local_rank()), job.rank())],
         (None, []) => vec![(opts.adapter.clone(), 0)],

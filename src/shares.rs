@@ -43,9 +43,17 @@ impl Shares {
                 (n, k) => format!("{n} ranks of {k} micro-batches"),
             };
             let near = (batch / parts.max(1)).max(1) * parts.max(1);
+            let divisors: Vec<String> = (1..=batch.min(1 << 16))
+                .filter(|d| batch.is_multiple_of(*d))
+                .map(|d| d.to_string())
+                .collect();
             return Err(Error::config(
                 format!("a batch of {batch} streams does not divide into {what}"),
-                format!("use a batch size that is a multiple of {parts}, e.g. --batch {near}"),
+                format!(
+                    "use a batch size that is a multiple of {parts}, e.g. --batch {near}; or ranks \
+                     and micro-batches whose product divides {batch} ({})",
+                    divisors.join(", ")
+                ),
             ));
         }
         Ok(Self {
@@ -95,6 +103,16 @@ impl Shares {
             first_stream: self.streams(rank, j).start,
         }
     }
+}
+
+/// What the comparison of a data-parallel run's ranks found
+/// (`crate::data_parallel::DataParallel::synchronize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Agreement {
+    /// N, the ranks compared.
+    pub ranks: usize,
+    /// Ranks whose parameters or optimizer state differed from rank 0's (and now equal them).
+    pub differed: usize,
 }
 
 /// The streams `range` of a time-major chunk of `batch` streams: inputs (T, B) or (T, B, I),

@@ -144,7 +144,7 @@ struct Run {
     metrics: Option<Metrics>,
     bar: indicatif::ProgressBar,
     /// What the last comparison of the ranks' parameters found, in a data-parallel run.
-    agreement: Option<crate::data_parallel::Agreement>,
+    agreement: Option<crate::shares::Agreement>,
     /// Steps taken (the run's, resumed ones included).
     step: u64,
     start_step: u64,
@@ -459,7 +459,7 @@ impl Run {
 }
 
 /// What the comparison of the ranks' parameters found, in words.
-fn agreement(a: crate::data_parallel::Agreement) -> String {
+fn agreement(a: crate::shares::Agreement) -> String {
     match a.differed {
         0 => format!(
             "ranks agree: the parameters and optimizer state of all {} ranks are equal, bit for bit",

@@ -236,6 +236,98 @@ fn a_killed_rank_ends_the_job_and_leaves_the_last_checkpoint_whole() {
     assert!(ck.info.step >= 2 && ck.info.step.is_multiple_of(2));
 }
 
+/// Two different adapters, lavapipe (Vulkan) on rank 0 and llvmpipe (GL) on rank 1, each by
+/// its own flags (mpirun's `:` gives each rank its command line): the same bytes as the same two
+/// adapters as devices of one process, and every rank's parameters rank 0's at the end.
+#[test]
+fn lavapipe_beside_llvmpipe_matches_the_same_pair_in_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = run_args("pair", "24");
+    let mut c = Command::new("mpirun");
+    c.args(["--allow-run-as-root", "--oversubscribe", "-np", "1"]);
+    c.arg(env!("CARGO_BIN_EXE_unroll"))
+        .args(&run)
+        .args(["--backend", "vulkan"]);
+    c.args([":", "-np", "1", env!("CARGO_BIN_EXE_unroll")]);
+    c.args(&run).args(["--backend", "gl"]);
+    let out = c.current_dir(d).output().unwrap();
+    let all = common::text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("(GL, software adapter)") && all.contains("rank 1: GPU"),
+        "{all}"
+    );
+    assert!(
+        all.contains("ranks agree") || all.contains("rank 0's were copied"),
+        "{all}"
+    );
+    let mut local = run_args("local", "24");
+    local.extend(["--backend", "vulkan,gl", "--devices", "0,1"]);
+    let out = common::succeeds_in(d, &local);
+    assert!(out.contains("(GL, software adapter)"), "{out}");
+    assert_eq!(bytes(d, "pair"), bytes(d, "local"));
+}
+
+/// A rank that fails (here: no adapter of the name it was given) ends the job with its error.
+#[test]
+fn a_failing_rank_ends_the_job_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = run_args("failed", "24");
+    let mut c = Command::new("mpirun");
+    c.args(["--allow-run-as-root", "--oversubscribe", "-np", "1"]);
+    c.arg(env!("CARGO_BIN_EXE_unroll")).args(&run);
+    c.args([":", "-np", "1", env!("CARGO_BIN_EXE_unroll")]);
+    c.args(&run).args(["--adapter", "no-such-adapter"]);
+    let started = Instant::now();
+    let out = c.current_dir(d).output().unwrap();
+    let all = common::text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("error on rank 1 of 2") && all.contains("no-such-adapter"),
+        "{all}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "{all}");
+    assert!(!d.join("failed").join("model.safetensors").exists());
+}
+
+/// Ctrl-C on mpirun reaches every rank; they stop at one step, checkpoint it and say so.
+#[test]
+fn an_interrupted_job_stops_every_rank_at_one_step_and_checkpoints_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut args = run_args("stopped", "1000000");
+    args[12] = "2"; // --checkpoint-every 2
+    let job = mpirun(2, &[])
+        .args(&args)
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let checkpoint = d.join("stopped").join("model.safetensors");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !checkpoint.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint in 300 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: a plain kill(2) of this test's child.
+    assert_eq!(unsafe { libc::kill(job.id() as i32, libc::SIGINT) }, 0);
+    let out = job.wait_with_output().unwrap();
+    let all = common::text(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let step: u64 = stdout
+        .split("interrupted at step ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no interrupted step:\n{all}"));
+    let ck = Checkpoint::load(&checkpoint).unwrap();
+    assert_eq!(ck.info.step, step, "{all}");
+    assert!(stdout.contains("ranks agree"), "{all}");
+}
+
 /// The process of rank `r` of the job running in `dir`, from the variables Open MPI gives each
 /// rank.
 fn rank_pid(dir: &Path, r: usize) -> Option<i32> {

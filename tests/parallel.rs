@@ -109,6 +109,42 @@ fn dropout_draws_the_masks_of_one_batch_in_any_split() {
     }
 }
 
+/// A series model (dense inputs and targets, (T, B, I) and (T, B, O)) splits its streams alike.
+#[test]
+fn a_series_model_splits_as_a_text_model_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let series = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--task",
+            "series",
+            "--iters",
+            "20",
+            "--batch",
+            "8",
+            "--hidden",
+            "24",
+            "--seq-len",
+            "12",
+            "--eval-every",
+            "10",
+            "--quiet",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        succeeds_in(d, &args);
+    };
+    series("whole", &[]);
+    series("acc2", &["--accumulate", "2"]);
+    series("dev2", &["--devices", "0,0"]);
+    assert_eq!(bytes(d, "acc2"), bytes(d, "dev2"));
+    let rel = max_rel(&params(d, "whole"), &params(d, "acc2"));
+    eprintln!("series, acc2 against one batch: {rel:.3e}");
+    assert!(rel <= SPLIT_BOUND, "{rel:e}");
+}
+
 #[test]
 fn an_accumulated_run_repeats_bit_for_bit_on_the_cpu_too() {
     let dir = tempfile::tempdir().unwrap();

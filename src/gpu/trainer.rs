@@ -58,6 +58,7 @@ pub struct GpuTrainer {
     /// K, the micro-batches whose state the trainer carries (1 but in data-parallel runs).
     slots: usize,
     /// Where a data-parallel step reads its gradients and loss back.   (P + 1)
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     grads_staging: Option<wgpu::Buffer>,
     /// The evaluation's carried state.   (L, B_eval, H) each
     eval_carry: Option<wgpu::Buffer>,
@@ -337,6 +338,7 @@ impl GpuTrainer {
     }
 
     /// (byte offset, bytes) of micro-batch `slot`'s blocks in the carry.
+    #[cfg(not(target_arch = "wasm32"))]
     fn slot_blocks(&self, slot: usize) -> Vec<(u64, u64)> {
         let config = self.train.config();
         crate::shares::carry_ranges(&config, self.train.shape().0, self.slots, slot)
@@ -347,6 +349,7 @@ impl GpuTrainer {
 
     /// Copies micro-batch `slot`'s carried state into the step's initial states (`load`), or the
     /// step's final states into it.
+    #[cfg(not(target_arch = "wasm32"))]
     fn copy_carry(&self, encoder: &mut wgpu::CommandEncoder, slot: usize, load: bool) {
         let blocks = self.slot_blocks(slot);
         for (b, (offset, bytes)) in self.train.carried().iter().zip(blocks) {
