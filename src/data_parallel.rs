@@ -219,11 +219,6 @@ impl DataParallel {
             differed,
         })
     }
-
-    /// Whether this process writes the run's files and prints (rank 0's, over MPI).
-    pub fn is_leader(&self) -> bool {
-        self.comm.as_ref().is_none_or(|c| c.rank() == 0)
-    }
 }
 
 /// `f` on every local engine, one thread each where there are several.
@@ -392,10 +387,6 @@ impl Engine for DataParallel {
             1 => Ok(None),
             _ => DataParallel::synchronize(self).map(Some),
         }
-    }
-
-    fn is_leader(&self) -> bool {
-        DataParallel::is_leader(self)
     }
 
     fn progress_note(&self) -> Option<String> {

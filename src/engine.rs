@@ -55,10 +55,6 @@ pub trait Engine {
     fn synchronize(&mut self) -> Result<Option<crate::shares::Agreement>> {
         Ok(None)
     }
-    /// Whether this process writes the run's files and prints: rank 0 of a job over MPI.
-    fn is_leader(&self) -> bool {
-        true
-    }
     /// What the progress line adds about the last step: the slowest rank's share of a
     /// data-parallel step (its forward, backward and read-back; the rest is waiting and the
     /// exchange).

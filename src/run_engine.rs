@@ -54,7 +54,17 @@ pub(crate) fn build_engine(
     };
     let shares = Shares::new(batch, ranks, opts.accumulate.max(1))?;
     let mut engine: Box<dyn Engine> = if shares.is_whole() {
-        build_one(cfg, opts, config, (batch, steps, val_b), &params)?
+        let one = match opts.devices.as_slice() {
+            [i] => &RunOptions {
+                adapter: AdapterChoice {
+                    index: Some(*i),
+                    ..opts.adapter.clone()
+                },
+                ..opts.clone()
+            },
+            _ => opts,
+        };
+        build_one(cfg, one, config, (batch, steps, val_b), &params)?
     } else {
         Box::new(build_parallel(
             cfg,

@@ -103,6 +103,20 @@ fn ranks_agree_and_repeat_bit_for_bit_under_any_algorithm() {
         assert_eq!(bytes(d, &a), bytes(d, &b), "np {np}: two runs differ");
         assert_eq!(bytes(d, &a), bytes(d, &c), "np {np}: two algorithms differ");
     }
+    // The collectives the reduction does use, under other algorithms of their own.
+    let moves = [
+        "--mca",
+        "coll_tuned_use_dynamic_rules",
+        "1",
+        "--mca",
+        "coll_tuned_alltoall_algorithm",
+        "2",
+        "--mca",
+        "coll_tuned_allgather_algorithm",
+        "3",
+    ];
+    mpi_train(d, 3, &moves, &run_args("moves3", "24"));
+    assert_eq!(bytes(d, "a3"), bytes(d, "moves3"));
     // 3 ranks split the model's 3,758 gradients (and the loss) unevenly: the padded slices give
     // the bits of the same reduction in one process.
     let mut args = run_args("devices3", "24");
