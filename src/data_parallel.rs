@@ -52,8 +52,10 @@ pub struct DataParallel {
     locals: Vec<Box<dyn Engine + Send>>,
     /// The other processes of an MPI job.
     comm: Option<Job>,
-    /// Set by a signal on this rank; every rank sets it at the step any rank's was seen.
+    /// Set by a signal on this rank; read before each step's exchange.
     interrupt: Option<Arc<AtomicUsize>>,
+    /// Whether a rank's signal was seen in the last step's exchange: the ranks' one decision.
+    stopped: bool,
     /// Each rank's seconds of forward, backward and read-back in the last step.
     busy: Vec<f32>,
     /// Per local rank: its sum of a step's gradients (then the mean), and one micro-batch's;
@@ -104,13 +106,16 @@ impl DataParallel {
             locals,
             comm,
             interrupt: None,
+            stopped: false,
             busy: Vec::new(),
             bufs: vec![Default::default(); locals_len],
         })
     }
 
-    /// Stops every rank at the step where any rank's `flag` (set by Ctrl-C or SIGTERM) was seen:
-    /// the flag travels with the gradients, and each rank sets its own when any was set.
+    /// Stops every rank after the step whose exchange carried any rank's `flag` (set by Ctrl-C
+    /// or SIGTERM): the flag travels with the gradients, and every rank decides on the sum
+    /// ([`Engine::stops_after_step`]), never on its own flag, which a signal may set between
+    /// one rank's exchange and another's.
     pub fn with_interrupt(self, interrupt: Option<Arc<AtomicUsize>>) -> Self {
         Self { interrupt, ..self }
     }
@@ -263,12 +268,9 @@ impl Engine for DataParallel {
         reset: bool,
         report: bool,
     ) -> Result<Option<StepStats>> {
-        let flag = self.interrupt.clone();
-        let stop = flag.as_ref().is_some_and(|f| f.load(Ordering::SeqCst) > 0);
+        let stop = (self.interrupt.as_ref()).is_some_and(|f| f.load(Ordering::SeqCst) > 0);
         let (stats, stopped) = self.step((inputs, targets), reset, report, stop)?;
-        if let (true, Some(f)) = (stopped && !stop, flag) {
-            f.store(1, Ordering::SeqCst);
-        }
+        self.stopped = stopped;
         Ok(Some(stats))
     }
 
@@ -319,16 +321,7 @@ impl Engine for DataParallel {
     /// Takes each rank's streams out of the whole run's carried state.
     fn set_hidden(&mut self, h: &[f32]) -> Result<()> {
         let (config, per_rank, n) = (self.config, self.shares.per_rank(), self.shares.ranks);
-        if h.len() != config.carry_len(self.shares.batch) {
-            return Err(Error::config(
-                format!(
-                    "a carried state of {} values for this model and batch ({})",
-                    h.len(),
-                    config.carry_len(self.shares.batch)
-                ),
-                "resume with the batch size the checkpoint was trained with",
-            ));
-        }
+        shares::check_carry_len(h.len(), config.carry_len(self.shares.batch))?;
         let ranks: Vec<usize> = (0..self.locals.len()).map(|i| self.rank_of(i)).collect();
         for (e, r) in self.locals.iter_mut().zip(ranks) {
             e.set_hidden(&shares::carry_of(&config, h, per_rank, n, r))?;
@@ -387,6 +380,10 @@ impl Engine for DataParallel {
             1 => Ok(None),
             _ => DataParallel::synchronize(self).map(Some),
         }
+    }
+
+    fn stops_after_step(&self, _signalled: bool) -> bool {
+        self.stopped
     }
 
     fn progress_note(&self) -> Option<String> {

@@ -55,6 +55,12 @@ pub trait Engine {
     fn synchronize(&mut self) -> Result<Option<crate::shares::Agreement>> {
         Ok(None)
     }
+    /// Whether the run stops after the step just taken, given whether this process was signalled.
+    /// Ranks of a data-parallel run answer what they agreed in the step's exchange, so that
+    /// every rank stops after the same step whenever the signal reached each.
+    fn stops_after_step(&self, signalled: bool) -> bool {
+        signalled
+    }
     /// What the progress line adds about the last step: the slowest rank's share of a
     /// data-parallel step (its forward, backward and read-back; the rest is waiting and the
     /// exchange).
@@ -269,16 +275,7 @@ impl Engine for CpuTrainer {
     }
 
     fn set_hidden(&mut self, h: &[f32]) -> Result<()> {
-        if h.len() != self.carry.len() {
-            return Err(crate::Error::config(
-                format!(
-                    "a carried state of {} values for this model and batch ({})",
-                    h.len(),
-                    self.carry.len()
-                ),
-                "resume with the batch size the checkpoint was trained with",
-            ));
-        }
+        crate::shares::check_carry_len(h.len(), self.carry.len())?;
         self.carry.copy_from_slice(h);
         Ok(())
     }

@@ -180,17 +180,25 @@ fn run_train(args: &TrainArgs, given: &Given<'_>) -> Result<bool> {
              adapter of its place on its machine), or run without mpirun"
         );
     }
-    let Some(job) = job else {
-        return train_here(args, given, None);
+    let stopped = match job {
+        None => train_here(args, given, None)?,
+        // A rank that fails ends the whole job: the others would wait for it in the next exchange.
+        Some(job) => match train_here(args, given, Some(job.clone())) {
+            Ok(stopped) => {
+                // MPI is finalised (its last handle dropped) before the process exits.
+                drop(job);
+                stopped
+            }
+            Err(e) => {
+                eprintln!("error on rank {} of {}: {e:#}", job.rank(), job.size());
+                job.abort(2)
+            }
+        },
     };
-    // A rank that fails ends the whole job: the others would wait for it in the next exchange.
-    match train_here(args, given, Some(job.clone())) {
-        Ok(done) => Ok(done),
-        Err(e) => {
-            eprintln!("error on rank {} of {}: {e:#}", job.rank(), job.size());
-            job.abort(2)
-        }
+    if let Some(code) = stopped {
+        std::process::exit(code);
     }
+    Ok(true)
 }
 
 /// The MPI job this process is a rank of, where a launcher started several.
@@ -209,11 +217,13 @@ fn join_job() -> Result<Option<unroll::collective::Job>> {
     Ok(None)
 }
 
+/// Trains in this process (a job's rank, or the whole run); returns the exit status of a run
+/// that an interrupt stopped.
 fn train_here(
     args: &TrainArgs,
     given: &Given<'_>,
     job: Option<unroll::collective::Job>,
-) -> Result<bool> {
+) -> Result<Option<i32>> {
     let resume = resume(args, given);
     let cfg = args.config();
     let (interrupt, signal) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -243,10 +253,15 @@ fn train_here(
         job.barrier();
     }
     if s.interrupted {
-        // As a shell reports a process that a signal ended: 128 + the signal's number.
-        std::process::exit(128 + signal.load(Ordering::SeqCst) as i32);
+        // As a shell reports a process that a signal ended: 128 + the signal's number (SIGINT's
+        // for a rank that another rank's signal stopped).
+        let signal = match signal.load(Ordering::SeqCst) {
+            0 => 2,
+            s => s as i32,
+        };
+        return Ok(Some(128 + signal));
     }
-    Ok(true)
+    Ok(None)
 }
 
 /// The closing lines of a run: where it ended, its files, its sample and how the sample scores.

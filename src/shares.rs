@@ -160,6 +160,18 @@ pub fn carry_ranges(config: &ModelConfig, b: usize, k: usize, j: usize) -> Vec<R
         .collect()
 }
 
+/// Refuses a carried state of `got` values where the model and batch carry `want`: the one rule
+/// of every engine's `set_hidden`.
+pub fn check_carry_len(got: usize, want: usize) -> Result<()> {
+    if got == want {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!("a carried state of {got} values for this model and batch ({want})"),
+        "resume with the batch size the checkpoint was trained with",
+    ))
+}
+
 /// Share j's carried state, out of the state of k shares.
 pub fn carry_of(config: &ModelConfig, all: &[f32], b: usize, k: usize, j: usize) -> Vec<f32> {
     carry_ranges(config, b, k, j)

@@ -117,11 +117,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let mut interrupted = false;
     while run.step < run.cfg.iters {
         run.train_step()?;
-        if opts
+        let signalled = opts
             .interrupt
             .as_ref()
-            .is_some_and(|f| f.load(Ordering::SeqCst) > 0)
-        {
+            .is_some_and(|f| f.load(Ordering::SeqCst) > 0);
+        if run.engine.stops_after_step(signalled) {
             interrupted = true;
             break;
         }

@@ -12,28 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use unroll::checkpoint::Checkpoint;
 
-/// The flags of a short run on B = 12 streams (divisible by 1, 2, 3 and 4 ranks) into `out`.
+/// A short run on B = 12 streams (divisible by 1, 2, 3 and 4 ranks) into `out`.
 fn run_args<'a>(out: &'a str, iters: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--iters",
-        iters,
-        "--batch",
-        "12",
-        "--hidden",
-        "48",
-        "--seq-len",
-        "16",
-        "--eval-every",
-        "12",
-        "--checkpoint-every",
-        "12",
-        "--sample-len",
-        "0",
-        "--quiet",
-        "--out",
-        out,
-    ]
+    common::short_run(out, iters, "12")
 }
 
 /// `mpirun -np N` (as root, more ranks than cores allowed) with `mca` options, of the binary.
@@ -212,39 +193,15 @@ fn an_mpi_run_resumes_with_the_same_and_another_number_of_ranks() {
 fn a_killed_rank_ends_the_job_and_leaves_the_last_checkpoint_whole() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().canonicalize().unwrap();
-    let mut args = run_args("killed", "1000000");
-    args[12] = "2"; // --checkpoint-every 2
-    let mut job = mpirun(2, &[])
-        .args(&args)
-        .current_dir(d)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let checkpoint = d.join("killed").join("model.safetensors");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !checkpoint.exists() {
-        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
-        assert!(Instant::now() < deadline, "no checkpoint in 300 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (job, checkpoint) = long_job(d, "killed", &[]);
     let rank1 = rank_pid(d, 1).expect("rank 1's process");
     // SAFETY: a plain kill(2) of a child process of this test.
     assert_eq!(unsafe { libc::kill(rank1, libc::SIGKILL) }, 0);
     let killed = Instant::now();
-    let status = loop {
-        if let Some(s) = job.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "the job still runs 30 s after a rank was killed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = job.wait_with_output().unwrap();
+    let out = wait_bounded(job, d, Duration::from_secs(30));
+    assert!(killed.elapsed() < Duration::from_secs(30));
     let all = common::text(&out);
-    assert!(!status.success(), "{all}");
+    assert!(!out.status.success(), "{all}");
     assert!(all.contains("rank 1"), "the error names no rank:\n{all}");
     let ck = Checkpoint::load(&checkpoint).expect("the last checkpoint is whole");
     assert!(ck.info.step >= 2 && ck.info.step.is_multiple_of(2));
@@ -306,29 +263,18 @@ fn a_failing_rank_ends_the_job_with_its_error() {
     assert!(!d.join("failed").join("model.safetensors").exists());
 }
 
-/// Ctrl-C on mpirun reaches every rank; they stop at one step, checkpoint it and say so.
+/// A signal on one rank (Ctrl-C reaches each rank through its launcher, at its own moment)
+/// travels with the next step's gradients: every rank stops at one step, rank 0 checkpoints it,
+/// and the job ends without mpirun having to kill anyone.
 #[test]
-fn an_interrupted_job_stops_every_rank_at_one_step_and_checkpoints_it() {
+fn an_interrupt_on_one_rank_stops_every_rank_at_one_step_and_checkpoints_it() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let mut args = run_args("stopped", "1000000");
-    args[12] = "2"; // --checkpoint-every 2
-    let job = mpirun(2, &[])
-        .args(&args)
-        .current_dir(d)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let checkpoint = d.join("stopped").join("model.safetensors");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !checkpoint.exists() {
-        assert!(Instant::now() < deadline, "no checkpoint in 300 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // SAFETY: a plain kill(2) of this test's child.
-    assert_eq!(unsafe { libc::kill(job.id() as i32, libc::SIGINT) }, 0);
-    let out = job.wait_with_output().unwrap();
+    let d = &dir.path().canonicalize().unwrap();
+    let (job, checkpoint) = long_job(d, "stopped", &[]);
+    let rank1 = rank_pid(d, 1).expect("rank 1's process");
+    // SAFETY: a plain kill(2) of a child process of this test.
+    assert_eq!(unsafe { libc::kill(rank1, libc::SIGINT) }, 0);
+    let out = wait_bounded(job, d, Duration::from_secs(120));
     let all = common::text(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let step: u64 = stdout
@@ -340,6 +286,52 @@ fn an_interrupted_job_stops_every_rank_at_one_step_and_checkpoints_it() {
     let ck = Checkpoint::load(&checkpoint).unwrap();
     assert_eq!(ck.info.step, step, "{all}");
     assert!(stdout.contains("ranks agree"), "{all}");
+    // Each rank exits as an interrupted run does, having finalised MPI.
+    assert_eq!(out.status.code(), Some(130), "{all}");
+    assert!(!all.contains("exiting improperly"), "{all}");
+}
+
+/// Waits for `job` (running in `dir`) at most `limit`; past it, kills it and its ranks and
+/// fails, with what it printed.
+fn wait_bounded(mut job: std::process::Child, dir: &Path, limit: Duration) -> std::process::Output {
+    let started = Instant::now();
+    while job.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            for r in 0..2 {
+                if let Some(pid) = rank_pid(dir, r) {
+                    // SAFETY: a plain kill(2) of a process of this test's job.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            let _ = job.kill();
+            let out = job.wait_with_output().unwrap();
+            panic!("the job still ran after {limit:?}:\n{}", common::text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    job.wait_with_output().unwrap()
+}
+
+/// `mpirun -np 2` (with `mca` options) of a run of a million steps into `dir/out`, checkpointing
+/// every 2, once its first checkpoint is on disk; returns the job and the checkpoint's path.
+fn long_job(dir: &Path, out: &str, mca: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+    let mut args = run_args(out, "1000000");
+    args[12] = "2"; // --checkpoint-every 2
+    let mut job = mpirun(2, mca)
+        .args(&args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let checkpoint = dir.join(out).join("model.safetensors");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !checkpoint.exists() {
+        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
+        assert!(Instant::now() < deadline, "no checkpoint in 300 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (job, checkpoint)
 }
 
 /// The process of rank `r` of the job running in `dir`, from the variables Open MPI gives each

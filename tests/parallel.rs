@@ -11,26 +11,12 @@ use unroll::checkpoint::Checkpoint;
 
 /// A short run of the default model on B = 8 streams into `out`, with `extra` flags.
 fn train(dir: &Path, out: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "train",
-        "--iters",
-        "24",
-        "--batch",
-        "8",
-        "--hidden",
-        "48",
-        "--seq-len",
-        "16",
-        "--eval-every",
-        "12",
-        "--checkpoint-every",
-        "12",
-        "--sample-len",
-        "0",
-        "--quiet",
-        "--out",
-        out,
-    ];
+    train_to(dir, out, "24", extra)
+}
+
+/// [`train`] for `iters` steps.
+fn train_to(dir: &Path, out: &str, iters: &str, extra: &[&str]) -> String {
+    let mut args = common::short_run(out, iters, "8");
     args.extend_from_slice(extra);
     succeeds_in(dir, &args)
 }
@@ -165,31 +151,7 @@ fn a_run_resumes_on_another_split_of_its_streams() {
     train(d, "straight", &["--accumulate", "2"]);
     // The first 12 steps as two micro-batches, the rest on two devices: the carried state of the
     // checkpoint (every stream in order) is cut anew.
-    succeeds_in(
-        d,
-        &[
-            "train",
-            "--iters",
-            "12",
-            "--batch",
-            "8",
-            "--hidden",
-            "48",
-            "--seq-len",
-            "16",
-            "--eval-every",
-            "12",
-            "--checkpoint-every",
-            "12",
-            "--sample-len",
-            "0",
-            "--quiet",
-            "--out",
-            "split",
-            "--accumulate",
-            "2",
-        ],
-    );
+    train_to(d, "split", "12", &["--accumulate", "2"]);
     succeeds_in(
         d,
         &[
@@ -204,7 +166,7 @@ fn a_run_resumes_on_another_split_of_its_streams() {
         ],
     );
     assert_eq!(params(d, "straight"), params(d, "split"));
-    // And on one batch, within the bound.
+    // And on one batch: any split of the checkpoint's B resumes.
     succeeds_in(
         d,
         &[

@@ -607,16 +607,7 @@ impl GpuTrainer {
 
     /// Replaces the carried state.
     pub fn set_hidden(&mut self, h: &[f32]) -> Result<()> {
-        if h.len() != self.carry_len() {
-            return Err(Error::config(
-                format!(
-                    "a carried state of {} values for this model and batch ({})",
-                    h.len(),
-                    self.carry_len()
-                ),
-                "resume with the batch size the checkpoint was trained with",
-            ));
-        }
+        crate::shares::check_carry_len(h.len(), self.carry_len())?;
         self.gpu.write(&self.carry, 0, bytemuck::cast_slice(h));
         Ok(())
     }

@@ -37,6 +37,31 @@ pub fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// The flags of a short run of the default model (H = 48, T = 16) on `batch` streams into `out`,
+/// evaluated and checkpointed every 12 steps, printing no sample.
+pub fn short_run<'a>(out: &'a str, iters: &'a str, batch: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--iters",
+        iters,
+        "--batch",
+        batch,
+        "--hidden",
+        "48",
+        "--seq-len",
+        "16",
+        "--eval-every",
+        "12",
+        "--checkpoint-every",
+        "12",
+        "--sample-len",
+        "0",
+        "--quiet",
+        "--out",
+        out,
+    ]
+}
+
 /// Runs the `unroll` binary in `cwd`; asserts exit status 2, no panic and no raw wgpu error, and
 /// every needle in its output. Returns the output.
 pub fn fails_in(cwd: &std::path::Path, args: &[&str], needles: &[&str]) -> String {
