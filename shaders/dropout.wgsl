@@ -11,6 +11,8 @@
 //   backward:  dst[dst_offset + i] *= m                            (∂L/∂h_t of layer l = m ⊙ ∂L/∂x)
 // i = (t·B + b)·H + j over all T·B·H; one invocation each.
 //
+// linear_index is shaders/grid.wgsl's, prepended to this file.
+//
 // Bindings:
 //   @binding(0) p:       DropoutParams, uniform (dynamic offset)
 //   @binding(1) counter: array<u32>, read        [s, b₀, …]
@@ -36,10 +38,6 @@ struct DropoutParams {
 @group(0) @binding(1) var<storage, read> counter: array<u32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
-
-fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.y * groups.x * 64u + gid.x;
-}
 
 fn lowbias32(v: u32) -> u32 {
     var x = v;

@@ -7,6 +7,8 @@
 // parameters' b_ih, or the Elman step's folded b_ih + b_hh); pre (T·B, H). U and H are any
 // weight_ih and its row count (G·H for a gated cell).
 //
+// linear_index is shaders/grid.wgsl's, prepended to this file.
+//
 // Bindings:
 //   @binding(0) p:      EmbeddingParams, uniform (dynamic offset)
 //   @binding(1) x:      array<u32>, read        (T·B)
@@ -30,12 +32,6 @@ struct EmbeddingParams {
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-
-// The invocation's index in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups
-// (a grid dimension holds at most 65,535 workgroups).
-fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.y * groups.x * 64u + gid.x;
-}
 
 // One invocation per (r, j), j fastest.
 @compute @workgroup_size(64)

@@ -17,6 +17,8 @@
 //                                          long row many invocations. Rows past 65,535 use the
 //                                          grid's second dimension.
 //
+// linear_index is shaders/grid.wgsl's, prepended to this file.
+//
 // Bindings:
 //   @binding(0) p:             LossParams, uniform (dynamic offset)
 //   @binding(1) y:             array<f32>, read        (N, O)
@@ -38,12 +40,6 @@ struct LossParams {
 @group(0) @binding(3) var<storage, read> dense_targets: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> row_loss: array<f32>;
-
-// The invocation's index in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups
-// (a grid dimension holds at most 65,535 workgroups).
-fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.y * groups.x * 64u + gid.x;
-}
 
 @compute @workgroup_size(64)
 fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -19,6 +19,8 @@
 //             p −= lr_t (m / bias1) / (sqrt(v / bias2) + ε)        (bias = 1 − β^t)
 // The step counter lives on the GPU, so a training step uploads nothing but its batch.
 //
+// linear_index is shaders/grid.wgsl's, prepended to this file.
+//
 // Bindings:
 //   @binding(0) p:      OptimParams, uniform
 //   @binding(1) grads:  array<f32>, read        (P)
@@ -100,11 +102,6 @@ fn grad_norm(@builtin(local_invocation_index) lid: u32) {
         state.bias1 += (1.0 - state.bias1) * (1.0 - p.beta1);
         state.bias2 += (1.0 - state.bias2) * (1.0 - p.beta2);
     }
-}
-
-// The invocation's index in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups.
-fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.y * groups.x * 64u + gid.x;
 }
 
 @compute @workgroup_size(64)

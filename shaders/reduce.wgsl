@@ -12,6 +12,8 @@
 // so the sum runs in the same order as in one dispatch. This bounds the loop iterations of one
 // invocation (LOOP_BUDGET in src/gpu/step.rs).
 //
+// linear_index is shaders/grid.wgsl's, prepended to this file.
+//
 // Bindings:
 //   @binding(0) p:   ReduceParams, uniform (dynamic offset)
 //   @binding(1) m:   array<f32>, read        (R, C)
@@ -31,12 +33,6 @@ struct ReduceParams {
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> m: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
-// The invocation's index in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups
-// (a grid dimension holds at most 65,535 workgroups).
-fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.y * groups.x * 64u + gid.x;
-}
 
 @compute @workgroup_size(64)
 fn column_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -8,6 +8,8 @@
 // loads (the padding is never written, so it stays zero). Made once per step, before the forward
 // pass. One invocation per element of the source.
 //
+// linear_index is shaders/grid.wgsl's, prepended to this file.
+//
 // Bindings:
 //   @binding(0) p:   TransposeParams, uniform (dynamic offset)
 //   @binding(1) src: array<f32>, read        (rows, cols) at in_offset
@@ -27,12 +29,6 @@ struct TransposeParams {
 @group(0) @binding(0) var<uniform> p: TransposeParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
-// The invocation's index in a 1-D problem dispatched as a 2-D grid of 64-wide workgroups
-// (a grid dimension holds at most 65,535 workgroups).
-fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.y * groups.x * 64u + gid.x;
-}
 
 @compute @workgroup_size(64)
 fn transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

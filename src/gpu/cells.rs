@@ -6,7 +6,7 @@
 //! [`crate::cell::Cell`].
 
 use crate::cell::Cell;
-use crate::gpu::kernels::{Access, Kernel};
+use crate::gpu::kernel::{Access, Kernel};
 use bytemuck::{Pod, Zeroable};
 use std::sync::OnceLock;
 

@@ -6,6 +6,7 @@
 
 pub(crate) mod cells;
 pub(crate) mod context;
+pub(crate) mod kernel;
 pub(crate) mod kernels;
 pub(crate) mod model_step;
 pub(crate) mod optimizer;

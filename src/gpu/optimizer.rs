@@ -3,7 +3,7 @@
 //! training step. The CPU's twin is `crate::optim`.
 
 use crate::gpu::context::Gpu;
-use crate::gpu::kernels::{Access, Kernel};
+use crate::gpu::kernel::{Access, Kernel};
 use crate::gpu::model_step::ModelStep;
 use crate::gpu::plan::{Dispatch, grid_1d, storage, uniform};
 use crate::optim::{OptimizerConfig, OptimizerKind};
@@ -87,7 +87,11 @@ impl OnGpu {
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some("optimizer.wgsl"),
                 source: wgpu::ShaderSource::Wgsl(
-                    include_str!("../../shaders/optimizer.wgsl").into(),
+                    concat!(
+                        include_str!("../../shaders/grid.wgsl"),
+                        include_str!("../../shaders/optimizer.wgsl")
+                    )
+                    .into(),
                 ),
             });
         let p = OptimParams::new(optim, n, norm_groups);

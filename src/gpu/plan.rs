@@ -6,9 +6,9 @@
 //! recorded `Dispatch`es by phase.
 
 use crate::gpu::context::{Gpu, Meter};
+use crate::gpu::kernel::Kernel;
 use crate::gpu::kernels::{
-    ADD_BIAS, ADD_MATRIX, Kernel, Kernels, LossParams, ReduceParams, TANH, TANH_GRAD,
-    TransposeParams,
+    ADD_BIAS, ADD_MATRIX, Kernels, LossParams, ReduceParams, TANH, TANH_GRAD, TransposeParams,
 };
 use crate::gpu::phase::Phase;
 pub(crate) use crate::gpu::product::{Product, cols, rows, weight_gradient_splits};

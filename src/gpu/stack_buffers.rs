@@ -5,13 +5,13 @@
 //! Dimensions: B batch, T timesteps, I input, H hidden, O output, L layers, G gates per cell,
 //! S values a cell saves per unit for its backward pass.
 
-use crate::cell::ParamTable;
 use crate::error::{Error, Result};
 use crate::footprint::largest;
 use crate::gpu::cells::saved_per_unit;
 use crate::gpu::context::Gpu;
 use crate::gpu::plan::{storage, weight_gradient_splits};
 use crate::model::{InputKind, ModelConfig};
+use crate::param_table::ParamTable;
 
 /// Where one layer's parameters sit in the flat vector, and its transposed weights in `wt`.
 #[derive(Clone, Copy, Debug)]

@@ -1,7 +1,6 @@
 //! The stacked step's dispatches ([`super::stack`]): one planning function per phase, looping
 //! over the layers.
 
-use crate::cell::ParamTable;
 use crate::dropout::DropoutSpec;
 use crate::gpu::cells::{
     CellKernels, CellParams, SequenceKernels, direct_reaches_h, saved_per_unit,
@@ -15,6 +14,7 @@ use crate::gpu::plan::{
 use crate::gpu::recurrence::Recurrence;
 use crate::gpu::stack_buffers::{Place, Shape, StackBuffers};
 use crate::model::InputKind;
+use crate::param_table::ParamTable;
 
 /// How a stacked step runs beyond its shape.
 #[derive(Clone, Copy, Debug)]
