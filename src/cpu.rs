@@ -1,6 +1,6 @@
 //! The CPU reference for stacked layers of any [`Cell`](crate::cell::Cell): one training step in plain loops,
 //! generic over f32 and f64, following PyTorch's `nn.RNN` / `nn.GRU` / `nn.LSTM` line by line.
-//! It shares nothing with the GPU path but the parameter table ([`crate::cell::ParamTable`]).
+//! It shares nothing with the GPU path but the parameter table ([`crate::param_table::ParamTable`]).
 //!
 //! Dimensions: B batch, T timesteps, I input, H hidden, O output, L layers, G gates.
 //!
@@ -16,10 +16,10 @@
 //!   ∂L/∂x_t = U^T da (layer l-1's dh),  carry to t-1 = W^T dr (+ dh ⊙ z for a GRU; dc ⊙ f for an LSTM's c)
 //! ```
 
-use crate::cell::ParamTable;
 use crate::cpu_cells::{CellGrad, CellOut, cell_backward, cell_forward};
 use crate::dropout::Dropout;
 use crate::model::{Batch, InputKind, Inputs, ModelConfig, Params, StepOutput, Targets};
+use crate::param_table::ParamTable;
 use num_traits::Float;
 
 fn f<F: Float>(v: f32) -> F {

@@ -24,7 +24,7 @@ pub enum Error {
     /// The model or batch needs more than the adapter allows.
     #[error(
         "{what}: {needed} bytes ({}), more than the adapter's {limit} of {allowed} bytes\n  hint: {hint}",
-        crate::footprint::human(*.needed)
+        human(*.needed)
     )]
     Limit {
         /// The buffer or resource that does not fit.
@@ -42,8 +42,8 @@ pub enum Error {
     /// [`crate::footprint::host_available`]).
     #[error(
         "{what} needs {} of host memory, more than the {} available\n  hint: {hint}",
-        crate::footprint::human(*.needed),
-        crate::footprint::human(*.available)
+        human(*.needed),
+        human(*.available)
     )]
     Memory {
         /// What needs the memory.
@@ -119,3 +119,19 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Bytes as a person reads them: `1.5 GiB`, `320 MiB`, `12 KiB`.
+pub fn human(bytes: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}

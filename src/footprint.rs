@@ -343,22 +343,6 @@ fn rlimit_headroom() -> Option<u64> {
     None
 }
 
-/// Bytes as a person reads them: `1.5 GiB`, `320 MiB`, `12 KiB`.
-pub fn human(bytes: u64) -> String {
-    let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
-
 /// The largest value in `[1, hi]` for which `ok` holds, `ok` being monotone (true, then false);
 /// 0 if it holds for none.
 pub fn largest(hi: usize, ok: &dyn Fn(usize) -> bool) -> usize {

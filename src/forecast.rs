@@ -152,7 +152,7 @@ pub fn write_forecast(
         })
         .collect();
     let svg = crate::plot::svg(
-        crate::rundir::FORECAST_TITLE,
+        crate::owned::FORECAST_TITLE,
         "step",
         "value",
         &lines,

@@ -12,7 +12,7 @@
 //! # Architecture
 //!
 //! A model is its shapes ([`ModelConfig`]: cell, layers, sizes) and one flat parameter buffer
-//! laid out by PyTorch's names ([`cell::ParamTable`]). Two independent implementations read it:
+//! laid out by PyTorch's names ([`param_table::ParamTable`]). Two independent implementations read it:
 //! the GPU path ([`gpu`]: WGSL kernels, every hidden and cell state resident on the device, one
 //! submission per training step) and the CPU reference ([`cpu`]: plain loops in f32 or f64).
 //! [`check`] runs both on a case and compares every tensor; PyTorch's own numbers pin the
@@ -50,8 +50,8 @@
 //!
 //! # Modules
 //!
-//! - [`model`]: shapes, parameters, batches, a step's results; [`cell`]: the cells and the
-//!   parameter table.
+//! - [`model`]: shapes, parameters, batches, a step's results; [`cell`]: the cells;
+//!   [`param_table`]: the parameter table.
 //! - [`trainer`]: [`Trainer`], and [`gradients`] (one step's loss and gradients).
 //! - [`cpu`], [`cpu_cells`]: the CPU reference; [`dropout`]: the masks between layers.
 //! - [`gpu`]: the device and the GPU step.
@@ -88,6 +88,7 @@ pub mod gpu;
 pub mod model;
 pub mod optim;
 pub mod owned;
+pub mod param_table;
 pub mod sample;
 pub mod series;
 pub mod shares;
@@ -118,6 +119,8 @@ mod resume;
 pub mod run_data;
 #[cfg(not(target_arch = "wasm32"))]
 mod run_engine;
+#[cfg(not(target_arch = "wasm32"))]
+mod run_options;
 #[doc(hidden)]
 pub mod rundir;
 #[cfg(not(target_arch = "wasm32"))]

@@ -87,7 +87,7 @@ impl Metrics {
             Task::Series => "mean squared error / 2 (normalised)",
         };
         let svg = plot::svg(
-            rundir::PLOT_TITLE,
+            crate::owned::PLOT_TITLE,
             "step",
             y,
             &[

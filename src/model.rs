@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Parameters live in one contiguous vector laid out by the model's parameter table (PyTorch's
-//! names, shapes and order; [`crate::cell::ParamTable`]). Gradients and optimizer moments use the same layout, so the
+//! names, shapes and order; [`crate::param_table::ParamTable`]). Gradients and optimizer moments use the same layout, so the
 //! optimizer is one flat loop over all of them (on the CPU and on the GPU).
 
 use crate::cell::Cell;

@@ -20,6 +20,11 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// The title of the loss plot (its SVG's mark).
+pub const PLOT_TITLE: &str = "unroll: loss";
+/// The title of a forecast's plot (its SVG's mark).
+pub const FORECAST_TITLE: &str = "unroll: forecast";
+
 /// The safetensors metadata key that holds the kind of an unroll file.
 pub const METADATA_KEY: &str = "unroll.file";
 
@@ -93,8 +98,8 @@ impl Kind {
                 let text = head(path, 4096);
                 text.split(|&b| b == b'\n').next() == Some(METRICS_HEADER.as_bytes())
             }
-            Kind::LossPlot => svg_marked(path, self, crate::rundir::PLOT_TITLE),
-            Kind::ForecastPlot => svg_marked(path, self, crate::rundir::FORECAST_TITLE),
+            Kind::LossPlot => svg_marked(path, self, PLOT_TITLE),
+            Kind::ForecastPlot => svg_marked(path, self, FORECAST_TITLE),
             Kind::Forecast => forecast_recorded(path),
             Kind::ComparisonPlot => svg_marked(path, self, "validation loss"),
         }

@@ -1,41 +1,13 @@
-//! Continuing a run from its checkpoint: what a resumed run may change ([`Resume`]), the
-//! configuration it runs with, and hints that speak of what it can change.
+//! Continuing a run from its checkpoint: the configuration it runs with (what
+//! [`crate::train::Resume`] may change), and hints that speak of what it can change.
 
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::train::RunOptions;
-use std::path::PathBuf;
-
-/// Which run to continue, and the settings a resumed run may change.
-#[derive(Clone, Debug, Default)]
-pub struct Resume {
-    /// The checkpoint of the run.
-    pub checkpoint: PathBuf,
-    /// The total of steps to reach (default: the run's own `iters`); lower than the run's or
-    /// higher, never behind the checkpoint's step.
-    pub iters: Option<u64>,
-    /// Other data of the same encoding.
-    pub data: Option<PathBuf>,
-    /// Characters of the closing sample.
-    pub sample_len: Option<usize>,
-    /// Whether a limit on the data file's size was given ([`RunOptions::max_bytes`]): it applies
-    /// only where the run reads a file.
-    pub max_bytes: bool,
-}
-
-impl Resume {
-    /// Continues the run of `checkpoint` as it was configured.
-    pub fn from(checkpoint: impl Into<PathBuf>) -> Self {
-        Self {
-            checkpoint: checkpoint.into(),
-            ..Self::default()
-        }
-    }
-}
+use crate::run_options::RunOptions;
 
 /// The configuration of a run: `cfg` for a new one; a resumed one keeps its checkpoint's, with
-/// what [`Resume`] changes.
+/// what [`crate::train::Resume`] changes.
 pub(crate) fn resolve_config(
     cfg: &TrainConfig,
     opts: &RunOptions,

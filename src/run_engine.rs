@@ -12,8 +12,8 @@ use crate::footprint::{self, Work};
 use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, Recurrence, TrainerShape};
 use crate::model::{InputKind, Inputs, ModelConfig, Params};
 use crate::run_data::Data;
+use crate::run_options::RunOptions;
 use crate::shares::Shares;
-use crate::train::RunOptions;
 
 /// The engine of a run, on the GPU (its adapter's limits checked and, unless turned off, one step
 /// compared with the CPU reference before anything of the model's size is allocated) or on the

@@ -23,10 +23,6 @@ pub const METRICS: &str = "metrics.csv";
 pub const PLOT: &str = "loss.svg";
 /// The lock file's name.
 pub const LOCK: &str = "unroll.lock";
-/// The title of the loss plot.
-pub const PLOT_TITLE: &str = "unroll: loss";
-/// The title of a forecast's plot.
-pub const FORECAST_TITLE: &str = "unroll: forecast";
 
 /// The length of the lock file's content, padded with spaces.
 const LOCK_LEN: usize = 256;

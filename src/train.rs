@@ -9,60 +9,16 @@ use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 pub use crate::config::{Device, MAX_BATCH_OR_SEQ_LEN, MAX_ROWS, Task, TrainConfig};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterChoice, Recurrence};
 use crate::metrics::Metrics;
 use crate::model::Params;
-pub use crate::resume::Resume;
 use crate::resume::{on_resume, resolve_config};
 use crate::run_data::{Data, load_data};
 use crate::run_engine::build_engine;
+pub use crate::run_options::{Resume, RunOptions};
 use crate::rundir::{self, RunDir};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-/// How a run is carried out (not stored in checkpoints).
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    /// Where the checkpoint, metrics and plot go.
-    pub out_dir: PathBuf,
-    /// Write into `out_dir` even if it holds files that unroll did not write.
-    pub force: bool,
-    /// The most bytes the data file may hold.
-    pub max_bytes: u64,
-    /// Before training on the GPU, compare one step at the run's model sizes with the CPU
-    /// reference, and refuse to train if they disagree.
-    pub self_check: bool,
-    /// GPU or CPU.
-    pub device: Device,
-    /// Which adapter, for the GPU.
-    pub adapter: AdapterChoice,
-    /// How the GPU dispatches the recurrences (`None`: chosen per shape).
-    pub recurrence: Option<Recurrence>,
-    /// Continue the run of a checkpoint (the configuration given to [`train`] is then the
-    /// checkpoint's, with what [`Resume`] changes).
-    pub resume: Option<Resume>,
-    /// No progress bar; a log line per evaluation instead.
-    pub quiet: bool,
-    /// Set to 1 by the first Ctrl-C / SIGTERM: finish the step, checkpoint, stop.
-    pub interrupt: Option<Arc<AtomicUsize>>,
-    /// K: micro-batches of B / (N·K) streams summed before each update (1: the whole batch).
-    pub accumulate: usize,
-    /// Adapters (indices in `unroll info`'s list) to train on together, one rank each, in this
-    /// process; empty for one adapter.
-    pub devices: Vec<usize>,
-    /// The processes of an MPI job, one rank each; `None` for a single process.
-    pub job: Option<crate::collective::Job>,
-}
-
-impl RunOptions {
-    /// Whether this process writes the run's files and prints: every run's but a follower's of
-    /// an MPI job.
-    pub fn is_leader(&self) -> bool {
-        self.job.as_ref().is_none_or(|j| j.rank() == 0)
-    }
-}
 
 /// How a sample of the built-in arithmetic corpus scores: its complete lines, and how many of
 /// them are right equations; beside the same count for a sample of the same length from the
