@@ -5,7 +5,7 @@
 //!
 //! The reduction is written out rather than left to `MPI_Allreduce`, whose bracketing changes
 //! with the algorithm the MPI picks (and so do the bits): each rank receives everyone's copy of
-//! its 1/N slice (`all_to_all`), sums them in rank order 0…N−1 ([`crate::shares::ordered_mean`]),
+//! its 1/N slice (`all_to_all`), sums them in rank order 0…N−1 ([`crate::shares::add_in_order`]),
 //! and every rank gathers every slice (`all_gather`). It moves 2·(N−1)/N·P·4 bytes per rank, as a
 //! ring all-reduce does, and gives the same bits under every MPI and algorithm.
 

@@ -24,15 +24,6 @@ pub struct Shares {
 }
 
 impl Shares {
-    /// One rank, one micro-batch: the whole batch at once.
-    pub fn whole(batch: usize) -> Self {
-        Self {
-            batch,
-            ranks: 1,
-            accumulate: 1,
-        }
-    }
-
     /// N ranks of K micro-batches over B streams; B must be a multiple of N·K.
     pub fn new(batch: usize, ranks: usize, accumulate: usize) -> Result<Self> {
         let parts = ranks.max(1) * accumulate.max(1);
@@ -197,15 +188,8 @@ pub fn set_carry_of(
     }
 }
 
-/// The element-wise sum of `parts` in their order, `(…(p_0 + p_1) + …) + p_n−1`, divided by
-/// `divisor`: the one reduction every data-parallel path uses.
-pub fn ordered_mean(parts: &[&[f32]], divisor: usize) -> Vec<f32> {
-    let mut sum = parts[0].to_vec();
-    add_in_order(&mut sum, parts[1..].iter().copied(), divisor);
-    sum
-}
-
-/// [`ordered_mean`] into the first part: `sum = (…(sum + p_1) + …) + p_n−1`, then `sum /= divisor`.
+/// The element-wise sum of `sum` and then `rest`, in their order, `sum = (…(sum + p_1) + …) +
+/// p_n−1`, then `sum /= divisor`: the one reduction every data-parallel path uses.
 pub fn add_in_order<'a>(sum: &mut [f32], rest: impl Iterator<Item = &'a [f32]>, divisor: usize) {
     for p in rest {
         for (s, v) in sum.iter_mut().zip(p.iter()) {
@@ -271,8 +255,13 @@ mod tests {
     fn the_ordered_mean_keeps_its_order() {
         // 1e8 + 1 − 1e8 depends on the bracketing in f32.
         let (a, b, c) = ([1e8f32], [1.0f32], [-1e8f32]);
-        assert_eq!(ordered_mean(&[&a, &b, &c], 1), [0.0]);
-        assert_eq!(ordered_mean(&[&a, &c, &b], 1), [1.0]);
-        assert_eq!(ordered_mean(&[&[3.0], &[3.0]], 2), [3.0]);
+        let mean = |parts: &[&[f32]], d| {
+            let mut sum = parts[0].to_vec();
+            add_in_order(&mut sum, parts[1..].iter().copied(), d);
+            sum
+        };
+        assert_eq!(mean(&[&a, &b, &c], 1), [0.0]);
+        assert_eq!(mean(&[&a, &c, &b], 1), [1.0]);
+        assert_eq!(mean(&[&[3.0], &[3.0]], 2), [3.0]);
     }
 }

@@ -239,7 +239,7 @@ impl GpuTrainer {
         if reset {
             encoder.clear_buffer(&self.carry, 0, None);
         }
-        load_carry(&mut encoder, &self.carry, &self.train);
+        load_carry(&mut encoder, &self.carry, &self.train, (0, 1));
         if let Some(counter) = self.train.dropout_counter() {
             // The masks are keyed by the updates taken so far (the optimizer's t).
             encoder.copy_buffer_to_buffer(&self.opt.state, 0, counter, 0, 4);
@@ -251,7 +251,7 @@ impl GpuTrainer {
                 d.record(&mut pass);
             }
         }
-        store_carry(&mut encoder, &self.train, &self.carry);
+        store_carry(&mut encoder, &self.train, &self.carry, (0, 1));
         if report {
             encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.opt.staging, 0, 8);
         }
@@ -294,7 +294,6 @@ impl GpuTrainer {
         share: crate::shares::Share,
         grads: &mut Vec<f32>,
     ) -> Result<f32> {
-        let slot = share.slot;
         let n = self.train.config().num_params();
         if self.grads_staging.is_none() {
             let buffer = self.gpu.scoped("allocating the gradients' read-back", || {
@@ -310,12 +309,13 @@ impl GpuTrainer {
         }
         self.train.write_data(&self.gpu, inputs, targets);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        let at = (share.slot, self.slots);
         if reset {
-            for (offset, bytes) in self.slot_blocks(slot) {
+            for (offset, bytes) in slot_blocks(&self.train, at) {
                 encoder.clear_buffer(&self.carry, offset, Some(bytes));
             }
         }
-        self.copy_carry(&mut encoder, slot, true);
+        load_carry(&mut encoder, &self.carry, &self.train, at);
         if let Some(counter) = self.train.dropout_counter() {
             // The masks' b₀, written before this submission runs; their step, the optimizer's t.
             let first = share.first_stream as u32;
@@ -326,7 +326,7 @@ impl GpuTrainer {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.train.record(&mut pass);
         }
-        self.copy_carry(&mut encoder, slot, false);
+        store_carry(&mut encoder, &self.train, &self.carry, at);
         let staging = self.grads_staging.as_ref().expect("made above");
         let bytes = n as u64 * 4;
         encoder.copy_buffer_to_buffer(self.train.grads(), 0, staging, 0, bytes);
@@ -335,31 +335,6 @@ impl GpuTrainer {
         let op = "reading the gradients back";
         map_read_f32_into(&self.gpu, staging, bytes + 4, op, grads)?;
         Ok(grads.pop().expect("the loss follows the gradients"))
-    }
-
-    /// (byte offset, bytes) of micro-batch `slot`'s blocks in the carry.
-    #[cfg(not(target_arch = "wasm32"))]
-    fn slot_blocks(&self, slot: usize) -> Vec<(u64, u64)> {
-        let config = self.train.config();
-        crate::shares::carry_ranges(&config, self.train.shape().0, self.slots, slot)
-            .into_iter()
-            .map(|r| (r.start as u64 * 4, r.len() as u64 * 4))
-            .collect()
-    }
-
-    /// Copies micro-batch `slot`'s carried state into the step's initial states (`load`), or the
-    /// step's final states into it.
-    #[cfg(not(target_arch = "wasm32"))]
-    fn copy_carry(&self, encoder: &mut wgpu::CommandEncoder, slot: usize, load: bool) {
-        let blocks = self.slot_blocks(slot);
-        for (b, (offset, bytes)) in self.train.carried().iter().zip(blocks) {
-            debug_assert_eq!(bytes, b.bytes);
-            if load {
-                encoder.copy_buffer_to_buffer(&self.carry, offset, b.buffer, b.at_start, bytes);
-            } else {
-                encoder.copy_buffer_to_buffer(b.buffer, b.at_end, &self.carry, offset, bytes);
-            }
-        }
     }
 
     /// Clips and applies given gradients (in the parameter layout) with the optimizer alone, as a
@@ -512,12 +487,12 @@ impl GpuTrainer {
             if i == 0 {
                 encoder.clear_buffer(carry, 0, None);
             }
-            load_carry(&mut encoder, carry, eval);
+            load_carry(&mut encoder, carry, eval, (0, 1));
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 eval.record_forward(&mut pass);
             }
-            store_carry(&mut encoder, eval, carry);
+            store_carry(&mut encoder, eval, carry, (0, 1));
             encoder.copy_buffer_to_buffer(eval.stats(), 0, &self.opt.staging, 0, 4);
             self.gpu.submit(encoder);
             let loss = self
@@ -613,16 +588,38 @@ impl GpuTrainer {
     }
 }
 
-/// Copies the carried state into a step's initial states (h_0, c_0 of every layer).
-fn load_carry(encoder: &mut wgpu::CommandEncoder, carry: &wgpu::Buffer, step: &ModelStep) {
-    for b in step.carried() {
-        encoder.copy_buffer_to_buffer(carry, b.in_carry, b.buffer, b.at_start, b.bytes);
+/// (byte offset, bytes) of micro-batch `slot`'s blocks in a carried state of `slots`
+/// micro-batches of `step`'s B streams, in the order of `step.carried()`
+/// ([`crate::shares::carry_ranges`] places them; one slot of one is the whole carry).
+fn slot_blocks(step: &ModelStep, (slot, slots): (usize, usize)) -> Vec<(u64, u64)> {
+    crate::shares::carry_ranges(&step.config(), step.shape().0, slots, slot)
+        .into_iter()
+        .map(|r| (r.start as u64 * 4, r.len() as u64 * 4))
+        .collect()
+}
+
+/// Copies micro-batch `at` = (slot, slots) of the carried state into a step's initial states
+/// (h_0, c_0 of every layer).
+fn load_carry(
+    encoder: &mut wgpu::CommandEncoder,
+    carry: &wgpu::Buffer,
+    step: &ModelStep,
+    at: (usize, usize),
+) {
+    for (b, (offset, bytes)) in step.carried().iter().zip(slot_blocks(step, at)) {
+        encoder.copy_buffer_to_buffer(carry, offset, b.buffer, b.at_start, bytes);
     }
 }
 
-/// Copies a step's final states (h_T, c_T of every layer) into the carried state.
-fn store_carry(encoder: &mut wgpu::CommandEncoder, step: &ModelStep, carry: &wgpu::Buffer) {
-    for b in step.carried() {
-        encoder.copy_buffer_to_buffer(b.buffer, b.at_end, carry, b.in_carry, b.bytes);
+/// Copies a step's final states (h_T, c_T of every layer) into micro-batch `at` = (slot, slots)
+/// of the carried state.
+fn store_carry(
+    encoder: &mut wgpu::CommandEncoder,
+    step: &ModelStep,
+    carry: &wgpu::Buffer,
+    at: (usize, usize),
+) {
+    for (b, (offset, bytes)) in step.carried().iter().zip(slot_blocks(step, at)) {
+        encoder.copy_buffer_to_buffer(b.buffer, b.at_end, carry, offset, bytes);
     }
 }
