@@ -105,7 +105,7 @@ fn steps(
 }
 
 fn recurrence(c: &mut Criterion) {
-    let both = [Some(Recurrence::PerStep), Some(Recurrence::Persistent)];
+    let both = [Some(Recurrence::Ordered), Some(Recurrence::Grid)];
     steps(c, "recurrence", &[(100, 1, 25), (128, 32, 64)], &both);
 }
 

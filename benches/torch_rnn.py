@@ -6,6 +6,11 @@ way: after warm-up, each step is run and the device synchronised inside the time
 median and minimum over the steps are reported. FLOPs per step are counted as
 6·T·B·(Σ_l G·H·(I_l + H) + H·O), as unroll counts them (G = 1, 3, 4 gates; I_l = I, then H).
 
+On CUDA each configuration runs twice, with TF32 off (the fair float32 comparison) and on
+(PyTorch's default for cuDNN): torch.backends.cuda.matmul.allow_tf32 and
+torch.backends.cudnn.allow_tf32 are set explicitly and reported with the result (`--tf32 off`
+or `on` runs one of them).
+
     python3 benches/torch_rnn.py                   # the four standard configurations, CUDA if present
     python3 benches/torch_rnn.py --device cpu --threads 2 --config 128,32,64
     python3 benches/torch_rnn.py --cell lstm --layers 2 --config 128,32,64
@@ -29,7 +34,13 @@ def model(cell, vocab, hidden, layers):
     return torch.nn.RNN(vocab, hidden, num_layers=layers, nonlinearity="tanh")
 
 
-def bench(device, cell, layers, hidden, batch, steps, vocab, n_steps, warmup):
+def set_tf32(on):
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
+def bench(device, cell, layers, hidden, batch, steps, vocab, n_steps, warmup, tf32):
+    set_tf32(tf32)
     torch.manual_seed(0)
     rnn = model(cell, vocab, hidden, layers).to(device)
     head = torch.nn.Linear(hidden, vocab).to(device)
@@ -61,7 +72,8 @@ def bench(device, cell, layers, hidden, batch, steps, vocab, n_steps, warmup):
     flops = 6 * steps * batch * (stack + hidden * vocab)
     return {
         "config": {"hidden": hidden, "batch": batch, "steps": steps, "vocab": vocab},
-        "variant": f"torch {cell} × {layers}",
+        "variant": f"torch {cell} × {layers}" + (f", tf32 {'on' if tf32 else 'off'}" if device == "cuda" else ""),
+        "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32},
         "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "cudnn": torch.backends.cudnn.version() if device == "cuda" else None,
@@ -83,21 +95,24 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--tf32", default="both", choices=["off", "on", "both"],
+                    help="CUDA: run with TF32 off, on, or both (default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     configs = [tuple(int(v) for v in c.split(",")) for c in args.config] if args.config else [
         (100, 1, 25), (128, 32, 64), (512, 32, 64), (1024, 64, 64)]
-    results = [bench(args.device, args.cell, args.layers, h, b, t, args.vocab, args.steps, args.warmup)
-               for h, b, t in configs]
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.tf32] if args.device == "cuda" else [False]
+    results = [bench(args.device, args.cell, args.layers, h, b, t, args.vocab, args.steps, args.warmup, tf32)
+               for h, b, t in configs for tf32 in modes]
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'H,B,T (I=O)':<16} {'variant':<16} {'device':<28} {'median ms':>10} {'min ms':>10} {'tokens/s':>12} {'GFLOP/s':>9}")
+    print(f"{'H,B,T (I=O)':<16} {'variant':<28} {'device':<28} {'median ms':>10} {'min ms':>10} {'tokens/s':>12} {'GFLOP/s':>9}")
     for r in results:
         c = r["config"]
         print(f"{c['hidden']},{c['batch']},{c['steps']} ({c['vocab']})".ljust(16),
-              f"{r['variant']:<16} {r['device'][:28]:<28} {r['median_ms']:>10.3f} {r['min_ms']:>10.3f} {r['tokens_per_s']:>12.0f} {r['gflops']:>9.2f}")
+              f"{r['variant']:<28} {r['device'][:28]:<28} {r['median_ms']:>10.3f} {r['min_ms']:>10.3f} {r['tokens_per_s']:>12.0f} {r['gflops']:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -4,16 +4,18 @@
 //
 //   forward:   r = σ(a_r + r_r)   z = σ(a_z + r_z)   n = tanh(a_n + r ⊙ q)   (q = r_n)
 //              h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
-//              reads a, r, hs[prev]; writes hs[next], saved
+//              reads a, hs[prev]; writes hs[next], saved
 //   backward:  g = ∂L/∂h_t (from above, through W, and z ⊙ g of t+1 around W)
 //              dn = g (1 − z) (1 − n²)    dz = g (h_{t-1} − n) z (1 − z)    dr = dn q r (1 − r)
 //              da = (dr, dz, dn)    dr_t = (dr, dz, dn ⊙ r)    d_direct = z ⊙ g
-//              reads dh, dh_next, d_direct, hs[prev], saved; writes a (da), r (dr_t), d_direct
+//              reads dh, d_direct, hs[prev], saved; writes a (da), r (dr_t), d_direct
 
-fn cell_forward(u: Unit, s: Step) {
-    let rg = sigmoid(a[s.row + gate(u, 3u, 0u)] + r[s.row + gate(u, 3u, 0u)]);
-    let z = sigmoid(a[s.row + gate(u, 3u, 1u)] + r[s.row + gate(u, 3u, 1u)]);
-    let q = r[s.row + gate(u, 3u, 2u)];
+const GATES: u32 = 3u;
+
+fn cell_forward(u: Unit, s: Step, rt: vec4<f32>) {
+    let rg = sigmoid(a[s.row + gate(u, 3u, 0u)] + rt.x);
+    let z = sigmoid(a[s.row + gate(u, 3u, 1u)] + rt.y);
+    let q = rt.z;
     let n = tanh_f32(a[s.row + gate(u, 3u, 2u)] + rg * q);
     hs[s.next + u.i] = (1.0 - z) * n + z * hs[s.prev + u.i];
     saved[s.saved + gate(u, 4u, 0u)] = rg;
@@ -22,12 +24,12 @@ fn cell_forward(u: Unit, s: Step) {
     saved[s.saved + gate(u, 4u, 3u)] = q;
 }
 
-fn cell_backward(u: Unit, s: Step) {
+fn cell_backward(u: Unit, s: Step, through: f32) {
     let rg = saved[s.saved + gate(u, 4u, 0u)];
     let z = saved[s.saved + gate(u, 4u, 1u)];
     let n = saved[s.saved + gate(u, 4u, 2u)];
     let q = saved[s.saved + gate(u, 4u, 3u)];
-    let g = incoming(u, s) + direct(u, s);
+    let g = incoming(u, s, through) + direct(u, s);
     let dn = g * (1.0 - z) * (1.0 - n * n);
     let dz = g * (hs[s.prev + u.i] - n) * z * (1.0 - z);
     let dr = dn * q * rg * (1.0 - rg);
@@ -37,5 +39,5 @@ fn cell_backward(u: Unit, s: Step) {
     r[s.row + gate(u, 3u, 0u)] = dr;
     r[s.row + gate(u, 3u, 1u)] = dz;
     r[s.row + gate(u, 3u, 2u)] = dn * rg;
-    d_direct[u.i] = z * g;
+    set_direct(u, z * g);
 }

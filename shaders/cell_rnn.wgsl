@@ -2,14 +2,15 @@
 // bindings and the products around this step). G = 1, nothing saved but h_t.
 //
 //   forward:   h_t = act(a_t + r_t)          act = tanh, or relu where RELU = 1
-//              reads a, r, writes hs[next]
+//              reads a, writes hs[next]
 //   backward:  da_t = dr_t = (∂L/∂h_t) ⊙ act'(h_t)   (1 − h_t² for tanh; [h_t > 0] for relu)
-//              reads dh, dh_next, hs[next]; writes a (da) and r (dr)
+//              reads dh, hs[next]; writes a (da) and r (dr)
 
+const GATES: u32 = 1u;
 override RELU: u32 = 0u;
 
-fn cell_forward(u: Unit, s: Step) {
-    let x = a[s.row + u.i] + r[s.row + u.i];
+fn cell_forward(u: Unit, s: Step, rg: vec4<f32>) {
+    let x = a[s.row + u.i] + rg.x;
     var h: f32;
     if (RELU != 0u) {
         h = max(x, 0.0);
@@ -19,7 +20,7 @@ fn cell_forward(u: Unit, s: Step) {
     hs[s.next + u.i] = h;
 }
 
-fn cell_backward(u: Unit, s: Step) {
+fn cell_backward(u: Unit, s: Step, through: f32) {
     let h = hs[s.next + u.i];
     var slope: f32;
     if (RELU != 0u) {
@@ -27,7 +28,7 @@ fn cell_backward(u: Unit, s: Step) {
     } else {
         slope = 1.0 - h * h;
     }
-    let d = incoming(u, s) * slope;
+    let d = incoming(u, s, through) * slope;
     a[s.row + u.i] = d;
     r[s.row + u.i] = d;
 }

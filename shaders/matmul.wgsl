@@ -1,22 +1,14 @@
-// matmul.wgsl: C = A · B with fused epilogues; one kernel for every product of the training step,
-// the per-timestep recurrences included.
+// matmul.wgsl: C = A · B with a bias; one kernel for every product of the training step outside
+// the recurrences (recurrence.wgsl computes those).
 //
 // Math, with A (M, K), B (K, N), C (M, N):
 //   S[i, j]  = Σ_p A[i, p] B[p, j]     (p in order 0..K, or slice by slice: see Split K; a fixed order)
-//   S       += addend[j]              if ADD_BIAS    (a bias vector)
-//   S       += addend[i, j]           if ADD_MATRIX  (a matrix)
-//   C[i, j]  = tanh(S)                if TANH
-//            = S ⊙ (1 − aux[i, j]²)   if TANH_GRAD
-//            = S                      otherwise
-// (tanh is activation.wgsl's tanh_f32, prepended to this file: accurate where the builtin is not.)
+//   C[i, j]  = S + addend[j]           if ADD_BIAS (a bias vector), else S
 // A and B are read through strides, so a transposed operand needs no copy:
 //   A[i, p] = a[a_offset + i * a_row_stride + p * a_col_stride]
 //   B[p, j] = b[b_offset + p * b_row_stride + j * b_col_stride]
-//   C[i, j] = c[c_offset + i * c_row_stride + j]; addend and aux use c_row_stride too.
+//   C[i, j] = c[c_offset + i * c_row_stride + j]
 // Pipeline-constant variants:
-//   A_IN_C:    A is read from the c binding. The recurrences read h_{t-1} (or dA_{t+1}) from the
-//              buffer they write h_t (dA_t) to; wgpu tracks usage per buffer, so that buffer is
-//              bound once, read_write.
 //   ONE_HOT_B: B[p, j] = (tokens[p] == j), the one-hot inputs of a token model (dU = dA^T x).
 //
 // Two entry points with the same bindings:
@@ -32,20 +24,18 @@
 // Split K: workgroup z sums p over [z · k_split, (z+1) · k_split) only and writes its partial
 // product at c_offset + z · c_split_stride; reduce.wgsl then adds the partials in order of z. A
 // product over T·B rows with a small C (dW, dV, dU) so becomes many workgroups instead of a few
-// with long loops. Without a split, k_split = K and the grid has one z. No epilogue with a split.
+// with long loops. Without a split, k_split = K and the grid has one z. No bias with a split.
 //
 // K in chunks: one dispatch sums only p in [z · k_split + k_begin, … + k_len) of its split. The
 // host runs the chunks of a long sum as consecutive dispatches; every chunk after the first has
 // ACCUMULATE set and starts its accumulators from the C that the chunk before it wrote, so the
-// sum runs in the same order as in one dispatch, and only the last chunk applies the bias and the
-// epilogue. This bounds the loop iterations of one invocation (see LOOP_BUDGET in
-// src/gpu/step.rs: Mesa's software adapters end a shader's loops after 65,535 iterations).
+// sum runs in the same order as in one dispatch, and only the last chunk applies the bias. This
+// bounds the loop iterations of one invocation (see LOOP_BUDGET in src/gpu/plan.rs: Mesa's
+// software adapters end a shader's loops after 65,535 iterations).
 //
-// Uses in one step (B batch, T steps, I input, H hidden, O output; hs (T+1, B, H)):
-//   forward step t     h_t  = tanh(pre_t + h_{t-1} W^T)            A_IN_C, ADD_MATRIX, TANH
-//   backward step t    dA_t = (dh_t + dA_{t+1} W) ⊙ (1 − h_t²)     A_IN_C, ADD_MATRIX, TANH_GRAD
-//   input (dense)      pre  = x U^T + b         output  y  = hs V^T + c      (ADD_BIAS)
-//   gradients          dh = dy V,  dV = dy^T hs,  dW = dA^T hs,  dU = dA^T x,  dh0 = dA_1 W
+// Uses in one step (B batch, T steps, I input, H hidden, O output, G gates; hs (T+1, B, H)):
+//   input (dense)      a = x U^T + b_ih         output  y  = hs V^T + c      (ADD_BIAS)
+//   gradients          dh = dy V,  dV = dy^T hs,  dW = dr^T hs,  dU = da^T x,  layer l−1's dh = da U
 //
 // Each invocation computes a 4×4 block of C with its accumulators in registers; a workgroup of
 // 8×8 invocations covers a 32×32 tile. Neighbouring invocations (x) own neighbouring column
@@ -58,9 +48,8 @@
 //   @binding(1) a:      array<f32>, read        (a4: array<vec4<f32>> in matmul4)
 //   @binding(2) b:      array<f32>, read        (b4: array<vec4<f32>> in matmul4)
 //   @binding(3) tokens: array<u32>, read        (ONE_HOT_B only)
-//   @binding(4) addend: array<f32>, read        (ADD_BIAS or ADD_MATRIX only)
-//   @binding(5) aux:    array<f32>, read        (TANH_GRAD only)
-//   @binding(6) c:      array<f32>, read_write  (c4: array<vec4<f32>> in matmul4)
+//   @binding(4) addend: array<f32>, read        (ADD_BIAS only)
+//   @binding(5) c:      array<f32>, read_write  (c4: array<vec4<f32>> in matmul4)
 
 struct MatmulParams {
     m: u32,
@@ -76,22 +65,18 @@ struct MatmulParams {
     c_offset: u32,
     c_row_stride: u32,
     addend_offset: u32,
-    aux_offset: u32,
     k_split: u32,
     c_split_stride: u32,
     k_begin: u32,
     k_len: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 const ADD_BIAS: u32 = 1u;
-const ADD_MATRIX: u32 = 2u;
-const TANH: u32 = 4u;
-const TANH_GRAD: u32 = 8u;
 const ACCUMULATE: u32 = 16u;
 
-override A_IN_C: bool = false;
 override ONE_HOT_B: bool = false;
 override A_COLS: bool = false;
 
@@ -102,16 +87,8 @@ override A_COLS: bool = false;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> tokens: array<u32>;
 @group(0) @binding(4) var<storage, read> addend: array<f32>;
-@group(0) @binding(5) var<storage, read> aux: array<f32>;
-@group(0) @binding(6) var<storage, read_write> c: array<f32>;
-@group(0) @binding(6) var<storage, read_write> c4: array<vec4<f32>>;
-
-fn load_a(index: u32) -> f32 {
-    if (A_IN_C) {
-        return c[index];
-    }
-    return a[index];
-}
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c4: array<vec4<f32>>;
 
 // Row k of B at the four columns j0..j0+3 (clamped into range by the caller's b_col).
 fn load_b(k: u32, b_col: vec4<u32>, j: vec4<u32>) -> vec4<f32> {
@@ -178,28 +155,12 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var k = range.x; k < range.y; k++) {
         let ak = k * p.a_col_stride;
         let bv = load_b(k, b_col, j);
-        acc[0] += load_a(a_row.x + ak) * bv;
-        acc[1] += load_a(a_row.y + ak) * bv;
-        acc[2] += load_a(a_row.z + ak) * bv;
-        acc[3] += load_a(a_row.w + ak) * bv;
+        acc[0] += a[a_row.x + ak] * bv;
+        acc[1] += a[a_row.y + ak] * bv;
+        acc[2] += a[a_row.z + ak] * bv;
+        acc[3] += a[a_row.w + ak] * bv;
     }
     store(i0, j, jc, acc, gid.z);
-}
-
-// Adds the matrix and applies tanh or tanh' to one element of C.
-fn epilogue(i: u32, j: u32, s: f32) -> f32 {
-    let e = i * p.c_row_stride + j;
-    var v = s;
-    if ((p.flags & ADD_MATRIX) != 0u) {
-        v += addend[p.addend_offset + e];
-    }
-    if ((p.flags & TANH) != 0u) {
-        v = tanh_f32(v);
-    } else if ((p.flags & TANH_GRAD) != 0u) {
-        let h = aux[p.aux_offset + e];
-        v *= 1.0 - h * h;
-    }
-    return v;
 }
 
 fn with_bias(acc: array<vec4<f32>, 4>, jc: vec4<u32>) -> array<vec4<f32>, 4> {
@@ -214,7 +175,7 @@ fn with_bias(acc: array<vec4<f32>, 4>, jc: vec4<u32>) -> array<vec4<f32>, 4> {
     return out;
 }
 
-// Adds the bias and the epilogue, and writes the 4×4 block that starts at (i0, j0) of split z;
+// Adds the bias and writes the 4×4 block that starts at (i0, j0) of split z;
 // `jc` holds the columns clamped into range.
 fn store(i0: u32, j: vec4<u32>, jc: vec4<u32>, acc: array<vec4<f32>, 4>, z: u32) {
     let s = with_bias(acc, jc);
@@ -224,7 +185,7 @@ fn store(i0: u32, j: vec4<u32>, jc: vec4<u32>, acc: array<vec4<f32>, 4>, z: u32)
         if (i < p.m) {
             for (var q = 0u; q < 4u; q++) {
                 if (j[q] < p.n) {
-                    c[c_base + i * p.c_row_stride + j[q]] = epilogue(i, j[q], s[r][q]);
+                    c[c_base + i * p.c_row_stride + j[q]] = s[r][q];
                 }
             }
         }
@@ -241,7 +202,7 @@ fn store4(i0: u32, j: vec4<u32>, jc: vec4<u32>, acc: array<vec4<f32>, 4>, z: u32
             for (var q = 0u; q < 4u; q++) {
                 if (j[q] < p.n) {
                     let e = c_base + i * p.c_row_stride + j[q];
-                    c4[e / 4u][e % 4u] = epilogue(i, j[q], s[r][q]);
+                    c4[e / 4u][e % 4u] = s[r][q];
                 }
             }
         }
@@ -279,7 +240,7 @@ fn matmul4(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc[3] += av.w * bv;
         }
     } else {
-        // A[i, k..k+3] is a4[(a_row[i] + k) / 4], or c4 for the recurrences; K is a multiple of 4.
+        // A[i, k..k+3] is a4[(a_row[i] + k) / 4]; K is a multiple of 4.
         var a_row: vec4<u32>;
         for (var r = 0u; r < 4u; r++) {
             a_row[r] = p.a_offset + min(i0 + r, p.m - 1u) * p.a_row_stride;
@@ -287,11 +248,7 @@ fn matmul4(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var k = range.x; k < range.y; k += 4u) {
             var av: array<vec4<f32>, 4>;
             for (var r = 0u; r < 4u; r++) {
-                if (A_IN_C) {
-                    av[r] = c4[(a_row[r] + k) / 4u];
-                } else {
-                    av[r] = a4[(a_row[r] + k) / 4u];
-                }
+                av[r] = a4[(a_row[r] + k) / 4u];
             }
             for (var q = 0u; q < 4u; q++) {
                 let bv = b4[(b_base + (k + q) * p.b_row_stride) / 4u];

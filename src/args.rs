@@ -48,6 +48,11 @@ pub(crate) struct BenchArgs {
     /// `mpirun -np N` (one without it) and the write back, beside the communication model.
     #[arg(long, value_delimiter = ',')]
     pub(crate) exchange: Vec<usize>,
+    /// Time what orders a recurrence's timesteps, at these workgroup counts (e.g. 132,264,528:
+    /// 1, 2 and 4 per multiprocessor of an H100 or H200): the gap between dependent dispatches,
+    /// a grid barrier's round, and the co-residency probe's answer.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) sync: Vec<usize>,
 }
 
 pub(crate) fn parse_hbt(s: &str) -> std::result::Result<(usize, usize, usize), String> {
@@ -159,8 +164,9 @@ pub(crate) struct AdapterArgs {
     /// Use the adapter of this index in `unroll info`'s list (two adapters may share a name).
     #[arg(long)]
     pub(crate) adapter_index: Option<usize>,
-    /// How the GPU runs the recurrences: one dispatch per timestep, or one persistent dispatch
-    /// for all of them (default: chosen per shape).
+    /// How the GPU orders the timesteps of a recurrence: one dispatch per timestep, or a grid
+    /// barrier inside one dispatch, with a fallback to ordered where the adapter does not run
+    /// every workgroup at once (default: chosen per shape and adapter).
     #[arg(long, value_enum)]
     pub(crate) recurrence: Option<Recurrence>,
 }
@@ -547,6 +553,28 @@ impl BenchArgs {
             self.exchange.is_empty(),
             "--exchange times the read-back and the reduction of P gradients, not a training step",
         )?;
+        given.refuse(
+            &[
+                "configs",
+                "vocab",
+                "no_cpu",
+                "cpu_budget",
+                "profile",
+                "json",
+                "cell",
+                "layers",
+                "recurrence",
+                "exchange",
+            ],
+            self.sync.is_empty(),
+            "--sync times the ordering of a recurrence's timesteps, not a training step",
+        )?;
+        if let Some(g) = self.sync.iter().find(|&&g| g == 0 || g > 65_535) {
+            anyhow::bail!(
+                "--sync {g} is no workgroup count to time\n  hint: pass counts between 1 and \
+                 65535, such as 132,264,528"
+            );
+        }
         if let Some(p) = self.exchange.iter().find(|&&p| p == 0 || p > MAX_EXCHANGE) {
             anyhow::bail!(
                 "--exchange {p} is no parameter count to time\n  hint: pass counts between 1 and \

@@ -8,7 +8,9 @@
 use crate::cpu;
 use crate::error::Result;
 use crate::footprint::{self, Work};
-use crate::gpu::{Gpu, GpuStep, GpuTrainer, Kernels, Recurrence, TrainerShape};
+use crate::gpu::{
+    Gpu, GpuStack, GpuTrainer, Kernels, ModelStep, Recurrence, StepOptions, TrainerShape,
+};
 use crate::model::{Batch, ModelConfig, Params};
 use crate::optim::{self, OptimizerConfig, OptimizerKind, OptimizerState};
 use std::time::{Duration, Instant};
@@ -121,7 +123,11 @@ pub(crate) fn check_against_cpu(gpu: &Gpu, c: &BenchConfig, recurrence: Recurren
     let kernels = gpu.scoped("building the compute pipelines", || {
         Kernels::new(&gpu.device)
     })?;
-    let step = GpuStep::new(gpu, &kernels, model, b, t, recurrence)?;
+    let options = StepOptions {
+        recurrence: Some(recurrence),
+        ..Default::default()
+    };
+    let step = ModelStep::new(gpu, &kernels, model, (b, t), options)?;
     let got = step.run_and_read(gpu, &params, &batch)?;
     let want = cpu::step(&params, &batch);
     let rows = crate::compare::compare_all(
@@ -148,11 +154,9 @@ pub fn bench_gpu(
     steps: usize,
     profile: bool,
 ) -> Result<BenchResult> {
-    let recurrence =
-        recurrence.unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, c.batch, c.hidden));
     let model = c.model();
-    model.validate()?;
-    GpuStep::check_fits(&gpu, &model, c.batch, c.steps)?;
+    let shape = (c.batch, c.steps);
+    let (_, recurrence, _) = GpuStack::check_fits(&gpu, model, shape, (recurrence, None))?;
     let (b, t) = (c.batch, c.steps);
     footprint::check_host(&model, &Work::case_and_check(b.min(4), t.min(16)))?;
     let train = Work::TrainGpu {

@@ -1,6 +1,7 @@
 //! `unroll bench --cell …`: what one step (forward, loss, backward) of stacked layers of each cell
-//! costs against the Elman step of the same (H, B, T), on the GPU, with each recurrence (one
-//! product and one cell kernel per timestep, or the persistent kernel) unless one is asked for.
+//! costs against the Elman model's step of the same (H, B, T), on the GPU, with each ordering of
+//! the recurrence (ordered dispatches, or the grid barrier) unless one is asked for. A grid step
+//! whose barrier fails runs ordered from then on; the row says how many steps fell back.
 //!
 //! Every variant is checked against the CPU reference first (B and T capped at 4 and 8), then
 //! timed in one run with the variants interleaved step by step, so that the machine's swings in
@@ -9,13 +10,13 @@
 //! per layer (I = H above layer 0; forward 2, backward 4), the gathers of a token input counted
 //! as if they were products.
 
-use crate::bench::{BenchConfig, check_against_cpu, median};
+use crate::bench::{BenchConfig, median};
 use crate::case::{Case, RandomCase};
 use crate::cell::Cell;
 use crate::check::compare_gpu;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuStack, GpuStep, Kernels, Recurrence, StepOptions};
-use crate::model::{Batch, ModelConfig, Params};
+use crate::gpu::{Gpu, GpuStack, Kernels, Recurrence, StepOptions};
+use crate::model::ModelConfig;
 use std::time::Instant;
 
 /// One variant's timing.
@@ -23,7 +24,7 @@ use std::time::Instant;
 pub struct CellBenchRow {
     /// The (H, B, T) and vocabulary.
     pub config: BenchConfig,
-    /// `elman (fast path), per-step`, `rnn × 2, persistent`, `lstm × 1, per-step`, …
+    /// `elman, ordered`, `rnn × 2, grid`, `lstm × 1, ordered`, …
     pub variant: String,
     /// Steps timed.
     pub timed_steps: usize,
@@ -31,7 +32,7 @@ pub struct CellBenchRow {
     pub median_ms: f64,
     /// Fastest step.
     pub min_ms: f64,
-    /// The median over the median of the Elman fast path with the same recurrence, measured in
+    /// The median over the median of the Elman model's step with the same ordering, measured in
     /// the same run.
     pub ratio_to_elman: f64,
     /// FLOPs / median.
@@ -40,6 +41,8 @@ pub struct CellBenchRow {
     pub dispatches_per_step: u64,
     /// The largest relative error of the check against the CPU reference.
     pub check_max_rel_error: f64,
+    /// Steps whose grid barrier failed (each ran again, ordered; the later steps ran ordered).
+    pub fallbacks: usize,
 }
 
 /// One thing to time: records its step into a compute pass.
@@ -47,7 +50,7 @@ struct Variant<'a> {
     name: String,
     recurrence: Recurrence,
     flops: f64,
-    record: Box<dyn Fn(&mut wgpu::ComputePass<'_>) + 'a>,
+    step: &'a GpuStack,
     check: f64,
 }
 
@@ -118,8 +121,8 @@ fn stack(
     Ok(Some((stack, check)))
 }
 
-/// Times the Elman fast path and `layers` layers of each cell at one configuration, with the
-/// recurrence asked for, or with each of the two.
+/// Times the Elman model and `layers` layers of each cell at one configuration, with the
+/// ordering asked for, or with each of the two.
 pub fn bench_cells(
     gpu: &Gpu,
     c: &BenchConfig,
@@ -133,41 +136,30 @@ pub fn bench_cells(
     })?;
     let recurrences = match recurrence {
         Some(r) => vec![r],
-        None => vec![Recurrence::PerStep, Recurrence::Persistent],
+        None => vec![Recurrence::Ordered, Recurrence::Grid],
     };
-    let model = crate::model::ModelConfig::tokens(c.vocab, c.hidden);
-    let mut elman = Vec::new();
-    for &r in &recurrences {
-        let step = GpuStep::new(gpu, &kernels, model, c.batch, c.steps, r)?;
-        step.write_params(gpu, &Params::init(model, 1))?;
-        step.write_batch(gpu, &Batch::random(&model, c.batch, c.steps, false, 3))?;
-        elman.push((r, step, check_against_cpu(gpu, c, r)?));
-    }
+    let elman = ModelConfig::tokens(c.vocab, c.hidden);
     let mut stacks = Vec::new();
-    for &cell in cells {
-        let config = ModelConfig::tokens(c.vocab, c.hidden).with_cell(cell, layers);
+    for (name, config) in
+        std::iter::once(("elman".to_string(), elman)).chain(cells.iter().map(|&cell| {
+            let name = format!("{} × {layers}", cell.name());
+            (name, elman.with_cell(cell, layers))
+        }))
+    {
         for &r in &recurrences {
             if let Some((step, check)) = stack(gpu, &kernels, c, config, r)? {
-                stacks.push((cell, r, step, check));
+                stacks.push((format!("{name}, {}", r.name()), config.cell, r, step, check));
             }
         }
     }
     let mut variants = Vec::new();
-    for (r, step, check) in &elman {
+    for (i, (name, cell, r, step, check)) in stacks.iter().enumerate() {
+        let layers = if i < recurrences.len() { 1 } else { layers };
         variants.push(Variant {
-            name: format!("elman (fast path), {}", r.name()),
-            recurrence: *r,
-            flops: c.flops(),
-            record: Box::new(|pass| step.record(pass)),
-            check: *check,
-        });
-    }
-    for (cell, r, step, check) in &stacks {
-        variants.push(Variant {
-            name: format!("{} × {layers}, {}", cell.name(), r.name()),
+            name: name.clone(),
             recurrence: *r,
             flops: flops(c, *cell, layers),
-            record: Box::new(move |pass| step.record(pass)),
+            step,
             check: *check,
         });
     }
@@ -182,49 +174,58 @@ fn time(
     warmup: usize,
     steps: usize,
 ) -> Result<Vec<CellBenchRow>> {
-    let run = |v: &Variant<'_>| -> Result<(f64, u64)> {
+    let run = |v: &Variant<'_>| -> Result<(f64, u64, bool)> {
         let before = gpu.meter.read().dispatches;
         let t0 = Instant::now();
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            (v.record)(&mut pass);
+            v.step.record(&mut pass);
         }
         gpu.submit(encoder);
         gpu.wait("a benchmark step")?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
-        Ok((ms, gpu.meter.read().dispatches - before))
+        let failed = pollster::block_on(v.step.barrier_failed(gpu))?;
+        Ok((ms, gpu.meter.read().dispatches - before, failed))
     };
     let mut times = vec![Vec::with_capacity(steps); variants.len()];
     let mut dispatches = vec![0; variants.len()];
+    let mut fallbacks = vec![0; variants.len()];
     for round in 0..warmup + steps {
         for (i, v) in variants.iter().enumerate() {
-            let (ms, d) = run(v)?;
+            let (ms, d, failed) = run(v)?;
             dispatches[i] = d;
-            if round >= warmup {
+            fallbacks[i] += failed as usize;
+            if round >= warmup && !failed {
                 times[i].push(ms);
             }
         }
     }
-    let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-    // The Elman steps come first, one per recurrence.
+    let medians: Vec<f64> = (times.iter_mut())
+        .map(|t| if t.is_empty() { f64::NAN } else { median(t) })
+        .collect();
+    // The Elman steps come first, one per ordering.
     let elman = |r: Recurrence| {
         let i = variants.iter().position(|v| v.recurrence == r);
-        medians[i.expect("an Elman step of every recurrence timed")]
+        i.map_or(f64::NAN, |i| medians[i])
     };
     Ok(variants
         .iter()
         .enumerate()
         .map(|(i, v)| CellBenchRow {
             config: *c,
-            variant: v.name.clone(),
-            timed_steps: steps,
+            variant: match v.step.running() {
+                r if r != v.recurrence => format!("{} (ran {})", v.name, r.name()),
+                _ => v.name.clone(),
+            },
+            timed_steps: times[i].len(),
             median_ms: medians[i],
             min_ms: times[i].iter().copied().fold(f64::INFINITY, f64::min),
             ratio_to_elman: medians[i] / elman(v.recurrence),
             gflops: v.flops / (medians[i] * 1e-3) * 1e-9,
             dispatches_per_step: dispatches[i],
             check_max_rel_error: v.check,
+            fallbacks: fallbacks[i],
         })
         .collect())
 }
@@ -235,7 +236,7 @@ pub fn cell_table(rows: &[CellBenchRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<16} {:<36} {:>5} {:>10} {:>10} {:>9} {:>8} {:>7} {:>10}",
+        "{:<16} {:<36} {:>5} {:>10} {:>10} {:>9} {:>8} {:>7} {:>10} {:>9}",
         "H,B,T (I=O)",
         "variant",
         "steps",
@@ -244,13 +245,14 @@ pub fn cell_table(rows: &[CellBenchRow]) -> String {
         "× elman",
         "GFLOP/s",
         "disp.",
-        "check err"
+        "check err",
+        "fallbacks"
     );
     for r in rows {
         let c = r.config;
         let _ = writeln!(
             s,
-            "{:<16} {:<36} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>7} {:>10.1e}",
+            "{:<16} {:<36} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>7} {:>10.1e} {:>9}",
             format!("{},{},{} ({})", c.hidden, c.batch, c.steps, c.vocab),
             r.variant,
             r.timed_steps,
@@ -259,7 +261,8 @@ pub fn cell_table(rows: &[CellBenchRow]) -> String {
             r.ratio_to_elman,
             r.gflops,
             r.dispatches_per_step,
-            r.check_max_rel_error
+            r.check_max_rel_error,
+            r.fallbacks
         );
     }
     s

@@ -391,6 +391,9 @@ fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
     if !args.exchange.is_empty() {
         return run_bench_exchange(args);
     }
+    if !args.sync.is_empty() {
+        return run_bench_sync(args);
+    }
     let mut results = Vec::new();
     for c in &configs {
         let gpu = Gpu::new(&args.adapter.choice())?;
@@ -425,6 +428,28 @@ fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
 }
 
 /// `bench --cell`: each cell's step against the Elman step, per configuration.
+/// `bench --sync`: the co-residency probe, the gap between dependent dispatches, and a grid
+/// barrier's round at each workgroup count.
+fn run_bench_sync(args: &BenchArgs) -> Result<bool> {
+    use unroll::gpu::{barrier_round, dispatch_gap};
+    let gpu = Gpu::new(&args.adapter.choice())?;
+    let repeats = args.steps.clamp(1, 50);
+    println!("adapter: {}", unroll::gpu::describe(&gpu.info));
+    println!(
+        "co-resident workgroups of 64 (probe): {}",
+        gpu.probe_resident()
+    );
+    let gap = dispatch_gap(&gpu, 1000, repeats)?;
+    println!("dependent dispatches: {gap:.2} µs apart (median of {repeats})");
+    for &g in &args.sync {
+        match barrier_round(&gpu, g, 100, repeats)? {
+            Some(us) => println!("grid barrier, {g} workgroups: {us:.2} µs a round"),
+            None => println!("grid barrier, {g} workgroups: they did not all run at once"),
+        }
+    }
+    Ok(true)
+}
+
 /// `bench --exchange`: every rank times its exchange; rank 0 prints the table.
 fn run_bench_exchange(args: &BenchArgs) -> Result<bool> {
     use unroll::bench_exchange::{bench_exchange, exchange_table};

@@ -98,12 +98,7 @@ fn build_one(
     Ok(match opts.device {
         Device::Gpu => {
             let gpu = Gpu::new(&opts.adapter)?;
-            let recurrence = match opts.recurrence {
-                None if config.is_elman() => {
-                    Some(Recurrence::auto(gpu.info.device_type, batch, config.hidden))
-                }
-                r => r,
-            };
+            let recurrence = opts.recurrence;
             let shape = TrainerShape {
                 eval_batch: Some(val_b),
                 recurrence,

@@ -6,17 +6,33 @@
 mod common;
 
 use unroll::check::compare_step;
-use unroll::gpu::{GpuStep, Kernels, Recurrence};
+use unroll::gpu::{Gpu, Kernels, ModelStep, Recurrence, StepOptions};
 use unroll::model::{Batch, ModelConfig, Params};
 
-/// Both recurrence strategies against the CPU reference on one case.
+/// The Elman model's step with `recurrence` (a grid step that fails runs ordered, bit for bit
+/// the same: tests/grid.rs shows both).
+fn step(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    config: ModelConfig,
+    shape: (usize, usize),
+    r: Recurrence,
+) -> unroll::Result<ModelStep> {
+    let options = StepOptions {
+        recurrence: Some(r),
+        ..Default::default()
+    };
+    ModelStep::new(gpu, kernels, config, shape, options)
+}
+
+/// Both orderings of the recurrence against the CPU reference on one case.
 fn gpu_matches_cpu(config: ModelConfig, batch: usize, steps: usize, random_h0: bool, seed: u64) {
     let gpu = common::gpu();
     let kernels = Kernels::new(&gpu.device);
     let params = Params::init(config, seed);
     let data = Batch::random(&config, batch, steps, random_h0, seed + 100);
-    for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
-        let step = GpuStep::new(&gpu, &kernels, config, batch, steps, recurrence).unwrap();
+    for recurrence in [Recurrence::Ordered, Recurrence::Grid] {
+        let step = step(&gpu, &kernels, config, (batch, steps), recurrence).unwrap();
         let got = step.run_and_read(&gpu, &params, &data).unwrap();
         let rows = compare_step(&got, &params.cast(), &data);
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
@@ -89,7 +105,8 @@ fn large_matches_cpu() {
 
 #[test]
 fn wide_hidden_matches_cpu() {
-    // H·rows at the persistent kernel's workgroup-memory limit, and a hidden size not a multiple of 4.
+    // Several slices of units (at most 4 × 32 units a tile), one of them short; a hidden size not
+    // a multiple of 4.
     gpu_matches_cpu(ModelConfig::tokens(65, 1024), 2, 5, true, 10);
     gpu_matches_cpu(ModelConfig::dense(3, 2046, 2), 1, 3, true, 11);
 }
@@ -129,7 +146,7 @@ fn rows_past_one_grid_dimension_match_cpu() {
 
 #[test]
 fn long_sequences_match_cpu() {
-    // The persistent kernel runs T in chunks of dispatches.
+    // The grid recurrence runs T in chunks of dispatches on a software adapter.
     gpu_matches_cpu(ModelConfig::tokens(20, 100), 1, 3_000, true, 28);
     gpu_matches_cpu(ModelConfig::dense(4, 300, 3), 2, 400, true, 29);
 }
@@ -141,8 +158,8 @@ fn step_is_bitwise_repeatable() {
     let config = ModelConfig::tokens(65, 96);
     let params = Params::init(config, 11);
     let data = Batch::random(&config, 6, 24, true, 12);
-    for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
-        let step = GpuStep::new(&gpu, &kernels, config, 6, 24, recurrence).unwrap();
+    for recurrence in [Recurrence::Ordered, Recurrence::Grid] {
+        let step = step(&gpu, &kernels, config, (6, 24), recurrence).unwrap();
         let a = step.run_and_read(&gpu, &params, &data).unwrap();
         let b = step.run_and_read(&gpu, &params, &data).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
@@ -158,7 +175,7 @@ fn wrong_batch_shape_is_an_error() {
     let gpu = common::gpu();
     let kernels = Kernels::new(&gpu.device);
     let config = ModelConfig::tokens(10, 8);
-    let step = GpuStep::new(&gpu, &kernels, config, 2, 4, Recurrence::PerStep).unwrap();
+    let step = step(&gpu, &kernels, config, (2, 4), Recurrence::Ordered).unwrap();
     let data = Batch::random(&config, 3, 4, false, 0);
     let err = step
         .run_and_read(&gpu, &Params::init(config, 0), &data)
@@ -175,12 +192,12 @@ fn oversized_model_names_the_limit() {
     let gpu = common::gpu();
     let kernels = Kernels::new(&gpu.device);
     let limit = gpu.limits().max_storage_buffer_binding_size;
-    // hs alone is (T+1)·B·H·4 bytes: make it twice the limit.
+    // hs alone is (T+1)·B·H·4 bytes: make it twice the limit (a and r, T·B·H·4 each, too).
     let hidden = 4096;
     let batch = 64;
     let steps = (2 * limit / (4 * hidden * batch) as u64) as usize;
     let config = ModelConfig::tokens(65, hidden);
-    let err = match GpuStep::new(&gpu, &kernels, config, batch, steps, Recurrence::PerStep) {
+    let err = match step(&gpu, &kernels, config, (batch, steps), Recurrence::Ordered) {
         Ok(_) => panic!(
             "a step of {} MiB of hidden states was accepted",
             (2 * limit) >> 20
@@ -188,7 +205,12 @@ fn oversized_model_names_the_limit() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
-    assert!(err.contains("hidden states"), "{err}");
+    // The per-timestep buffers of the same size come first: the gate projections (T, B, G·H)
+    // are as large as the hidden states at G = 1.
+    assert!(
+        err.contains("hidden states") || err.contains("gate projections"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -228,7 +250,7 @@ fn chaotic_model_passes_and_a_corrupted_gradient_fails() {
     let k = 0.4 * (96f32).sqrt();
     params.data.iter_mut().for_each(|v| *v *= k);
     let data = Batch::random(&config, 4, 40, true, 32);
-    let step = GpuStep::new(&gpu, &kernels, config, 4, 40, Recurrence::PerStep).unwrap();
+    let step = step(&gpu, &kernels, config, (4, 40), Recurrence::Ordered).unwrap();
     let got = step.run_and_read(&gpu, &params, &data).unwrap();
     let rows = compare_step(&got, &params.cast(), &data);
     common::assert_all_pass("a chaotic model", &rows);
@@ -258,9 +280,28 @@ fn chaotic_model_passes_and_a_corrupted_gradient_fails() {
 }
 
 #[test]
-fn persistent_workgroups_past_one_grid_dimension_match_cpu() {
-    // H4 = 256 gives one batch row per persistent workgroup: B = 65,600 rows need more than
-    // 65,535 workgroups, so the kernel's grid uses its second dimension. (hs fills 99 % of a
-    // 128 MiB storage binding.)
-    gpu_matches_cpu(ModelConfig::tokens(2, 253), 65_600, 1, true, 33);
+fn recurrence_tiles_past_one_grid_dimension_match_cpu() {
+    // B = 280,000 rows in tiles of 4 units × 4 rows: 2 × 70,000 workgroups a dispatch, more than
+    // one grid dimension holds.
+    let gpu = common::gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let config = ModelConfig::tokens(3, 8);
+    let (batch, steps) = (280_000, 2);
+    let options = StepOptions {
+        recurrence: Some(Recurrence::Ordered),
+        tiles: Some(unroll::gpu::Tiles {
+            units: 4,
+            row_block: 4,
+        }),
+        ..Default::default()
+    };
+    let step = ModelStep::new(&gpu, &kernels, config, (batch, steps), options).unwrap();
+    assert_eq!(step.stack.recurrence_workgroups(), 140_000);
+    let params = Params::init(config, 33);
+    let data = Batch::random(&config, batch, steps, true, 34);
+    let got = step.run_and_read(&gpu, &params, &data).unwrap();
+    common::assert_all_pass(
+        "tiles past 65,535",
+        &compare_step(&got, &params.cast(), &data),
+    );
 }

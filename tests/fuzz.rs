@@ -1,6 +1,7 @@
 //! A differential fuzzer: random shapes (I and O up to ~70,000, H up to ~300, T·B up to ~70,000 at
-//! small H, both input kinds, random h_0, both recurrences), each run on the GPU and on the CPU
-//! reference and compared tensor by tensor as `unroll check` does.
+//! small H, both input kinds, every cell, one or two layers, random h_0 and c_0, both orderings of
+//! the recurrence), each run on the GPU and on the CPU reference and compared tensor by tensor as
+//! `unroll check` does.
 //!
 //! `UNROLL_FUZZ_CASES` sets the number of cases (default 10), `UNROLL_FUZZ_SEED` the seed (default:
 //! drawn from the clock and printed). A failure prints the seed, the case and the command that
@@ -9,8 +10,9 @@
 mod common;
 
 use rand::{RngExt, SeedableRng};
+use unroll::cell::Cell;
 use unroll::check::compare_step;
-use unroll::gpu::{GpuStep, Kernels, Recurrence};
+use unroll::gpu::{Kernels, ModelStep, Recurrence, StepOptions};
 use unroll::model::{Batch, ModelConfig, Params};
 
 /// log-uniform in [lo, hi].
@@ -36,11 +38,21 @@ fn draw(rng: &mut rand::rngs::StdRng) -> Shape {
         log_uniform(rng, 1, 300)
     };
     let max_rows = if hidden <= 16 { 70_000 } else { 2_048 };
-    let rows = log_uniform(rng, 1, max_rows);
+    // Half the cases the Elman model; the others a cell of up to 4 gates in one or two layers,
+    // with the rows cut to keep the reference quick.
+    let cell = match rng.random_range(0..6) {
+        0..3 => None,
+        k => Some((
+            [Cell::Gru, Cell::Lstm, Cell::Rnn][k - 3],
+            rng.random_range(1..=2),
+        )),
+    };
+    let work = cell.map_or(1, |(c, l)| c.gates() * l);
+    let rows = log_uniform(rng, 1, (max_rows / work).max(1));
     let steps = log_uniform(rng, 1, rows);
     let batch = rows.div_ceil(steps);
     let rows = batch * steps;
-    let budget = 20_000_000 / rows;
+    let budget = 20_000_000 / (rows * work);
     let features = |rng: &mut rand::rngs::StdRng| {
         log_uniform(rng, 1, 70_000)
             .min((budget / hidden).max(1))
@@ -56,15 +68,19 @@ fn draw(rng: &mut rand::rngs::StdRng) -> Shape {
         c.output = output;
         c
     };
+    let config = match cell {
+        None => config,
+        Some((cell, layers)) => config.with_cell(cell, layers),
+    };
     Shape {
         config,
         batch,
         steps,
         random_h0: rng.random_bool(0.5),
         recurrence: if rng.random_bool(0.5) {
-            Recurrence::PerStep
+            Recurrence::Ordered
         } else {
-            Recurrence::Persistent
+            Recurrence::Grid
         },
     }
 }
@@ -89,11 +105,6 @@ fn random_shapes_match_the_cpu_reference() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for case in 0..cases {
         let s = draw(&mut rng);
-        if s.recurrence == Recurrence::Persistent
-            && s.config.hidden.next_multiple_of(4) > unroll::gpu::PERSISTENT_MAX_ELEMENTS
-        {
-            continue;
-        }
         let what = format!(
             "case {case} of seed {seed}: {:?} B={} T={} h0 random: {}, {:?} \
              (rerun: UNROLL_FUZZ_SEED={seed} UNROLL_FUZZ_CASES={} cargo test --release --test fuzz)",
@@ -113,7 +124,11 @@ fn random_shapes_match_the_cpu_reference() {
             s.random_h0,
             seed.wrapping_add(case as u64),
         );
-        let step = GpuStep::new(&gpu, &kernels, s.config, s.batch, s.steps, s.recurrence)
+        let options = StepOptions {
+            recurrence: Some(s.recurrence),
+            ..Default::default()
+        };
+        let step = ModelStep::new(&gpu, &kernels, s.config, (s.batch, s.steps), options)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         let got = step
             .run_and_read(&gpu, &params, &data)

@@ -46,7 +46,7 @@ fn cpu_f32_reproduces_the_oracle() {
 #[test]
 fn gpu_reproduces_the_oracle() {
     let gpu = common::gpu();
-    for recurrence in [Recurrence::PerStep, Recurrence::Persistent] {
+    for recurrence in [Recurrence::Ordered, Recurrence::Grid] {
         let report = check(Some(&gpu), &oracle(), Some(recurrence), None).unwrap();
         assert_eq!(report.sections.len(), 3);
         assert!(report.pass(), "{}", report.render());

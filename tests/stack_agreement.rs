@@ -1,9 +1,9 @@
-//! GPU against the CPU reference for stacked layers of every cell (the step training builds: the
-//! fused Elman step for one tanh layer, the stacked step otherwise): every output and gradient of
-//! one step, by name, within `max(1e-5 · max |ref|, 4 × the reference's own f32 error)` of the
-//! reference in f64, at odd sizes (a multiple of no workgroup size), T = 1, B = 1, nonzero h_0
-//! and c_0, L = 1, 2, 3, tokens and dense, with both recurrences (one product and one cell kernel
-//! per timestep, or the persistent kernel).
+//! GPU against the CPU reference for stacked layers of every cell (the step training builds): every
+//! output and gradient of one step, by name, within `max(1e-5 · max |ref|, 4 × the reference's own
+//! f32 error)` of the reference in f64, at odd sizes (a multiple of no workgroup size), T = 1,
+//! B = 1, nonzero h_0 and c_0, L = 1, 2, 3, tokens and dense, with both orderings of the
+//! recurrence (ordered dispatches, or the grid barrier; where the grid's workgroups do not all run
+//! at once, its fallback: tests/grid.rs shows the grid itself).
 
 mod common;
 
@@ -16,7 +16,7 @@ use unroll::gpu::{Gpu, Kernels, ModelStep, Recurrence};
 use unroll::model::{InputKind, ModelConfig};
 
 const CELLS: [Cell; 4] = [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm];
-const RECURRENCES: [Recurrence; 2] = [Recurrence::PerStep, Recurrence::Persistent];
+const RECURRENCES: [Recurrence; 2] = [Recurrence::Ordered, Recurrence::Grid];
 
 /// Sizes of one case: I, H, O, B, T.
 #[derive(Clone, Copy, Debug)]
@@ -119,7 +119,7 @@ fn a_larger_model_of_each_cell_matches_the_cpu() {
     let kernels = Kernels::new(&gpu.device);
     for (i, cell) in CELLS.into_iter().enumerate() {
         let case = case(cell, 2, InputKind::Tokens, z, 100 + i as u64);
-        // On a software adapter the persistent kernel runs T = 64 in chunks of time.
+        // On a software adapter the grid recurrence runs T = 64 in chunks of time.
         for r in RECURRENCES {
             let rows = compare_gpu(&gpu, &kernels, &case, Some(r)).unwrap();
             assert_all_pass(&format!("{cell:?} L=2 {z:?} {r:?}"), &rows);
@@ -128,7 +128,7 @@ fn a_larger_model_of_each_cell_matches_the_cpu() {
 }
 
 /// The same step run twice gives the same bits: every reduction runs in a fixed order, the
-/// persistent kernel's too.
+/// recurrence's too.
 #[test]
 fn a_stacked_step_is_bitwise_repeatable() {
     let gpu = gpu();
@@ -169,10 +169,8 @@ fn grids_past_65535_workgroups_match_the_cpu() {
         steps,
     };
     let cases = [
-        // B·H = 4,400,000 units: the per-step cell kernels' grid passes 65,535 × 64 invocations.
-        // (The persistent kernel takes 64 rows a workgroup here: 17,188 workgroups. A batch that
-        // needs more than 65,535 of them, one row each from G·H = 1,024 on, would need buffers
-        // over a software adapter's 128 MiB binding limit.)
+        // B = 1,100,000 rows: the recurrence's tiles take the rows in blocks (tests/agreement.rs
+        // has a grid of tiles past 65,535 workgroups).
         (Cell::Lstm, sizes(4, 1_100_000, 1)),
         // T·B = 2,200,000 rows: every product over the rows passes 65,535 × 32 rows.
         (Cell::Gru, sizes(3, 1_100_000, 2)),
@@ -196,27 +194,23 @@ fn grids_past_65535_workgroups_match_the_cpu() {
 }
 
 #[test]
-fn the_persistent_recurrence_refuses_gates_wider_than_its_workgroup_memory() {
+fn gates_wider_than_a_tile_match_the_cpu() {
+    // G·H = 4,400 gate units: nine slices of at most 128 units, the last one short, in both
+    // orderings.
     let gpu = gpu();
     let kernels = Kernels::new(&gpu.device);
     let z = Sizes {
         input: 3,
         hidden: 1_100,
         output: 2,
-        batch: 1,
-        steps: 1,
+        batch: 3,
+        steps: 2,
     };
     let case = case(Cell::Lstm, 1, InputKind::Tokens, z, 500);
-    let persistent = Some(Recurrence::Persistent);
-    let err = compare_gpu(&gpu, &kernels, &case, persistent).unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.contains("G·H = 4400") && text.contains("--recurrence per-step"),
-        "{text}"
-    );
-    // Left to choose, the step takes the per-step kernels and agrees.
-    let rows = compare_gpu(&gpu, &kernels, &case, None).unwrap();
-    assert_all_pass("LSTM H = 1,100, recurrence chosen", &rows);
+    for r in RECURRENCES {
+        let rows = compare_gpu(&gpu, &kernels, &case, Some(r)).unwrap();
+        assert_all_pass(&format!("LSTM H = 1,100, {r:?}"), &rows);
+    }
 }
 
 #[test]

@@ -190,9 +190,9 @@ fn gpu_evaluation_matches_cpu() {
     let chunks: Vec<_> = (0..4).map(|k| streams.chunk(k)).collect();
     let lstm = ModelConfig::tokens(vocab.len(), 36).with_cell(Cell::Lstm, 2);
     let runs = [
-        (ModelConfig::tokens(vocab.len(), 36), Recurrence::PerStep),
-        (ModelConfig::tokens(vocab.len(), 36), Recurrence::Persistent),
-        (lstm, Recurrence::PerStep),
+        (ModelConfig::tokens(vocab.len(), 36), Recurrence::Ordered),
+        (ModelConfig::tokens(vocab.len(), 36), Recurrence::Grid),
+        (lstm, Recurrence::Ordered),
     ];
     for (config, recurrence) in runs {
         let params = Params::init(config, 8);
@@ -380,11 +380,11 @@ fn resume_matches_straight_gpu() {
 }
 
 #[test]
-fn resume_matches_straight_gpu_persistent() {
+fn resume_matches_straight_gpu_grid() {
     let _ = common::gpu();
-    let persistent = Some(unroll::gpu::Recurrence::Persistent);
+    let grid = Some(unroll::gpu::Recurrence::Grid);
     for run in [(Cell::Gru, 2, 0.25), (Cell::Lstm, 2, 0.0)] {
-        resume_matches_straight_with(Device::Gpu, run, persistent);
+        resume_matches_straight_with(Device::Gpu, run, grid);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The GPU side of a [`Cell`]: its pointwise forward and backward step (`shaders/cell_*.wgsl`
-//! after the shared `shaders/cell.wgsl`), run per timestep or, with `shaders/cell_sequence.wgsl`
-//! appended, as one persistent recurrence; and how much it saves for the backward pass. The
+//! after the shared `shaders/cell.wgsl`), run inside the recurrence split by units
+//! (`shaders/recurrence.wgsl`, appended); and how much it saves for the backward pass. The
 //! layer loop ([`crate::gpu::stack`]) plans the products around them and knows nothing else of a
 //! cell; a new cell is a shader file here, its CPU twin in [`crate::cpu_cells`] and a row of
 //! [`crate::cell::Cell`].
@@ -10,40 +10,51 @@ use crate::gpu::kernel::{Access, Kernel};
 use bytemuck::{Pod, Zeroable};
 use std::sync::OnceLock;
 
-/// A cell's kernels.
+/// A cell's recurrence (`shaders/recurrence.wgsl` after the cell's step), built on first use: one
+/// build with the tile's weights in workgroup memory, one without.
 pub struct CellKernels {
-    /// `forward`: h_t (and c_t) from a_t and r_t, one timestep.
-    pub forward: Kernel,
-    /// `backward`: da_t and dr_t from ∂L/∂h_t, one timestep.
-    pub backward: Kernel,
-    /// The persistent recurrence, built on first use.
-    sequence: OnceLock<SequenceKernels>,
+    cached: OnceLock<UnitKernels>,
+    uncached: OnceLock<UnitKernels>,
     cell: Cell,
 }
 
-/// A cell's persistent recurrence (cell_sequence.wgsl): every timestep of a layer's pass in one
-/// dispatch.
-pub struct SequenceKernels {
-    /// `forward_sequence`: r_t = h_t W^T + b_hh and the cell's forward, for each t.
+/// The pipelines of one build of recurrence.wgsl.
+pub struct UnitKernels {
+    /// `forward_units`: forward stages, r_t = h_t W^T + b_hh and the cell's forward.
     pub forward: Kernel,
-    /// `backward_sequence`: the cell's backward and dh_next = dr_t W, for each t.
+    /// `backward_units`: backward stages, the product with dr and the cell's backward.
     pub backward: Kernel,
+    /// `clear_sync`: zeroes the grid barriers' arrival counters.
+    pub clear_sync: Kernel,
+    /// `forward_step`, `backward_step`: one stage, no barrier (ordered dispatches).
+    pub forward_step: Kernel,
+    pub backward_step: Kernel,
 }
 
-/// The binding names of cell.wgsl, in order, then those cell_sequence.wgsl adds.
-const BINDINGS: [&str; 13] = [
-    "p", "a", "r", "hs", "cs", "saved", "dh", "dh_next", "d_direct", "dc0", "wt", "params", "dh0",
+/// The binding names of cell.wgsl, in order, then those recurrence.wgsl adds.
+const BINDINGS: [&str; 10] = [
+    "p", "a", "r", "hs", "cs", "saved", "d0", "wt", "params", "sync",
 ];
 
-/// Bindings of the per-step kernels.
-const STEP_BINDINGS: usize = 10;
+/// Storage buffers the recurrence binds (all of [`BINDINGS`]).
+pub const RECURRENCE_STORAGE_BUFFERS: u32 = 10;
 
-/// Storage buffers the persistent recurrence binds (all of [`BINDINGS`] but the uniform).
-pub const SEQUENCE_STORAGE_BUFFERS: u32 = 12;
+/// Invocations per workgroup of the recurrence (`WG`).
+pub const RECURRENCE_WORKGROUP: usize = 32;
 
-/// Elements of the batch rows one workgroup of the persistent recurrence keeps (`ROWS` in
-/// cell_sequence.wgsl): rows per workgroup · G·H at most.
-pub const SEQUENCE_ROW_ELEMENTS: usize = 4096;
+/// Batch rows per invocation of the recurrence (`ROWS`, at most 4).
+pub const RECURRENCE_ROWS: usize = 4;
+
+/// Bytes of workgroup memory the recurrence uses besides its weights.
+const RECURRENCE_OTHER_BYTES: u32 = 16;
+
+/// The vec4s of weights a workgroup of the recurrence can hold in workgroup memory on a device.
+pub fn cache_vec4s(limits: &wgpu::Limits) -> usize {
+    (limits
+        .max_compute_workgroup_storage_size
+        .saturating_sub(RECURRENCE_OTHER_BYTES)
+        / 16) as usize
+}
 
 /// The cell's own shader file.
 fn cell_source(cell: Cell) -> &'static str {
@@ -54,15 +65,18 @@ fn cell_source(cell: Cell) -> &'static str {
     }
 }
 
-/// The cell's shader: tanh, the shared prelude, the cell, and the persistent recurrence if asked
-/// for.
-fn source(cell: Cell, sequence: bool) -> String {
+/// The cell's shader: tanh, the shared prelude, the cell, and the recurrence with `cache4` vec4s
+/// of workgroup memory for weights (0: the weights are read from `wt`).
+fn source(cell: Cell, cache4: usize) -> String {
     let mut s = String::from(include_str!("../../shaders/activation.wgsl"));
     s.push_str(include_str!("../../shaders/cell.wgsl"));
     s.push_str(cell_source(cell));
-    if sequence {
-        s.push_str(include_str!("../../shaders/cell_sequence.wgsl"));
-    }
+    s.push_str(&format!(
+        "\nconst CACHED: bool = {};\nconst CACHE4: u32 = {}u;\n",
+        cache4 > 0,
+        cache4.max(1)
+    ));
+    s.push_str(include_str!("../../shaders/recurrence.wgsl"));
     s
 }
 
@@ -80,62 +94,70 @@ pub fn direct_reaches_h(cell: Cell) -> bool {
     cell == Cell::Gru
 }
 
-/// The cell's `override` constants.
-fn constants(cell: Cell) -> &'static [(&'static str, f64)] {
+/// The cell's `override` constants, and the recurrence's.
+fn constants(cell: Cell) -> Vec<(&'static str, f64)> {
+    let mut c = vec![
+        ("WG", RECURRENCE_WORKGROUP as f64),
+        ("ROWS", RECURRENCE_ROWS as f64),
+    ];
     match cell {
-        Cell::Rnn => &[("RELU", 0.0)],
-        Cell::RnnRelu => &[("RELU", 1.0)],
-        Cell::Gru | Cell::Lstm => &[],
+        Cell::Rnn => c.push(("RELU", 0.0)),
+        Cell::RnnRelu => c.push(("RELU", 1.0)),
+        Cell::Gru | Cell::Lstm => {}
+    }
+    c
+}
+
+impl UnitKernels {
+    fn new(device: &wgpu::Device, cell: Cell, cache4: usize) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("recurrence"),
+            source: wgpu::ShaderSource::Wgsl(source(cell, cache4).into()),
+        });
+        let layout: Vec<(&str, Access)> = BINDINGS
+            .iter()
+            .map(|&n| {
+                let access = match n {
+                    "p" => Access::StorageDynamic,
+                    "wt" | "params" => Access::Read,
+                    _ => Access::ReadWrite,
+                };
+                (n, access)
+            })
+            .collect();
+        let constants = constants(cell);
+        let kernel = |e| Kernel::new(device, &module, e, &layout, &constants);
+        Self {
+            forward: kernel("forward_units"),
+            backward: kernel("backward_units"),
+            clear_sync: kernel("clear_sync"),
+            forward_step: kernel("forward_step"),
+            backward_step: kernel("backward_step"),
+        }
     }
 }
 
-/// Compiles the cell's shader and builds the pipelines of two entry points over the first
-/// `bindings` of [`BINDINGS`].
-fn pipelines(
-    device: &wgpu::Device,
-    cell: Cell,
-    bindings: usize,
-    entries: [&'static str; 2],
-) -> [Kernel; 2] {
-    let sequence = bindings > STEP_BINDINGS;
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(if sequence { "cell_sequence" } else { "cell" }),
-        source: wgpu::ShaderSource::Wgsl(source(cell, sequence).into()),
-    });
-    let layout: Vec<(&str, Access)> = BINDINGS[..bindings]
-        .iter()
-        .map(|&n| {
-            let access = match n {
-                "p" => Access::UniformDynamic,
-                "wt" | "params" => Access::Read,
-                _ => Access::ReadWrite,
-            };
-            (n, access)
-        })
-        .collect();
-    entries.map(|e| Kernel::new(device, &module, e, &layout, constants(cell)))
-}
-
 impl CellKernels {
-    /// Compiles the cell's shader and builds its per-step pipelines.
-    pub fn new(device: &wgpu::Device, cell: Cell) -> Self {
-        let [forward, backward] = pipelines(device, cell, STEP_BINDINGS, ["forward", "backward"]);
+    /// The cell's kernels, none built yet.
+    pub fn new(cell: Cell) -> Self {
         Self {
-            forward,
-            backward,
-            sequence: OnceLock::new(),
+            cached: OnceLock::new(),
+            uncached: OnceLock::new(),
             cell,
         }
     }
 
-    /// The persistent recurrence's pipelines (built on first use; the device must allow
-    /// [`SEQUENCE_STORAGE_BUFFERS`] storage buffers per stage).
-    pub fn sequence(&self, device: &wgpu::Device) -> &SequenceKernels {
-        self.sequence.get_or_init(|| {
-            let entries = ["forward_sequence", "backward_sequence"];
-            let [forward, backward] = pipelines(device, self.cell, BINDINGS.len(), entries);
-            SequenceKernels { forward, backward }
-        })
+    /// The recurrence's pipelines, with the tile's weights in workgroup memory or not (built on
+    /// first use; the device must allow [`RECURRENCE_STORAGE_BUFFERS`] storage buffers).
+    pub fn units(&self, device: &wgpu::Device, cached: bool) -> &UnitKernels {
+        if cached {
+            let cache4 = cache_vec4s(&device.limits());
+            self.cached
+                .get_or_init(|| UnitKernels::new(device, self.cell, cache4))
+        } else {
+            self.uncached
+                .get_or_init(|| UnitKernels::new(device, self.cell, 0))
+        }
     }
 }
 
@@ -150,13 +172,21 @@ pub struct CellParams {
     pub saved_width: u32,
     pub layer: u32,
     pub steps: u32,
-    pub t: u32,
     pub t_begin: u32,
     pub t_end: u32,
-    pub rows_per_group: u32,
+    pub units: u32,
+    pub slices: u32,
+    pub row_block: u32,
+    pub groups: u32,
     pub wt: u32,
     pub w: u32,
     pub bias: u32,
     pub direct_to_h: u32,
+    pub spin: u32,
+    pub slot: u32,
+    pub dh: u32,
+    pub dh0: u32,
+    pub dc0: u32,
+    pub direct: u32,
     pub _pad: [u32; 2],
 }

@@ -168,6 +168,10 @@ pub struct Gpu {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// What was asked of the device.
     pub meter: Arc<Meter>,
+    /// The co-residency probe's answer, measured on first use.
+    resident: std::sync::OnceLock<usize>,
+    /// Set when a grid barrier failed on this device: every step runs ordered from then on.
+    pub(crate) grid_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Gpu {
@@ -303,7 +307,38 @@ impl Gpu {
             timestamps: features.contains(wanted),
             uncaptured,
             meter: Arc::default(),
+            resident: Default::default(),
+            grid_failed: Default::default(),
         })
+    }
+
+    /// The most workgroups seen running at once (`shaders/resident.wgsl`), probed on first use
+    /// on a hardware GPU: what a grid barrier's dispatch may hold. 0 on a software adapter, whose
+    /// workgroups are CPU threads, in a browser, and once a grid barrier has failed here.
+    pub fn resident_workgroups(&self) -> usize {
+        let failed = self.grid_failed.load(Ordering::Relaxed);
+        if failed || self.info.device_type == wgpu::DeviceType::Cpu || cfg!(target_arch = "wasm32")
+        {
+            return 0;
+        }
+        *self.resident.get_or_init(|| self.probe_resident())
+    }
+
+    /// The co-residency probe, whatever the adapter.
+    pub fn probe_resident(&self) -> usize {
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::gpu::resident::probe(self);
+        #[cfg(target_arch = "wasm32")]
+        0
+    }
+
+    /// The adapter's subgroup sizes, as "min–max", or "none" where it has no subgroups.
+    pub fn adapter_info_subgroups(&self) -> String {
+        let i = &self.info;
+        if i.subgroup_max_size == 0 {
+            return "none".into();
+        }
+        format!("{}–{}", i.subgroup_min_size, i.subgroup_max_size)
     }
 
     /// The device's limits.
@@ -580,5 +615,7 @@ pub fn info_report(choice: &AdapterChoice) -> Result<String> {
         l.max_compute_workgroups_per_dimension
     );
     let _ = writeln!(s, "  timestamp queries                 {}", gpu.timestamps);
+    let info = gpu.adapter_info_subgroups();
+    let _ = writeln!(s, "  subgroup sizes                    {info}");
     Ok(s)
 }

@@ -9,6 +9,10 @@ pub enum Access {
     Uniform,
     /// `var<uniform>` bound with a dynamic offset (one entry per timestep).
     UniformDynamic,
+    /// `var<storage, read>` bound with a dynamic offset: per-dispatch parameters that a software
+    /// adapter must not compile into the shader (lavapipe builds a new shader for every new
+    /// value of a uniform that a top-level branch or loop reads).
+    StorageDynamic,
     /// `var<storage, read>`.
     Read,
     /// `var<storage, read_write>`.
@@ -49,13 +53,15 @@ impl Kernel {
                         has_dynamic_offset: matches!(access, Access::UniformDynamic),
                         min_binding_size: None,
                     },
-                    Access::Read | Access::ReadWrite => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage {
-                            read_only: matches!(access, Access::Read),
-                        },
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
+                    Access::Read | Access::ReadWrite | Access::StorageDynamic => {
+                        wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage {
+                                read_only: !matches!(access, Access::ReadWrite),
+                            },
+                            has_dynamic_offset: matches!(access, Access::StorageDynamic),
+                            min_binding_size: None,
+                        }
+                    }
                 },
                 count: None,
             })

@@ -12,10 +12,6 @@ pub struct Kernels {
     matmul: Vec<Kernel>,
     /// transpose.wgsl
     pub transpose: Kernel,
-    /// rnn_sequence.wgsl, the whole forward recurrence in one dispatch
-    pub forward_sequence: Kernel,
-    /// rnn_sequence.wgsl, the whole backward recurrence in one dispatch
-    pub backward_sequence: Kernel,
     /// embedding.wgsl, the one-hot input projection
     pub gather: Kernel,
     /// loss.wgsl, tokens
@@ -32,7 +28,7 @@ pub struct Kernels {
     pub dropout_forward: Kernel,
     /// dropout.wgsl, the mask applied to the gradient of a layer's output
     pub dropout_backward: Kernel,
-    /// cell.wgsl with each cell's kernels, built the first time a step of that cell asks.
+    /// Each cell's recurrence (recurrence.wgsl), built the first time a step of that cell asks.
     cells: [std::sync::OnceLock<CellKernels>; 4],
 }
 
@@ -66,17 +62,9 @@ const MATMUL: &[(&str, Access)] = &[
     ("b", Read),
     ("tokens", Read),
     ("addend", Read),
-    ("aux", Read),
     ("c", ReadWrite),
 ];
 const TRANSPOSE: &[(&str, Access)] = &[("p", UniformDynamic), ("src", Read), ("out", ReadWrite)];
-const SEQUENCE: &[(&str, Access)] = &[
-    ("p", UniformDynamic),
-    ("src", Read),
-    ("w", Read),
-    ("aux", Read),
-    ("out", ReadWrite),
-];
 const GATHER: &[(&str, Access)] = &[
     ("p", UniformDynamic),
     ("x", Read),
@@ -105,20 +93,13 @@ fn matmul_kernels(device: &wgpu::Device) -> Vec<Kernel> {
     let shader = Shader::new(
         device,
         "matmul.wgsl",
-        concat!(
-            include_str!("../../shaders/activation.wgsl"),
-            include_str!("../../shaders/matmul.wgsl")
-        ),
+        include_str!("../../shaders/matmul.wgsl"),
     );
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     MatmulVariant::ALL
         .iter()
         .map(|v| {
-            let constants = [
-                ("A_IN_C", flag(v.a_in_c)),
-                ("ONE_HOT_B", flag(v.one_hot_b)),
-                ("A_COLS", flag(v.a_cols)),
-            ];
+            let constants = [("ONE_HOT_B", flag(v.one_hot_b)), ("A_COLS", flag(v.a_cols))];
             let entry = if v.vec4 { "matmul4" } else { "matmul" };
             Kernel::new(device, &shader.module, entry, MATMUL, &constants)
         })
@@ -134,13 +115,6 @@ impl Kernels {
             concat!(
                 include_str!("../../shaders/grid.wgsl"),
                 include_str!("../../shaders/transpose.wgsl")
-            ),
-        );
-        let sequence = shader(
-            "rnn_sequence.wgsl",
-            concat!(
-                include_str!("../../shaders/activation.wgsl"),
-                include_str!("../../shaders/rnn_sequence.wgsl")
             ),
         );
         let embedding = shader(
@@ -174,8 +148,6 @@ impl Kernels {
         Self {
             matmul: matmul_kernels(device),
             transpose: transpose.kernel("transpose", TRANSPOSE),
-            forward_sequence: sequence.kernel("forward_sequence", SEQUENCE),
-            backward_sequence: sequence.kernel("backward_sequence", SEQUENCE),
             gather: embedding.kernel("gather", GATHER),
             softmax_xent: loss.kernel("softmax_xent", LOSS),
             squared_error: loss.kernel("squared_error", LOSS),
@@ -188,15 +160,15 @@ impl Kernels {
         }
     }
 
-    /// The pointwise kernels of a cell (built on first use).
-    pub fn cell(&self, device: &wgpu::Device, cell: Cell) -> &CellKernels {
+    /// The recurrence kernels of a cell (built on first use).
+    pub fn cell(&self, cell: Cell) -> &CellKernels {
         let i = match cell {
             Cell::Rnn => 0,
             Cell::RnnRelu => 1,
             Cell::Gru => 2,
             Cell::Lstm => 3,
         };
-        self.cells[i].get_or_init(|| CellKernels::new(device, cell))
+        self.cells[i].get_or_init(|| CellKernels::new(cell))
     }
 }
 
@@ -216,18 +188,15 @@ impl Kernels {
 pub struct MatmulVariant {
     /// `matmul4`: every load a vec4.
     pub vec4: bool,
-    /// A is read from C's binding (the recurrences).
-    pub a_in_c: bool,
     /// B is the one-hot matrix of the tokens.
     pub one_hot_b: bool,
     /// (`matmul4`) A is column-major: four rows at one p form a vec4.
     pub a_cols: bool,
 }
 
-const fn variant(vec4: bool, a_in_c: bool, one_hot_b: bool, a_cols: bool) -> MatmulVariant {
+const fn variant(vec4: bool, one_hot_b: bool, a_cols: bool) -> MatmulVariant {
     MatmulVariant {
         vec4,
-        a_in_c,
         one_hot_b,
         a_cols,
     }
@@ -235,14 +204,12 @@ const fn variant(vec4: bool, a_in_c: bool, one_hot_b: bool, a_cols: bool) -> Mat
 
 impl MatmulVariant {
     /// The variants built.
-    pub const ALL: [MatmulVariant; 7] = [
-        variant(false, false, false, false),
-        variant(false, true, false, false),
-        variant(false, false, true, false),
-        variant(true, false, false, false),
-        variant(true, true, false, false),
-        variant(true, false, false, true),
-        variant(true, false, true, true),
+    pub const ALL: [MatmulVariant; 5] = [
+        variant(false, false, false),
+        variant(false, true, false),
+        variant(true, false, false),
+        variant(true, false, true),
+        variant(true, true, true),
     ];
 }
 
@@ -264,41 +231,19 @@ pub struct MatmulParams {
     pub c_offset: u32,
     pub c_row_stride: u32,
     pub addend_offset: u32,
-    pub aux_offset: u32,
     pub k_split: u32,
     pub c_split_stride: u32,
     pub k_begin: u32,
     pub k_len: u32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 /// `flags` bit of [`MatmulParams`]: add `addend[j]` (a bias) to column j.
 pub const ADD_BIAS: u32 = 1;
-/// `flags` bit of [`MatmulParams`]: add `addend[i, j]`.
-pub const ADD_MATRIX: u32 = 2;
-/// `flags` bit of [`MatmulParams`]: C = tanh(S).
-pub const TANH: u32 = 4;
-/// `flags` bit of [`MatmulParams`]: C = S ⊙ (1 − aux²).
-pub const TANH_GRAD: u32 = 8;
 /// `flags` bit of [`MatmulParams`]: start the sums from C (the previous chunk of K).
 pub const ACCUMULATE: u32 = 16;
 /// The flags that act on a finished sum: only the last chunk of K applies them.
-pub const EPILOGUE: u32 = ADD_BIAS | ADD_MATRIX | TANH | TANH_GRAD;
-
-/// The uniform of rnn_sequence.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-#[allow(missing_docs)] // the fields mirror the WGSL struct of the same name
-pub struct SequenceParams {
-    pub batch: u32,
-    pub hidden: u32,
-    pub hidden4: u32,
-    pub steps: u32,
-    pub rows_per_group: u32,
-    pub t_begin: u32,
-    pub t_end: u32,
-    pub _pad: u32,
-}
+pub const EPILOGUE: u32 = ADD_BIAS;
 
 /// The uniform of transpose.wgsl.
 #[repr(C)]

@@ -1,24 +1,21 @@
-//! The GPU training step of any model: the fused Elman step ([`GpuStep`]) for one tanh layer,
-//! whose recurrence is one fused product (or one persistent kernel) per pass, and the stacked
-//! step ([`GpuStack`]) for every other cell and depth. Both keep their parameters and gradients
-//! in the table's layout, so the optimizer, the checkpoint and `check` see one model either way.
+//! The GPU training step of any model, as the trainer and `check` see it: the stacked step
+//! ([`GpuStack`]) of every cell and depth, the Elman model (one tanh layer) included. Its
+//! parameters and gradients are in the table's layout, which the optimizer and the checkpoint
+//! share.
 
 use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
 use crate::gpu::plan::Recorded;
-use crate::gpu::recurrence::Recurrence;
+use crate::gpu::recurrence::{Recurrence, Tiles};
 use crate::gpu::stack::GpuStack;
-use crate::gpu::step::GpuStep;
 use crate::model::{Batch, Inputs, ModelConfig, Params, StepOutput, Targets};
 
 /// A model's training step on the GPU.
-pub enum ModelStep {
-    /// One tanh layer: the fused fast path.
-    Elman(Box<GpuStep>),
-    /// Stacked layers of any cell.
-    Stack(Box<GpuStack>),
+pub struct ModelStep {
+    /// The stacked step.
+    pub stack: Box<GpuStack>,
 }
 
 /// Where one block of the carried state lives in a step's buffers: copied from the carry
@@ -45,10 +42,12 @@ pub struct StepOptions {
     pub params: Option<wgpu::Buffer>,
     /// Dropout between the layers (a training step of two layers or more).
     pub dropout: Option<DropoutSpec>,
+    /// The recurrence's tiles (None: chosen per shape and adapter).
+    pub tiles: Option<Tiles>,
 }
 
 impl ModelStep {
-    /// The step for the model: the fused Elman step where it applies, else the stacked one.
+    /// The step for the model.
     pub fn new(
         gpu: &Gpu,
         kernels: &Kernels,
@@ -56,15 +55,10 @@ impl ModelStep {
         (batch, steps): (usize, usize),
         options: StepOptions,
     ) -> Result<Self> {
-        if config.is_elman() {
-            let r = options
-                .recurrence
-                .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
-            let step = GpuStep::with_params(gpu, kernels, config, batch, steps, r, options.params)?;
-            return Ok(ModelStep::Elman(Box::new(step)));
-        }
         let stack = GpuStack::with_options(gpu, kernels, config, (batch, steps), options)?;
-        Ok(ModelStep::Stack(Box::new(stack)))
+        Ok(Self {
+            stack: Box::new(stack),
+        })
     }
 
     /// Checks, before anything is allocated, that the model and (B, T) make a step and that every
@@ -76,68 +70,47 @@ impl ModelStep {
         (batch, steps): (usize, usize),
         recurrence: Option<Recurrence>,
     ) -> Result<()> {
-        if config.is_elman() {
-            let r = recurrence
-                .unwrap_or_else(|| Recurrence::auto(gpu.info.device_type, batch, config.hidden));
-            return crate::gpu::step::validate(gpu, &config, (batch, steps), r);
-        }
-        GpuStack::check_fits(gpu, config, (batch, steps), recurrence).map(|_| ())
+        GpuStack::check_fits(gpu, config, (batch, steps), (recurrence, None)).map(|_| ())
     }
 
     /// The model.
     pub fn config(&self) -> ModelConfig {
-        match self {
-            ModelStep::Elman(s) => s.config,
-            ModelStep::Stack(s) => s.config,
-        }
+        self.stack.config
     }
 
     /// (B, T).
     pub fn shape(&self) -> (usize, usize) {
-        match self {
-            ModelStep::Elman(s) => (s.batch, s.steps),
-            ModelStep::Stack(s) => (s.batch, s.steps),
-        }
+        (self.stack.batch, self.stack.steps)
     }
 
-    /// How the recurrences are dispatched.
+    /// How the recurrences are ordered now (ordered once a grid barrier has failed).
     pub fn recurrence(&self) -> Recurrence {
-        match self {
-            ModelStep::Elman(s) => s.recurrence,
-            ModelStep::Stack(s) => s.recurrence,
-        }
+        self.stack.running()
+    }
+
+    /// Whether the step last run must run again, ordered: see [`GpuStack::barrier_failed`].
+    pub async fn barrier_failed(&self, gpu: &Gpu) -> Result<bool> {
+        self.stack.barrier_failed(gpu).await
     }
 
     /// θ, (P).
     pub fn params(&self) -> &wgpu::Buffer {
-        match self {
-            ModelStep::Elman(s) => &s.buffers.params,
-            ModelStep::Stack(s) => &s.buffers.params,
-        }
+        &self.stack.buffers.params
     }
 
     /// ∂L/∂θ, (P).
     pub fn grads(&self) -> &wgpu::Buffer {
-        match self {
-            ModelStep::Elman(s) => &s.buffers.grads,
-            ModelStep::Stack(s) => &s.buffers.grads,
-        }
+        &self.stack.buffers.grads
     }
 
     /// The update count that keys the dropout masks, where the step has dropout.
     pub fn dropout_counter(&self) -> Option<&wgpu::Buffer> {
-        match self {
-            ModelStep::Stack(s) if s.has_dropout() => Some(&s.buffers.counter),
-            _ => None,
-        }
+        (self.stack.has_dropout()).then_some(&self.stack.buffers.counter)
     }
 
     /// [the mean loss, the gradient norm].
     pub fn stats(&self) -> &wgpu::Buffer {
-        match self {
-            ModelStep::Elman(s) => &s.buffers.stats,
-            ModelStep::Stack(s) => &s.buffers.stats,
-        }
+        &self.stack.buffers.stats
     }
 
     /// The blocks of the carried state: every layer's h, then (LSTM) every layer's c.
@@ -146,13 +119,8 @@ impl ModelStep {
         let c = self.config();
         let bytes = (nb * c.hidden * 4) as u64;
         let per_layer = (nt as u64 + 1) * bytes;
-        let (hs, cs) = match self {
-            ModelStep::Elman(s) => (&s.buffers.hs, None),
-            ModelStep::Stack(s) => (
-                &s.buffers.hs,
-                c.cell.has_cell_state().then_some(&s.buffers.cs),
-            ),
-        };
+        let b = &self.stack.buffers;
+        let (hs, cs) = (&b.hs, c.cell.has_cell_state().then_some(&b.cs));
         let mut blocks = Vec::new();
         for (k, buffer) in std::iter::once(hs).chain(cs).enumerate() {
             for l in 0..c.layers as u64 {
@@ -171,10 +139,7 @@ impl ModelStep {
     /// Uploads the parameters.
     pub fn write_params(&self, gpu: &Gpu, params: &Params<f32>) -> Result<()> {
         self.check_model(params)?;
-        match self {
-            ModelStep::Elman(s) => s.write_params(gpu, params),
-            ModelStep::Stack(s) => s.write_params(gpu, &params.data),
-        }
+        self.stack.write_params(gpu, &params.data)
     }
 
     /// Refuses parameters of another model than the step's.
@@ -195,10 +160,7 @@ impl ModelStep {
     /// Uploads inputs and targets alone (checked against the model by the caller). Returns the
     /// bytes uploaded.
     pub fn write_data(&self, gpu: &Gpu, inputs: &Inputs, targets: &Targets) -> u64 {
-        match self {
-            ModelStep::Elman(s) => s.write_data(gpu, inputs, targets),
-            ModelStep::Stack(s) => s.write_data(gpu, inputs, targets),
-        }
+        self.stack.write_data(gpu, inputs, targets)
     }
 
     /// Runs one step and reads back everything it computed (checks and tests).
@@ -219,21 +181,15 @@ impl ModelStep {
         params: &Params<f32>,
         batch: &Batch,
     ) -> Result<StepOutput<f32>> {
-        match self {
-            ModelStep::Elman(s) => s.run_and_read_async(gpu, params, batch).await,
-            ModelStep::Stack(s) => {
-                self.check_model(params)?;
-                s.run_and_read_async(gpu, &params.data, batch).await
-            }
-        }
+        self.check_model(params)?;
+        self.stack
+            .run_and_read_async(gpu, &params.data, batch)
+            .await
     }
 
     /// The recorded phases.
     pub(crate) fn phases(&self) -> &Recorded {
-        match self {
-            ModelStep::Elman(s) => s.phases(),
-            ModelStep::Stack(s) => s.phases(),
-        }
+        self.stack.phases()
     }
 
     /// Records the whole step.
@@ -253,9 +209,6 @@ impl ModelStep {
 
     /// Bytes of GPU memory the step's buffers hold.
     pub fn memory_bytes(&self) -> u64 {
-        match self {
-            ModelStep::Elman(s) => s.memory_bytes(),
-            ModelStep::Stack(s) => s.memory_bytes(),
-        }
+        self.stack.memory_bytes()
     }
 }

@@ -7,9 +7,7 @@
 
 use crate::gpu::context::{Gpu, Meter};
 use crate::gpu::kernel::Kernel;
-use crate::gpu::kernels::{
-    ADD_BIAS, ADD_MATRIX, Kernels, LossParams, ReduceParams, TANH, TANH_GRAD, TransposeParams,
-};
+use crate::gpu::kernels::{ADD_BIAS, Kernels, LossParams, ReduceParams, TransposeParams};
 use crate::gpu::phase::Phase;
 pub(crate) use crate::gpu::product::{Product, cols, rows, weight_gradient_splits};
 use crate::model::InputKind;
@@ -137,54 +135,42 @@ impl<'a> Plan<'a> {
         });
     }
 
+    /// As [`Self::push`], the dispatch first of the step (what every other dispatch follows).
+    pub(crate) fn push_first<T: bytemuck::Pod>(
+        &mut self,
+        phase: Phase,
+        kernel: &'a Kernel,
+        params: &T,
+        buffers: Vec<&'a wgpu::Buffer>,
+        groups: (u32, u32, u32),
+    ) {
+        self.push(phase, kernel, params, buffers, groups);
+        let spec = self.specs.pop().expect("the dispatch just pushed");
+        self.specs.insert(0, spec);
+    }
+
     /// A matmul.wgsl product, as one dispatch or several: blocks of rows where M needs more
     /// workgroups than a grid dimension holds, and chunks of K where one invocation's loop would
-    /// pass [`LOOP_BUDGET`]. The variant follows from the operands (A read from C, B one-hot,
-    /// `matmul4` when they are aligned); a binding the variant does not read gets B's buffer,
-    /// which every variant only reads.
+    /// pass [`LOOP_BUDGET`]. The variant follows from the operands (B one-hot, `matmul4` when
+    /// they are aligned); a binding the variant does not read gets B's buffer, which every
+    /// variant only reads.
     pub(crate) fn matmul(&mut self, kernels: &'a Kernels, phase: Phase, m: Matmul<'a>) {
         let mut p = m.product;
         let (b, tokens) = match m.b {
             B::Buffer(b) => (b, None),
             B::OneHot(tokens) => (tokens, Some(tokens)),
         };
-        let (addend, aux) = match m.epilogue {
-            Epilogue::None => (None, None),
+        let addend = match m.epilogue {
+            Epilogue::None => None,
             Epilogue::Bias(bias, offset) => {
                 p.flags = ADD_BIAS;
                 p.addend_offset = offset;
-                (Some(bias), None)
-            }
-            Epilogue::Add(addend, offset) => {
-                p.flags = ADD_MATRIX;
-                p.addend_offset = offset;
-                (Some(addend), None)
-            }
-            Epilogue::AddTanh(addend, offset) => {
-                p.flags = ADD_MATRIX | TANH;
-                p.addend_offset = offset;
-                (Some(addend), None)
-            }
-            Epilogue::AddTanhGrad { addend, aux } => {
-                p.flags = ADD_MATRIX | TANH_GRAD;
-                p.addend_offset = addend.1;
-                p.aux_offset = aux.1;
-                (Some(addend.0), Some(aux.0))
+                Some(bias)
             }
         };
-        let (a, a_in_c) = match m.a {
-            A::Buffer(a) => (a, false),
-            A::InC => (b, true),
-        };
-        let kernel = kernels.matmul(p.variant(a_in_c, tokens.is_some()));
-        let buffers = vec![
-            a,
-            b,
-            tokens.unwrap_or(b),
-            addend.unwrap_or(b),
-            aux.unwrap_or(b),
-            m.c,
-        ];
+        let A::Buffer(a) = m.a;
+        let kernel = kernels.matmul(p.variant(tokens.is_some()));
+        let buffers = vec![a, b, tokens.unwrap_or(b), addend.unwrap_or(b), m.c];
         for block in p.row_blocks() {
             for params in block.chunks() {
                 self.push(phase, kernel, &params, buffers.clone(), block.groups());
@@ -278,33 +264,6 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// reduce.wgsl over a few rows of a matrix of `cols` columns: out[out_offset + j] =
-    /// Σ_{r in rows} m[r, j], in one dispatch (fewer than [`ROW_CHUNK`] rows).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn column_sum_rows(
-        &mut self,
-        kernel: &'a Kernel,
-        phase: Phase,
-        m: &'a wgpu::Buffer,
-        rows: std::ops::Range<usize>,
-        cols: usize,
-        out: &'a wgpu::Buffer,
-        out_offset: usize,
-    ) {
-        debug_assert!(rows.len() <= ROW_CHUNK);
-        let rp = ReduceParams {
-            row_begin: rows.start as u32,
-            row_end: rows.end as u32,
-            cols: cols as u32,
-            out_offset: out_offset as u32,
-            scale: 1.0,
-            first: 1,
-            last: 1,
-            _pad: 0,
-        };
-        self.push(phase, kernel, &rp, vec![m, out], grid_1d(cols));
-    }
-
     /// transpose.wgsl: a (rows, cols) matrix at `src[in_offset..]` copied into `out[out_offset..]`
     /// with rows `out_stride` apart, transposed (W^T, V^T) or not (a padded W).
     pub(crate) fn layout(
@@ -368,7 +327,8 @@ impl<'a> Plan<'a> {
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("dispatch parameters"),
                 contents: &self.uniforms,
-                usage: wgpu::BufferUsages::UNIFORM,
+                // Bound as a uniform by most kernels, as read-only storage by recurrence.wgsl.
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::STORAGE,
             });
         let mut phases: Vec<(Phase, Vec<Dispatch>)> = Vec::new();
         for spec in self.specs {
@@ -442,9 +402,6 @@ pub(crate) struct Loss<'a> {
 pub(crate) enum A<'a> {
     /// A buffer of its own.
     Buffer(&'a wgpu::Buffer),
-    /// C's buffer: the recurrences read h_{t-1} (dA_{t+1}) where they write h_t (dA_t), and
-    /// wgpu tracks a buffer's use as a whole, so it is bound once, read_write.
-    InC,
 }
 
 /// Where a product reads B.
@@ -463,16 +420,6 @@ pub(crate) enum Epilogue<'a> {
     None,
     /// C = S + bias[j], the bias at this offset of this buffer.
     Bias(&'a wgpu::Buffer, usize),
-    /// C = S + addend[i, j], the addend indexed like C from this offset.
-    Add(&'a wgpu::Buffer, usize),
-    /// C = tanh(S + addend[i, j]), the addend indexed like C from this offset (forward step).
-    AddTanh(&'a wgpu::Buffer, usize),
-    /// C = (S + addend[i, j]) ⊙ (1 − aux[i, j]²), both indexed like C from their offsets
-    /// (backward step: aux holds h).
-    AddTanhGrad {
-        addend: (&'a wgpu::Buffer, usize),
-        aux: (&'a wgpu::Buffer, usize),
-    },
 }
 
 /// One product to plan: its sizes and operands, and what happens to its sums.

@@ -41,7 +41,7 @@ impl MatmulProbe {
             filled("C", m * n),
         );
         let product = Product::new(m, n, k, rows(0, k), rows(0, b_row_stride), (0, n));
-        let vec4 = product.variant(false, false).vec4;
+        let vec4 = product.variant(false).vec4;
         let mut plan = Plan {
             uniforms: Vec::new(),
             stride: 256usize.max(gpu.limits().min_uniform_buffer_offset_alignment as usize),

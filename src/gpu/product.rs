@@ -2,7 +2,7 @@
 //! the dispatches it becomes (row blocks past a grid dimension, chunks of K past the loop budget,
 //! the `matmul4` variant where the operands allow vec4 loads).
 
-use crate::gpu::kernels::{ACCUMULATE, ADD_MATRIX, EPILOGUE, MatmulParams, MatmulVariant};
+use crate::gpu::kernels::{ACCUMULATE, EPILOGUE, MatmulParams, MatmulVariant};
 use crate::gpu::plan::{K_CHUNK, MAX_GROUPS};
 
 /// A matrix operand of matmul.wgsl: element (i, p) at `offset + i * row_stride + p * col_stride`.
@@ -43,7 +43,6 @@ pub(crate) struct Product {
     pub(crate) c: (usize, usize),
     pub(crate) flags: u32,
     pub(crate) addend_offset: usize,
-    pub(crate) aux_offset: usize,
     /// Workgroups along K, each summing its own slice (see matmul.wgsl, split K).
     pub(crate) splits: usize,
     /// Elements between the partial products of two splits (M·N of the whole product).
@@ -68,7 +67,6 @@ impl Product {
             c,
             flags: 0,
             addend_offset: 0,
-            aux_offset: 0,
             splits: 1,
             split_stride: m * n,
         }
@@ -87,7 +85,7 @@ impl Product {
             .map(|i| {
                 let i0 = i * per_block;
                 let shift = i0 * self.c.1;
-                let mut block = Product {
+                Product {
                     m: (self.m - i0).min(per_block),
                     a: Operand {
                         offset: self.a.offset + i0 * self.a.row_stride,
@@ -95,12 +93,7 @@ impl Product {
                     },
                     c: (self.c.0 + shift, self.c.1),
                     ..*self
-                };
-                if self.flags & ADD_MATRIX != 0 {
-                    block.addend_offset += shift;
                 }
-                block.aux_offset += shift;
-                block
             })
             .collect()
     }
@@ -143,25 +136,23 @@ impl Product {
             c_offset: self.c.0 as u32,
             c_row_stride: self.c.1 as u32,
             addend_offset: self.addend_offset as u32,
-            aux_offset: self.aux_offset as u32,
             k_split: self.k_split() as u32,
             c_split_stride: self.split_stride as u32,
             k_begin: 0,
             k_len: K_CHUNK as u32,
-            _pad: [0; 2],
+            _pad: [0; 3],
         }
     }
 
     /// The matmul.wgsl variant for this product: `matmul4` when A and B are aligned to vec4s.
-    pub(crate) fn variant(&self, a_in_c: bool, one_hot_b: bool) -> MatmulVariant {
+    pub(crate) fn variant(&self, one_hot_b: bool) -> MatmulVariant {
         let aligned =
             |o: &Operand, strided: usize| o.offset.is_multiple_of(4) && strided.is_multiple_of(4);
         let b_rows = one_hot_b || (self.b.col_stride == 1 && aligned(&self.b, self.b.row_stride));
         let a_rows = self.a.col_stride == 1
             && aligned(&self.a, self.a.row_stride)
             && self.k.is_multiple_of(4);
-        let a_cols = !a_in_c
-            && self.a.row_stride == 1
+        let a_cols = self.a.row_stride == 1
             && aligned(&self.a, self.a.col_stride)
             && self.m.is_multiple_of(4);
         // The one-hot B is read in the column-major path only.
@@ -169,7 +160,6 @@ impl Product {
         let vec4 = b_rows && (use_cols || (a_rows && !one_hot_b));
         MatmulVariant {
             vec4,
-            a_in_c,
             one_hot_b,
             a_cols: vec4 && use_cols,
         }
@@ -199,7 +189,7 @@ pub(crate) fn weight_gradient_splits(rows: usize, outputs: usize, limit: u64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::kernels::TANH;
+    use crate::gpu::kernels::ADD_BIAS;
     use crate::gpu::plan::{grid_1d, grid_rows};
 
     #[test]
@@ -213,10 +203,10 @@ mod tests {
 
     #[test]
     fn long_products_split_into_row_blocks_and_chunks_of_k() {
-        // 3,000,000 rows: two blocks, the second starting where the first ends in A, C and the
-        // matrix addend, with the bias left where it is.
+        // 3,000,000 rows: two blocks, the second starting where the first ends in A and C, with
+        // the bias left where it is.
         let mut p = Product::new(3_000_000, 8, 8, rows(0, 8), rows(0, 8), (0, 8));
-        p.flags = ADD_MATRIX;
+        p.flags = ADD_BIAS;
         p.addend_offset = 5;
         let blocks = p.row_blocks();
         let per = MAX_GROUPS * 32;
@@ -224,18 +214,18 @@ mod tests {
         assert_eq!((blocks[0].m, blocks[1].m), (per, 3_000_000 - per));
         assert_eq!(blocks[1].a.offset, per * 8);
         assert_eq!(blocks[1].c.0, per * 8);
-        assert_eq!(blocks[1].addend_offset, 5 + per * 8);
+        assert_eq!(blocks[1].addend_offset, 5);
         assert!(blocks.iter().all(|b| b.groups().1 as usize <= MAX_GROUPS));
         // K = 20,000 in three chunks: only the first starts from zero, only the last applies the
         // epilogue, and together they cover K once.
         let mut p = Product::new(4, 4, 20_000, rows(0, 20_000), rows(0, 4), (0, 4));
-        p.flags = ADD_MATRIX | TANH;
+        p.flags = ADD_BIAS;
         let chunks = p.chunks();
         assert_eq!(chunks.len(), 3);
         assert_eq!(chunks[0].flags & ACCUMULATE, 0);
         assert!(chunks[1..].iter().all(|c| c.flags & ACCUMULATE != 0));
         assert!(chunks[..2].iter().all(|c| c.flags & EPILOGUE == 0));
-        assert_eq!(chunks[2].flags & EPILOGUE, ADD_MATRIX | TANH);
+        assert_eq!(chunks[2].flags & EPILOGUE, ADD_BIAS);
         let covered: u32 = chunks
             .iter()
             .map(|c| c.k_len.min(c.k - c.k_begin.min(c.k)))

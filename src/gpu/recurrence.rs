@@ -1,176 +1,247 @@
-//! How a step dispatches its recurrences: one product and one pointwise kernel per timestep, or
-//! one persistent kernel for all of them (`shaders/rnn_sequence.wgsl` for the fused Elman step,
-//! `shaders/cell_sequence.wgsl` for stacked layers of any cell), and the rules that choose.
+//! How a step runs its recurrences (`shaders/recurrence.wgsl`): the tiles a layer's units and
+//! batch rows are split into, how their stages are ordered, and the rules that choose both.
+//!
+//! A tile is a slice of units (all G gates of each) and a block of batch rows; one workgroup owns
+//! each. A stage (one timestep of one pass) reads what every tile wrote in the stage before, so
+//! stages are ordered either by the dispatch boundary ([`Recurrence::Ordered`]: one dispatch per
+//! stage) or by a grid barrier inside one dispatch ([`Recurrence::Grid`]). The grid barrier needs
+//! every workgroup of the dispatch resident at once, which WebGPU does not promise: its wait is
+//! bounded, a workgroup that waits too long sets a failure flag that ends the dispatch, and the
+//! step runs again ordered (see [`crate::gpu::GpuTrainer`]).
 
 use crate::error::{Error, Result};
-use crate::gpu::cells::{SEQUENCE_ROW_ELEMENTS, SEQUENCE_STORAGE_BUFFERS};
-use crate::gpu::context::Gpu;
+use crate::gpu::cells::{
+    RECURRENCE_ROWS, RECURRENCE_STORAGE_BUFFERS, RECURRENCE_WORKGROUP, cache_vec4s,
+};
 use crate::gpu::plan::LOOP_BUDGET;
 
-/// How the two recurrences are dispatched.
+/// How the stages of a recurrence are ordered.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Recurrence {
-    /// Dispatches per timestep, all in one compute pass: one fused product (matmul.wgsl) for the
-    /// Elman step, a product and the cell's kernel for stacked layers.
-    PerStep,
-    /// One dispatch for all timesteps (rnn_sequence.wgsl, cell_sequence.wgsl): each workgroup
-    /// owns a block of batch rows and loops over t with workgroup barriers.
-    Persistent,
+    /// One dispatch per timestep and pass, the dispatch boundary between them.
+    #[value(alias = "per-step")]
+    #[serde(alias = "per-step")]
+    Ordered,
+    /// One dispatch per layer and pass (a software adapter: per chunk of timesteps), a grid
+    /// barrier between timesteps; falls back to `ordered` where the workgroups do not run at once.
+    #[value(alias = "persistent")]
+    #[serde(alias = "persistent")]
+    Grid,
 }
 
-/// The most batch-row elements (rows per workgroup · H) the persistent kernel keeps in
-/// workgroup memory (`HALF` in rnn_sequence.wgsl).
-pub const PERSISTENT_MAX_ELEMENTS: usize = 2048;
-
 impl Recurrence {
-    /// The flag's spelling: `per-step` or `persistent`.
+    /// The flag's spelling: `ordered` or `grid`.
     pub fn name(self) -> &'static str {
         match self {
-            Recurrence::PerStep => "per-step",
-            Recurrence::Persistent => "persistent",
+            Recurrence::Ordered => "ordered",
+            Recurrence::Grid => "grid",
         }
     }
 
-    /// The strategy for a shape on an adapter, by rules measured (README, Performance):
-    /// - on a hardware GPU (an NVIDIA H200 through Vulkan) the persistent kernel was 3 to 5 times
-    ///   faster at every configuration benchmarked, H from 100 to 1024 and B from 1 to 64: a
-    ///   dispatch and the barrier after it cost more than a timestep's work;
-    /// - on a software adapter (llvmpipe) a workgroup runs on one CPU thread, so the persistent
-    ///   kernel wins only while the work is small: up to B·H = 512 it did (H=100 B=1, H=128 B=4,
-    ///   H=64 B=8), from B·H = 2048 on the per-step products, spread over every core, did.
-    ///
-    /// The persistent kernel needs H ≤ 2048 (its workgroup memory).
-    pub fn auto(device_type: wgpu::DeviceType, batch: usize, hidden: usize) -> Self {
-        let h4 = hidden.next_multiple_of(4);
-        let persistent = match device_type {
-            wgpu::DeviceType::Cpu => batch * h4 <= 1024,
-            _ => h4 <= PERSISTENT_MAX_ELEMENTS,
-        };
-        if persistent {
-            Recurrence::Persistent
+    /// The ordering for a layer's tiles when none is asked for: the grid barrier on a hardware GPU
+    /// where every tile's workgroup is resident at once (`resident`, measured at start-up), else
+    /// the ordered dispatches. A software adapter runs one workgroup per CPU thread, and a
+    /// timestep's work dwarfs a dispatch there.
+    pub(crate) fn auto(device_type: wgpu::DeviceType, tiling: &Tiling, resident: usize) -> Self {
+        if device_type != wgpu::DeviceType::Cpu && tiling.groups() <= resident {
+            Recurrence::Grid
         } else {
-            Recurrence::PerStep
+            Recurrence::Ordered
         }
-    }
-
-    /// The persistent kernel's dispatches: [t_begin, t_end) ranges that cover 0..T, each short
-    /// enough that one invocation's loops stay under [`LOOP_BUDGET`]. Per timestep an invocation
-    /// loops over its quads (four columns of a row), and for each over H4/4 vec4s and four columns.
-    pub(crate) fn time_chunks(
-        rows_per_group: usize,
-        h4: usize,
-        steps: usize,
-    ) -> Vec<(usize, usize)> {
-        let q4 = h4 / 4;
-        let quads_per_invocation = (rows_per_group * q4).div_ceil(256);
-        let per_step = 2 + quads_per_invocation * (q4 + 6);
-        // Clearing and loading the state: at most 2048/256 + 1024/256 + 2 iterations.
-        let per_chunk = ((LOOP_BUDGET - 64) / per_step).max(1);
-        (0..steps)
-            .step_by(per_chunk)
-            .map(|t| (t, (t + per_chunk).min(steps)))
-            .collect()
-    }
-
-    /// Batch rows per workgroup of the persistent kernel: enough to give its 256 invocations work,
-    /// few enough to fit the workgroup memory and to leave several workgroups.
-    pub(crate) fn rows_per_group(batch: usize, hidden: usize) -> usize {
-        let fit = (PERSISTENT_MAX_ELEMENTS / hidden).max(1);
-        256usize.div_ceil(hidden).clamp(1, fit).min(batch)
     }
 }
 
-/// The persistent recurrence of stacked layers (`shaders/cell_sequence.wgsl`): where it runs,
-/// its workgroups and its chunks of time.
-impl Recurrence {
-    /// The strategy for a stacked model's layers: `asked` if it can run, else an error that says
-    /// why. When nothing is asked: the persistent kernel where it fits on a hardware GPU (3.4 to
-    /// 4.7 times faster than the per-step kernels on an H100 at every size measured); the
-    /// per-step kernels on a software adapter, where a workgroup runs on one CPU thread (on
-    /// lavapipe at H = 128, B = 32, T = 64 the persistent kernel took 1.5 to 1.7 times as long
-    /// for a GRU or an LSTM; at H = 32, B = 4, T = 16 the two were about even; README, Cells).
-    pub(crate) fn for_cells(gpu: &Gpu, asked: Option<Recurrence>, gh: usize) -> Result<Self> {
-        let unfit = Self::cells_unfit(&gpu.limits(), gh);
-        match (asked, unfit) {
-            (Some(Recurrence::Persistent), Some(why)) => Err(Error::config(
-                format!("the persistent recurrence cannot run this model here: {why}"),
-                "use --recurrence per-step, or leave --recurrence out to have it chosen",
-            )),
-            (Some(r), _) => Ok(r),
-            (None, Some(_)) => Ok(Recurrence::PerStep),
-            (None, None) if gpu.info.device_type == wgpu::DeviceType::Cpu => {
-                Ok(Recurrence::PerStep)
+/// The tiles of one layer's recurrence: `units` units (a multiple of 4) × `row_block` rows each,
+/// `slices` × `blocks` of them, and whether a tile's weights are held in workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tiling {
+    pub(crate) units: usize,
+    pub(crate) slices: usize,
+    pub(crate) row_block: usize,
+    pub(crate) blocks: usize,
+    pub(crate) cached: bool,
+}
+
+/// Loop iterations of one item in a stage, the larger pass: the product's sum (H forward, G·H
+/// backward) and the cell's loops over four units of up to four rows.
+fn item_iterations(hidden: usize, gates: usize) -> usize {
+    gates * hidden + 4 * 4 * (2 + gates) + 4
+}
+
+/// The units and batch rows of a recurrence's tile, where a step is asked for them (tests, and
+/// tuning on an adapter): `units` a multiple of 4, at most 4 × the workgroup size (32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiles {
+    /// Units of the layer in one tile (all G gates of each).
+    pub units: usize,
+    /// Batch rows in one tile.
+    pub row_block: usize,
+}
+
+impl Tiles {
+    /// Refuses a tile the recurrence cannot run.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let most = 4 * RECURRENCE_WORKGROUP;
+        if self.units == 0
+            || !self.units.is_multiple_of(4)
+            || self.units > most
+            || self.row_block == 0
+        {
+            return Err(Error::config(
+                format!(
+                    "a tile of {} units and {} rows: units must be a multiple of 4 from 4 to {most}, rows at least 1",
+                    self.units, self.row_block
+                ),
+                "leave the tiles out to have them chosen",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Polls of the grid barrier before it gives up, on a hardware GPU (about a millisecond of
+/// polling; a stage takes microseconds).
+const GPU_SPIN: usize = 1 << 12;
+
+/// The least polls a grid barrier gets on a software adapter.
+const CPU_SPIN: usize = 1 << 10;
+
+impl Tiling {
+    /// The tiles for (B, H, G) on a device: a slice of at most WG quads of units (one per
+    /// invocation; all of H where it fits), and the batch cut into blocks of whole row groups so
+    /// that there are about `target` tiles (several per CPU thread on a software adapter, several
+    /// per multiprocessor on a GPU), each short enough for a software adapter's loop budget.
+    /// `asked` sets the units and rows of a tile instead.
+    pub(crate) fn new(
+        device_type: wgpu::DeviceType,
+        limits: &wgpu::Limits,
+        batch: usize,
+        (hidden, gates): (usize, usize),
+        asked: Option<Tiles>,
+    ) -> Self {
+        let quads = hidden.div_ceil(4);
+        let row_groups = batch.div_ceil(RECURRENCE_ROWS);
+        let (q, row_block) = match asked {
+            Some(t) => (t.units / 4, t.row_block.min(batch)),
+            None => {
+                let q = quads.min(RECURRENCE_WORKGROUP);
+                let (target, most): (usize, usize) = match device_type {
+                    wgpu::DeviceType::Cpu => {
+                        (8, (LOOP_BUDGET / 2) / item_iterations(hidden, gates))
+                    }
+                    _ => (256, 16),
+                };
+                let blocks = target.div_ceil(quads.div_ceil(q)).clamp(1, row_groups);
+                let per_tile = row_groups.div_ceil(blocks).clamp(1, most.max(1));
+                (q, (per_tile * RECURRENCE_ROWS).min(batch))
             }
-            (None, None) => Ok(Recurrence::Persistent),
+        };
+        Self {
+            units: 4 * q,
+            slices: quads.div_ceil(q),
+            row_block,
+            blocks: batch.div_ceil(row_block),
+            cached: gates * hidden * q <= cache_vec4s(limits),
         }
     }
 
-    /// Why the persistent kernel cannot run layers of G·H gate columns on a device, if it cannot.
-    /// (Within these bounds one timestep takes an invocation at most about 4,200 loop
-    /// iterations, far under a software adapter's [`LOOP_BUDGET`]: see [`Self::cell_chunks`].)
-    fn cells_unfit(limits: &wgpu::Limits, gh: usize) -> Option<String> {
-        if limits.max_storage_buffers_per_shader_stage < SEQUENCE_STORAGE_BUFFERS {
+    /// Workgroups of one dispatch.
+    pub(crate) fn groups(&self) -> usize {
+        self.slices * self.blocks
+    }
+
+    /// Items (four units × ROWS rows) of one invocation in a stage: its tile's row groups.
+    fn items_per_invocation(&self) -> usize {
+        self.row_block.div_ceil(RECURRENCE_ROWS)
+    }
+
+    /// Loop iterations of one invocation in a stage.
+    fn stage_iterations(&self, hidden: usize, gates: usize) -> usize {
+        self.items_per_invocation() * item_iterations(hidden, gates)
+    }
+
+    /// Loop iterations of one invocation copying its tile's weights into workgroup memory.
+    fn cache_iterations(&self, hidden: usize, gates: usize) -> usize {
+        if self.cached {
+            (gates * hidden * self.units / 4).div_ceil(RECURRENCE_WORKGROUP)
+        } else {
+            0
+        }
+    }
+
+    /// Why this tiling cannot run a layer of H units and G gates on a device, if it cannot: too
+    /// few storage buffers, or (a software adapter) one stage longer than [`LOOP_BUDGET`].
+    pub(crate) fn unfit(
+        &self,
+        device_type: wgpu::DeviceType,
+        limits: &wgpu::Limits,
+        (hidden, gates): (usize, usize),
+    ) -> Option<String> {
+        if limits.max_storage_buffers_per_shader_stage < RECURRENCE_STORAGE_BUFFERS {
             return Some(format!(
-                "it binds {SEQUENCE_STORAGE_BUFFERS} storage buffers, the adapter allows {}",
+                "the recurrence binds {RECURRENCE_STORAGE_BUFFERS} storage buffers, the adapter allows {}",
                 limits.max_storage_buffers_per_shader_stage
             ));
         }
-        if gh.next_multiple_of(4) > SEQUENCE_ROW_ELEMENTS {
+        let per_stage = self.stage_iterations(hidden, gates) + self.cache_iterations(hidden, gates);
+        if device_type == wgpu::DeviceType::Cpu && per_stage > LOOP_BUDGET - 64 {
+            let most = (LOOP_BUDGET - 64 - item_iterations(0, gates)) / gates;
             return Some(format!(
-                "a row of gates (G·H = {gh}) is wider than its workgroup memory holds ({SEQUENCE_ROW_ELEMENTS})"
+                "one timestep of a layer of {gates} × {hidden} gate units takes an invocation \
+                 {per_stage} loop iterations, more than a software adapter runs ({LOOP_BUDGET}); \
+                 the largest settings that fit: H = {most}"
             ));
         }
         None
     }
 
-    /// Batch rows per workgroup: as many as keep each invocation to one group of four columns of
-    /// a product per timestep (the product's rows G4/4 groups wide), within the workgroup memory
-    /// (rows of G4 elements). More rows would make invocations loop; fewer would leave
-    /// invocations idle and spread the batch over more workgroups.
-    pub(crate) fn cell_rows_per_group(batch: usize, gh: usize) -> usize {
-        let g4 = gh.next_multiple_of(4);
-        let fit = (SEQUENCE_ROW_ELEMENTS / g4).max(1);
-        (256 / (g4 / 4)).clamp(1, fit).min(batch)
-    }
-
-    /// Loop iterations of one invocation per timestep, the larger of the two passes: per unit
-    /// (b, j) the cell (an LSTM's backward loops over its four gates), per four product columns
-    /// a sum over H4/4 (forward) or G4/4 (backward) vec4s and the four stores, and the rows' copy
-    /// into workgroup memory.
-    fn cell_iterations(rows: usize, hidden: usize, gh: usize) -> usize {
-        let (h4, g4) = (hidden.next_multiple_of(4), gh.next_multiple_of(4));
-        let units = (rows * hidden).div_ceil(256);
-        let groups = |width: usize| (rows * width / 4).div_ceil(256);
-        let forward = 1 + (rows * h4).div_ceil(256) + groups(g4) * (h4 / 4 + 5) + units;
-        let backward = 1 + units * 5 + (rows * g4).div_ceil(256) + groups(h4) * (g4 / 4 + 5);
-        forward.max(backward)
-    }
-
-    /// The persistent kernel's dispatches per layer and pass: one for all T on a hardware GPU;
-    /// on a software adapter (Mesa ends an invocation's loops after 65,535 iterations,
-    /// [`LOOP_BUDGET`]) [t_begin, t_end) ranges that keep each under the budget.
-    pub(crate) fn cell_chunks(
+    /// The dispatches of one layer's pass over `stages` stages: [begin, end) ranges and the
+    /// grid barrier's bound on polls (0 for ordered dispatches, one stage each). On a hardware GPU
+    /// the grid runs every stage in one dispatch; on a software adapter (Mesa ends an
+    /// invocation's loops after 65,535 iterations) in chunks whose work and polls stay under
+    /// [`LOOP_BUDGET`].
+    pub(crate) fn chunks(
+        &self,
+        recurrence: Recurrence,
         device_type: wgpu::DeviceType,
-        rows: usize,
-        hidden: usize,
-        gh: usize,
-        steps: usize,
-    ) -> Vec<(usize, usize)> {
-        let per_step = Self::cell_iterations(rows, hidden, gh);
-        debug_assert!(
-            per_step <= LOOP_BUDGET - 64,
-            "G·H within SEQUENCE_ROW_ELEMENTS"
-        );
-        let per_chunk = match device_type {
-            wgpu::DeviceType::Cpu => ((LOOP_BUDGET - 64) / per_step).max(1),
-            _ => steps,
+        (hidden, gates): (usize, usize),
+        stages: usize,
+    ) -> (Vec<(usize, usize)>, usize) {
+        let (per_chunk, spin) = match (recurrence, device_type) {
+            (Recurrence::Ordered, _) => (1, 0),
+            (Recurrence::Grid, wgpu::DeviceType::Cpu) => {
+                let budget = LOOP_BUDGET - 64 - self.cache_iterations(hidden, gates);
+                let per_stage = self.stage_iterations(hidden, gates);
+                let n = (budget / (per_stage + CPU_SPIN)).max(1);
+                (n, ((budget - n * per_stage) / n).max(1))
+            }
+            (Recurrence::Grid, _) => (stages, GPU_SPIN),
         };
-        (0..steps)
+        let chunks = (0..stages)
             .step_by(per_chunk)
-            .map(|t| (t, (t + per_chunk).min(steps)))
-            .collect()
+            .map(|t| (t, (t + per_chunk).min(stages)))
+            .collect();
+        (chunks, spin)
     }
+}
+
+/// The recurrence a step runs: `asked` if the tiling can run there, else an error that says why;
+/// chosen by [`Recurrence::auto`] when nothing is asked.
+pub(crate) fn choose(
+    (device_type, limits): (wgpu::DeviceType, &wgpu::Limits),
+    asked: Option<Recurrence>,
+    tiling: &Tiling,
+    (hidden, gates): (usize, usize),
+    resident: usize,
+) -> Result<Recurrence> {
+    if let Some(why) = tiling.unfit(device_type, limits, (hidden, gates)) {
+        return Err(Error::config(
+            format!("the recurrence cannot run this model here: {why}"),
+            "use a smaller --hidden, or another adapter",
+        ));
+    }
+    Ok(asked.unwrap_or_else(|| Recurrence::auto(device_type, tiling, resident)))
 }

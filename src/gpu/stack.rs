@@ -9,18 +9,19 @@
 //!
 //! | phase               | dispatches per layer | computes                                          |
 //! |---------------------|---------------------:|---------------------------------------------------|
-//! | weight layouts      | 2 (+1 for V, +1 persistent) | `W_ih^T`, `W_hh^T` (and `W_hh`) padded for vec4 loads |
+//! | weight layouts      | G + 2 (+1 for V)     | `W_ih^T`, `W_hh^T` gate by gate and `W_hh`, padded for vec4 loads |
 //! | input projection    | 1                    | `a = x U^T + b_ih` over all T·B rows (a gather for tokens) |
-//! | forward recurrence  | 2T, or 1             | `r_t = h_{t-1} W^T + b_hh`, then the cell's `forward` |
+//! | forward recurrence  | T, or 1              | `h_t` (and `c_t`) from `a_t` and `h_{t-1} W^T + b_hh`, fused |
 //! | output and loss     | 3 (once)             | `y = h V^T + c`, loss and `dy`, the mean          |
 //! | output gradients    | 3 (once)             | `dh = dy V`, `dV`, `dc`                           |
-//! | backward recurrence | 2T, or 1             | the cell's `backward`, then `dh_next = dr_t W`    |
+//! | backward recurrence | T + 1, or 1          | `dr_t W`, then the cell's backward                |
 //! | weight gradients    | 4 (+1 below the top) | `dU = da^T x`, `db_ih`, `dW = dr^T h`, `db_hh`; layer l−1's `dh = da U` |
 //!
-//! The recurrences run per timestep (a product, then the cell's kernel) or as one persistent
-//! kernel per layer and pass (`shaders/cell_sequence.wgsl`; on a software adapter one per chunk
-//! of timesteps), as [`Recurrence`] chooses. (Split weight gradients add one in-order sum each,
-//! from T·B = 1024 rows on.) Layer l reads
+//! The recurrences run split by units (`shaders/recurrence.wgsl`): one dispatch per timestep
+//! ([`Recurrence::Ordered`]) or one per layer and pass with a grid barrier between timesteps
+//! ([`Recurrence::Grid`]; on a software adapter one per chunk of timesteps; one more dispatch per
+//! step clears the barriers' counters). (Split weight gradients add one in-order sum each, from
+//! T·B = 1024 rows on.) Layer l reads
 //! layer l−1's h_1 … h_T as its x; the backward pass runs from the top layer down, each layer's
 //! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
 //! once in [`GpuStack::new`]; a step is one submission.
@@ -30,11 +31,13 @@ use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
 use crate::gpu::model_step::StepOptions;
 use crate::gpu::plan::Recorded;
-use crate::gpu::recurrence::Recurrence;
+use crate::gpu::recurrence::{self, Recurrence, Tiles, Tiling};
 pub use crate::gpu::stack_buffers::StackBuffers;
 use crate::gpu::stack_buffers::{Shape, allocate, check_fits, places};
 use crate::gpu::stack_plan::{PlanOptions, plan_step};
 use crate::model::{Batch, Inputs, ModelConfig, StepOutput, Targets};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The GPU buffers and recorded dispatches of one training step of a stacked model for a fixed
 /// (B, T).
@@ -47,9 +50,17 @@ pub struct GpuStack {
     pub steps: usize,
     /// The buffers.
     pub buffers: StackBuffers,
-    /// How the layers' recurrences are dispatched.
+    /// How the layers' recurrences were planned.
     pub recurrence: Recurrence,
+    /// The tiles of every layer's recurrence.
+    pub(crate) tiling: Tiling,
     phases: Recorded,
+    /// The same step with ordered recurrences, where `phases` has grid barriers: what runs once
+    /// a barrier has failed on this adapter.
+    ordered: Option<Recorded>,
+    /// Whether a grid barrier has failed on this step's device (every step there then runs
+    /// `ordered`).
+    failed: Arc<AtomicBool>,
     bytes: u64,
     dropout: bool,
 }
@@ -82,40 +93,52 @@ impl GpuStack {
             recurrence,
             params,
             dropout,
+            tiles,
         } = options;
-        let (s, recurrence) = Self::check_fits(gpu, config, (batch, steps), recurrence)?;
+        let (s, recurrence, tiling) =
+            Self::check_fits(gpu, config, (batch, steps), (recurrence, tiles))?;
         let table = config.table();
-        let persistent = recurrence == Recurrence::Persistent;
-        let (places, vt, wt_len) = places(&config, &table, persistent);
+        let (places, vt, wt_len) = places(&config, &table);
         let dropped = dropout.is_some() && config.layers > 1;
         let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, (params, dropped));
-        let options = PlanOptions {
-            dropout: dropout.filter(|_| config.layers > 1),
-            recurrence,
+        let mut plan = |recurrence| {
+            let options = PlanOptions {
+                dropout: dropout.filter(|_| config.layers > 1),
+                recurrence,
+                tiling,
+            };
+            let layout = (places.clone(), vt);
+            let (phases, uniform_bytes) =
+                plan_step(gpu, kernels, (&buffers, s, &table), layout, options);
+            bytes += uniform_bytes;
+            phases
         };
-        let (phases, uniform_bytes) =
-            plan_step(gpu, kernels, (&buffers, s, &table), (places, vt), options);
-        bytes += uniform_bytes;
+        let phases = plan(recurrence);
+        let ordered = (recurrence == Recurrence::Grid).then(|| plan(Recurrence::Ordered));
         Ok(Self {
             config,
             batch,
             steps,
             buffers,
             phases,
+            ordered,
+            failed: gpu.grid_failed.clone(),
             bytes,
             dropout: dropped,
             recurrence,
+            tiling,
         })
     }
 
     /// Checks, before anything is allocated, that the model and (B, T) make a step and that
-    /// every buffer of it fits the adapter; returns the shape and the recurrence it would run.
+    /// every buffer of it fits the adapter; returns the shape, the recurrence it would run and
+    /// its tiles.
     pub(crate) fn check_fits(
         gpu: &Gpu,
         config: ModelConfig,
         (batch, steps): (usize, usize),
-        recurrence: Option<Recurrence>,
-    ) -> Result<(Shape, Recurrence)> {
+        (recurrence, tiles): (Option<Recurrence>, Option<Tiles>),
+    ) -> Result<(Shape, Recurrence, Tiling)> {
         config.validate()?;
         if batch == 0 || steps == 0 {
             return Err(Error::config(
@@ -128,9 +151,18 @@ impl GpuStack {
             nb: batch,
             nt: steps,
         };
-        let recurrence = Recurrence::for_cells(gpu, recurrence, s.gh())?;
-        check_fits(gpu, &s, recurrence == Recurrence::Persistent)?;
-        Ok((s, recurrence))
+        let limits = gpu.limits();
+        let (hidden, gates) = (config.hidden, config.cell.gates());
+        if let Some(t) = tiles {
+            t.validate()?;
+        }
+        let tiling = Tiling::new(gpu.info.device_type, &limits, batch, (hidden, gates), tiles);
+        check_fits(gpu, &s)?;
+        let device = (gpu.info.device_type, &limits);
+        let resident = gpu.resident_workgroups();
+        let recurrence =
+            recurrence::choose(device, recurrence, &tiling, (hidden, gates), resident)?;
+        Ok((s, recurrence, tiling))
     }
 
     /// Bytes of GPU memory the step's buffers hold.
@@ -143,14 +175,56 @@ impl GpuStack {
         self.phases.dispatches()
     }
 
-    /// Records the whole step into a compute pass.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.phases.record(pass);
+    /// The step's shape.
+    fn shape(&self) -> Shape {
+        Shape {
+            config: self.config,
+            nb: self.batch,
+            nt: self.steps,
+        }
     }
 
-    /// The recorded phases.
+    /// Workgroups of one dispatch of a layer's recurrence (its tiles).
+    pub fn recurrence_workgroups(&self) -> usize {
+        self.tiling.groups()
+    }
+
+    /// Records the whole step into a compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.phases().record(pass);
+    }
+
+    /// The recorded phases: the ordered ones once a grid barrier has failed.
     pub(crate) fn phases(&self) -> &Recorded {
-        &self.phases
+        match &self.ordered {
+            Some(ordered) if self.failed.load(Ordering::Relaxed) => ordered,
+            _ => &self.phases,
+        }
+    }
+
+    /// The ordering the step runs now.
+    pub fn running(&self) -> Recurrence {
+        if self.failed.load(Ordering::Relaxed) {
+            Recurrence::Ordered
+        } else {
+            self.recurrence
+        }
+    }
+
+    /// Whether the step last run needs running again: a grid barrier failed in it (the workgroups
+    /// did not all run at once). Reads the failure flag (nothing for ordered steps); when it is
+    /// set, clears it and makes every step on this device run ordered from now on.
+    pub async fn barrier_failed(&self, gpu: &Gpu) -> Result<bool> {
+        if self.running() != Recurrence::Grid {
+            return Ok(false);
+        }
+        let flag = gpu.read_f32_async(&self.buffers.sync, 0, 1).await?[0];
+        if flag == 0.0 {
+            return Ok(false);
+        }
+        gpu.write(&self.buffers.sync, 0, bytemuck::cast_slice(&[0u32]));
+        self.failed.store(true, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Whether the step applies dropout between its layers.
@@ -256,6 +330,9 @@ impl GpuStack {
             gpu.submit(encoder);
             Ok(())
         })??;
+        if self.barrier_failed(gpu).await? {
+            return Box::pin(self.run_and_read_async(gpu, params, batch)).await;
+        }
         self.read_output(gpu).await
     }
 
@@ -284,9 +361,12 @@ impl GpuStack {
             c_n: if lstm { last(&b.cs).await? } else { vec![] },
             logits: gpu.read_f32_async(&b.logits, 0, nt * nb * c.output).await?,
             grads: gpu.read_f32_async(&b.grads, 0, c.table().len).await?,
-            dh0: gpu.read_f32_async(&b.dh0, 0, nl * bh).await?,
+            dh0: gpu
+                .read_f32_async(&b.d0, self.shape().d0().1, nl * bh)
+                .await?,
             dc0: if lstm {
-                gpu.read_f32_async(&b.dc0, 0, nl * bh).await?
+                gpu.read_f32_async(&b.d0, self.shape().d0().2, nl * bh)
+                    .await?
             } else {
                 vec![]
             },

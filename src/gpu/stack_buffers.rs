@@ -24,11 +24,9 @@ pub(crate) struct Place {
     pub(crate) b_hh: usize,
     /// W_ih^T (input, G4) in `wt` (G4: G·H rounded up to a multiple of 4).
     pub(crate) wt_ih: usize,
-    /// W_hh^T (H, G4) in `wt`, with H4 − H rows of zeros after it (H4: H rounded up likewise).
+    /// W_hh^T gate by gate, (H, G, H4) in `wt`: W_hh[k·H + j, i] at (i·G + k)·H4 + j, zeros
+    /// where j ≥ H (H4: H rounded up to a multiple of 4).
     pub(crate) wt_hh: usize,
-    /// W_hh padded with zeros to (G4, H4) in `wt`, for the persistent recurrence (else 0, and
-    /// not written).
-    pub(crate) w_hh_padded: usize,
 }
 
 /// Every buffer of a stacked step.
@@ -61,25 +59,21 @@ pub struct StackBuffers {
     pub row_loss: wgpu::Buffer,
     /// [the mean loss, the gradient norm].               (2)
     pub stats: wgpu::Buffer,
-    /// ∂L/∂h_t from above for the current layer.         (T, B, H)
-    pub dh: wgpu::Buffer,
-    /// dr_{t+1} W.                                       (B, H)
-    pub dh_next: wgpu::Buffer,
-    /// The gradient reaching t from t+1 around W.        (B, H)
-    pub d_direct: wgpu::Buffer,
-    /// ∂L/∂h_0 of every layer.                           (L, B, H)
-    pub dh0: wgpu::Buffer,
-    /// ∂L/∂c_0 of every layer (LSTM).                    (L, B, H)
-    pub dc0: wgpu::Buffer,
+    /// The gradients of the states: ∂L/∂h_t from above for the current layer (T, B, H) first,
+    /// then ∂L/∂h_0 of every layer (L, B, H), ∂L/∂c_0 of every layer (L, B, H; LSTM), and the
+    /// gradient reaching t from t+1 around W (B, H): see [`Shape::d0`].
+    pub d0: wgpu::Buffer,
     /// Partial sums of split weight gradients.           (splits, max M·N)
     pub partials: wgpu::Buffer,
     /// The outputs of every layer but the top one after dropout.   (L−1, T, B, H)
     pub dropped: wgpu::Buffer,
     /// [the update count that keys the dropout masks, …].   (4) u32
     pub counter: wgpu::Buffer,
+    /// [the grid barrier's failure flag, an arrival counter per grid dispatch].   u32
+    pub sync: wgpu::Buffer,
     /// Bound where a kernel's binding is unused: one buffer per unused binding of a group,
     /// since WebGPU forbids binding a buffer twice in a group that writes it.
-    pub(crate) unused: [wgpu::Buffer; 3],
+    pub(crate) unused: [wgpu::Buffer; 2],
 }
 
 /// The sizes every plan needs.
@@ -104,6 +98,19 @@ impl Shape {
     /// T·B.
     pub(crate) fn rows(&self) -> usize {
         self.nt * self.nb
+    }
+
+    /// Where the blocks of `d0` start: dh (at 0), ∂L/∂h_0, ∂L/∂c_0 (as long; an LSTM's only),
+    /// d_direct.
+    pub(crate) fn d0(&self) -> (usize, usize, usize, usize) {
+        let dh0 = self.rows() * self.config.hidden;
+        let block = self.config.layers * self.bh();
+        let c0 = if self.config.cell.has_cell_state() {
+            block
+        } else {
+            0
+        };
+        (0, dh0, dh0 + block, dh0 + block + c0)
     }
 
     /// Offset of layer l's h_t (c_t) in hs (cs), t = 0..=T.
@@ -136,14 +143,11 @@ impl Shape {
     }
 }
 
-/// Where each layer's parameters sit, and where its transposed (and, for the persistent
-/// recurrence, padded) weights go in `wt`; and the offset of V^T and the length of `wt`.
-pub(crate) fn places(
-    config: &ModelConfig,
-    table: &ParamTable,
-    persistent: bool,
-) -> (Vec<Place>, usize, usize) {
-    let g4 = (config.cell.gates() * config.hidden).next_multiple_of(4);
+/// Where each layer's parameters sit, and where its transposed and padded weights go in `wt`;
+/// and the offset of V^T and the length of `wt`. Every block starts at a multiple of 4.
+pub(crate) fn places(config: &ModelConfig, table: &ParamTable) -> (Vec<Place>, usize, usize) {
+    let gh = config.cell.gates() * config.hidden;
+    let g4 = gh.next_multiple_of(4);
     let h4 = config.hidden.next_multiple_of(4);
     let off = |name: String| table.get(&name).expect("a parameter of the table").offset;
     let mut wt = 0;
@@ -153,11 +157,7 @@ pub(crate) fn places(
         let wt_ih = wt;
         wt += input * g4;
         let wt_hh = wt;
-        wt += h4 * g4;
-        let w_hh_padded = if persistent { wt } else { 0 };
-        if persistent {
-            wt += g4 * h4;
-        }
+        wt += config.hidden * config.cell.gates() * h4;
         places.push(Place {
             input,
             w_ih: off(format!("rnn.weight_ih_l{l}")),
@@ -166,7 +166,6 @@ pub(crate) fn places(
             b_hh: off(format!("rnn.bias_hh_l{l}")),
             wt_ih,
             wt_hh,
-            w_hh_padded,
         });
     }
     let vt = wt;
@@ -175,9 +174,9 @@ pub(crate) fn places(
 }
 
 /// The first buffer of a stacked step larger than `allowed` bytes, if any: (what, bytes).
-fn overflow(s: &Shape, persistent: bool, allowed: u64) -> Option<(&'static str, u64)> {
+fn overflow(s: &Shape, allowed: u64) -> Option<(&'static str, u64)> {
     let table = s.config.table();
-    let (_, _, wt) = places(&s.config, &table, persistent);
+    let (_, _, wt) = places(&s.config, &table);
     s.sizes(&table, wt)
         .into_iter()
         .map(|(what, n)| (what, n as u64 * 4))
@@ -186,13 +185,13 @@ fn overflow(s: &Shape, persistent: bool, allowed: u64) -> Option<(&'static str, 
 
 /// Checks, before any allocation, that every buffer fits the adapter's binding limit; the
 /// error names the largest hidden size and batch that fit.
-pub(crate) fn check_fits(gpu: &Gpu, s: &Shape, persistent: bool) -> Result<()> {
+pub(crate) fn check_fits(gpu: &Gpu, s: &Shape) -> Result<()> {
     let (limit, allowed) = gpu.storage_limit();
-    let Some((what, needed)) = overflow(s, persistent, allowed) else {
+    let Some((what, needed)) = overflow(s, allowed) else {
         return Ok(());
     };
     let c = s.config;
-    let fits = |s: Shape| overflow(&s, persistent, allowed).is_none();
+    let fits = |s: Shape| overflow(&s, allowed).is_none();
     let h = largest(c.hidden, &|h| {
         fits(Shape {
             config: ModelConfig { hidden: h, ..c },
@@ -229,6 +228,12 @@ pub(crate) fn largest_hint(
         format!("the largest settings that fit: {}", options.join(", or "))
     };
     format!("{fits}; the CPU reference (--device cpu) has no such limit")
+}
+
+/// Arrival counters the grid barriers of a step may use: one per dispatch of a layer's pass, at
+/// most T + 1 dispatches each.
+pub(crate) fn sync_slots(s: &Shape) -> usize {
+    2 * s.config.layers * (s.nt + 1)
 }
 
 /// Allocates every buffer of a step; returns them and their bytes.
@@ -273,11 +278,7 @@ pub(crate) fn allocate(
         dy: buf("dy", n_rows * c.output),
         row_loss: buf("row_loss", n_rows),
         stats: buf("stats", 2),
-        dh: buf("dh", n_rows * c.hidden),
-        dh_next: buf("dh_next", bh),
-        d_direct: buf("d_direct", bh),
-        dh0: buf("dh0", nl * bh),
-        dc0: buf("dc0", if lstm { nl * bh } else { 0 }),
+        d0: buf("d0", s.d0().3 + bh),
         partials: buf("partials", if splits > 1 { splits * widest } else { 0 }),
         dropped: buf(
             "dropped",
@@ -288,7 +289,8 @@ pub(crate) fn allocate(
             },
         ),
         counter: buf("counter", 4),
-        unused: [0, 1, 2].map(|_| buf("unused", 0)),
+        sync: buf("sync", 1 + sync_slots(s)),
+        unused: [0, 1].map(|_| buf("unused", 0)),
     };
     (buffers, bytes)
 }

@@ -2,16 +2,14 @@
 //! over the layers.
 
 use crate::dropout::DropoutSpec;
-use crate::gpu::cells::{
-    CellKernels, CellParams, SequenceKernels, direct_reaches_h, saved_per_unit,
-};
+use crate::gpu::cells::{CellParams, UnitKernels, direct_reaches_h, saved_per_unit};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{DropoutParams, EmbeddingParams, Kernels, MatmulParams, TransposeParams};
 use crate::gpu::phase::Phase;
 use crate::gpu::plan::{
     A, B, Epilogue, Loss, Matmul, Plan, Product, Recorded, cols, grid_1d, grid_rows, rows,
 };
-use crate::gpu::recurrence::Recurrence;
+use crate::gpu::recurrence::{Recurrence, Tiling};
 use crate::gpu::stack_buffers::{Place, Shape, StackBuffers};
 use crate::model::InputKind;
 use crate::param_table::ParamTable;
@@ -21,8 +19,10 @@ use crate::param_table::ParamTable;
 pub(crate) struct PlanOptions {
     /// Dropout between the layers (training steps only).
     pub(crate) dropout: Option<DropoutSpec>,
-    /// How each layer's recurrence is dispatched.
+    /// How each layer's recurrence is ordered.
     pub(crate) recurrence: Recurrence,
+    /// The tiles of each layer's recurrence.
+    pub(crate) tiling: Tiling,
 }
 
 /// Records every dispatch of a stacked step over `buffers` (W^T of layer l at `places[l]`, V^T
@@ -36,9 +36,13 @@ pub(crate) fn plan_step(
     options: PlanOptions,
 ) -> (Recorded, u64) {
     let config = s.config;
-    let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
+    let limits = gpu.limits();
+    let align = (limits.min_uniform_buffer_offset_alignment)
+        .max(limits.min_storage_buffer_offset_alignment) as usize;
     let uniform = std::mem::size_of::<MatmulParams>().max(std::mem::size_of::<CellParams>());
-    let cell = kernels.cell(&gpu.device, config.cell);
+    // Ordered dispatches copy nothing into workgroup memory: each runs one stage.
+    let cached = options.tiling.cached && options.recurrence == Recurrence::Grid;
+    let units = (kernels.cell(config.cell)).units(&gpu.device, cached);
     let mut planner = Planner {
         plan: Plan {
             uniforms: Vec::new(),
@@ -46,9 +50,10 @@ pub(crate) fn plan_step(
             specs: Vec::new(),
         },
         k: kernels,
-        cell,
-        sequence: (options.recurrence == Recurrence::Persistent)
-            .then(|| cell.sequence(&gpu.device)),
+        units,
+        recurrence: options.recurrence,
+        tiling: options.tiling,
+        slots: 0,
         device_type: gpu.info.device_type,
         b: buffers,
         s,
@@ -75,6 +80,7 @@ pub(crate) fn plan_step(
             planner.dropout(l - 1, true);
         }
     }
+    planner.clear_sync();
     let bytes = planner.plan.uniforms.len() as u64;
     (planner.plan.finish(gpu), bytes)
 }
@@ -83,9 +89,11 @@ pub(crate) fn plan_step(
 struct Planner<'a> {
     plan: Plan<'a>,
     k: &'a Kernels,
-    cell: &'a CellKernels,
-    /// The persistent recurrence, where it runs the layers' recurrences.
-    sequence: Option<&'a SequenceKernels>,
+    units: &'a UnitKernels,
+    recurrence: Recurrence,
+    tiling: Tiling,
+    /// The grid barriers' arrival counters used so far.
+    slots: usize,
     /// The adapter's type (a software adapter runs long loops in chunks).
     device_type: wgpu::DeviceType,
     b: &'a StackBuffers,
@@ -101,11 +109,15 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    /// W_ih^T and W_hh^T of every layer (W_ih^T not for a gathered token layer), and W_hh with
-    /// rows padded for the persistent recurrence; then V^T.
+    /// W_ih^T of every layer (not for a gathered token layer) and W_hh^T gate by gate, with rows
+    /// padded; then V^T.
     fn layouts(&mut self) {
         let (c, gh) = (self.s.config, self.s.gh());
-        let g4 = gh.next_multiple_of(4);
+        let (g4, h4, gates) = (
+            gh.next_multiple_of(4),
+            c.hidden.next_multiple_of(4),
+            c.cell.gates(),
+        );
         let copy = |rows: usize, cols: usize, in_offset: usize, out_offset: usize, stride| {
             TransposeParams {
                 rows: rows as u32,
@@ -122,14 +134,10 @@ impl<'a> Planner<'a> {
                 let t = copy(gh, p.input, p.w_ih, p.wt_ih, g4);
                 self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
             }
-            let t = copy(gh, c.hidden, p.w_hh, p.wt_hh, g4);
-            self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
-            if self.sequence.is_some() {
-                let h4 = c.hidden.next_multiple_of(4);
-                let t = TransposeParams {
-                    transpose: 0,
-                    ..copy(gh, c.hidden, p.w_hh, p.w_hh_padded, h4)
-                };
+            let block = c.hidden * c.hidden;
+            for k in 0..gates {
+                let at = p.wt_hh + k * h4;
+                let t = copy(c.hidden, c.hidden, p.w_hh + k * block, at, gates * h4);
                 self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
             }
         }
@@ -157,7 +165,7 @@ impl<'a> Planner<'a> {
     }
 
     /// dropout.wgsl over layer l's h_1 … h_T: into `dropped` (forward), or over the gradient
-    /// of that output in `dh` (backward).
+    /// of that output in `dh` (at the start of `d0`; backward).
     fn dropout(&mut self, l: usize, backward: bool) {
         let Some(d) = self.dropout else { return };
         let (s, b) = (self.s, self.b);
@@ -177,7 +185,7 @@ impl<'a> Planner<'a> {
         };
         let (phase, kernel, src, dst) = if backward {
             let k = &self.k.dropout_backward;
-            (Phase::WeightGradients, k, &b.unused[0], &b.dh)
+            (Phase::WeightGradients, k, &b.unused[0], &b.d0)
         } else {
             (
                 Phase::ForwardRecurrence,
@@ -231,9 +239,44 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The uniform of the cell's kernels at layer l, step t (0-based: h_{t+1} from h_t).
-    fn cell_params(&self, l: usize, t: usize) -> CellParams {
-        let (s, cell) = (&self.s, self.s.config.cell);
+    /// Layer l's recurrence, forward or backward: recurrence.wgsl over the layer's tiles, one
+    /// dispatch per stage (ordered) or per chunk of stages (grid; backward: the last chunk
+    /// first). The backward pass has T + 1 stages (its last computes ∂L/∂h_0).
+    fn recurrence(&mut self, l: usize, backward: bool) {
+        let (s, cell, tiling) = (self.s, self.s.config.cell, self.tiling);
+        let stages = if backward { s.nt + 1 } else { s.nt };
+        let shape = (s.config.hidden, cell.gates());
+        let (mut chunks, spin) = tiling.chunks(self.recurrence, self.device_type, shape, stages);
+        let u = self.units;
+        let (phase, kernel) = match (backward, spin > 0) {
+            (true, true) => (Phase::BackwardRecurrence, &u.backward),
+            (true, false) => (Phase::BackwardRecurrence, &u.backward_step),
+            (false, true) => (Phase::ForwardRecurrence, &u.forward),
+            (false, false) => (Phase::ForwardRecurrence, &u.forward_step),
+        };
+        if backward {
+            chunks.reverse();
+        }
+        let groups = grid_rows(tiling.groups());
+        for (t_begin, t_end) in chunks {
+            let cp = CellParams {
+                t_begin: t_begin as u32,
+                t_end: t_end as u32,
+                spin: spin as u32,
+                slot: self.slots as u32,
+                ..self.cell_params(l)
+            };
+            if spin > 0 {
+                self.slots += 1;
+            }
+            self.plan
+                .push(phase, kernel, &cp, self.cell_buffers(), groups);
+        }
+    }
+
+    /// The recurrence's uniform at layer l, without its stages.
+    fn cell_params(&self, l: usize) -> CellParams {
+        let (s, cell, tiling, p) = (&self.s, self.s.config.cell, self.tiling, self.places[l]);
         CellParams {
             batch: s.nb as u32,
             hidden: s.config.hidden as u32,
@@ -241,97 +284,60 @@ impl<'a> Planner<'a> {
             saved_width: saved_per_unit(cell) as u32,
             layer: l as u32,
             steps: s.nt as u32,
-            t: t as u32,
+            units: tiling.units as u32,
+            slices: tiling.slices as u32,
+            row_block: tiling.row_block as u32,
+            groups: tiling.groups() as u32,
+            wt: (p.wt_hh / 4) as u32,
+            w: p.w_hh as u32,
+            bias: p.b_hh as u32,
+            direct_to_h: direct_reaches_h(cell) as u32,
+            dh: s.d0().0 as u32,
+            dh0: s.d0().1 as u32,
+            dc0: s.d0().2 as u32,
+            direct: s.d0().3 as u32,
             ..Default::default()
         }
     }
 
-    /// Layer l's whole recurrence, forward or backward, as cell_sequence.wgsl's persistent
-    /// kernel: one dispatch per chunk of timesteps (backward: the last chunk first).
-    fn sequence(&mut self, kernels: &'a SequenceKernels, l: usize, backward: bool) {
-        let (p, s, cell) = (self.places[l], self.s, self.s.config.cell);
-        let rows_per_group = Recurrence::cell_rows_per_group(s.nb, s.gh());
-        let (nh, gh) = (s.config.hidden, s.gh());
-        let mut chunks = Recurrence::cell_chunks(self.device_type, rows_per_group, nh, gh, s.nt);
-        let (phase, kernel) = if backward {
-            chunks.reverse();
-            (Phase::BackwardRecurrence, &kernels.backward)
-        } else {
-            (Phase::ForwardRecurrence, &kernels.forward)
+    /// Zeroes the arrival counters of the step's grid barriers, first of all (in the weight
+    /// layouts, which evaluation runs too).
+    fn clear_sync(&mut self) {
+        if self.slots == 0 {
+            return;
+        }
+        let cp = CellParams {
+            slot: self.slots as u32,
+            ..self.cell_params(0)
         };
-        let groups = grid_rows(s.nb.div_ceil(rows_per_group));
-        for (t_begin, t_end) in chunks {
-            let cp = CellParams {
-                t_begin: t_begin as u32,
-                t_end: t_end as u32,
-                rows_per_group: rows_per_group as u32,
-                wt: p.wt_hh as u32,
-                w: p.w_hh_padded as u32,
-                bias: p.b_hh as u32,
-                direct_to_h: direct_reaches_h(cell) as u32,
-                ..self.cell_params(l, 0)
-            };
-            let mut buffers = self.cell_buffers();
-            buffers.extend([&self.b.wt, &self.b.params, &self.b.dh0]);
-            self.plan.push(phase, kernel, &cp, buffers, groups);
-        }
+        let kernel = &self.units.clear_sync;
+        let buffers = self.cell_buffers();
+        self.plan
+            .push_first(Phase::Transposes, kernel, &cp, buffers, (1, 1, 1));
     }
 
-    /// t = 1..T: r_t = h_{t-1} W^T + b_hh, then h_t (and c_t) by the cell.
+    /// t = 1..T: h_t (and c_t) from a_t and h_{t-1}.
     fn forward_recurrence(&mut self, l: usize) {
-        if let Some(kernels) = self.sequence {
-            return self.sequence(kernels, l, false);
-        }
-        let (p, gh, nb, nh) = (self.places[l], self.s.gh(), self.s.nb, self.s.config.hidden);
-        let b = self.b;
-        let phase = Phase::ForwardRecurrence;
-        for t in 0..self.s.nt {
-            let product = Product::new(
-                nb,
-                gh,
-                nh,
-                rows(self.s.state(l, t), nh),
-                rows(p.wt_hh, gh.next_multiple_of(4)),
-                (t * nb * gh, gh),
-            );
-            let matmul = Matmul {
-                product,
-                a: A::Buffer(&b.hs),
-                b: B::Buffer(&b.wt),
-                c: &b.r,
-                epilogue: Epilogue::Bias(&b.params, p.b_hh),
-            };
-            self.plan.matmul(self.k, phase, matmul);
-            let cp = self.cell_params(l, t);
-            let buffers = self.cell_buffers();
-            let groups = grid_1d(self.s.bh());
-            self.plan
-                .push(phase, &self.cell.forward, &cp, buffers, groups);
-        }
+        self.recurrence(l, false);
     }
 
-    /// The cell kernels' bindings after the uniform (see cell.wgsl): one layout for both
-    /// directions, so the forward kernel has the gradients bound too and leaves them alone.
+    /// The recurrence's bindings after its parameters (see cell.wgsl and recurrence.wgsl): one
+    /// layout for both passes, so the forward kernel has the gradients bound too and leaves them
+    /// alone.
     fn cell_buffers(&self) -> Vec<&'a wgpu::Buffer> {
         let (b, cell) = (self.b, self.s.config.cell);
-        let lstm = cell.has_cell_state();
-        let cs = if lstm { &b.cs } else { &b.unused[0] };
+        let cs = if cell.has_cell_state() {
+            &b.cs
+        } else {
+            &b.unused[0]
+        };
         let saved = if saved_per_unit(cell) > 0 {
             &b.saved
         } else {
             &b.unused[1]
         };
-        let dc0 = if lstm { &b.dc0 } else { &b.unused[2] };
         vec![
-            &b.a,
-            &b.r,
-            &b.hs,
-            cs,
-            saved,
-            &b.dh,
-            &b.dh_next,
-            &b.d_direct,
-            dc0,
+            &b.a, &b.r, &b.hs, cs, saved, &b.d0, &b.wt, &b.params, &b.sync,
         ]
     }
 
@@ -379,7 +385,7 @@ impl<'a> Planner<'a> {
             product,
             a: A::Buffer(&b.dy),
             b: B::Buffer(&b.params),
-            c: &b.dh,
+            c: &b.d0,
             epilogue: Epilogue::None,
         };
         self.plan.matmul(self.k, phase, matmul);
@@ -391,43 +397,10 @@ impl<'a> Planner<'a> {
         (self.plan).column_sum(sum, phase, &b.dy, n_rows, no, &b.grads, self.c, 1.0);
     }
 
-    /// t = T..1: da_t, dr_t by the cell, then dh_next = dr_t W; at t = 1 that product is
-    /// ∂L/∂h_0 (plus the path around W for a GRU).
+    /// t = T..1: dr_{t+1} W and the cell's backward, then ∂L/∂h_0 (plus the path around W for a
+    /// GRU).
     fn backward_recurrence(&mut self, l: usize) {
-        if let Some(kernels) = self.sequence {
-            return self.sequence(kernels, l, true);
-        }
-        let (p, gh, nb, nh) = (self.places[l], self.s.gh(), self.s.nb, self.s.config.hidden);
-        let (b, cell) = (self.b, self.s.config.cell);
-        let phase = Phase::BackwardRecurrence;
-        for t in (0..self.s.nt).rev() {
-            let cp = self.cell_params(l, t);
-            let buffers = self.cell_buffers();
-            let groups = grid_1d(self.s.bh());
-            self.plan
-                .push(phase, &self.cell.backward, &cp, buffers, groups);
-            let (c, c_offset, epilogue) = match (t, direct_reaches_h(cell)) {
-                (0, true) => (&b.dh0, l * nb * nh, Epilogue::Add(&b.d_direct, 0)),
-                (0, false) => (&b.dh0, l * nb * nh, Epilogue::None),
-                _ => (&b.dh_next, 0, Epilogue::None),
-            };
-            let product = Product::new(
-                nb,
-                nh,
-                gh,
-                rows(t * nb * gh, gh),
-                rows(p.w_hh, nh),
-                (c_offset, nh),
-            );
-            let matmul = Matmul {
-                product,
-                a: A::Buffer(&b.r),
-                b: B::Buffer(&b.params),
-                c,
-                epilogue,
-            };
-            self.plan.matmul(self.k, phase, matmul);
-        }
+        self.recurrence(l, true);
     }
 
     /// dU = da^T x, db_ih = Σ da, dW = dr^T h_{0..T-1}, db_hh = Σ dr over all T·B rows; below the
@@ -464,7 +437,7 @@ impl<'a> Planner<'a> {
                 product,
                 a: A::Buffer(&b.a),
                 b: B::Buffer(&b.params),
-                c: &b.dh,
+                c: &b.d0,
                 epilogue: Epilogue::None,
             };
             self.plan.matmul(k, phase, matmul);

@@ -135,6 +135,7 @@ impl GpuTrainer {
                 recurrence,
                 params: None,
                 dropout,
+                tiles: None,
             };
             ModelStep::new(&gpu, &kernels, config, (batch, steps), options)
         })??;
@@ -144,6 +145,7 @@ impl GpuTrainer {
                     recurrence: Some(train.recurrence()),
                     params: Some(train.params().clone()),
                     dropout: None,
+                    tiles: None,
                 };
                 ModelStep::new(&gpu, &kernels, config, (b, steps), options)
             })??),
@@ -247,6 +249,10 @@ impl GpuTrainer {
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.train.record(&mut pass);
+        }
+        let mut encoder = settle(&self.gpu, &self.train, encoder, false).await?;
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
             for d in &self.opt.dispatches {
                 d.record(&mut pass);
             }
@@ -326,6 +332,7 @@ impl GpuTrainer {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.train.record(&mut pass);
         }
+        let mut encoder = pollster::block_on(settle(&self.gpu, &self.train, encoder, false))?;
         store_carry(&mut encoder, &self.train, &self.carry, at);
         let staging = self.grads_staging.as_ref().expect("made above");
         let bytes = n as u64 * 4;
@@ -451,6 +458,10 @@ impl GpuTrainer {
         self.gpu.submit(encoder);
         let bytes = count as u64 * 8;
         let ticks = pollster::block_on(map_read(&self.gpu, &read, bytes, "reading timestamps"))?;
+        if pollster::block_on(self.train.barrier_failed(&self.gpu))? {
+            // The times are of a step that ended early; the step runs ordered from now on.
+            return self.profile_step(inputs, targets);
+        }
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&ticks);
         let period = self.gpu.queue.get_timestamp_period() as f64;
         Ok(phases
@@ -492,6 +503,7 @@ impl GpuTrainer {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 eval.record_forward(&mut pass);
             }
+            let mut encoder = settle(&self.gpu, eval, encoder, true).await?;
             store_carry(&mut encoder, eval, carry, (0, 1));
             encoder.copy_buffer_to_buffer(eval.stats(), 0, &self.opt.staging, 0, 4);
             self.gpu.submit(encoder);
@@ -591,6 +603,36 @@ impl GpuTrainer {
 /// (byte offset, bytes) of micro-batch `slot`'s blocks in a carried state of `slots`
 /// micro-batches of `step`'s B streams, in the order of `step.carried()`
 /// ([`crate::shares::carry_ranges`] places them; one slot of one is the whole carry).
+/// Ends a step's pass: where the step runs with grid barriers, submits `encoder`, waits for it,
+/// and where a barrier failed (the adapter did not run every workgroup at once) runs the step
+/// again, ordered, from the same state (a step reads h_0 and never writes it). Returns the encoder
+/// that the rest of the step (the update, the carried state's copy) goes into. Ordered steps
+/// return `encoder` itself: their step stays one submission.
+async fn settle(
+    gpu: &Gpu,
+    step: &ModelStep,
+    encoder: wgpu::CommandEncoder,
+    forward_only: bool,
+) -> Result<wgpu::CommandEncoder> {
+    if step.recurrence() != Recurrence::Grid {
+        return Ok(encoder);
+    }
+    gpu.submit(encoder);
+    if step.barrier_failed(gpu).await? {
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            if forward_only {
+                step.record_forward(&mut pass);
+            } else {
+                step.record(&mut pass);
+            }
+        }
+        gpu.submit(encoder);
+    }
+    Ok(gpu.device.create_command_encoder(&Default::default()))
+}
+
 fn slot_blocks(step: &ModelStep, (slot, slots): (usize, usize)) -> Vec<(u64, u64)> {
     crate::shares::carry_ranges(&step.config(), step.shape().0, slots, slot)
         .into_iter()

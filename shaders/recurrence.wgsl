@@ -1,0 +1,424 @@
+// recurrence.wgsl: the recurrence of every cell, split by units. Appended after cell.wgsl and a
+// cell's file, whose cell_forward and cell_backward it calls; the host prepends
+// `const CACHED: bool` (whether a tile's weights are copied into workgroup memory) and
+// `const CACHE4: u32` (the vec4s of workgroup memory that hold them).
+//
+// A tile is a slice of p.units hidden units J (all G gates of each) and a block of p.row_block
+// batch rows. Workgroup g of p.groups = p.slices · blocks owns tile (g mod slices, g / slices).
+// For its tile it computes its columns of the recurrent product and then the cell, in registers,
+// so r never goes to global memory:
+//
+//   forward stage t = t_begin … t_end−1 (h_{t+1} from h_t):
+//       r[b, k·H + j] = Σ_i h_t[b, i] · W_hh[k·H + j, i]  (i in order)  + b_hh[k·H + j]
+//       cell_forward((b, j), t, r[b, ·])                  for j ∈ J, b in the block
+//   backward stage k = t_end−1 … t_begin (T+1 stages over a layer, k = T … 0):
+//       g[b, j] = Σ_n dr_k[b, n] · W_hh[n, j]  (n over G·H in order; g = 0 at k = T)
+//       k ≥ 1: cell_backward((b, j), t = k−1, g)          (writes da, dr of step k−1)
+//       k = 0: ∂L/∂h_0[b, j] = g (+ d_direct where it reaches h: a GRU's z ⊙ dh)
+//
+// A stage reads what every workgroup wrote in the stage before (h_t, dr_k), so stages are ordered
+// one of two ways, with the same arithmetic in the same order (results are bitwise the same):
+//   ordered (p.spin = 0): one stage per dispatch, the dispatch boundary between stages;
+//   grid    (p.spin > 0): several stages per dispatch, a grid barrier between them. WebGPU does
+//       not promise that workgroups run concurrently, so the wait is bounded: a workgroup that
+//       spins p.spin times sets the failure flag and every workgroup leaves; the host sees the
+//       flag and runs the step again ordered (src/gpu/recurrence.rs).
+//
+// Invocation q of a workgroup computes four neighbouring units (quad q of the tile's p.units / 4 ≤
+// WG) for ROWS rows at a time, every invocation the same rows (vec4 loads of the weights, whose
+// copies are padded to multiples of 4 units; uniform loads of the states). Where
+// CACHED, the tile's weights are copied into workgroup memory at the start of the dispatch.
+//
+// Bindings, after cell.wgsl's 0 … 6:
+//   @binding(7) wt:     array<vec4<f32>>, read   W_hh^T per gate (H, G, H4) at vec4 p.wt:
+//                                                W_hh[k·H + j, i] at float (i·G + k)·H4 + j
+//   @binding(8) params: array<f32>, read         W_hh (G·H, H) at p.w, b_hh at p.bias
+//   @binding(9) sync:   array<atomic<u32>>       [0] the failure flag, [1 + slot] the arrivals
+//                                                at the grid barrier of dispatch `slot`
+
+override WG: u32 = 64u;
+override ROWS: u32 = 4u;
+
+@group(0) @binding(7) var<storage, read> wt: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> params: array<f32>;
+@group(0) @binding(9) var<storage, read_write> sync: array<atomic<u32>>;
+
+var<workgroup> cache: array<vec4<f32>, CACHE4>;
+var<workgroup> passed: u32;
+
+// The failure flag's value: 1.0's bits, so that it reads as nonzero as a float too.
+const FAILED: u32 = 0x3f800000u;
+
+struct Tile {
+    // The first unit and the first batch row of the tile, and its rows.
+    j0: u32,
+    b0: u32,
+    rows: u32,
+}
+
+fn tile_at(g: u32) -> Tile {
+    let b0 = (g / p.slices) * p.row_block;
+    return Tile((g % p.slices) * p.units, b0, min(p.row_block, p.batch - b0));
+}
+
+// An invocation's share of a tile at once: four units from j (quad q of the tile: invocation q),
+// ROWS rows from b (the same for the whole workgroup, so that their loads are uniform).
+struct Item {
+    q: u32,
+    j: u32,
+    b: u32,
+    rows: u32,
+}
+
+fn item_at(tile: Tile, q: u32, group: u32) -> Item {
+    let b = tile.b0 + group * ROWS;
+    return Item(q, tile.j0 + 4u * q, b, min(ROWS, tile.b0 + tile.rows - b));
+}
+
+// Groups of ROWS rows in the tile.
+fn row_groups(tile: Tile) -> u32 {
+    return (tile.rows + ROWS - 1u) / ROWS;
+}
+
+// Vec4s per padded row of units.
+fn h4() -> u32 {
+    return (p.hidden + 3u) / 4u;
+}
+
+// Copies the tile's weights into workgroup memory: forward [(i·G + k)·quads + q], backward
+// [n·quads + q].
+fn load_cache(lid: u32, tile: Tile, backward: bool) {
+    if (!CACHED) {
+        return;
+    }
+    let quads = p.units / 4u;
+    let rows = p.gates * p.hidden;
+    let first = tile.j0 / 4u;
+    for (var e = lid; e < rows * quads; e += WG) {
+        let n = e / quads;
+        let q = e % quads;
+        var v = vec4<f32>(0.0);
+        if (first + q < h4()) {
+            if (backward) {
+                v = w_row(p.w + n * p.hidden, 4u * (first + q));
+            } else {
+                v = wt[p.wt + n * h4() + first + q];
+            }
+        }
+        cache[e] = v;
+    }
+    workgroupBarrier();
+}
+
+// W_hh[n, j … j+3] from its row at `row` in params, zeros past H.
+fn w_row(row: u32, j: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        if (j + c < p.hidden) {
+            v[c] = params[row + j + c];
+        }
+    }
+    return v;
+}
+
+// Where an item's weights are read: gate row n (forward: n = i·G + k of W_hh^T in wt; backward:
+// n = k·H + j' of W_hh in params) at `at + n · step`, or in workgroup memory where CACHED.
+struct Cursor {
+    at: u32,
+    step: u32,
+    backward: bool,
+}
+
+fn cursor(backward: bool, it: Item) -> Cursor {
+    if (CACHED) {
+        return Cursor(it.q, p.units / 4u, backward);
+    }
+    if (backward) {
+        return Cursor(p.w + it.j, p.hidden, true);
+    }
+    return Cursor(p.wt + it.j / 4u, h4(), false);
+}
+
+fn weights(c: Cursor, n: u32) -> vec4<f32> {
+    if (CACHED) {
+        return cache[c.at + n * c.step];
+    }
+    if (c.backward) {
+        // The item's units past H read the next row (or clamp at the end); they are not kept.
+        let e = c.at + n * c.step;
+        return vec4<f32>(params[e], params[e + 1u], params[e + 2u], params[e + 3u]);
+    }
+    return wt[c.at + n * c.step];
+}
+
+// Waits until every workgroup has arrived at barrier `n` (1, 2, … in a dispatch), at most
+// p.spin polls; false (and the failure flag set) if they did not.
+fn grid_barrier(lid: u32, n: u32) -> bool {
+    storageBarrier();
+    if (lid == 0u) {
+        atomicAdd(&sync[1u + p.slot], 1u);
+        let goal = n * p.groups;
+        var ok = 0u;
+        for (var i = 0u; i < p.spin; i++) {
+            if (atomicLoad(&sync[1u + p.slot]) >= goal) {
+                ok = 1u;
+                break;
+            }
+            if (atomicLoad(&sync[0]) != 0u) {
+                break;
+            }
+        }
+        // Decided on the count itself, not on how the loop ended (Mesa may end loops early).
+        if (atomicLoad(&sync[1u + p.slot]) < goal || atomicLoad(&sync[0]) != 0u) {
+            ok = 0u;
+            atomicStore(&sync[0], FAILED);
+        }
+        passed = ok;
+    }
+    let ok = workgroupUniformLoad(&passed);
+    storageBarrier();
+    return ok == 1u;
+}
+
+// The G gates of four units (gate k's four values in k0 … k3), or of one row's product.
+struct Gates {
+    k0: vec4<f32>,
+    k1: vec4<f32>,
+    k2: vec4<f32>,
+    k3: vec4<f32>,
+}
+
+// acc + x · w over the cell's gates (the others stay zero).
+fn add_scaled(acc: Gates, x: f32, w: Gates) -> Gates {
+    var o = acc;
+    o.k0 += x * w.k0;
+    if (GATES > 1u) {
+        o.k1 += x * w.k1;
+    }
+    if (GATES > 2u) {
+        o.k2 += x * w.k2;
+    }
+    if (GATES > 3u) {
+        o.k3 += x * w.k3;
+    }
+    return o;
+}
+
+// W_hh^T's row i for the item's four units, gate by gate.
+fn forward_weights(c: Cursor, i: u32) -> Gates {
+    var w: Gates;
+    w.k0 = weights(c, i * GATES);
+    if (GATES > 1u) {
+        w.k1 = weights(c, i * GATES + 1u);
+    }
+    if (GATES > 2u) {
+        w.k2 = weights(c, i * GATES + 2u);
+    }
+    if (GATES > 3u) {
+        w.k3 = weights(c, i * GATES + 3u);
+    }
+    return w;
+}
+
+// The offsets of an item's rows m = 0 … 3 in a (rows, width) block, past its last row repeating
+// that row (whose results are not kept), so that every load stays in bounds without a branch.
+fn row_offsets(it: Item, width: u32) -> vec4<u32> {
+    let last = it.rows - 1u;
+    return vec4<u32>(0u, min(1u, last), min(2u, last), min(3u, last)) * width;
+}
+
+// The cell's forward for row m of the item: its four units, r = acc + b_hh.
+fn forward_row(it: Item, m: u32, s: Step, acc: Gates) {
+    let nh = p.hidden;
+    for (var c = 0u; c < 4u; c++) {
+        let j = it.j + c;
+        if (m < it.rows && j < nh) {
+            var rg = vec4<f32>(acc.k0[c], acc.k1[c], acc.k2[c], acc.k3[c]);
+            for (var k = 0u; k < GATES; k++) {
+                rg[k] += params[p.bias + k * nh + j];
+            }
+            cell_forward(unit_at((it.b + m) * nh + j), s, rg);
+        }
+    }
+}
+
+fn forward_stage(lid: u32, tile: Tile, t: u32) {
+    let s = step_at(t);
+    let nh = p.hidden;
+    // Invocations past the tile's quads, or past H, have nothing to compute.
+    let groups = select(0u, row_groups(tile), lid < p.units / 4u && tile.j0 + 4u * lid < nh);
+    for (var group = 0u; group < groups; group++) {
+        let it = item_at(tile, lid, group);
+        var a0: Gates;
+        var a1: Gates;
+        var a2: Gates;
+        var a3: Gates;
+        let at = s.prev + it.b * nh;
+        let rows = row_offsets(it, nh) + vec4<u32>(at);
+        let c = cursor(false, it);
+        for (var i = 0u; i < nh; i++) {
+            let w = forward_weights(c, i);
+            let x = vec4<f32>(hs[rows.x + i], hs[rows.y + i], hs[rows.z + i], hs[rows.w + i]);
+            a0 = add_scaled(a0, x.x, w);
+            if (ROWS > 1u) {
+                a1 = add_scaled(a1, x.y, w);
+            }
+            if (ROWS > 2u) {
+                a2 = add_scaled(a2, x.z, w);
+            }
+            if (ROWS > 3u) {
+                a3 = add_scaled(a3, x.w, w);
+            }
+        }
+        forward_row(it, 0u, s, a0);
+        forward_row(it, 1u, s, a1);
+        forward_row(it, 2u, s, a2);
+        forward_row(it, 3u, s, a3);
+    }
+}
+
+// Stage k's end for unit c of row m of the item: the cell's backward at k − 1 with g coming
+// through W, or (k = 0) ∂L/∂h_0.
+fn backward_unit(it: Item, m: u32, c: u32, k: u32, g: f32) {
+    let nh = p.hidden;
+    let j = it.j + c;
+    if (m >= it.rows || j >= nh) {
+        return;
+    }
+    let u = unit_at((it.b + m) * nh + j);
+    if (k > 0u) {
+        cell_backward(u, step_at(k - 1u), g);
+    } else if (p.direct_to_h != 0u) {
+        d0[p.dh0 + p.layer * p.batch * nh + u.i] = g + d0[p.direct + u.i];
+    } else {
+        d0[p.dh0 + p.layer * p.batch * nh + u.i] = g;
+    }
+}
+
+fn backward_row(it: Item, m: u32, k: u32, g: vec4<f32>) {
+    backward_unit(it, m, 0u, k, g.x);
+    backward_unit(it, m, 1u, k, g.y);
+    backward_unit(it, m, 2u, k, g.z);
+    backward_unit(it, m, 3u, k, g.w);
+}
+
+fn backward_stage(lid: u32, tile: Tile, k: u32) {
+    let nh = p.hidden;
+    let gh = GATES * nh;
+    // Invocations past the tile's quads, or past H, have nothing to compute.
+    let groups = select(0u, row_groups(tile), lid < p.units / 4u && tile.j0 + 4u * lid < nh);
+    for (var group = 0u; group < groups; group++) {
+        let it = item_at(tile, lid, group);
+        var g0 = vec4<f32>(0.0);
+        var g1 = vec4<f32>(0.0);
+        var g2 = vec4<f32>(0.0);
+        var g3 = vec4<f32>(0.0);
+        if (k < p.steps) {
+            let rows = row_offsets(it, gh) + vec4<u32>(k * p.batch * gh + it.b * gh);
+            let c = cursor(true, it);
+            for (var n = 0u; n < gh; n++) {
+                let w = weights(c, n);
+                let d = vec4<f32>(r[rows.x + n], r[rows.y + n], r[rows.z + n], r[rows.w + n]);
+                g0 += d.x * w;
+                if (ROWS > 1u) {
+                    g1 += d.y * w;
+                }
+                if (ROWS > 2u) {
+                    g2 += d.z * w;
+                }
+                if (ROWS > 3u) {
+                    g3 += d.w * w;
+                }
+            }
+        }
+        backward_row(it, 0u, k, g0);
+        backward_row(it, 1u, k, g1);
+        backward_row(it, 2u, k, g2);
+        backward_row(it, 3u, k, g3);
+    }
+}
+
+// Whether this workgroup runs: it owns a tile (a 2-D grid may hold more workgroups than tiles),
+// and no grid barrier of the step has failed (the step then runs again, ordered).
+fn runs(lid: u32, g: u32) -> bool {
+    if (lid == 0u) {
+        passed = u32(g < p.groups && (p.spin == 0u || atomicLoad(&sync[0]) == 0u));
+    }
+    return workgroupUniformLoad(&passed) == 1u;
+}
+
+@compute @workgroup_size(WG)
+fn forward_units(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let g = wid.y * groups.x + wid.x;
+    if (!runs(lid, g)) {
+        return;
+    }
+    let tile = tile_at(g);
+    load_cache(lid, tile, false);
+    for (var t = p.t_begin; t < p.t_end; t++) {
+        if (t > p.t_begin && !grid_barrier(lid, t - p.t_begin)) {
+            return;
+        }
+        forward_stage(lid, tile, t);
+    }
+}
+
+// Backward stages k = t_end − 1 down to t_begin.
+@compute @workgroup_size(WG)
+fn backward_units(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let g = wid.y * groups.x + wid.x;
+    if (!runs(lid, g)) {
+        return;
+    }
+    let tile = tile_at(g);
+    load_cache(lid, tile, true);
+    for (var k = p.t_end; k > p.t_begin; k--) {
+        if (k < p.t_end && !grid_barrier(lid, p.t_end - k)) {
+            return;
+        }
+        backward_stage(lid, tile, k - 1u);
+    }
+}
+
+// One stage, no barrier: the ordered dispatches (a kernel without barriers compiles to straight
+// code on a software adapter).
+@compute @workgroup_size(WG)
+fn forward_step(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let g = wid.y * groups.x + wid.x;
+    if (g < p.groups) {
+        forward_stage(lid, tile_at(g), p.t_begin);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_step(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let g = wid.y * groups.x + wid.x;
+    if (g < p.groups) {
+        backward_stage(lid, tile_at(g), p.t_begin);
+    }
+}
+
+// Zeroes the arrival counters of the step's grid dispatches (sync[1 …= p.slot]); the failure flag
+// stays until the host has seen it.
+@compute @workgroup_size(64)
+fn clear_sync(@builtin(local_invocation_index) lid: u32) {
+    for (var i = lid; i < p.slot; i += 64u) {
+        atomicStore(&sync[1u + i], 0u);
+    }
+}
