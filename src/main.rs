@@ -431,13 +431,13 @@ fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
 /// `bench --sync`: the co-residency probe, the gap between dependent dispatches, and a grid
 /// barrier's round at each workgroup count.
 fn run_bench_sync(args: &BenchArgs) -> Result<bool> {
-    use unroll::gpu::{barrier_round, dispatch_gap};
+    use unroll::gpu::{barrier_round, dispatch_gap, probe_resident};
     let gpu = Gpu::new(&args.adapter.choice())?;
     let repeats = args.steps.clamp(1, 50);
     println!("adapter: {}", unroll::gpu::describe(&gpu.info));
     println!(
         "co-resident workgroups of 64 (probe): {}",
-        gpu.probe_resident()
+        probe_resident(&gpu)
     );
     let gap = dispatch_gap(&gpu, 1000, repeats)?;
     println!("dependent dispatches: {gap:.2} µs apart (median of {repeats})");

@@ -168,8 +168,9 @@ pub struct Gpu {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// What was asked of the device.
     pub meter: Arc<Meter>,
-    /// The co-residency probe's answer, measured on first use.
-    resident: std::sync::OnceLock<usize>,
+    /// The co-residency probe's answer, measured on first use (see
+    /// [`crate::gpu::recurrence::resident_workgroups`]).
+    pub(crate) resident: std::sync::OnceLock<usize>,
     /// Set when a grid barrier failed on this device: every step runs ordered from then on.
     pub(crate) grid_failed: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -310,26 +311,6 @@ impl Gpu {
             resident: Default::default(),
             grid_failed: Default::default(),
         })
-    }
-
-    /// The most workgroups seen running at once (`shaders/resident.wgsl`), probed on first use
-    /// on a hardware GPU: what a grid barrier's dispatch may hold. 0 on a software adapter, whose
-    /// workgroups are CPU threads, in a browser, and once a grid barrier has failed here.
-    pub fn resident_workgroups(&self) -> usize {
-        let failed = self.grid_failed.load(Ordering::Relaxed);
-        if failed || self.info.device_type == wgpu::DeviceType::Cpu || cfg!(target_arch = "wasm32")
-        {
-            return 0;
-        }
-        *self.resident.get_or_init(|| self.probe_resident())
-    }
-
-    /// The co-residency probe, whatever the adapter.
-    pub fn probe_resident(&self) -> usize {
-        #[cfg(not(target_arch = "wasm32"))]
-        return crate::gpu::resident::probe(self);
-        #[cfg(target_arch = "wasm32")]
-        0
     }
 
     /// The adapter's subgroup sizes, as "min–max", or "none" where it has no subgroups.

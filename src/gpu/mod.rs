@@ -21,6 +21,7 @@ pub(crate) mod resident;
 pub(crate) mod stack;
 pub(crate) mod stack_buffers;
 pub(crate) mod stack_plan;
+pub(crate) mod submit;
 pub(crate) mod trainer;
 
 pub use context::{AdapterChoice, Gpu, Meter, MeterReading, describe};
@@ -33,6 +34,6 @@ pub use phase::Phase;
 pub use probe::MatmulProbe;
 pub use recurrence::{Recurrence, Tiles};
 #[cfg(not(target_arch = "wasm32"))]
-pub use resident::{barrier_round, dispatch_gap};
+pub use resident::{barrier_round, dispatch_gap, probe as probe_resident};
 pub use stack::GpuStack;
 pub use trainer::{Counters, GpuTrainer, StepStats, TrainerShape};

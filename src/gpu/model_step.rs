@@ -3,13 +3,13 @@
 //! parameters and gradients are in the table's layout, which the optimizer and the checkpoint
 //! share.
 
-use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
 use crate::gpu::plan::Recorded;
-use crate::gpu::recurrence::{Recurrence, Tiles};
+use crate::gpu::recurrence::Recurrence;
 use crate::gpu::stack::GpuStack;
+pub use crate::gpu::stack::StepOptions;
 use crate::model::{Batch, Inputs, ModelConfig, Params, StepOutput, Targets};
 
 /// A model's training step on the GPU.
@@ -31,19 +31,6 @@ pub struct CarriedBlock<'a> {
     pub in_carry: u64,
     /// B·H·4.
     pub bytes: u64,
-}
-
-/// How a step is built beyond its model and shape.
-#[derive(Clone, Debug, Default)]
-pub struct StepOptions {
-    /// How the recurrences are dispatched (None: chosen per shape and adapter).
-    pub recurrence: Option<Recurrence>,
-    /// Another step's parameters to share (evaluation reads the training step's).
-    pub params: Option<wgpu::Buffer>,
-    /// Dropout between the layers (a training step of two layers or more).
-    pub dropout: Option<DropoutSpec>,
-    /// The recurrence's tiles (None: chosen per shape and adapter).
-    pub tiles: Option<Tiles>,
 }
 
 impl ModelStep {

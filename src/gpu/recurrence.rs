@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::cells::{
     RECURRENCE_ROWS, RECURRENCE_STORAGE_BUFFERS, RECURRENCE_WORKGROUP, cache_vec4s,
 };
+use crate::gpu::context::Gpu;
 use crate::gpu::plan::LOOP_BUDGET;
 
 /// How the stages of a recurrence are ordered.
@@ -226,6 +227,22 @@ impl Tiling {
             .collect();
         (chunks, spin)
     }
+}
+
+/// The most workgroups seen running at once (`shaders/resident.wgsl`), probed on first use
+/// on a hardware GPU: what a grid barrier's dispatch may hold. 0 on a software adapter, whose
+/// workgroups are CPU threads, in a browser, and once a grid barrier has failed on the device.
+pub(crate) fn resident_workgroups(gpu: &Gpu) -> usize {
+    let failed = gpu.grid_failed.load(std::sync::atomic::Ordering::Relaxed);
+    if failed || gpu.info.device_type == wgpu::DeviceType::Cpu {
+        return 0;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    return *gpu
+        .resident
+        .get_or_init(|| crate::gpu::resident::probe(gpu));
+    #[cfg(target_arch = "wasm32")]
+    0
 }
 
 /// The recurrence a step runs: `asked` if the tiling can run there, else an error that says why;

@@ -74,7 +74,7 @@ impl<'g> Probe<'g> {
 
 /// N = 1, 2, 4, … up to [`MOST`]: the largest N whose workgroups all saw each other arrive (0
 /// where even one workgroup failed, or the device reported an error).
-pub(crate) fn probe(gpu: &Gpu) -> usize {
+pub fn probe(gpu: &Gpu) -> usize {
     let probe = Probe::new(gpu, "resident", 1);
     let mut best = 0;
     let mut n = 1;

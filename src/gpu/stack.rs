@@ -26,10 +26,10 @@
 //! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
 //! once in [`GpuStack::new`]; a step is one submission.
 
+use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
-use crate::gpu::model_step::StepOptions;
 use crate::gpu::plan::Recorded;
 use crate::gpu::recurrence::{self, Recurrence, Tiles, Tiling};
 pub use crate::gpu::stack_buffers::StackBuffers;
@@ -38,6 +38,19 @@ use crate::gpu::stack_plan::{PlanOptions, plan_step};
 use crate::model::{Batch, Inputs, ModelConfig, StepOutput, Targets};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How a step is built beyond its model and shape.
+#[derive(Clone, Debug, Default)]
+pub struct StepOptions {
+    /// How the recurrences are ordered (None: chosen per shape and adapter).
+    pub recurrence: Option<Recurrence>,
+    /// Another step's parameters to share (evaluation reads the training step's).
+    pub params: Option<wgpu::Buffer>,
+    /// Dropout between the layers (a training step of two layers or more).
+    pub dropout: Option<DropoutSpec>,
+    /// The recurrence's tiles (None: chosen per shape and adapter).
+    pub tiles: Option<Tiles>,
+}
 
 /// The GPU buffers and recorded dispatches of one training step of a stacked model for a fixed
 /// (B, T).
@@ -159,7 +172,7 @@ impl GpuStack {
         let tiling = Tiling::new(gpu.info.device_type, &limits, batch, (hidden, gates), tiles);
         check_fits(gpu, &s)?;
         let device = (gpu.info.device_type, &limits);
-        let resident = gpu.resident_workgroups();
+        let resident = recurrence::resident_workgroups(gpu);
         let recurrence =
             recurrence::choose(device, recurrence, &tiling, (hidden, gates), resident)?;
         Ok((s, recurrence, tiling))

@@ -16,6 +16,7 @@ use crate::gpu::model_step::{ModelStep, StepOptions};
 use crate::gpu::optimizer::OnGpu;
 use crate::gpu::plan::storage;
 use crate::gpu::recurrence::Recurrence;
+use crate::gpu::submit::{load_carry, settle, slot_blocks, store_carry};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::{OptimizerConfig, OptimizerState};
 
@@ -597,71 +598,5 @@ impl GpuTrainer {
         crate::shares::check_carry_len(h.len(), self.carry_len())?;
         self.gpu.write(&self.carry, 0, bytemuck::cast_slice(h));
         Ok(())
-    }
-}
-
-/// (byte offset, bytes) of micro-batch `slot`'s blocks in a carried state of `slots`
-/// micro-batches of `step`'s B streams, in the order of `step.carried()`
-/// ([`crate::shares::carry_ranges`] places them; one slot of one is the whole carry).
-/// Ends a step's pass: where the step runs with grid barriers, submits `encoder`, waits for it,
-/// and where a barrier failed (the adapter did not run every workgroup at once) runs the step
-/// again, ordered, from the same state (a step reads h_0 and never writes it). Returns the encoder
-/// that the rest of the step (the update, the carried state's copy) goes into. Ordered steps
-/// return `encoder` itself: their step stays one submission.
-async fn settle(
-    gpu: &Gpu,
-    step: &ModelStep,
-    encoder: wgpu::CommandEncoder,
-    forward_only: bool,
-) -> Result<wgpu::CommandEncoder> {
-    if step.recurrence() != Recurrence::Grid {
-        return Ok(encoder);
-    }
-    gpu.submit(encoder);
-    if step.barrier_failed(gpu).await? {
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            if forward_only {
-                step.record_forward(&mut pass);
-            } else {
-                step.record(&mut pass);
-            }
-        }
-        gpu.submit(encoder);
-    }
-    Ok(gpu.device.create_command_encoder(&Default::default()))
-}
-
-fn slot_blocks(step: &ModelStep, (slot, slots): (usize, usize)) -> Vec<(u64, u64)> {
-    crate::shares::carry_ranges(&step.config(), step.shape().0, slots, slot)
-        .into_iter()
-        .map(|r| (r.start as u64 * 4, r.len() as u64 * 4))
-        .collect()
-}
-
-/// Copies micro-batch `at` = (slot, slots) of the carried state into a step's initial states
-/// (h_0, c_0 of every layer).
-fn load_carry(
-    encoder: &mut wgpu::CommandEncoder,
-    carry: &wgpu::Buffer,
-    step: &ModelStep,
-    at: (usize, usize),
-) {
-    for (b, (offset, bytes)) in step.carried().iter().zip(slot_blocks(step, at)) {
-        encoder.copy_buffer_to_buffer(carry, offset, b.buffer, b.at_start, bytes);
-    }
-}
-
-/// Copies a step's final states (h_T, c_T of every layer) into micro-batch `at` = (slot, slots)
-/// of the carried state.
-fn store_carry(
-    encoder: &mut wgpu::CommandEncoder,
-    step: &ModelStep,
-    carry: &wgpu::Buffer,
-    at: (usize, usize),
-) {
-    for (b, (offset, bytes)) in step.carried().iter().zip(slot_blocks(step, at)) {
-        encoder.copy_buffer_to_buffer(b.buffer, b.at_end, carry, offset, bytes);
     }
 }
