@@ -12,8 +12,10 @@
 //
 // Shapes (L layers, B batch, T timesteps, H hidden, G gates, S saved values per unit):
 //   a:        (T, B, G·H)  forward: x_t U^T + b_ih, read;     backward: da, written
-//   r:        (T, B, G·H)  backward: dr, written (the forward keeps r_t in registers)
+//   r:        (T, B, G·H)  backward: dr, written (the forward keeps r_t in registers; bound as
+//             vec4s, r_at and set_r reach one element)
 //   hs:       (L, T+1, B, H) every layer's h_0 … h_T; forward writes h_t, both read h_{t-1}
+//             (bound as vec4s; h_at and set_h reach one element)
 //   cs:       (L, T+1, B, H) every layer's c_0 … c_T (LSTM)
 //   saved:    (L, T, B, S·H) the activations the backward reads (GRU r, z, n, W_n h + b_hn;
 //             LSTM i, f, g, o)
@@ -71,11 +73,29 @@ struct CellParams {
 
 @group(0) @binding(0) var<storage, read> p: CellParams;
 @group(0) @binding(1) var<storage, read_write> a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> r: array<f32>;
-@group(0) @binding(3) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(2) var<storage, read_write> r: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> hs: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> cs: array<f32>;
 @group(0) @binding(5) var<storage, read_write> saved: array<f32>;
 @group(0) @binding(6) var<storage, read_write> d0: array<f32>;
+
+// Element i of hs (bound as vec4s, so that the recurrence's product loads four at once).
+fn h_at(i: u32) -> f32 {
+    return hs[i / 4u][i % 4u];
+}
+
+fn set_h(i: u32, v: f32) {
+    hs[i / 4u][i % 4u] = v;
+}
+
+// Element i of r (bound as vec4s too).
+fn r_at(i: u32) -> f32 {
+    return r[i / 4u][i % 4u];
+}
+
+fn set_r(i: u32, v: f32) {
+    r[i / 4u][i % 4u] = v;
+}
 
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));

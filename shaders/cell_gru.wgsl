@@ -17,7 +17,7 @@ fn cell_forward(u: Unit, s: Step, rt: vec4<f32>) {
     let z = sigmoid(a[s.row + gate(u, 3u, 1u)] + rt.y);
     let q = rt.z;
     let n = tanh_f32(a[s.row + gate(u, 3u, 2u)] + rg * q);
-    hs[s.next + u.i] = (1.0 - z) * n + z * hs[s.prev + u.i];
+    set_h(s.next + u.i, (1.0 - z) * n + z * h_at(s.prev + u.i));
     saved[s.saved + gate(u, 4u, 0u)] = rg;
     saved[s.saved + gate(u, 4u, 1u)] = z;
     saved[s.saved + gate(u, 4u, 2u)] = n;
@@ -31,13 +31,13 @@ fn cell_backward(u: Unit, s: Step, through: f32) {
     let q = saved[s.saved + gate(u, 4u, 3u)];
     let g = incoming(u, s, through) + direct(u, s);
     let dn = g * (1.0 - z) * (1.0 - n * n);
-    let dz = g * (hs[s.prev + u.i] - n) * z * (1.0 - z);
+    let dz = g * (h_at(s.prev + u.i) - n) * z * (1.0 - z);
     let dr = dn * q * rg * (1.0 - rg);
     a[s.row + gate(u, 3u, 0u)] = dr;
     a[s.row + gate(u, 3u, 1u)] = dz;
     a[s.row + gate(u, 3u, 2u)] = dn;
-    r[s.row + gate(u, 3u, 0u)] = dr;
-    r[s.row + gate(u, 3u, 1u)] = dz;
-    r[s.row + gate(u, 3u, 2u)] = dn * rg;
+    set_r(s.row + gate(u, 3u, 0u), dr);
+    set_r(s.row + gate(u, 3u, 1u), dz);
+    set_r(s.row + gate(u, 3u, 2u), dn * rg);
     set_direct(u, z * g);
 }

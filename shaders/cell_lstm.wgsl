@@ -20,7 +20,7 @@ fn cell_forward(u: Unit, s: Step, rt: vec4<f32>) {
     let o = sigmoid(a[s.row + gate(u, 4u, 3u)] + rt.w);
     let c = f * cs[s.prev + u.i] + ig * g;
     cs[s.next + u.i] = c;
-    hs[s.next + u.i] = o * tanh_f32(c);
+    set_h(s.next + u.i, o * tanh_f32(c));
     saved[s.saved + gate(u, 4u, 0u)] = ig;
     saved[s.saved + gate(u, 4u, 1u)] = f;
     saved[s.saved + gate(u, 4u, 2u)] = g;
@@ -43,7 +43,7 @@ fn cell_backward(u: Unit, s: Step, through: f32) {
     );
     for (var k = 0u; k < 4u; k++) {
         a[s.row + gate(u, 4u, k)] = d[k];
-        r[s.row + gate(u, 4u, k)] = d[k];
+        set_r(s.row + gate(u, 4u, k), d[k]);
     }
     let dc_prev = f * gc;
     set_direct(u, dc_prev);

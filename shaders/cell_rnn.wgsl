@@ -17,11 +17,11 @@ fn cell_forward(u: Unit, s: Step, rg: vec4<f32>) {
     } else {
         h = tanh_f32(x);
     }
-    hs[s.next + u.i] = h;
+    set_h(s.next + u.i, h);
 }
 
 fn cell_backward(u: Unit, s: Step, through: f32) {
-    let h = hs[s.next + u.i];
+    let h = h_at(s.next + u.i);
     var slope: f32;
     if (RELU != 0u) {
         slope = select(0.0, 1.0, h > 0.0);
@@ -30,5 +30,5 @@ fn cell_backward(u: Unit, s: Step, through: f32) {
     }
     let d = incoming(u, s, through) * slope;
     a[s.row + u.i] = d;
-    r[s.row + u.i] = d;
+    set_r(s.row + u.i, d);
 }

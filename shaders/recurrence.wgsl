@@ -32,7 +32,7 @@
 // Bindings, after cell.wgsl's 0 … 6:
 //   @binding(7) wt:     array<vec4<f32>>, read   W_hh^T per gate (H, G, H4) at vec4 p.wt:
 //                                                W_hh[k·H + j, i] at float (i·G + k)·H4 + j
-//   @binding(8) params: array<f32>, read         W_hh (G·H, H) at p.w, b_hh at p.bias
+//   @binding(8) params: array<vec4<f32>>, read   W_hh (G·H, H) at float p.w, b_hh at p.bias
 //   @binding(9) sync:   array<atomic<u32>>       [0] the failure flag, [1 + slot] the arrivals
 //                                                at the grid barrier of dispatch `slot`
 
@@ -40,7 +40,12 @@ override WG: u32 = 64u;
 override ROWS: u32 = 4u;
 
 @group(0) @binding(7) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read> params: array<f32>;
+@group(0) @binding(8) var<storage, read> params: array<vec4<f32>>;
+
+// Element i of params (bound as vec4s, so that W_hh's rows load four units at once).
+fn param_at(i: u32) -> f32 {
+    return params[i / 4u][i % 4u];
+}
 @group(0) @binding(9) var<storage, read_write> sync: array<atomic<u32>>;
 
 var<workgroup> cache: array<vec4<f32>, CACHE4>;
@@ -115,7 +120,7 @@ fn w_row(row: u32, j: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     for (var c = 0u; c < 4u; c++) {
         if (j + c < p.hidden) {
-            v[c] = params[row + j + c];
+            v[c] = param_at(row + j + c);
         }
     }
     return v;
@@ -146,7 +151,10 @@ fn weights(c: Cursor, n: u32) -> vec4<f32> {
     if (c.backward) {
         // The item's units past H read the next row (or clamp at the end); they are not kept.
         let e = c.at + n * c.step;
-        return vec4<f32>(params[e], params[e + 1u], params[e + 2u], params[e + 3u]);
+        if (e % 4u == 0u && c.step % 4u == 0u) {
+            return params[e / 4u];
+        }
+        return vec4<f32>(param_at(e), param_at(e + 1u), param_at(e + 2u), param_at(e + 3u));
     }
     return wt[c.at + n * c.step];
 }
@@ -235,11 +243,61 @@ fn forward_row(it: Item, m: u32, s: Step, acc: Gates) {
         if (m < it.rows && j < nh) {
             var rg = vec4<f32>(acc.k0[c], acc.k1[c], acc.k2[c], acc.k3[c]);
             for (var k = 0u; k < GATES; k++) {
-                rg[k] += params[p.bias + k * nh + j];
+                rg[k] += param_at(p.bias + k * nh + j);
             }
             cell_forward(unit_at((it.b + m) * nh + j), s, rg);
         }
     }
+}
+
+// The sums of an item's rows (one Gates each).
+struct Sums {
+    r0: Gates,
+    r1: Gates,
+    r2: Gates,
+    r3: Gates,
+}
+
+// acc + x[m] · w for each row m the invocation computes.
+fn accumulate(acc: Sums, x: vec4<f32>, w: Gates) -> Sums {
+    var o = acc;
+    o.r0 = add_scaled(o.r0, x.x, w);
+    if (ROWS > 1u) {
+        o.r1 = add_scaled(o.r1, x.y, w);
+    }
+    if (ROWS > 2u) {
+        o.r2 = add_scaled(o.r2, x.z, w);
+    }
+    if (ROWS > 3u) {
+        o.r3 = add_scaled(o.r3, x.w, w);
+    }
+    return o;
+}
+
+// Σ_i h[row m, i] W_hh^T[i, ·] over i in order, for the item's rows at `rows` in hs: four i at
+// a time through vec4 loads where the rows are aligned (H a multiple of 4), else one at a time.
+fn forward_sums(it: Item, rows: vec4<u32>) -> Sums {
+    let nh = p.hidden;
+    let c = cursor(false, it);
+    var acc: Sums;
+    if (nh % 4u == 0u) {
+        for (var i = 0u; i < nh; i += 4u) {
+            let x0 = hs[(rows.x + i) / 4u];
+            let x1 = hs[(rows.y + i) / 4u];
+            let x2 = hs[(rows.z + i) / 4u];
+            let x3 = hs[(rows.w + i) / 4u];
+            acc = accumulate(acc, vec4<f32>(x0.x, x1.x, x2.x, x3.x), forward_weights(c, i));
+            acc = accumulate(acc, vec4<f32>(x0.y, x1.y, x2.y, x3.y), forward_weights(c, i + 1u));
+            acc = accumulate(acc, vec4<f32>(x0.z, x1.z, x2.z, x3.z), forward_weights(c, i + 2u));
+            acc = accumulate(acc, vec4<f32>(x0.w, x1.w, x2.w, x3.w), forward_weights(c, i + 3u));
+        }
+    } else {
+        for (var i = 0u; i < nh; i++) {
+            let x = vec4<f32>(h_at(rows.x + i), h_at(rows.y + i), h_at(rows.z + i), h_at(rows.w + i));
+            acc = accumulate(acc, x, forward_weights(c, i));
+        }
+    }
+    return acc;
 }
 
 fn forward_stage(lid: u32, tile: Tile, t: u32) {
@@ -249,31 +307,12 @@ fn forward_stage(lid: u32, tile: Tile, t: u32) {
     let groups = select(0u, row_groups(tile), lid < p.units / 4u && tile.j0 + 4u * lid < nh);
     for (var group = 0u; group < groups; group++) {
         let it = item_at(tile, lid, group);
-        var a0: Gates;
-        var a1: Gates;
-        var a2: Gates;
-        var a3: Gates;
-        let at = s.prev + it.b * nh;
-        let rows = row_offsets(it, nh) + vec4<u32>(at);
-        let c = cursor(false, it);
-        for (var i = 0u; i < nh; i++) {
-            let w = forward_weights(c, i);
-            let x = vec4<f32>(hs[rows.x + i], hs[rows.y + i], hs[rows.z + i], hs[rows.w + i]);
-            a0 = add_scaled(a0, x.x, w);
-            if (ROWS > 1u) {
-                a1 = add_scaled(a1, x.y, w);
-            }
-            if (ROWS > 2u) {
-                a2 = add_scaled(a2, x.z, w);
-            }
-            if (ROWS > 3u) {
-                a3 = add_scaled(a3, x.w, w);
-            }
-        }
-        forward_row(it, 0u, s, a0);
-        forward_row(it, 1u, s, a1);
-        forward_row(it, 2u, s, a2);
-        forward_row(it, 3u, s, a3);
+        let rows = row_offsets(it, nh) + vec4<u32>(s.prev + it.b * nh);
+        let acc = forward_sums(it, rows);
+        forward_row(it, 0u, s, acc.r0);
+        forward_row(it, 1u, s, acc.r1);
+        forward_row(it, 2u, s, acc.r2);
+        forward_row(it, 3u, s, acc.r3);
     }
 }
 
@@ -302,6 +341,22 @@ fn backward_row(it: Item, m: u32, k: u32, g: vec4<f32>) {
     backward_unit(it, m, 3u, k, g.w);
 }
 
+// g[m] + d[m] · w for each row m the invocation computes (g[m]: four units' sums).
+fn gather(g: mat4x4<f32>, d: vec4<f32>, w: vec4<f32>) -> mat4x4<f32> {
+    var o = g;
+    o[0] += d.x * w;
+    if (ROWS > 1u) {
+        o[1] += d.y * w;
+    }
+    if (ROWS > 2u) {
+        o[2] += d.z * w;
+    }
+    if (ROWS > 3u) {
+        o[3] += d.w * w;
+    }
+    return o;
+}
+
 fn backward_stage(lid: u32, tile: Tile, k: u32) {
     let nh = p.hidden;
     let gh = GATES * nh;
@@ -309,32 +364,33 @@ fn backward_stage(lid: u32, tile: Tile, k: u32) {
     let groups = select(0u, row_groups(tile), lid < p.units / 4u && tile.j0 + 4u * lid < nh);
     for (var group = 0u; group < groups; group++) {
         let it = item_at(tile, lid, group);
-        var g0 = vec4<f32>(0.0);
-        var g1 = vec4<f32>(0.0);
-        var g2 = vec4<f32>(0.0);
-        var g3 = vec4<f32>(0.0);
+        var g: mat4x4<f32>;
         if (k < p.steps) {
             let rows = row_offsets(it, gh) + vec4<u32>(k * p.batch * gh + it.b * gh);
             let c = cursor(true, it);
-            for (var n = 0u; n < gh; n++) {
-                let w = weights(c, n);
-                let d = vec4<f32>(r[rows.x + n], r[rows.y + n], r[rows.z + n], r[rows.w + n]);
-                g0 += d.x * w;
-                if (ROWS > 1u) {
-                    g1 += d.y * w;
-                }
-                if (ROWS > 2u) {
-                    g2 += d.z * w;
-                }
-                if (ROWS > 3u) {
-                    g3 += d.w * w;
+            // Four n at a time through vec4 loads where the rows are aligned, else one at a time.
+            var n = 0u;
+            if (gh % 4u == 0u) {
+                for (; n < gh; n += 4u) {
+                    let d0 = r[(rows.x + n) / 4u];
+                    let d1 = r[(rows.y + n) / 4u];
+                    let d2 = r[(rows.z + n) / 4u];
+                    let d3 = r[(rows.w + n) / 4u];
+                    g = gather(g, vec4<f32>(d0.x, d1.x, d2.x, d3.x), weights(c, n));
+                    g = gather(g, vec4<f32>(d0.y, d1.y, d2.y, d3.y), weights(c, n + 1u));
+                    g = gather(g, vec4<f32>(d0.z, d1.z, d2.z, d3.z), weights(c, n + 2u));
+                    g = gather(g, vec4<f32>(d0.w, d1.w, d2.w, d3.w), weights(c, n + 3u));
                 }
             }
+            for (; n < gh; n++) {
+                let d = vec4<f32>(r_at(rows.x + n), r_at(rows.y + n), r_at(rows.z + n), r_at(rows.w + n));
+                g = gather(g, d, weights(c, n));
+            }
         }
-        backward_row(it, 0u, k, g0);
-        backward_row(it, 1u, k, g1);
-        backward_row(it, 2u, k, g2);
-        backward_row(it, 3u, k, g3);
+        backward_row(it, 0u, k, g[0]);
+        backward_row(it, 1u, k, g[1]);
+        backward_row(it, 2u, k, g[2]);
+        backward_row(it, 3u, k, g[3]);
     }
 }
 

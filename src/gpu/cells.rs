@@ -10,11 +10,11 @@ use crate::gpu::kernel::{Access, Kernel};
 use bytemuck::{Pod, Zeroable};
 use std::sync::OnceLock;
 
-/// A cell's recurrence (`shaders/recurrence.wgsl` after the cell's step), built on first use: one
-/// build with the tile's weights in workgroup memory, one without.
+/// A cell's recurrence (`shaders/recurrence.wgsl` after the cell's step), built on first use: with
+/// the tile's weights in workgroup memory or without, for 1 to 4 batch rows per invocation.
 pub struct CellKernels {
-    cached: OnceLock<UnitKernels>,
-    uncached: OnceLock<UnitKernels>,
+    /// By [uncached, cached][rows per invocation − 1].
+    builds: [[OnceLock<UnitKernels>; RECURRENCE_ROWS]; 2],
     cell: Cell,
 }
 
@@ -42,7 +42,7 @@ pub const RECURRENCE_STORAGE_BUFFERS: u32 = 10;
 /// Invocations per workgroup of the recurrence (`WG`).
 pub const RECURRENCE_WORKGROUP: usize = 32;
 
-/// Batch rows per invocation of the recurrence (`ROWS`, at most 4).
+/// The most batch rows per invocation of the recurrence (`ROWS`); a batch of fewer takes fewer.
 pub const RECURRENCE_ROWS: usize = 4;
 
 /// Bytes of workgroup memory the recurrence uses besides its weights.
@@ -95,11 +95,8 @@ pub fn direct_reaches_h(cell: Cell) -> bool {
 }
 
 /// The cell's `override` constants, and the recurrence's.
-fn constants(cell: Cell) -> Vec<(&'static str, f64)> {
-    let mut c = vec![
-        ("WG", RECURRENCE_WORKGROUP as f64),
-        ("ROWS", RECURRENCE_ROWS as f64),
-    ];
+fn constants(cell: Cell, rows: usize) -> Vec<(&'static str, f64)> {
+    let mut c = vec![("WG", RECURRENCE_WORKGROUP as f64), ("ROWS", rows as f64)];
     match cell {
         Cell::Rnn => c.push(("RELU", 0.0)),
         Cell::RnnRelu => c.push(("RELU", 1.0)),
@@ -109,7 +106,7 @@ fn constants(cell: Cell) -> Vec<(&'static str, f64)> {
 }
 
 impl UnitKernels {
-    fn new(device: &wgpu::Device, cell: Cell, cache4: usize) -> Self {
+    fn new(device: &wgpu::Device, cell: Cell, cache4: usize, rows: usize) -> Self {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("recurrence"),
             source: wgpu::ShaderSource::Wgsl(source(cell, cache4).into()),
@@ -125,7 +122,7 @@ impl UnitKernels {
                 (n, access)
             })
             .collect();
-        let constants = constants(cell);
+        let constants = constants(cell, rows);
         let kernel = |e| Kernel::new(device, &module, e, &layout, &constants);
         Self {
             forward: kernel("forward_units"),
@@ -141,23 +138,23 @@ impl CellKernels {
     /// The cell's kernels, none built yet.
     pub fn new(cell: Cell) -> Self {
         Self {
-            cached: OnceLock::new(),
-            uncached: OnceLock::new(),
+            builds: Default::default(),
             cell,
         }
     }
 
-    /// The recurrence's pipelines, with the tile's weights in workgroup memory or not (built on
-    /// first use; the device must allow [`RECURRENCE_STORAGE_BUFFERS`] storage buffers).
-    pub fn units(&self, device: &wgpu::Device, cached: bool) -> &UnitKernels {
-        if cached {
-            let cache4 = cache_vec4s(&device.limits());
-            self.cached
-                .get_or_init(|| UnitKernels::new(device, self.cell, cache4))
+    /// The recurrence's pipelines, with the tile's weights in workgroup memory or not, for `rows`
+    /// (1 to [`RECURRENCE_ROWS`]) batch rows per invocation (built on first use; the device must
+    /// allow [`RECURRENCE_STORAGE_BUFFERS`] storage buffers).
+    pub fn units(&self, device: &wgpu::Device, cached: bool, rows: usize) -> &UnitKernels {
+        debug_assert!((1..=RECURRENCE_ROWS).contains(&rows));
+        let cache4 = if cached {
+            cache_vec4s(&device.limits())
         } else {
-            self.uncached
-                .get_or_init(|| UnitKernels::new(device, self.cell, 0))
-        }
+            0
+        };
+        self.builds[cached as usize][rows - 1]
+            .get_or_init(|| UnitKernels::new(device, self.cell, cache4, rows))
     }
 }
 

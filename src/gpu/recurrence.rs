@@ -56,9 +56,11 @@ impl Recurrence {
 }
 
 /// The tiles of one layer's recurrence: `units` units (a multiple of 4) × `row_block` rows each,
-/// `slices` × `blocks` of them, and whether a tile's weights are held in workgroup memory.
+/// `slices` × `blocks` of them, whether a tile's weights are held in workgroup memory, and the
+/// batch rows an invocation computes at once (`rows`, 4 but for a shorter batch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Tiling {
+    pub(crate) rows: usize,
     pub(crate) units: usize,
     pub(crate) slices: usize,
     pub(crate) row_block: usize,
@@ -66,10 +68,11 @@ pub(crate) struct Tiling {
     pub(crate) cached: bool,
 }
 
-/// Loop iterations of one item in a stage, the larger pass: the product's sum (H forward, G·H
-/// backward) and the cell's loops over four units of up to four rows.
+/// Loop iterations of one item in a stage, the larger pass: the product's sum (at most H
+/// forward; G·H backward, 5 per 4 where its rows load as vec4s) and the cell's loops over four
+/// units of up to four rows.
 fn item_iterations(hidden: usize, gates: usize) -> usize {
-    gates * hidden + 4 * 4 * (2 + gates) + 4
+    (gates * hidden).div_ceil(4) * 5 + 4 * 4 * (2 + gates) + 8
 }
 
 /// The units and batch rows of a recurrence's tile, where a step is asked for them (tests, and
@@ -124,7 +127,8 @@ impl Tiling {
         asked: Option<Tiles>,
     ) -> Self {
         let quads = hidden.div_ceil(4);
-        let row_groups = batch.div_ceil(RECURRENCE_ROWS);
+        let rows = batch.min(RECURRENCE_ROWS);
+        let row_groups = batch.div_ceil(rows);
         let (q, row_block) = match asked {
             Some(t) => (t.units / 4, t.row_block.min(batch)),
             None => {
@@ -137,10 +141,11 @@ impl Tiling {
                 };
                 let blocks = target.div_ceil(quads.div_ceil(q)).clamp(1, row_groups);
                 let per_tile = row_groups.div_ceil(blocks).clamp(1, most.max(1));
-                (q, (per_tile * RECURRENCE_ROWS).min(batch))
+                (q, (per_tile * rows).min(batch))
             }
         };
         Self {
+            rows,
             units: 4 * q,
             slices: quads.div_ceil(q),
             row_block,
@@ -156,7 +161,7 @@ impl Tiling {
 
     /// Items (four units × ROWS rows) of one invocation in a stage: its tile's row groups.
     fn items_per_invocation(&self) -> usize {
-        self.row_block.div_ceil(RECURRENCE_ROWS)
+        self.row_block.div_ceil(self.rows)
     }
 
     /// Loop iterations of one invocation in a stage.

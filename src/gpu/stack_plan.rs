@@ -42,7 +42,8 @@ pub(crate) fn plan_step(
     let uniform = std::mem::size_of::<MatmulParams>().max(std::mem::size_of::<CellParams>());
     // Ordered dispatches copy nothing into workgroup memory: each runs one stage.
     let cached = options.tiling.cached && options.recurrence == Recurrence::Grid;
-    let units = (kernels.cell(config.cell)).units(&gpu.device, cached);
+    let rows = options.tiling.rows;
+    let units = (kernels.cell(config.cell)).units(&gpu.device, cached, rows);
     let mut planner = Planner {
         plan: Plan {
             uniforms: Vec::new(),
