@@ -283,9 +283,18 @@ fn forward_sums(it: Item, rows: vec4<u32>) -> Sums {
     if (nh % 4u == 0u) {
         for (var i = 0u; i < nh; i += 4u) {
             let x0 = hs[(rows.x + i) / 4u];
-            let x1 = hs[(rows.y + i) / 4u];
-            let x2 = hs[(rows.z + i) / 4u];
-            let x3 = hs[(rows.w + i) / 4u];
+            var x1 = x0;
+            var x2 = x0;
+            var x3 = x0;
+            if (ROWS > 1u) {
+                x1 = hs[(rows.y + i) / 4u];
+            }
+            if (ROWS > 2u) {
+                x2 = hs[(rows.z + i) / 4u];
+            }
+            if (ROWS > 3u) {
+                x3 = hs[(rows.w + i) / 4u];
+            }
             acc = accumulate(acc, vec4<f32>(x0.x, x1.x, x2.x, x3.x), forward_weights(c, i));
             acc = accumulate(acc, vec4<f32>(x0.y, x1.y, x2.y, x3.y), forward_weights(c, i + 1u));
             acc = accumulate(acc, vec4<f32>(x0.z, x1.z, x2.z, x3.z), forward_weights(c, i + 2u));
@@ -373,9 +382,18 @@ fn backward_stage(lid: u32, tile: Tile, k: u32) {
             if (gh % 4u == 0u) {
                 for (; n < gh; n += 4u) {
                     let d0 = r[(rows.x + n) / 4u];
-                    let d1 = r[(rows.y + n) / 4u];
-                    let d2 = r[(rows.z + n) / 4u];
-                    let d3 = r[(rows.w + n) / 4u];
+                    var d1 = d0;
+                    var d2 = d0;
+                    var d3 = d0;
+                    if (ROWS > 1u) {
+                        d1 = r[(rows.y + n) / 4u];
+                    }
+                    if (ROWS > 2u) {
+                        d2 = r[(rows.z + n) / 4u];
+                    }
+                    if (ROWS > 3u) {
+                        d3 = r[(rows.w + n) / 4u];
+                    }
                     g = gather(g, vec4<f32>(d0.x, d1.x, d2.x, d3.x), weights(c, n));
                     g = gather(g, vec4<f32>(d0.y, d1.y, d2.y, d3.y), weights(c, n + 1u));
                     g = gather(g, vec4<f32>(d0.z, d1.z, d2.z, d3.z), weights(c, n + 2u));
