@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Everything one run on a GPU machine collects for the recurrence's tuning, into one folder, in
-# under 5 minutes: the adapter and its limits (`unroll info`: subgroup sizes, workgroup memory),
+# Everything one run on a GPU machine collects for the recurrence's tuning, into one folder (each
+# part within its own time limit): the adapter and its limits (`unroll info`: subgroup sizes, workgroup memory),
 # what orders the timesteps (`bench --sync`: the co-residency probe, the gap between dependent
 # dispatches, a grid barrier's round at 1, 2 and 4 workgroups per multiprocessor of an H100 or
 # H200), every ordering of the recurrence with `--profile` at the standard configurations, the
 # cells beside the Elman model, and PyTorch + cuDNN (TF32 off and on) on the same card.
 #   benches/gpu_run.sh [OUT_DIR]     (default: $OUT, else gpu-run/)
-# Needs a release build (cargo build --release; UNROLL=path names another binary) and, for the
-# baseline, python3 with torch. Each part has its own time limit (LIMIT seconds, default 90), and
+# The folder must be new or empty. Needs a release build (cargo build --release; UNROLL=path names
+# another binary) and, for the baseline, python3 with torch. Each part has its own time limit (LIMIT seconds, default 90), and
 # a part that fails is noted in log.txt while the others still run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-run}}
+# Every file here is overwritten: the folder must be new or empty.
+if [ -d "$out" ] && [ -n "$(ls -A "$out")" ]; then
+  echo "gpu_run.sh: $out is not empty; name a new or empty folder" >&2
+  exit 2
+fi
 mkdir -p "$out"
 bin=${UNROLL:-target/release/unroll}
 limit=${LIMIT:-90}

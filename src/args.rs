@@ -531,6 +531,19 @@ impl TrainArgs {
 /// The most parameters `bench --exchange` times (1 GiB of gradients).
 const MAX_EXCHANGE: usize = 1 << 28;
 
+/// The flags of the training-step benchmarks, which `--exchange` and `--sync` refuse.
+const TRAINING_BENCH_FLAGS: [&str; 9] = [
+    "configs",
+    "vocab",
+    "no_cpu",
+    "cpu_budget",
+    "profile",
+    "json",
+    "cell",
+    "layers",
+    "recurrence",
+];
+
 /// The most steps (timed, or warm-up) a benchmark takes.
 const MAX_BENCH_STEPS: usize = 1_000_000;
 
@@ -539,33 +552,12 @@ impl BenchArgs {
     pub(crate) fn check_flags(&self, given: &Given<'_>) -> anyhow::Result<()> {
         let cells = !self.cell.is_empty();
         given.refuse(
-            &[
-                "configs",
-                "vocab",
-                "no_cpu",
-                "cpu_budget",
-                "profile",
-                "json",
-                "cell",
-                "layers",
-                "recurrence",
-            ],
+            &TRAINING_BENCH_FLAGS,
             self.exchange.is_empty(),
             "--exchange times the read-back and the reduction of P gradients, not a training step",
         )?;
         given.refuse(
-            &[
-                "configs",
-                "vocab",
-                "no_cpu",
-                "cpu_budget",
-                "profile",
-                "json",
-                "cell",
-                "layers",
-                "recurrence",
-                "exchange",
-            ],
+            &[&TRAINING_BENCH_FLAGS[..], &["exchange"]].concat(),
             self.sync.is_empty(),
             "--sync times the ordering of a recurrence's timesteps, not a training step",
         )?;

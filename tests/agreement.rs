@@ -6,24 +6,8 @@
 mod common;
 
 use unroll::check::compare_step;
-use unroll::gpu::{Gpu, Kernels, ModelStep, Recurrence, StepOptions};
+use unroll::gpu::{Kernels, ModelStep, Recurrence, StepOptions};
 use unroll::model::{Batch, ModelConfig, Params};
-
-/// The Elman model's step with `recurrence` (a grid step that fails runs ordered, bit for bit
-/// the same: tests/grid.rs shows both).
-fn step(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    config: ModelConfig,
-    shape: (usize, usize),
-    r: Recurrence,
-) -> unroll::Result<ModelStep> {
-    let options = StepOptions {
-        recurrence: Some(r),
-        ..Default::default()
-    };
-    ModelStep::new(gpu, kernels, config, shape, options)
-}
 
 /// Both orderings of the recurrence against the CPU reference on one case.
 fn gpu_matches_cpu(config: ModelConfig, batch: usize, steps: usize, random_h0: bool, seed: u64) {
@@ -32,7 +16,8 @@ fn gpu_matches_cpu(config: ModelConfig, batch: usize, steps: usize, random_h0: b
     let params = Params::init(config, seed);
     let data = Batch::random(&config, batch, steps, random_h0, seed + 100);
     for recurrence in [Recurrence::Ordered, Recurrence::Grid] {
-        let step = step(&gpu, &kernels, config, (batch, steps), recurrence).unwrap();
+        let step =
+            common::step(&gpu, &kernels, config, (batch, steps), (recurrence, None)).unwrap();
         let got = step.run_and_read(&gpu, &params, &data).unwrap();
         let rows = compare_step(&got, &params.cast(), &data);
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
@@ -159,7 +144,7 @@ fn step_is_bitwise_repeatable() {
     let params = Params::init(config, 11);
     let data = Batch::random(&config, 6, 24, true, 12);
     for recurrence in [Recurrence::Ordered, Recurrence::Grid] {
-        let step = step(&gpu, &kernels, config, (6, 24), recurrence).unwrap();
+        let step = common::step(&gpu, &kernels, config, (6, 24), (recurrence, None)).unwrap();
         let a = step.run_and_read(&gpu, &params, &data).unwrap();
         let b = step.run_and_read(&gpu, &params, &data).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
@@ -175,7 +160,7 @@ fn wrong_batch_shape_is_an_error() {
     let gpu = common::gpu();
     let kernels = Kernels::new(&gpu.device);
     let config = ModelConfig::tokens(10, 8);
-    let step = step(&gpu, &kernels, config, (2, 4), Recurrence::Ordered).unwrap();
+    let step = common::step(&gpu, &kernels, config, (2, 4), (Recurrence::Ordered, None)).unwrap();
     let data = Batch::random(&config, 3, 4, false, 0);
     let err = step
         .run_and_read(&gpu, &Params::init(config, 0), &data)
@@ -197,7 +182,13 @@ fn oversized_model_names_the_limit() {
     let batch = 64;
     let steps = (2 * limit / (4 * hidden * batch) as u64) as usize;
     let config = ModelConfig::tokens(65, hidden);
-    let err = match step(&gpu, &kernels, config, (batch, steps), Recurrence::Ordered) {
+    let err = match common::step(
+        &gpu,
+        &kernels,
+        config,
+        (batch, steps),
+        (Recurrence::Ordered, None),
+    ) {
         Ok(_) => panic!(
             "a step of {} MiB of hidden states was accepted",
             (2 * limit) >> 20
@@ -250,7 +241,7 @@ fn chaotic_model_passes_and_a_corrupted_gradient_fails() {
     let k = 0.4 * (96f32).sqrt();
     params.data.iter_mut().for_each(|v| *v *= k);
     let data = Batch::random(&config, 4, 40, true, 32);
-    let step = step(&gpu, &kernels, config, (4, 40), Recurrence::Ordered).unwrap();
+    let step = common::step(&gpu, &kernels, config, (4, 40), (Recurrence::Ordered, None)).unwrap();
     let got = step.run_and_read(&gpu, &params, &data).unwrap();
     let rows = compare_step(&got, &params.cast(), &data);
     common::assert_all_pass("a chaotic model", &rows);

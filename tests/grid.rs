@@ -12,25 +12,9 @@ use std::time::Duration;
 use unroll::cell::Cell;
 use unroll::check::compare_step;
 use unroll::gpu::TrainerShape;
-use unroll::gpu::{Gpu, GpuTrainer, Kernels, ModelStep, Recurrence, StepOptions, Tiles};
+use unroll::gpu::{GpuTrainer, Kernels, Recurrence, Tiles};
 use unroll::model::{Batch, ModelConfig, Params, StepOutput};
 use unroll::optim::OptimizerConfig;
-
-fn step(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    config: ModelConfig,
-    shape: (usize, usize),
-    r: Recurrence,
-    tiles: Option<Tiles>,
-) -> ModelStep {
-    let options = StepOptions {
-        recurrence: Some(r),
-        tiles,
-        ..Default::default()
-    };
-    ModelStep::new(gpu, kernels, config, shape, options).unwrap()
-}
 
 fn bits(out: &StepOutput<f32>) -> Vec<u32> {
     let all = [
@@ -67,28 +51,28 @@ fn one_tile_runs_the_grid_and_matches_the_ordered_steps_bit_for_bit() {
         let (batch, steps) = (5, [9, 70][i % 2]);
         let params = Params::init(config, 40 + i as u64);
         let data = Batch::random(&config, batch, steps, true, 50 + i as u64);
-        let grid = step(
+        let grid = common::step(
             &gpu,
             &kernels,
             config,
             (batch, steps),
-            Recurrence::Grid,
-            one,
-        );
+            (Recurrence::Grid, one),
+        )
+        .unwrap();
         let got = grid.run_and_read(&gpu, &params, &data).unwrap();
         assert_eq!(
             grid.recurrence(),
             Recurrence::Grid,
             "{config}: the grid fell back"
         );
-        let ordered = step(
+        let ordered = common::step(
             &gpu,
             &kernels,
             config,
             (batch, steps),
-            Recurrence::Ordered,
-            one,
-        );
+            (Recurrence::Ordered, one),
+        )
+        .unwrap();
         let want = ordered.run_and_read(&gpu, &params, &data).unwrap();
         assert!(
             bits(&got) == bits(&want),
@@ -139,25 +123,25 @@ fn an_impossible_grid_falls_back_and_finishes_right() {
         let kernels = Kernels::new(&gpu.device);
         let params = Params::init(config, 60);
         let data = Batch::random(&config, batch, steps, true, 61);
-        let grid = step(
+        let grid = common::step(
             &gpu,
             &kernels,
             config,
             (batch, steps),
-            Recurrence::Grid,
-            many,
-        );
+            (Recurrence::Grid, many),
+        )
+        .unwrap();
         assert_eq!(grid.stack.recurrence_workgroups(), 64);
         let got = grid.run_and_read(&gpu, &params, &data).unwrap();
         let ran = grid.recurrence();
-        let ordered = step(
+        let ordered = common::step(
             &gpu,
             &kernels,
             config,
             (batch, steps),
-            Recurrence::Ordered,
-            many,
-        );
+            (Recurrence::Ordered, many),
+        )
+        .unwrap();
         let want = ordered.run_and_read(&gpu, &params, &data).unwrap();
         let rows = compare_step(&got, &params.cast(), &data);
         let _ = send.send((ran, bits(&got) == bits(&want), rows));

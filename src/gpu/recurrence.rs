@@ -106,8 +106,8 @@ impl Tiles {
     }
 }
 
-/// Polls of the grid barrier before it gives up, on a hardware GPU (about a millisecond of
-/// polling; a stage takes microseconds).
+/// Polls of the grid barrier before it gives up, on a hardware GPU (a bound not yet timed on one:
+/// `unroll bench --sync` measures a round there).
 const GPU_SPIN: usize = 1 << 12;
 
 /// The least polls a grid barrier gets on a software adapter.

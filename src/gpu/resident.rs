@@ -11,8 +11,8 @@ use std::time::Instant;
 /// The largest dispatch the probe tries (workgroups).
 const MOST: usize = 4096;
 
-/// Polls a probing workgroup makes before it gives up (a hardware GPU starts every resident
-/// workgroup within microseconds; a software adapter's threads take longer to start).
+/// Polls a probing workgroup makes before it gives up: on a software adapter as many as Mesa's
+/// loop limit lets one invocation make; on a GPU many more (bounds, not timed on one yet).
 fn spin(device_type: wgpu::DeviceType) -> f64 {
     match device_type {
         wgpu::DeviceType::Cpu => 30_000.0,

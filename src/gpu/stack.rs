@@ -9,7 +9,7 @@
 //!
 //! | phase               | dispatches per layer | computes                                          |
 //! |---------------------|---------------------:|---------------------------------------------------|
-//! | weight layouts      | G + 2 (+1 for V)     | `W_ih^T`, `W_hh^T` gate by gate and `W_hh`, padded for vec4 loads |
+//! | weight layouts      | G + 1 (+1 for V)     | `W_ih^T`, and `W_hh^T` gate by gate, padded for vec4 loads |
 //! | input projection    | 1                    | `a = x U^T + b_ih` over all T·B rows (a gather for tokens) |
 //! | forward recurrence  | T, or 1              | `h_t` (and `c_t`) from `a_t` and `h_{t-1} W^T + b_hh`, fused |
 //! | output and loss     | 3 (once)             | `y = h V^T + c`, loss and `dy`, the mean          |

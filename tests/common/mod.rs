@@ -2,7 +2,10 @@
 #![allow(dead_code)]
 
 use unroll::compare::{Comparison, table};
-use unroll::gpu::{AdapterChoice, Gpu, describe};
+use unroll::gpu::{
+    AdapterChoice, Gpu, Kernels, ModelStep, Recurrence, StepOptions, Tiles, describe,
+};
+use unroll::model::ModelConfig;
 
 /// The adapter chosen by `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`. Never skips: with no adapter the
 /// test fails and says how to get one.
@@ -94,4 +97,21 @@ pub fn succeeds_in(cwd: &std::path::Path, args: &[&str]) -> String {
         .unwrap();
     assert!(out.status.success(), "unroll {args:?}:\n{}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A model's step ordered by `r`, its tiles chosen or `tiles` (a grid step that fails runs
+/// ordered, bit for bit the same: tests/grid.rs shows both).
+pub fn step(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    config: ModelConfig,
+    shape: (usize, usize),
+    (r, tiles): (Recurrence, Option<Tiles>),
+) -> unroll::Result<ModelStep> {
+    let options = StepOptions {
+        recurrence: Some(r),
+        tiles,
+        ..Default::default()
+    };
+    ModelStep::new(gpu, kernels, config, shape, options)
 }
