@@ -72,7 +72,7 @@ impl<'g> Probe<'g> {
     }
 }
 
-/// N = 1, 2, 4, … up to [`MOST`]: the largest N whose workgroups all saw each other arrive (0
+/// N = 1, 2, 4, … up to 4096: the largest N whose workgroups all saw each other arrive (0
 /// where even one workgroup failed, or the device reported an error).
 pub fn probe(gpu: &Gpu) -> usize {
     let probe = Probe::new(gpu, "resident", 1);
