@@ -169,7 +169,8 @@ pub struct Gpu {
     /// What was asked of the device.
     pub meter: Arc<Meter>,
     /// The co-residency probe's answer, measured on first use (see
-    /// [`crate::gpu::recurrence::resident_workgroups`]).
+    /// [`crate::gpu::recurrence::resident_workgroups`]; never in a browser).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) resident: std::sync::OnceLock<usize>,
     /// Set when a grid barrier failed on this device: every step runs ordered from then on.
     pub(crate) grid_failed: Arc<std::sync::atomic::AtomicBool>,
@@ -308,6 +309,7 @@ impl Gpu {
             timestamps: features.contains(wanted),
             uncaptured,
             meter: Arc::default(),
+            #[cfg(not(target_arch = "wasm32"))]
             resident: Default::default(),
             grid_failed: Default::default(),
         })

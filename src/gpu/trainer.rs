@@ -16,7 +16,7 @@ use crate::gpu::model_step::{ModelStep, StepOptions};
 use crate::gpu::optimizer::OnGpu;
 use crate::gpu::plan::storage;
 use crate::gpu::recurrence::Recurrence;
-use crate::gpu::submit::{load_carry, settle, slot_blocks, store_carry};
+use crate::gpu::submit::{load_carry, settle, store_carry};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::{OptimizerConfig, OptimizerState};
 
@@ -318,7 +318,7 @@ impl GpuTrainer {
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         let at = (share.slot, self.slots);
         if reset {
-            for (offset, bytes) in slot_blocks(&self.train, at) {
+            for (offset, bytes) in crate::gpu::submit::slot_blocks(&self.train, at) {
                 encoder.clear_buffer(&self.carry, offset, Some(bytes));
             }
         }
