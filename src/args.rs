@@ -241,6 +241,8 @@ pub(crate) struct CheckArgs {
     pub(crate) init_scale: Option<f64>,
     #[command(flatten)]
     pub(crate) cell: CellArgs,
+    #[command(flatten)]
+    pub(crate) sequence: crate::args_seq::SequenceArgs,
 }
 
 /// The cell and depth of a model.
@@ -297,7 +299,8 @@ impl CheckArgs {
             Kind::Tokens => ModelConfig::tokens(self.input, self.hidden),
             Kind::Dense => ModelConfig::dense(self.input, self.hidden, self.output),
         };
-        config.with_cell(self.cell.cell(), self.cell.layers)
+        self.sequence
+            .apply(config.with_cell(self.cell.cell(), self.cell.layers))
     }
 }
 
@@ -387,6 +390,11 @@ impl CheckArgs {
     pub(crate) fn check_flags(&self, given: &Given<'_>) -> anyhow::Result<()> {
         given.refuse(
             &GENERATED_CASE,
+            self.case.is_none(),
+            "--case reads the model, its parameters and the batch from the file",
+        )?;
+        given.refuse(
+            &crate::args_seq::SequenceArgs::IDS,
             self.case.is_none(),
             "--case reads the model, its parameters and the batch from the file",
         )?;

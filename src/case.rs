@@ -2,11 +2,13 @@
 //! and (optionally) the expected results of one step, kept in a safetensors file.
 //!
 //! Two layouts are read:
-//! - PyTorch's (`tests/fixtures/cells/`, made by `cells_reference.py`, and what
-//!   `check --save-case` writes): parameters under their `state_dict` names, `h0` (and `c0`)
-//!   (L, B, H), `inputs`, `targets`, the results in f64 under [`crate::model::result_names`] and
-//!   PyTorch's float32 results as `f32.<name>`; the metadata key `meta` holds the spec (cell,
-//!   nonlinearity, layers, I, H, O, B, T, dense).
+//! - PyTorch's (`tests/fixtures/cells/` and `tests/fixtures/seq/`, made by `cells_reference.py`
+//!   and `seq_reference.py`, and what `check --save-case` writes): parameters under their
+//!   `state_dict` names, `h0` (and `c0`) (ND·L, B, H), `inputs`, `targets` (per step) or `labels`
+//!   (B, a sequence head), `lengths` (B) where the sequences differ, the results in f64 under
+//!   [`crate::model::result_names`] and PyTorch's float32 results as `f32.<name>`; the metadata
+//!   key `meta` holds the spec (cell, nonlinearity, layers, I, H, O, B, T, dense, and where
+//!   present bidirectional and head).
 //! - The first oracle's (`tests/fixtures/grad_ref_*.safetensors`, made by `grad_reference.py`):
 //!   one tanh layer as `U`, `W`, `b_ih`, `b_hh` (or one `b`), `V`, `c`, `h0` (B, H), and the
 //!   results `loss`, `hs`, `logits`, `dU`, `dW`, `db_ih`, `db_hh`, `dV`, `dc`, `dh0` (and
@@ -15,7 +17,7 @@
 use crate::cell::Cell;
 use crate::error::{Error, Result};
 use crate::footprint::Work;
-use crate::model::{Batch, InputKind, Inputs, ModelConfig, NamedTensor, Params, Targets};
+use crate::model::{Batch, Head, InputKind, Inputs, ModelConfig, NamedTensor, Params, Targets};
 use crate::tensorfile::{OwnedTensor, TensorFile, shape_text, write_atomic};
 use std::collections::HashMap;
 use std::path::Path;
@@ -99,6 +101,7 @@ impl Case {
     /// CPU reference's in f64), so that it can be checked again elsewhere (`check --case`).
     pub fn save(&self, path: &Path) -> Result<()> {
         let c = self.params.config;
+        self.batch.validate(&c)?;
         let (nb, nt) = (self.batch.batch, self.batch.steps);
         let mut tensors: Vec<OwnedTensor> = c
             .table()
@@ -106,26 +109,23 @@ impl Case {
             .iter()
             .map(|e| OwnedTensor::f64(e.name.clone(), e.shape.clone(), self.params.get(&e.name)))
             .collect();
-        let state = vec![c.layers, nb, c.hidden];
+        let state = vec![c.directions() * c.layers, nb, c.hidden];
         tensors.push(OwnedTensor::f32("h0", state.clone(), &self.batch.h0));
         if c.cell.has_cell_state() {
             tensors.push(OwnedTensor::f32("c0", state, &self.batch.c0));
         }
-        match (&self.batch.inputs, &self.batch.targets) {
-            (Inputs::Tokens(x), Targets::Tokens(y)) => {
-                tensors.push(OwnedTensor::u32("inputs", vec![nt, nb], x));
-                tensors.push(OwnedTensor::u32("targets", vec![nt, nb], y));
-            }
-            (Inputs::Dense(x), Targets::Dense(y)) => {
-                tensors.push(OwnedTensor::f32("inputs", vec![nt, nb, c.input], x));
-                tensors.push(OwnedTensor::f32("targets", vec![nt, nb, c.output], y));
-            }
-            _ => {
-                return Err(Error::config(
-                    "the case's inputs and targets are of different kinds",
-                    "give tokens with token targets, or dense inputs with dense targets",
-                ));
-            }
+        tensors.push(match &self.batch.inputs {
+            Inputs::Tokens(x) => OwnedTensor::u32("inputs", vec![nt, nb], x),
+            Inputs::Dense(x) => OwnedTensor::f32("inputs", vec![nt, nb, c.input], x),
+        });
+        tensors.push(match &self.batch.targets {
+            Targets::Tokens(y) => OwnedTensor::u32("targets", vec![nt, nb], y),
+            Targets::Dense(y) => OwnedTensor::f32("targets", vec![nt, nb, c.output], y),
+            Targets::Labels(y) => OwnedTensor::u32("labels", vec![nb], y),
+        });
+        if let Some(lengths) = &self.batch.lengths {
+            let l: Vec<u32> = lengths.iter().map(|&n| n as u32).collect();
+            tensors.push(OwnedTensor::u32("lengths", vec![nb], &l));
         }
         let expected = if self.expected.is_empty() {
             crate::cpu::step(&self.params, &self.batch).tensors(&c, nb, nt)
@@ -139,7 +139,8 @@ impl Case {
             "cell": if c.cell == Cell::Gru { "gru" } else if c.cell == Cell::Lstm { "lstm" } else { "rnn" },
             "nonlinearity": if c.cell == Cell::RnnRelu { "relu" } else { "tanh" },
             "layers": c.layers, "I": c.input, "H": c.hidden, "O": c.output, "B": nb, "T": nt,
-            "dense": c.kind == InputKind::Dense,
+            "dense": c.kind == InputKind::Dense, "bidirectional": c.bidirectional,
+            "head": c.head.name(), "lengths": self.batch.lengths,
         });
         let mut meta = HashMap::new();
         meta.insert(
@@ -165,38 +166,7 @@ fn load_table(f: &TensorFile, path: &Path) -> Result<Case> {
         .get("meta")
         .and_then(|m| serde_json::from_str(m).ok())
         .ok_or_else(|| bad("has no readable `meta` metadata with the case's spec".into()))?;
-    let spec = &meta["spec"];
-    let n = |k: &str| {
-        spec[k]
-            .as_u64()
-            .filter(|&v| v > 0 && v <= 1 << 20)
-            .map(|v| v as usize)
-            .ok_or_else(|| bad(format!("the spec's `{k}` is not a size")))
-    };
-    let cell = match (spec["cell"].as_str(), spec["nonlinearity"].as_str()) {
-        (Some("rnn"), Some("relu")) => Cell::RnnRelu,
-        (Some("rnn"), _) => Cell::Rnn,
-        (Some("gru"), _) => Cell::Gru,
-        (Some("lstm"), _) => Cell::Lstm,
-        (other, _) => {
-            return Err(bad(format!(
-                "the spec's cell ({}) is not rnn, gru or lstm",
-                other.map_or("missing".to_string(), |c| format!("`{c}`"))
-            )));
-        }
-    };
-    let dense = spec["dense"].as_bool().unwrap_or(false);
-    let config = if dense {
-        ModelConfig::dense(n("I")?, n("H")?, n("O")?)
-    } else {
-        ModelConfig {
-            output: n("O")?,
-            ..ModelConfig::tokens(n("I")?, n("H")?)
-        }
-    }
-    .with_cell(cell, n("layers")?);
-    config.validate()?;
-    let (nb, nt) = (n("B")?, n("T")?);
+    let (config, nb, nt) = spec_config(&meta["spec"], path)?;
     // A case is read to be checked: what the check needs is known now, before anything of the
     // spec's sizes is allocated.
     crate::footprint::check_host(&config, &Work::case_and_check(nb, nt))?;
@@ -205,7 +175,7 @@ fn load_table(f: &TensorFile, path: &Path) -> Result<Case> {
     for e in &config.table().entries {
         data.extend(f.floats(&e.name, Some(&e.shape))?.1);
     }
-    let state_shape = [config.layers, nb, config.hidden];
+    let state_shape = [config.directions() * config.layers, nb, config.hidden];
     let state = |name: &str, present: bool| -> Result<Vec<f32>> {
         Ok(match (present, f.has(name)) {
             (false, _) => vec![],
@@ -214,13 +184,18 @@ fn load_table(f: &TensorFile, path: &Path) -> Result<Case> {
         })
     };
     let (inputs, targets) = read_data(f, &config, nb, nt)?;
+    let lengths = match f.has("lengths") {
+        true => Some(f.ids("lengths", Some(&[nb]))?.1),
+        false => None,
+    };
     let batch = Batch {
         batch: nb,
         steps: nt,
         inputs,
         targets,
         h0: state("h0", true)?,
-        c0: state("c0", cell.has_cell_state())?,
+        c0: state("c0", config.cell.has_cell_state())?,
+        lengths: lengths.map(|l| l.into_iter().map(|n| n as usize).collect()),
     };
     batch
         .validate(&config)
@@ -244,29 +219,82 @@ fn load_table(f: &TensorFile, path: &Path) -> Result<Case> {
     })
 }
 
+/// The model and (B, T) of a case's spec (cell, nonlinearity, layers, I, H, O, B, T, dense,
+/// and, where present, bidirectional and head).
+fn spec_config(spec: &serde_json::Value, path: &Path) -> Result<(ModelConfig, usize, usize)> {
+    let bad = |what: String| Error::file(path, what);
+    let n = |k: &str| {
+        spec[k]
+            .as_u64()
+            .filter(|&v| v > 0 && v <= 1 << 20)
+            .map(|v| v as usize)
+            .ok_or_else(|| bad(format!("the spec's `{k}` is not a size")))
+    };
+    let cell = match (spec["cell"].as_str(), spec["nonlinearity"].as_str()) {
+        (Some("rnn"), Some("relu")) => Cell::RnnRelu,
+        (Some("rnn"), _) => Cell::Rnn,
+        (Some("gru"), _) => Cell::Gru,
+        (Some("lstm"), _) => Cell::Lstm,
+        (other, _) => {
+            return Err(bad(format!(
+                "the spec's cell ({}) is not rnn, gru or lstm",
+                other.map_or("missing".to_string(), |c| format!("`{c}`"))
+            )));
+        }
+    };
+    let head = match spec["head"].as_str() {
+        None => Head::PerStep,
+        Some(name) => Head::from_name(name).ok_or_else(|| {
+            bad(format!(
+                "the spec's head `{name}` is not per-step (step), last or mean"
+            ))
+        })?,
+    };
+    let dense = spec["dense"].as_bool().unwrap_or(false);
+    let config = if dense {
+        ModelConfig::dense(n("I")?, n("H")?, n("O")?)
+    } else {
+        ModelConfig {
+            output: n("O")?,
+            ..ModelConfig::tokens(n("I")?, n("H")?)
+        }
+    }
+    .with_cell(cell, n("layers")?)
+    .with_head(head);
+    let config = ModelConfig {
+        bidirectional: spec["bidirectional"].as_bool().unwrap_or(false),
+        ..config
+    };
+    config.validate()?;
+    Ok((config, n("B")?, n("T")?))
+}
+
 fn f32s(v: Vec<f64>) -> Vec<f32> {
     v.into_iter().map(|x| x as f32).collect()
 }
 
-/// The inputs and targets of a case: (T, B) token ids, or (T, B, I) and (T, B, O) values.
+/// The inputs and targets of a case: (T, B) token ids, or (T, B, I) and (T, B, O) values; a
+/// sequence head's labels, (B).
 fn read_data(
     f: &TensorFile,
     config: &ModelConfig,
     nb: usize,
     nt: usize,
 ) -> Result<(Inputs, Targets)> {
-    Ok(match config.kind {
+    let inputs = match config.kind {
         InputKind::Dense => {
-            let x = f.floats("inputs", Some(&[nt, nb, config.input]))?.1;
-            let y = f.floats("targets", Some(&[nt, nb, config.output]))?.1;
-            (Inputs::Dense(f32s(x)), Targets::Dense(f32s(y)))
+            Inputs::Dense(f32s(f.floats("inputs", Some(&[nt, nb, config.input]))?.1))
         }
-        InputKind::Tokens => {
-            let x = f.ids("inputs", Some(&[nt, nb]))?.1;
-            let y = f.ids("targets", Some(&[nt, nb]))?.1;
-            (Inputs::Tokens(x), Targets::Tokens(y))
+        InputKind::Tokens => Inputs::Tokens(f.ids("inputs", Some(&[nt, nb]))?.1),
+    };
+    let targets = match config.kind {
+        _ if config.head.is_sequence() => Targets::Labels(f.ids("labels", Some(&[nb]))?.1),
+        InputKind::Dense => {
+            Targets::Dense(f32s(f.floats("targets", Some(&[nt, nb, config.output]))?.1))
         }
-    })
+        InputKind::Tokens => Targets::Tokens(f.ids("targets", Some(&[nt, nb]))?.1),
+    };
+    Ok((inputs, targets))
 }
 
 /// A case of the first oracle: one tanh layer under the names U, W, b_ih, b_hh, V, c.
@@ -329,6 +357,7 @@ fn load_elman(f: &TensorFile, path: &Path) -> Result<Case> {
         targets,
         h0: f32s(h0),
         c0: vec![],
+        lengths: None,
     };
     batch
         .validate(&config)

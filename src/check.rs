@@ -77,7 +77,7 @@ pub fn compare_gpu(
 
 /// One line naming a case's model and batch.
 fn describe(c: &ModelConfig, batch: &Batch) -> String {
-    format!(
+    let mut line = format!(
         "{}, {} layer{}, I={} H={} O={} B={} T={} {}",
         c.cell.name(),
         c.layers,
@@ -88,7 +88,18 @@ fn describe(c: &ModelConfig, batch: &Batch) -> String {
         batch.batch,
         batch.steps,
         c.kind
-    )
+    );
+    if c.bidirectional {
+        line += ", bidirectional";
+    }
+    if c.head.is_sequence() {
+        line += &format!(", {} head", c.head.name());
+    }
+    if let Some(lengths) = &batch.lengths {
+        let l: Vec<String> = lengths.iter().map(usize::to_string).collect();
+        line += &format!(", lengths {}", l.join(","));
+    }
+    line
 }
 
 /// The tensors of `list` by name where it has them, the fallback's elsewhere.

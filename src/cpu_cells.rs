@@ -81,20 +81,30 @@ pub(crate) struct CellGrad<'a, F> {
     pub(crate) dc_prev: &'a mut [F],
 }
 
-/// One cell step backward. `dh` is ∂L/∂h', `dc` ∂L/∂c' from t+1 (LSTM); `gates`, `hn`, `h`, `c`,
-/// `c_new` as the forward pass left them.
-#[allow(clippy::too_many_arguments)]
+/// What the forward pass kept of one cell step: the gates after their activations, a GRU's
+/// W_n h + b_hn, the step's h and c, and its c'.
+pub(crate) struct CellSaved<'a, F> {
+    pub(crate) gates: &'a [F],
+    pub(crate) hn: &'a [F],
+    pub(crate) h: &'a [F],
+    pub(crate) c: &'a [F],
+    pub(crate) c_new: &'a [F],
+}
+
+/// One cell step backward. `dh` is ∂L/∂h', `dc` ∂L/∂c' from t+1 (LSTM).
 pub(crate) fn cell_backward<F: Float>(
     cell: Cell,
-    dh: &[F],
-    dc: &[F],
-    gates: &[F],
-    hn: &[F],
-    h: &[F],
-    c: &[F],
-    c_new: &[F],
+    (dh, dc): (&[F], &[F]),
+    saved: CellSaved<'_, F>,
     out: CellGrad<'_, F>,
 ) {
+    let CellSaved {
+        gates,
+        hn,
+        h,
+        c,
+        c_new,
+    } = saved;
     let nh = dh.len();
     let one = F::one();
     for j in 0..nh {

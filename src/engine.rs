@@ -203,6 +203,7 @@ fn carried_batch(
         targets: targets.clone(),
         h0: h0.to_vec(),
         c0: c0.to_vec(),
+        lengths: None,
     }
 }
 

@@ -43,7 +43,7 @@ pub fn forecast(
             "forecast with the columns the model was trained on",
         ));
     }
-    let mut stepper = crate::sample::Stepper::new(params);
+    let mut stepper = crate::sample::Stepper::new(params)?;
     for r in 0..table.rows.len() {
         stepper.feed(&data.x[r * ni..(r + 1) * ni]);
     }

@@ -50,10 +50,12 @@
 //!
 //! # Modules
 //!
-//! - [`model`]: shapes, parameters, batches, a step's results; [`cell`]: the cells;
-//!   [`param_table`]: the parameter table.
+//! - [`model`]: shapes and parameters; [`batch`]: a batch (lengths and labels included);
+//!   [`step_output`]: a step's results; [`cell`]: the cells; [`param_table`]: the parameter
+//!   table, a row per layer and direction.
 //! - [`trainer`]: [`Trainer`], and [`gradients`] (one step's loss and gradients).
-//! - [`cpu`], [`cpu_cells`]: the CPU reference; [`dropout`]: the masks between layers.
+//! - [`cpu`], [`cpu_cells`]: the CPU reference (both directions, lengths, every head);
+//!   [`dropout`]: the masks between layers.
 //! - [`gpu`]: the device and the GPU step.
 //! - [`case`], [`check`], [`compare`]: GPU against CPU against PyTorch's cases.
 //! - [`optim`]: SGD, Adagrad, Adam, clipping; [`engine`]: what a training device provides.
@@ -67,6 +69,7 @@
 //!   allocated; [`owned`]: how unroll knows the files it wrote (the only ones it replaces).
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod case;
 pub mod cell;
 pub mod check;
@@ -76,6 +79,8 @@ pub mod compare;
 pub mod config;
 pub mod cpu;
 pub mod cpu_cells;
+mod cpu_head;
+mod cpu_layer;
 pub mod data;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod data_parallel;
@@ -92,6 +97,7 @@ pub mod param_table;
 pub mod sample;
 pub mod series;
 pub mod shares;
+pub mod step_output;
 pub mod tensorfile;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod trainer;

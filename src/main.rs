@@ -5,6 +5,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 mod args;
+mod args_seq;
 use args::{AdapterArgs, BenchArgs, CheckArgs, Device, ForecastArgs, Given, SampleArgs, TrainArgs};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -88,7 +89,12 @@ fn run_check(args: &CheckArgs, given: &Given<'_>) -> Result<bool> {
                 init_scale: args.init_scale,
                 random_state: args.random_h0,
             };
-            Case::random(config, random)?
+            let mut case = Case::random(config, random)?;
+            if let Some(lengths) = &args.sequence.lengths {
+                case.batch = case.batch.with_lengths(lengths.clone());
+                case.batch.validate(&config)?;
+            }
+            case
         }
     };
     if let Some(path) = &args.save_case {

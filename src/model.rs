@@ -13,8 +13,10 @@
 //! names, shapes and order; [`crate::param_table::ParamTable`]). Gradients and optimizer moments use the same layout, so the
 //! optimizer is one flat loop over all of them (on the CPU and on the GPU).
 
+pub use crate::batch::{Batch, Inputs, Targets};
 use crate::cell::Cell;
 use crate::error::{Error, Result};
+pub use crate::step_output::{NamedTensor, StepOutput, result_names};
 use num_traits::Float;
 use rand::{RngExt, SeedableRng};
 
@@ -39,6 +41,49 @@ impl std::fmt::Display for InputKind {
     }
 }
 
+/// What the decoder reads and what the loss compares (PyTorch's usual sequence models).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Head {
+    /// `y_t = V out_t + c` at every valid step, against a target per step (next-step models).
+    #[default]
+    PerStep,
+    /// `y = V features + c` with the top layer's last state of each sequence as features
+    /// (bidirectional: the forward state after its last step beside the reverse state after
+    /// step 0, PyTorch's `cat(h_n[-2], h_n[-1])`), against one label per sequence.
+    Last,
+    /// `y = V features + c` with the mean of the top layer's outputs over each sequence's valid
+    /// steps as features, against one label per sequence.
+    Mean,
+}
+
+impl Head {
+    /// Every head, in the order of [`Head::name`]'s list.
+    pub const ALL: [Head; 3] = [Head::PerStep, Head::Last, Head::Mean];
+
+    /// The head as the CLI and the case files name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Head::PerStep => "per-step",
+            Head::Last => "last",
+            Head::Mean => "mean",
+        }
+    }
+
+    /// The head of a [`Head::name`] (`step` too, as the oracle's file names spell it).
+    pub fn from_name(name: &str) -> Option<Head> {
+        match name {
+            "step" => Some(Head::PerStep),
+            _ => Head::ALL.into_iter().find(|h| h.name() == name),
+        }
+    }
+
+    /// Whether the head classifies whole sequences (one label each) rather than every step.
+    pub fn is_sequence(self) -> bool {
+        self != Head::PerStep
+    }
+}
+
 /// The sizes of a model: everything that fixes the parameters' shapes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelConfig {
@@ -56,6 +101,13 @@ pub struct ModelConfig {
     /// L: stacked layers (checkpoints written before layers existed: 1).
     #[serde(default = "one_layer")]
     pub layers: usize,
+    /// Every layer runs a reverse direction too, with its own parameters (`…_reverse`); the
+    /// layer's output is then [h_fwd; h_rev], D = 2H wide.
+    #[serde(default)]
+    pub bidirectional: bool,
+    /// What the decoder reads (checkpoints written before heads existed: per step).
+    #[serde(default)]
+    pub head: Head,
 }
 
 fn one_layer() -> usize {
@@ -75,7 +127,14 @@ impl std::fmt::Display for ModelConfig {
             self.hidden,
             self.output,
             self.kind
-        )
+        )?;
+        if self.bidirectional {
+            f.write_str(", bidirectional")?;
+        }
+        if self.head != Head::PerStep {
+            write!(f, ", {} head", self.head.name())?;
+        }
+        Ok(())
     }
 }
 
@@ -100,6 +159,8 @@ impl ModelConfig {
             output: vocab,
             cell: Cell::Rnn,
             layers: 1,
+            bidirectional: false,
+            head: Head::PerStep,
         }
     }
 
@@ -112,6 +173,8 @@ impl ModelConfig {
             output,
             cell: Cell::Rnn,
             layers: 1,
+            bidirectional: false,
+            head: Head::PerStep,
         }
     }
 
@@ -124,14 +187,43 @@ impl ModelConfig {
         }
     }
 
-    /// The one Elman layer with tanh that the fused GPU fast path runs.
-    pub fn is_elman(&self) -> bool {
-        self.cell == Cell::Rnn && self.layers == 1
+    /// The same model with a reverse direction in every layer.
+    pub fn bidirectional(self) -> Self {
+        Self {
+            bidirectional: true,
+            ..self
+        }
     }
 
-    /// L·B·H: one state (h or c) of every layer for B streams.
+    /// The same model with another head.
+    pub fn with_head(self, head: Head) -> Self {
+        Self { head, ..self }
+    }
+
+    /// One tanh layer, one direction, a decoder per step: the model of the first checkpoints.
+    pub fn is_elman(&self) -> bool {
+        self.cell == Cell::Rnn && self.layers == 1 && self.is_next_step()
+    }
+
+    /// One direction and a decoder per step: the models the GPU step runs.
+    pub fn is_next_step(&self) -> bool {
+        !self.bidirectional && self.head == Head::PerStep
+    }
+
+    /// ND: the directions of every layer (1, or 2 when bidirectional).
+    pub fn directions(&self) -> usize {
+        1 + self.bidirectional as usize
+    }
+
+    /// D = ND·H: the width of a layer's output, which the layer above and the decoder read.
+    pub fn features(&self) -> usize {
+        self.directions() * self.hidden
+    }
+
+    /// ND·L·B·H: one state (h or c) of every layer and direction for B streams, in PyTorch's
+    /// order (layer-major, direction-minor).
     pub fn state_len(&self, batch: usize) -> usize {
-        self.layers * batch * self.hidden
+        self.directions() * self.layers * batch * self.hidden
     }
 
     /// The carried state of B streams: every layer's h, then (LSTM) every layer's c.
@@ -234,262 +326,4 @@ impl Params<f32> {
         }
         p
     }
-}
-
-/// The inputs `x_t` of a batch, time-major.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Inputs {
-    /// Token ids, (T, B).
-    Tokens(Vec<u32>),
-    /// Vectors, (T, B, I).
-    Dense(Vec<f32>),
-}
-
-/// The targets of a batch, time-major.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Targets {
-    /// Token ids, (T, B).
-    Tokens(Vec<u32>),
-    /// Vectors, (T, B, O).
-    Dense(Vec<f32>),
-}
-
-/// One batch: B sequences of T steps, their targets and every layer's initial state.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Batch {
-    /// B.
-    pub batch: usize,
-    /// T.
-    pub steps: usize,
-    /// x_1 … x_T.
-    pub inputs: Inputs,
-    /// The target of each position.
-    pub targets: Targets,
-    /// h_0 of every layer, (L, B, H).
-    pub h0: Vec<f32>,
-    /// c_0 of every layer, (L, B, H) (LSTM; empty otherwise).
-    pub c0: Vec<f32>,
-}
-
-impl Batch {
-    /// Checks that the batch fits the model: kinds, lengths and token ranges.
-    pub fn validate(&self, config: &ModelConfig) -> Result<()> {
-        let (b, t) = (self.batch, self.steps);
-        if b == 0 || t == 0 {
-            return Err(Error::config(
-                format!("batch size B={b} and timesteps T={t}: both must be at least 1"),
-                "pass --batch and --steps of 1 or more",
-            ));
-        }
-        let n = b * t;
-        let shape_err = |what: &str, got: usize, want: usize| {
-            Err(Error::config(
-                format!("{what} has {got} elements, the model and batch need {want}"),
-                "check the batch's shape against B, T and the model's sizes",
-            ))
-        };
-        match (&self.inputs, config.kind) {
-            (Inputs::Tokens(x), InputKind::Tokens) => {
-                if x.len() != n {
-                    return shape_err("inputs (T, B)", x.len(), n);
-                }
-                if let Some(&bad) = x.iter().find(|&&v| v as usize >= config.input) {
-                    return Err(Error::config(
-                        format!(
-                            "input token {bad} is outside the vocabulary [0, {})",
-                            config.input
-                        ),
-                        "use token ids below the model's input size",
-                    ));
-                }
-            }
-            (Inputs::Dense(x), InputKind::Dense) => {
-                if x.len() != n * config.input {
-                    return shape_err("inputs (T, B, I)", x.len(), n * config.input);
-                }
-            }
-            _ => {
-                return Err(Error::config(
-                    format!("the inputs are not of the model's kind ({})", config.kind),
-                    "build the batch for the model's input kind",
-                ));
-            }
-        }
-        match (&self.targets, config.kind) {
-            (Targets::Tokens(y), InputKind::Tokens) => {
-                if y.len() != n {
-                    return shape_err("targets (T, B)", y.len(), n);
-                }
-                if let Some(&bad) = y.iter().find(|&&v| v as usize >= config.output) {
-                    return Err(Error::config(
-                        format!(
-                            "target token {bad} is outside the vocabulary [0, {})",
-                            config.output
-                        ),
-                        "use token ids below the model's output size",
-                    ));
-                }
-            }
-            (Targets::Dense(y), InputKind::Dense) => {
-                if y.len() != n * config.output {
-                    return shape_err("targets (T, B, O)", y.len(), n * config.output);
-                }
-            }
-            _ => {
-                return Err(Error::config(
-                    format!("the targets are not of the model's kind ({})", config.kind),
-                    "build the batch for the model's input kind",
-                ));
-            }
-        }
-        let state = config.state_len(b);
-        if self.h0.len() != state {
-            return shape_err("h0 (L, B, H)", self.h0.len(), state);
-        }
-        let c0 = if config.cell.has_cell_state() {
-            state
-        } else {
-            0
-        };
-        if self.c0.len() != c0 {
-            return shape_err("c0 (L, B, H)", self.c0.len(), c0);
-        }
-        Ok(())
-    }
-
-    /// A random batch for checks and benchmarks: tokens uniform over the vocabulary, or dense
-    /// inputs and targets uniform in [-1, 1); h_0 (and c_0) zero unless `random_h0`.
-    pub fn random(
-        config: &ModelConfig,
-        batch: usize,
-        steps: usize,
-        random_h0: bool,
-        seed: u64,
-    ) -> Self {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let n = batch * steps;
-        let (inputs, targets) = match config.kind {
-            InputKind::Tokens => (
-                Inputs::Tokens(
-                    (0..n)
-                        .map(|_| rng.random_range(0..config.input as u32))
-                        .collect(),
-                ),
-                Targets::Tokens(
-                    (0..n)
-                        .map(|_| rng.random_range(0..config.output as u32))
-                        .collect(),
-                ),
-            ),
-            InputKind::Dense => (
-                Inputs::Dense(
-                    (0..n * config.input)
-                        .map(|_| rng.random_range(-1.0..1.0))
-                        .collect(),
-                ),
-                Targets::Dense(
-                    (0..n * config.output)
-                        .map(|_| rng.random_range(-1.0..1.0))
-                        .collect(),
-                ),
-            ),
-        };
-        let n = config.state_len(batch);
-        let mut state = |on: bool| -> Vec<f32> {
-            match on {
-                true if random_h0 => (0..n).map(|_| rng.random_range(-0.9..0.9)).collect(),
-                true => vec![0.0; n],
-                false => vec![],
-            }
-        };
-        let h0 = state(true);
-        let c0 = state(config.cell.has_cell_state());
-        Self {
-            batch,
-            steps,
-            inputs,
-            targets,
-            h0,
-            c0,
-        }
-    }
-}
-
-/// Everything one training step computes, by either path.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StepOutput<F> {
-    /// The mean loss over the B·T positions.
-    pub loss: F,
-    /// The top layer's h_1 … h_T, (T, B, H).
-    pub output: Vec<F>,
-    /// Every layer's h_T, (L, B, H).
-    pub h_n: Vec<F>,
-    /// Every layer's c_T, (L, B, H) (LSTM; empty otherwise).
-    pub c_n: Vec<F>,
-    /// y_1 … y_T, (T, B, O).
-    pub logits: Vec<F>,
-    /// ∂L/∂θ in the table's layout, (P).
-    pub grads: Vec<F>,
-    /// ∂L/∂h_0, (L, B, H).
-    pub dh0: Vec<F>,
-    /// ∂L/∂c_0, (L, B, H) (LSTM; empty otherwise).
-    pub dc0: Vec<F>,
-}
-
-/// A named tensor in f64, for comparisons and dumps.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NamedTensor {
-    /// `loss`, `output`, `h_n`, `c_n`, `logits`, `grad.h0`, `grad.c0` or `grad.<parameter>`.
-    pub name: String,
-    /// Row-major shape.
-    pub shape: Vec<usize>,
-    /// The values.
-    pub data: Vec<f64>,
-}
-
-impl<F: Float> StepOutput<F> {
-    /// The step's results under the names PyTorch's oracle uses (`tests/fixtures/cells/`).
-    pub fn tensors(&self, config: &ModelConfig, batch: usize, steps: usize) -> Vec<NamedTensor> {
-        let (nh, no, nl) = (config.hidden, config.output, config.layers);
-        let t = |name: &str, shape: Vec<usize>, v: &[F]| NamedTensor {
-            name: name.into(),
-            shape,
-            data: v.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)).collect(),
-        };
-        let mut all = vec![
-            t("loss", vec![], &[self.loss]),
-            t("output", vec![steps, batch, nh], &self.output),
-            t("h_n", vec![nl, batch, nh], &self.h_n),
-            t("logits", vec![steps, batch, no], &self.logits),
-            t("grad.h0", vec![nl, batch, nh], &self.dh0),
-        ];
-        if config.cell.has_cell_state() {
-            all.push(t("c_n", vec![nl, batch, nh], &self.c_n));
-            all.push(t("grad.c0", vec![nl, batch, nh], &self.dc0));
-        }
-        for e in config.table().entries {
-            let g = &self.grads[e.offset..e.offset + e.len];
-            all.push(t(&format!("grad.{}", e.name), e.shape.clone(), g));
-        }
-        all
-    }
-}
-
-/// The names [`StepOutput::tensors`] gives a model's results, in order.
-pub fn result_names(config: &ModelConfig) -> Vec<String> {
-    let mut names: Vec<String> = ["loss", "output", "h_n", "logits", "grad.h0"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    if config.cell.has_cell_state() {
-        names.extend(["c_n".to_string(), "grad.c0".to_string()]);
-    }
-    names.extend(
-        config
-            .table()
-            .entries
-            .iter()
-            .map(|e| format!("grad.{}", e.name)),
-    );
-    names
 }

@@ -22,14 +22,23 @@ pub struct Stepper<'a> {
 }
 
 impl<'a> Stepper<'a> {
-    /// Starts from a zero state.
-    pub fn new(params: &'a Params<f32>) -> Self {
-        let n = params.config.layers * params.config.hidden;
-        Self {
+    /// Starts from a zero state. Refuses a model that cannot run one step at a time: one with a
+    /// reverse direction (it reads the sequence from its end) or a sequence head (it decodes
+    /// whole sequences).
+    pub fn new(params: &'a Params<f32>) -> Result<Self> {
+        let c = params.config;
+        if !c.is_next_step() {
+            return Err(Error::config(
+                format!("{c} cannot predict one step at a time"),
+                "sample and forecast with a unidirectional model with the per-step head",
+            ));
+        }
+        let n = c.layers * c.hidden;
+        Ok(Self {
             params,
             h: vec![0.0; n],
             c: vec![0.0; n],
-        }
+        })
     }
 
     /// Advances every layer by one step from layer 0's input x.
@@ -118,7 +127,7 @@ pub fn sample(
         ));
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut s = Stepper::new(params);
+    let mut s = Stepper::new(params)?;
     for &t in prime {
         s.feed_token(t);
     }

@@ -133,6 +133,7 @@ pub fn slice_chunk(
     let y = match targets {
         Targets::Tokens(v) => Targets::Tokens(ids(v)),
         Targets::Dense(v) => Targets::Dense(cols(v, config.output)),
+        Targets::Labels(v) => Targets::Labels(v[range.clone()].to_vec()),
     };
     (x, y)
 }

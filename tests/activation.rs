@@ -35,6 +35,7 @@ fn top_h(gpu: &unroll::gpu::Gpu, layers: usize, recurrence: Recurrence, xs: &[f3
         targets: Targets::Dense(vec![0.0; n]),
         h0: vec![0.0; layers * n],
         c0: vec![],
+        lengths: None,
     };
     step.run_and_read(gpu, &params, &batch).unwrap().output
 }

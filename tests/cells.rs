@@ -5,6 +5,8 @@
 //! - by central finite differences in f64 on every parameter and on h0 and c0, for every cell at
 //!   L = 1 and L = 2, tokens and dense.
 
+mod common;
+
 use unroll::case::Case;
 use unroll::cell::Cell;
 use unroll::check::check;
@@ -110,65 +112,19 @@ fn small(cell: Cell, layers: usize, kind: InputKind, seed: u64) -> (Params<f64>,
             targets,
             h0,
             c0,
+            lengths: None,
         },
     )
 }
 
-/// The relative error of an analytic gradient against central differences: |a − n| / max(|a|, |n|, 1e-3).
-fn rel(analytic: f64, numeric: f64) -> f64 {
-    (analytic - numeric).abs() / analytic.abs().max(numeric.abs()).max(1e-3)
-}
-
 #[test]
 fn finite_differences_pin_every_gradient_of_every_cell() {
-    let eps = 1e-6;
     for cell in [Cell::Rnn, Cell::RnnRelu, Cell::Gru, Cell::Lstm] {
         for layers in [1, 2] {
             for kind in [InputKind::Tokens, InputKind::Dense] {
                 let (params, batch) = small(cell, layers, kind, 7 + layers as u64);
                 let what = format!("{cell:?} L={layers} {kind}");
-                let out = step(&params, &batch);
-                let loss = |p: &Params<f64>, b: &Batch| step(p, b).loss;
-                let mut worst: f64 = 0.0;
-                let mut nonzero = 0;
-                for i in 0..params.data.len() {
-                    let (mut up, mut down) = (params.clone(), params.clone());
-                    up.data[i] += eps;
-                    down.data[i] -= eps;
-                    let numeric = (loss(&up, &batch) - loss(&down, &batch)) / (2.0 * eps);
-                    worst = worst.max(rel(out.grads[i], numeric));
-                    nonzero += (numeric.abs() > 1e-6) as usize;
-                }
-                // The initial states: f32 in the batch, so the step is taken in f32's grid.
-                let state_eps = 1.0 / 1024.0;
-                for (which, grads) in [("h0", &out.dh0), ("c0", &out.dc0)] {
-                    for i in 0..grads.len() {
-                        let (mut up, mut down) = (batch.clone(), batch.clone());
-                        let (u, d) = if which == "h0" {
-                            (&mut up.h0, &mut down.h0)
-                        } else {
-                            (&mut up.c0, &mut down.c0)
-                        };
-                        u[i] += state_eps as f32;
-                        d[i] -= state_eps as f32;
-                        let numeric =
-                            (loss(&params, &up) - loss(&params, &down)) / (2.0 * state_eps);
-                        // A step of 2^-10 leaves a curvature error of order eps²; the bound says so.
-                        assert!(
-                            (grads[i] - numeric).abs() <= 1e-5 * grads[i].abs().max(1e-2),
-                            "{what}: d{which}[{i}] analytic {} numeric {numeric}",
-                            grads[i]
-                        );
-                    }
-                }
-                assert!(worst <= 1e-6, "{what}: worst relative error {worst:e}");
-                // Not a vacuous check: a third or more of the parameters move the loss (tokens leave the unused
-                // columns of U at zero, and so do relu's dead units).
-                assert!(
-                    nonzero > params.data.len() / 3,
-                    "{what}: the check moved the loss ({nonzero} of {})",
-                    params.data.len()
-                );
+                common::assert_finite_differences(&params, &batch, &what);
             }
         }
     }

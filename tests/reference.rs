@@ -30,6 +30,7 @@ fn hand_worked_case() {
         targets: Targets::Dense(vec![0.5, 0.0]),
         h0: vec![0.0],
         c0: vec![],
+        lengths: None,
     };
     let out = cpu::step(&params, &batch);
     let close = |got: f64, want: f64, what: &str| {
@@ -144,7 +145,7 @@ fn stepper_matches_the_reference_forward() {
         let params = Params::init(config, 5);
         let batch = Batch::random(&config, 1, 6, false, 6);
         let fwd = cpu::forward(&params, &batch);
-        let mut s = unroll::sample::Stepper::new(&params);
+        let mut s = unroll::sample::Stepper::new(&params).unwrap();
         for t in 0..6 {
             match &batch.inputs {
                 Inputs::Tokens(x) => s.feed_token(x[t]),

@@ -153,6 +153,13 @@ impl GpuStack {
         (recurrence, tiles): (Option<Recurrence>, Option<Tiles>),
     ) -> Result<(Shape, Recurrence, Tiling)> {
         config.validate()?;
+        if !config.is_next_step() {
+            return Err(Error::config(
+                format!("the GPU step does not run this model yet ({config})"),
+                "check it on the CPU reference (`unroll check --device cpu`), or build a \
+                 unidirectional model with the per-step head",
+            ));
+        }
         if batch == 0 || steps == 0 {
             return Err(Error::config(
                 format!("batch size B={batch} and timesteps T={steps}: both must be at least 1"),
@@ -280,7 +287,7 @@ impl GpuStack {
             Inputs::Dense(x) => bytemuck::cast_slice(x),
         };
         let y: &[u8] = match targets {
-            Targets::Tokens(y) => bytemuck::cast_slice(y),
+            Targets::Tokens(y) | Targets::Labels(y) => bytemuck::cast_slice(y),
             Targets::Dense(y) => bytemuck::cast_slice(y),
         };
         gpu.write(&b.x, 0, x) + gpu.write(&b.targets, 0, y)
@@ -298,6 +305,13 @@ impl GpuStack {
             ));
         }
         batch.validate(&self.config)?;
+        if batch.lengths.is_some() {
+            return Err(Error::config(
+                "the GPU step does not run sequences of different lengths yet",
+                "give every sequence of the batch T steps, or check it on the CPU reference \
+                 (`unroll check --device cpu`)",
+            ));
+        }
         let b = &self.buffers;
         let mut sent = self.write_data(gpu, &batch.inputs, &batch.targets);
         let bh = self.batch * self.config.hidden;
@@ -373,6 +387,7 @@ impl GpuStack {
             h_n: last(&b.hs).await?,
             c_n: if lstm { last(&b.cs).await? } else { vec![] },
             logits: gpu.read_f32_async(&b.logits, 0, nt * nb * c.output).await?,
+            features: vec![],
             grads: gpu.read_f32_async(&b.grads, 0, c.table().len).await?,
             dh0: gpu
                 .read_f32_async(&b.d0, self.shape().d0().1, nl * bh)

@@ -149,21 +149,21 @@ pub(crate) fn places(config: &ModelConfig, table: &ParamTable) -> (Vec<Place>, u
     let gh = config.cell.gates() * config.hidden;
     let g4 = gh.next_multiple_of(4);
     let h4 = config.hidden.next_multiple_of(4);
-    let off = |name: String| table.get(&name).expect("a parameter of the table").offset;
     let mut wt = 0;
     let mut places = Vec::new();
-    for l in 0..config.layers {
-        let input = config.layer_input(l);
+    // The GPU step runs one direction (GpuStack::check_fits refuses a bidirectional model).
+    for layer in table.layers.iter().filter(|p| p.direction == 0) {
+        let input = layer.input();
         let wt_ih = wt;
         wt += input * g4;
         let wt_hh = wt;
         wt += config.hidden * config.cell.gates() * h4;
         places.push(Place {
             input,
-            w_ih: off(format!("rnn.weight_ih_l{l}")),
-            w_hh: off(format!("rnn.weight_hh_l{l}")),
-            b_ih: off(format!("rnn.bias_ih_l{l}")),
-            b_hh: off(format!("rnn.bias_hh_l{l}")),
+            w_ih: layer.weight_ih.offset,
+            w_hh: layer.weight_hh.offset,
+            b_ih: layer.bias_ih.offset,
+            b_hh: layer.bias_hh.offset,
             wt_ih,
             wt_hh,
         });

@@ -115,3 +115,57 @@ pub fn step(
     };
     ModelStep::new(gpu, kernels, config, shape, options)
 }
+
+/// The relative error of an analytic gradient against central differences:
+/// |a − n| / max(|a|, |n|, 1e-3).
+fn rel(analytic: f64, numeric: f64) -> f64 {
+    (analytic - numeric).abs() / analytic.abs().max(numeric.abs()).max(1e-3)
+}
+
+/// Pins every gradient of the CPU reference's step in f64 by central differences: every
+/// parameter (step 1e-6, within 1e-6 relative), h0 and c0 (f32 in the batch, so a step of 2^-10
+/// on f32's grid, within 1e-5 · max(|g|, 1e-2)). Asserts that a third or more of the parameters
+/// move the loss, so that the check is not vacuous.
+pub fn assert_finite_differences(
+    params: &unroll::model::Params<f64>,
+    batch: &unroll::model::Batch,
+    what: &str,
+) {
+    use unroll::cpu::step;
+    let eps = 1e-6;
+    let out = step(params, batch);
+    let loss = |p: &unroll::model::Params<f64>, b: &unroll::model::Batch| step(p, b).loss;
+    let (mut worst, mut nonzero) = (0.0f64, 0);
+    for i in 0..params.data.len() {
+        let (mut up, mut down) = (params.clone(), params.clone());
+        up.data[i] += eps;
+        down.data[i] -= eps;
+        let numeric = (loss(&up, batch) - loss(&down, batch)) / (2.0 * eps);
+        worst = worst.max(rel(out.grads[i], numeric));
+        nonzero += (numeric.abs() > 1e-6) as usize;
+    }
+    let state_eps = 1.0 / 1024.0;
+    for (which, grads) in [("h0", &out.dh0), ("c0", &out.dc0)] {
+        for (i, &g) in grads.iter().enumerate() {
+            let (mut up, mut down) = (batch.clone(), batch.clone());
+            let (u, d) = match which {
+                "h0" => (&mut up.h0, &mut down.h0),
+                _ => (&mut up.c0, &mut down.c0),
+            };
+            u[i] += state_eps as f32;
+            d[i] -= state_eps as f32;
+            let numeric = (loss(params, &up) - loss(params, &down)) / (2.0 * state_eps);
+            // A step of 2^-10 leaves a curvature error of order eps²; the bound says so.
+            assert!(
+                (g - numeric).abs() <= 1e-5 * g.abs().max(1e-2),
+                "{what}: d{which}[{i}] analytic {g} numeric {numeric}"
+            );
+        }
+    }
+    assert!(worst <= 1e-6, "{what}: worst relative error {worst:e}");
+    assert!(
+        nonzero > params.data.len() / 3,
+        "{what}: the check moved the loss ({nonzero} of {})",
+        params.data.len()
+    );
+}
