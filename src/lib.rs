@@ -60,6 +60,7 @@
 //! - [`case`], [`check`], [`compare`]: GPU against CPU against PyTorch's cases.
 //! - [`optim`]: SGD, Adagrad, Adam, clipping; [`engine`]: what a training device provides.
 //! - [`data`], [`series`]: text and numeric series, batched into parallel streams;
+//!   [`ts_file`]: labelled sequences in the UEA/UCR archive's `.ts` format;
 //!   [`forecast`]: a series model's forecast.
 //! - [`checkpoint`], [`tensorfile`]: safetensors files; [`sample`]: sampling text;
 //!   [`config`]: a run's configuration as the CLI stores it.
@@ -101,6 +102,7 @@ pub mod step_output;
 pub mod tensorfile;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod trainer;
+pub mod ts_file;
 
 // The command-line tool's machinery (run directories, the training run with its files, the
 // benchmarks): public for the `unroll` binary beside this library, not part of its API.
