@@ -60,7 +60,8 @@
 //! - [`case`], [`check`], [`compare`]: GPU against CPU against PyTorch's cases.
 //! - [`optim`]: SGD, Adagrad, Adam, clipping; [`engine`]: what a training device provides.
 //! - [`data`], [`series`]: text and numeric series, batched into parallel streams;
-//!   [`ts_file`]: labelled sequences in the UEA/UCR archive's `.ts` format;
+//!   [`ts_file`]: labelled sequences in the UEA/UCR archive's `.ts` format; [`sequences`]:
+//!   labelled sequences as batches (stratified split, normalisation, buckets of lengths);
 //!   [`forecast`]: a series model's forecast.
 //! - [`checkpoint`], [`tensorfile`]: safetensors files; [`sample`]: sampling text;
 //!   [`config`]: a run's configuration as the CLI stores it.
@@ -96,6 +97,7 @@ pub mod optim;
 pub mod owned;
 pub mod param_table;
 pub mod sample;
+pub mod sequences;
 pub mod series;
 pub mod shares;
 pub mod step_output;
