@@ -439,7 +439,7 @@ fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
 
 /// The flags `train --resume` takes from the checkpoint: giving one is an error rather than a
 /// change that would be silently ignored.
-const FIXED_ON_RESUME: [&str; 22] = [
+const FIXED_ON_RESUME: [&str; 23] = [
     "task",
     "bytes",
     "columns",
@@ -461,6 +461,7 @@ const FIXED_ON_RESUME: [&str; 22] = [
     "eval_every",
     "log_every",
     "checkpoint_every",
+    "early_stop",
     "seed",
 ];
 

@@ -46,6 +46,21 @@ pub struct RunInfo {
     pub train: Option<crate::config::TrainConfig>,
     /// Training steps taken.
     pub step: u64,
+    /// The best validation score the run has seen so far, where it has evaluated.
+    #[serde(default)]
+    pub best: Option<Best>,
+}
+
+/// The run's best evaluation: the lowest validation loss, its step, and the evaluations since
+/// (what `--early-stop` counts).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Best {
+    /// The step of the best evaluation.
+    pub step: u64,
+    /// Its validation loss.
+    pub val_loss: f32,
+    /// Evaluations since it that did not improve on it.
+    pub since: u64,
 }
 
 /// A model and, for resuming, the state of its run.
@@ -94,7 +109,7 @@ impl Checkpoint {
         }
         if let Some(carry) = &self.hidden {
             let nb = carry.len() / cfg.carry_len(1);
-            let shape = vec![cfg.layers, nb, cfg.hidden];
+            let shape = vec![cfg.directions() * cfg.layers, nb, cfg.hidden];
             let (h, c) = carry.split_at(cfg.state_len(nb));
             tensors.push(OwnedTensor::f32("state.hidden", shape.clone(), h));
             if cfg.cell.has_cell_state() {
@@ -242,10 +257,10 @@ impl Checkpoint {
 }
 
 /// The carried state, every layer's h then (LSTM) c: `state.hidden` (and `state.cell`),
-/// (L, B, H); format 1's (B, H) is one layer's.
+/// (ND·L, B, H); format 1's (B, H) is one layer's.
 fn read_carry(f: &TensorFile, path: &Path, cfg: &crate::model::ModelConfig) -> Result<Vec<f32>> {
     let (shape, h) = f.floats("state.hidden", None)?;
-    let (nl, nh) = (cfg.layers, cfg.hidden);
+    let (nl, nh) = (cfg.directions() * cfg.layers, cfg.hidden);
     let ok = match shape[..] {
         [l, _, w] => l == nl && w == nh,
         [_, w] => nl == 1 && w == nh,

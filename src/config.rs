@@ -104,6 +104,11 @@ pub struct TrainConfig {
     /// Write a checkpoint every N steps (0: only at the end).
     #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
     pub checkpoint_every: u64,
+    /// End the run after N evaluations in a row that did not lower the best validation loss
+    /// (0: run every step). The best model is kept either way (best.safetensors).
+    #[serde(default)]
+    #[arg(long, default_value_t = 0)]
+    pub early_stop: u64,
     /// Evaluate on at most this many chunks of the validation data (0: all of it).
     #[serde(default)]
     #[arg(skip)]
@@ -140,6 +145,7 @@ impl Default for TrainConfig {
             eval_every: 100,
             log_every: 10,
             checkpoint_every: 500,
+            early_stop: 0,
             val_chunks: 0,
             seed: 1,
             sample_len: 300,

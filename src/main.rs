@@ -295,6 +295,14 @@ fn print_summary(s: &unroll::train::TrainSummary, task: Task) {
         );
     }
     println!("checkpoint: {}", s.checkpoint.display());
+    if let Some((b, path)) = &s.best {
+        println!(
+            "best:       {} (step {}, validation loss {:.4})",
+            path.display(),
+            b.step,
+            b.val_loss
+        );
+    }
     println!("metrics:    {}", s.metrics.display());
     println!("loss plot:  {}", s.plot.display());
     if !s.sample.is_empty() {

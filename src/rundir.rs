@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The checkpoint's file name in a run directory.
 pub const CHECKPOINT: &str = "model.safetensors";
+/// The checkpoint of the best evaluation's step.
+pub const BEST: &str = "best.safetensors";
 /// The metrics file's name.
 pub const METRICS: &str = "metrics.csv";
 /// The loss plot's name.
@@ -28,8 +30,9 @@ pub const LOCK: &str = "unroll.lock";
 const LOCK_LEN: usize = 256;
 
 /// The files a run writes, and their kinds.
-const FILES: [(&str, Kind); 3] = [
+const FILES: [(&str, Kind); 4] = [
     (CHECKPOINT, Kind::Checkpoint),
+    (BEST, Kind::Checkpoint),
     (METRICS, Kind::Metrics),
     (PLOT, Kind::LossPlot),
 ];
@@ -184,7 +187,7 @@ fn check_contents(dir: &Path, stale: Option<&str>) -> Result<()> {
         dir,
         format!(
             "the output directory holds files that unroll did not write ({}); unroll writes \
-             {CHECKPOINT}, {METRICS} and {PLOT} there and replaces them\n  hint: pass a new or empty \
+             {CHECKPOINT}, {BEST}, {METRICS} and {PLOT} there and replaces them\n  hint: pass a new or empty \
              --out directory, or --force to write there anyway",
             few(&foreign, 5)
         ),

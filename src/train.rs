@@ -5,6 +5,7 @@
 //! curve and prints a sample. Before the first GPU step it compares one step with the CPU
 //! reference at the run's model sizes.
 
+pub use crate::checkpoint::Best;
 use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 pub use crate::config::{Device, MAX_BATCH_OR_SEQ_LEN, MAX_ROWS, Task, TrainConfig};
 use crate::engine::Engine;
@@ -59,6 +60,11 @@ pub struct TrainSummary {
     pub interrupted: bool,
     /// The checkpoint written.
     pub checkpoint: PathBuf,
+    /// The best evaluation (lowest validation loss) and its checkpoint, where the run
+    /// evaluated.
+    pub best: Option<(Best, PathBuf)>,
+    /// Whether `--early-stop` ended the run before `--iters`.
+    pub stopped_early: bool,
     /// The metrics file.
     pub metrics: PathBuf,
     /// The loss-curve plot.
@@ -71,7 +77,7 @@ pub struct TrainSummary {
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let mut run = Run::start(cfg, opts)?;
     let mut interrupted = false;
-    while run.step < run.cfg.iters {
+    while run.step < run.cfg.iters && !run.stops_early() {
         run.train_step()?;
         let signalled = opts
             .interrupt
@@ -97,6 +103,9 @@ struct Run {
     plot: PathBuf,
     /// The last checkpoint on disk (its step and path): written by this run, or resumed from.
     kept: Option<(u64, PathBuf)>,
+    /// The best evaluation so far (this run's or the resumed one's); its checkpoint is `best`.
+    best: Option<Best>,
+    best_path: PathBuf,
     metrics: Option<Metrics>,
     bar: indicatif::ProgressBar,
     /// What the last comparison of the ranks' parameters found, in a data-parallel run.
@@ -139,6 +148,13 @@ impl Run {
             Some(dir) => Some(Metrics::open(dir, resumed.is_some(), step)?),
             None => None,
         };
+        if cfg.early_stop > 0 && opts.job.is_some() {
+            return Err(Error::config(
+                "--early-stop ends a run on rank 0's evaluation, and the other ranks of an MPI job \
+                 do not evaluate",
+                "leave --early-stop out of an MPI job (best.safetensors is kept either way)",
+            ));
+        }
         let kept = match (&resumed, &opts.resume) {
             (Some(ck), Some(r)) => Some((ck.info.step, r.checkpoint.clone())),
             _ => None,
@@ -146,6 +162,8 @@ impl Run {
         let run = Self {
             bar: progress_bar(opts.quiet || !leader, cfg.iters, step),
             checkpoint: opts.out_dir.join(rundir::CHECKPOINT),
+            best: resumed.as_ref().and_then(|c| c.info.best),
+            best_path: opts.out_dir.join(rundir::BEST),
             plot: opts.out_dir.join(rundir::PLOT),
             agreement: None,
             kept,
@@ -223,17 +241,25 @@ impl Run {
         if let Some(a) = self.engine.synchronize()? {
             self.agreement = Some(a);
         }
+        // Every rank's part: the carried state of every stream is gathered to rank 0.
         let hidden = self.engine.hidden()?;
         let Some(dir) = &self.dir else {
             return Ok(());
         };
+        dir.write_atomic(rundir::CHECKPOINT, &self.checkpoint_bytes(Some(hidden))?)?;
+        self.kept = Some((self.step, self.checkpoint.clone()));
+        Ok(())
+    }
+
+    /// The checkpoint of the run as it stands, with the carried state where given.
+    fn checkpoint_bytes(&self, hidden: Option<Vec<f32>>) -> Result<Vec<u8>> {
         let (engine, step) = (self.engine.as_ref(), self.step);
         let params = engine.params()?;
         if let Some(i) = params.data.iter().position(|v| !v.is_finite()) {
             return Err(self.diverged("a parameter", params.data[i]));
         }
         let cpe = self.data.train.chunks_per_epoch() as u64;
-        let bytes = Checkpoint {
+        Checkpoint {
             params,
             info: RunInfo {
                 format: FORMAT,
@@ -242,15 +268,40 @@ impl Run {
                 normalization: self.data.normalization.clone(),
                 train: Some(self.cfg.clone()),
                 step,
+                best: self.best,
             },
             optimizer: Some(engine.optimizer_state()?),
-            hidden: Some(hidden),
+            hidden,
             positions: Some(self.data.train.positions((step % cpe) as usize)),
         }
-        .to_bytes()?;
-        dir.write_atomic(rundir::CHECKPOINT, &bytes)?;
-        self.kept = Some((step, self.checkpoint.clone()));
+        .to_bytes()
+    }
+
+    /// After an evaluation (on rank 0 alone): a lower validation loss than the best so far
+    /// becomes the best, and its checkpoint is written (`best.safetensors`, the model without the
+    /// carried state, which only a collective of every rank could gather); else one more
+    /// evaluation without improvement counts.
+    fn track_best(&mut self) -> Result<()> {
+        match &mut self.best {
+            Some(b) if self.val_loss >= b.val_loss => b.since += 1,
+            _ => {
+                self.best = Some(Best {
+                    step: self.step,
+                    val_loss: self.val_loss,
+                    since: 0,
+                });
+                if let Some(dir) = &self.dir {
+                    dir.write_atomic(rundir::BEST, &self.checkpoint_bytes(None)?)?;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `--early-stop N` ends the run: N evaluations in a row without improvement.
+    fn stops_early(&self) -> bool {
+        let n = self.cfg.early_stop;
+        n > 0 && self.best.is_some_and(|b| b.since >= n)
     }
 
     /// One training step on the next chunk; reports, evaluates, checkpoints and writes its
@@ -272,6 +323,7 @@ impl Run {
         };
         if eval && self.dir.is_some() {
             self.evaluate()?;
+            self.track_best()?;
         }
         // The step's checkpoint comes before its metrics row: a row promises that the checkpoint
         // of its step, when one was due, is on disk.
@@ -375,6 +427,21 @@ impl Run {
             self.evaluate()?;
         }
         self.save()?;
+        if let Some(b) = self
+            .best
+            .filter(|_| self.stops_early() && self.step < self.cfg.iters)
+        {
+            self.say(format!(
+                "no lower validation loss in {} evaluations: stopped at step {} of {}; the best \
+                 ({:.4}, step {}) is {}",
+                b.since,
+                self.step,
+                self.cfg.iters,
+                b.val_loss,
+                b.step,
+                self.best_path.display()
+            ));
+        }
         if interrupted {
             let ck = self.checkpoint.display();
             self.say(format!(
@@ -407,6 +474,8 @@ impl Run {
             sample_score,
             interrupted,
             checkpoint: self.checkpoint.clone(),
+            best: self.best.map(|b| (b, self.best_path.clone())),
+            stopped_early: self.stops_early() && self.step < self.cfg.iters,
             metrics,
             plot: self.plot.clone(),
             device: self.engine.device(),

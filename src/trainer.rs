@@ -205,6 +205,7 @@ impl Trainer {
                 normalization: None,
                 train: None,
                 step: self.taken,
+                best: None,
             },
             params,
             optimizer: Some(self.engine.optimizer_state()?),

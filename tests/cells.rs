@@ -227,6 +227,7 @@ fn checkpoints_hold_pytorchs_state_dict() {
                 normalization: None,
                 train: None,
                 step: 0,
+                best: None,
             },
             optimizer: None,
             hidden: None,

@@ -186,6 +186,7 @@ fn checkpoint_of(cell: unroll::Cell, layers: usize) -> Vec<u8> {
             normalization: None,
             train: None,
             step: 7,
+            best: None,
         },
         optimizer: Some(unroll::optim::OptimizerState {
             m: vec![0.1; n],
