@@ -78,6 +78,8 @@ pub(crate) struct TrainArgs {
     pub(crate) config: TrainConfig,
     #[command(flatten)]
     pub(crate) cell: CellArgs,
+    #[command(flatten)]
+    pub(crate) sequence: crate::args_seq::SequenceArgs,
     /// The most bytes --data may hold (the file is read into memory whole).
     #[arg(long, default_value_t = unroll::data::DEFAULT_MAX_BYTES)]
     pub(crate) max_bytes: u64,
@@ -243,6 +245,8 @@ pub(crate) struct CheckArgs {
     pub(crate) cell: CellArgs,
     #[command(flatten)]
     pub(crate) sequence: crate::args_seq::SequenceArgs,
+    #[command(flatten)]
+    pub(crate) lengths: crate::args_seq::LengthsArg,
 }
 
 /// The cell and depth of a model.
@@ -310,6 +314,8 @@ impl TrainArgs {
         TrainConfig {
             cell: self.cell.cell(),
             layers: self.cell.layers,
+            bidirectional: self.sequence.bidirectional,
+            head: self.sequence.head().unwrap_or_default(),
             ..self.config.clone()
         }
     }
@@ -394,7 +400,7 @@ impl CheckArgs {
             "--case reads the model, its parameters and the batch from the file",
         )?;
         given.refuse(
-            &crate::args_seq::SequenceArgs::IDS,
+            &[crate::args_seq::SequenceArgs::IDS.as_slice(), &["lengths"]].concat(),
             self.case.is_none(),
             "--case reads the model, its parameters and the batch from the file",
         )?;
@@ -439,7 +445,7 @@ fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
 
 /// The flags `train --resume` takes from the checkpoint: giving one is an error rather than a
 /// change that would be silently ignored.
-const FIXED_ON_RESUME: [&str; 23] = [
+const FIXED_ON_RESUME: [&str; 26] = [
     "task",
     "bytes",
     "columns",
@@ -463,6 +469,9 @@ const FIXED_ON_RESUME: [&str; 23] = [
     "checkpoint_every",
     "early_stop",
     "seed",
+    "bidirectional",
+    "head",
+    "val",
 ];
 
 impl TrainArgs {
@@ -521,6 +530,8 @@ impl TrainArgs {
             "--max-bytes limits the file of --data, and the built-in data is no file",
         )?;
         if self.resume.is_none() {
+            let classify = self.config.task == Task::Classify;
+            self.sequence.check_train(given, classify)?;
             let series = self.config.task == Task::Series;
             given.refuse(
                 &["columns", "target"],

@@ -1,6 +1,7 @@
 //! The flags of whole-sequence models: a reverse direction, the head, and each sequence's own
 //! length (shared by the commands that build such a model).
 
+use crate::args::Given;
 use clap::{Args, ValueEnum};
 use unroll::model::{Head, ModelConfig};
 
@@ -15,16 +16,22 @@ pub(crate) enum HeadArg {
     Mean,
 }
 
-/// A bidirectional model, its head, and the lengths of a generated batch.
+/// A bidirectional model and its head.
 #[derive(Args, Clone)]
 pub(crate) struct SequenceArgs {
     /// Run every layer in both directions (`torch.nn.{RNN,GRU,LSTM}(bidirectional=True)`).
     #[arg(long)]
     pub(crate) bidirectional: bool,
-    /// What the decoder reads: every step's output, or one vector per sequence (`last`,
-    /// `mean`) classified against one label.
-    #[arg(long, value_enum, default_value = "per-step")]
-    pub(crate) head: HeadArg,
+    /// What the decoder reads: every step's output (`per-step`, the default of next-step
+    /// models), or one vector per sequence classified against one label (`last`, the default
+    /// of --task classify; `mean`).
+    #[arg(long, value_enum)]
+    pub(crate) head: Option<HeadArg>,
+}
+
+/// Each sequence's own length, for a generated batch.
+#[derive(Args, Clone)]
+pub(crate) struct LengthsArg {
     /// Each sequence's own length, B values in 1..=T separated by commas (e.g. 32,7,1); steps
     /// past it are padding, as in `pack_padded_sequence`.
     #[arg(long, value_delimiter = ',')]
@@ -33,18 +40,46 @@ pub(crate) struct SequenceArgs {
 
 impl SequenceArgs {
     /// The flags' ids, for refusing them together.
-    pub(crate) const IDS: [&'static str; 3] = ["bidirectional", "head", "lengths"];
+    pub(crate) const IDS: [&'static str; 2] = ["bidirectional", "head"];
 
-    /// The model with the flags' direction and head.
-    pub(crate) fn apply(&self, config: ModelConfig) -> ModelConfig {
-        let head = match self.head {
+    /// The head asked for, if any.
+    pub(crate) fn head(&self) -> Option<Head> {
+        self.head.map(|h| match h {
             HeadArg::PerStep => Head::PerStep,
             HeadArg::Last => Head::Last,
             HeadArg::Mean => Head::Mean,
-        };
+        })
+    }
+
+    /// The model with the flags' direction and head (per step unless given).
+    pub(crate) fn apply(&self, config: ModelConfig) -> ModelConfig {
         ModelConfig {
             bidirectional: self.bidirectional,
-            ..config.with_head(head)
+            ..config.with_head(self.head().unwrap_or_default())
         }
+    }
+
+    /// `train`'s rules: a reverse direction, a head and a validation file are a classifier's;
+    /// a classifier has a sequence head, batches as long as their longest sequence, no sample.
+    pub(crate) fn check_train(&self, given: &Given<'_>, classify: bool) -> anyhow::Result<()> {
+        given.refuse(
+            &[Self::IDS.as_slice(), &["val"]].concat(),
+            classify,
+            "--bidirectional, --head and --val are for --task classify (whole sequences; a \
+             next-step model reads one direction and predicts every step)",
+        )?;
+        given.refuse(
+            &["seq_len", "sample_len"],
+            !classify,
+            "a classifier's batches are as long as their longest sequence, and it prints no \
+             sample",
+        )?;
+        if classify && self.head() == Some(Head::PerStep) {
+            anyhow::bail!(
+                "--head per-step does not apply to --task classify: a classifier has one label \
+                 per sequence\n  hint: pass --head last (the default) or --head mean"
+            );
+        }
+        Ok(())
     }
 }

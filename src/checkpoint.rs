@@ -49,6 +49,69 @@ pub struct RunInfo {
     /// The best validation score the run has seen so far, where it has evaluated.
     #[serde(default)]
     pub best: Option<Best>,
+    /// A classifier's classes, and how its dense inputs were scaled.
+    #[serde(default)]
+    pub classes: Option<Classes>,
+}
+
+/// What a classifier's checkpoint keeps to read sequences as its training did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Classes {
+    /// The class names: output k is class `names[k]`.
+    pub names: Vec<String>,
+    /// Each input channel's mean and deviation over the training split (dense inputs).
+    pub channels: Option<crate::sequences::ChannelStats>,
+}
+
+impl Classes {
+    /// One name per output of a sequence head, each once; one finite mean and positive
+    /// deviation per input channel.
+    pub fn validate(&self, config: &ModelConfig) -> Result<()> {
+        let fix = "use a checkpoint that unroll wrote, unmodified";
+        if !config.head.is_sequence() || self.names.len() != config.output {
+            return Err(Error::config(
+                format!(
+                    "{} class names for a model of O={} with the {} head",
+                    self.names.len(),
+                    config.output,
+                    config.head.name()
+                ),
+                fix,
+            ));
+        }
+        if let Some((i, n)) = self
+            .names
+            .iter()
+            .enumerate()
+            .find(|(i, n)| self.names[..*i].contains(n))
+        {
+            return Err(Error::config(
+                format!("class {i} (`{n}`) is named twice"),
+                fix,
+            ));
+        }
+        if let Some(c) = &self.channels {
+            let ok = |v: &[f64], positive: bool| {
+                v.len() == config.input
+                    && v.iter().all(|x| x.is_finite() && (!positive || *x > 0.0))
+            };
+            if config.kind != crate::model::InputKind::Dense
+                || !ok(&c.mean, false)
+                || !ok(&c.std, true)
+            {
+                return Err(Error::config(
+                    format!(
+                        "channel statistics of {} means and {} deviations for a model of I={}",
+                        c.mean.len(),
+                        c.std.len(),
+                        config.input
+                    ),
+                    fix,
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The run's best evaluation: the lowest validation loss, its step, and the evaluations since
@@ -181,7 +244,9 @@ impl Checkpoint {
             data.extend(f.f32s(&e.name, &e.shape)?);
         }
         if let Some(vocab) = &info.vocab {
-            if vocab.len() != ni || vocab.len() != no {
+            // A text model reads and predicts tokens; a text classifier predicts classes.
+            let predicts_tokens = !cfg.head.is_sequence();
+            if vocab.len() != ni || (predicts_tokens && vocab.len() != no) {
                 return Err(Error::file(
                     path,
                     format!(
@@ -197,6 +262,11 @@ impl Checkpoint {
         if let Some(norm) = &info.normalization {
             norm.validate(&cfg)
                 .map_err(|e| Error::file(path, format!("has unusable column statistics: {e}")))?;
+        }
+        if let Some(classes) = &info.classes {
+            classes
+                .validate(&cfg)
+                .map_err(|e| Error::file(path, format!("has unusable classes: {e}")))?;
         }
         if let Some(train) = &info.train {
             train.validate().map_err(|e| {

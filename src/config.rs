@@ -22,6 +22,9 @@ pub enum Task {
     Text,
     /// Next-step prediction on numeric series from CSV.
     Series,
+    /// One class per sequence: labelled sequences of a `.ts` file (UEA/UCR) or of
+    /// `label<TAB>text` lines.
+    Classify,
 }
 
 /// Where the training runs.
@@ -40,12 +43,19 @@ pub enum Device {
 /// (the cell and depth from the CLI's cell flags, which set `cell` and `layers`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct TrainConfig {
-    /// text: next-character prediction; series: next-step prediction on a CSV.
+    /// text: next-character prediction; series: next-step prediction on a CSV; classify: one
+    /// class per sequence.
     #[arg(long, value_enum, default_value_t = TrainConfig::default().task)]
     pub task: Task,
-    /// The data: a text file, or a CSV for --task series (default: the built-in data).
+    /// The data: a text file, a CSV for --task series, a `.ts` file or `label<TAB>text` lines
+    /// for --task classify (default: the built-in data).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Classify: the validation (test) split, of --data's kind (default: a stratified
+    /// --val-fraction of --data).
+    #[serde(default)]
+    #[arg(long)]
+    pub val: Option<PathBuf>,
     /// Text: use the 256 byte values as the vocabulary (any file, UTF-8 or not).
     #[arg(long)]
     pub bytes: bool,
@@ -73,6 +83,14 @@ pub struct TrainConfig {
     #[serde(default = "one")]
     #[arg(skip = 1usize)]
     pub layers: usize,
+    /// Every layer in both directions (set from the CLI's --bidirectional).
+    #[serde(default)]
+    #[arg(skip)]
+    pub bidirectional: bool,
+    /// What the decoder reads (set from the CLI's --head; classification: `last` unless given).
+    #[serde(default)]
+    #[arg(skip)]
+    pub head: crate::model::Head,
     /// Dropout on the output of every layer but the top one, in training (as PyTorch's
     /// `dropout`; needs --layers 2 or more).
     #[serde(default)]
@@ -130,12 +148,15 @@ impl Default for TrainConfig {
         Self {
             task: Task::Text,
             data: None,
+            val: None,
             bytes: false,
             columns: vec![],
             targets: vec![],
             hidden: 128,
             cell: Cell::Rnn,
             layers: 1,
+            bidirectional: false,
+            head: crate::model::Head::PerStep,
             dropout: 0.0,
             batch: 32,
             seq_len: 32,

@@ -50,6 +50,15 @@ pub trait Engine {
     fn apply(&mut self, grads: &[f32], report: bool) -> Result<Option<f32>>;
     /// Replaces the parameters.
     fn set_params(&mut self, params: &Params<f32>) -> Result<()>;
+    /// One step on whole sequences (forward, loss, backward, clipping, update), each from a
+    /// zero state; the carried state of [`Engine::train_step`] is untouched.
+    fn train_sequences(&mut self, _batch: &Batch, _report: bool) -> Result<Option<StepStats>> {
+        Err(not_yet(&self.device()))
+    }
+    /// The logits of whole sequences (B, O) from a zero state, no update.
+    fn predict(&mut self, _batch: &Batch) -> Result<Vec<f32>> {
+        Err(not_yet(&self.device()))
+    }
     /// Where the model lives on several ranks: makes every rank's parameters and optimizer
     /// state rank 0's, and says how many differed. Every rank calls it at the same step.
     fn synchronize(&mut self) -> Result<Option<crate::shares::Agreement>> {
@@ -67,6 +76,14 @@ pub trait Engine {
     fn progress_note(&self) -> Option<String> {
         None
     }
+}
+
+/// The error of an engine that does not run whole sequences.
+fn not_yet(device: &str) -> crate::Error {
+    crate::Error::config(
+        format!("{device} does not train or predict whole sequences yet"),
+        "run whole-sequence models on the CPU reference (--device cpu), on one rank",
+    )
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -256,6 +273,28 @@ impl Engine for CpuTrainer {
             carry = Some([fwd.h_n, fwd.c_n].concat());
         }
         Ok((total / chunks.len().max(1) as f64) as f32)
+    }
+
+    fn train_sequences(&mut self, batch: &Batch, _report: bool) -> Result<Option<StepStats>> {
+        let config = self.params.config;
+        batch.validate(&config)?;
+        let dropout = self.dropout.map(|d| d.at_step(self.state.step));
+        let out = cpu::step_with(&self.params, batch, dropout.as_ref());
+        let grad_norm = optim::update(
+            &self.optim,
+            &mut self.params.data,
+            &out.grads,
+            &mut self.state,
+        );
+        Ok(Some(StepStats {
+            loss: out.loss,
+            grad_norm,
+        }))
+    }
+
+    fn predict(&mut self, batch: &Batch) -> Result<Vec<f32>> {
+        batch.validate(&self.params.config)?;
+        Ok(cpu::forward(&self.params, batch).logits)
     }
 
     fn params(&self) -> Result<Params<f32>> {

@@ -59,7 +59,8 @@
 //! - [`gpu`]: the device and the GPU step.
 //! - [`case`], [`check`], [`compare`]: GPU against CPU against PyTorch's cases.
 //! - [`optim`]: SGD, Adagrad, Adam, clipping; [`engine`]: what a training device provides.
-//! - [`data`], [`series`]: text and numeric series, batched into parallel streams;
+//! - [`dataset`]: the one data seam, [`dataset::Dataset`], that every task's data implements;
+//!   [`data`], [`series`]: text and numeric series, batched into parallel streams;
 //!   [`ts_file`]: labelled sequences in the UEA/UCR archive's `.ts` format; [`sequences`]:
 //!   labelled sequences as batches (stratified split, normalisation, buckets of lengths);
 //!   [`forecast`]: a series model's forecast.
@@ -86,6 +87,7 @@ mod cpu_layer;
 pub mod data;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod data_parallel;
+pub mod dataset;
 pub mod dropout;
 pub mod engine;
 pub mod error;
@@ -125,6 +127,8 @@ pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]
 mod resume;
 #[cfg(not(target_arch = "wasm32"))]
+mod run_classify;
+#[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub mod run_data;
 #[cfg(not(target_arch = "wasm32"))]
@@ -145,4 +149,4 @@ pub use config::Device;
 pub use error::{Error, Result};
 pub use model::{Batch, Inputs, ModelConfig, Params, StepOutput, Targets};
 #[cfg(not(target_arch = "wasm32"))]
-pub use trainer::{Chunks, TrainOptions, Trainer, gradients};
+pub use trainer::{TrainOptions, Trainer, gradients};

@@ -90,7 +90,7 @@ fn run_check(args: &CheckArgs, given: &Given<'_>) -> Result<bool> {
                 random_state: args.random_h0,
             };
             let mut case = Case::random(config, random)?;
-            if let Some(lengths) = &args.sequence.lengths {
+            if let Some(lengths) = &args.lengths.lengths {
                 case.batch = case.batch.with_lengths(lengths.clone());
                 case.batch.validate(&config)?;
             }
@@ -276,6 +276,7 @@ fn print_summary(s: &unroll::train::TrainSummary, task: Task) {
     let baseline = match task {
         Task::Text => "unigram entropy",
         Task::Series => "repeat-last-value forecast",
+        Task::Classify => "the training classes' frequencies",
     };
     let val = if s.val_loss.is_nan() {
         "not measured yet".to_string()
@@ -293,6 +294,9 @@ fn print_summary(s: &unroll::train::TrainSummary, task: Task) {
             "step {}: train loss {:.4}, validation loss {val} ({baseline} {:.4}), {:.0} tokens/s",
             s.step, s.train_loss, s.baseline_loss, s.tokens_per_s
         );
+    }
+    if let Some(c) = &s.classified {
+        print_classified(c);
     }
     println!("checkpoint: {}", s.checkpoint.display());
     if let Some((b, path)) = &s.best {
@@ -315,6 +319,37 @@ fn print_summary(s: &unroll::train::TrainSummary, task: Task) {
              of {}",
             k.correct, k.lines, k.well_formed, k.unigram_correct, k.unigram_lines
         );
+    }
+}
+
+/// A classifier's validation accuracy, per class, and its confusion matrix (rows: the true
+/// class; columns: the predicted one).
+fn print_classified(c: &unroll::train::Classified) {
+    println!("validation accuracy: {:.1} %", 100.0 * c.accuracy);
+    let width = c
+        .classes
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(5);
+    println!("  {:>width$}  sequences  accuracy  predicted as:", "class");
+    for (k, row) in c.confusion.iter().enumerate() {
+        let total: u64 = row.iter().sum();
+        let acc = match total {
+            0 => "-".to_string(),
+            n => format!("{:.1} %", 100.0 * row[k] as f64 / n as f64),
+        };
+        let cells: Vec<String> = row.iter().map(|n| format!("{n:>4}")).collect();
+        println!(
+            "  {:>width$}  {total:>9}  {acc:>8}  {}",
+            c.classes[k],
+            cells.join("")
+        );
+    }
+    if let Some((confusion, per_class)) = &c.files {
+        println!("confusion:  {}", confusion.display());
+        println!("per class:  {}", per_class.display());
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::config::Task;
 use crate::error::{Error, Result};
-use crate::owned::{self, Kind, METRICS_HEADER};
+use crate::owned::{self, Kind, METRICS_HEADER, METRICS_HEADER_ACCURACY};
 use crate::plot;
 use crate::rundir::{self, RunDir};
 use std::io::Write;
@@ -13,16 +13,23 @@ pub(crate) struct Metrics {
     pub(crate) file: std::fs::File,
     pub(crate) path: PathBuf,
     pub(crate) rows: Vec<(u64, f32, Option<f32>)>,
+    /// Whether rows end with the validation accuracy (a classifier's).
+    accuracy: bool,
 }
 
 impl Metrics {
-    /// Opens the run's `metrics.csv`; on resume keeps its rows up to `step` (where the file is
-    /// unroll's) and appends after them.
-    pub(crate) fn open(dir: &RunDir, resume: bool, step: u64) -> Result<Self> {
+    /// Opens the run's `metrics.csv` (with a validation accuracy column where `accuracy`); on
+    /// resume keeps its rows up to `step` (where the file is unroll's) and appends after them.
+    pub(crate) fn open(dir: &RunDir, resume: bool, step: u64, accuracy: bool) -> Result<Self> {
         let path = &dir.file(rundir::METRICS);
         let err = |e: std::io::Error| Error::file(path, format!("cannot write metrics: {e}"));
         let mut rows = Vec::new();
-        let mut kept = format!("{METRICS_HEADER}\n");
+        let header = if accuracy {
+            METRICS_HEADER_ACCURACY
+        } else {
+            METRICS_HEADER
+        };
+        let mut kept = format!("{header}\n");
         if resume
             && Kind::Metrics.holds(path)
             && let Ok(old) = std::fs::read_to_string(path)
@@ -49,6 +56,7 @@ impl Metrics {
             file,
             path: path.to_owned(),
             rows,
+            accuracy,
         })
     }
 
@@ -57,13 +65,18 @@ impl Metrics {
         step: u64,
         train: f32,
         val: Option<f32>,
-        tokens_per_s: f64,
-        elapsed: f64,
+        (tokens_per_s, elapsed): (f64, f64),
+        accuracy: Option<f64>,
     ) -> Result<()> {
         let val_s = val.map(|v| v.to_string()).unwrap_or_default();
+        let acc = match (self.accuracy, accuracy.filter(|_| val.is_some())) {
+            (true, Some(a)) => format!(",{a}"),
+            (true, None) => ",".to_string(),
+            (false, _) => String::new(),
+        };
         writeln!(
             self.file,
-            "{step},{train},{val_s},{tokens_per_s:.1},{elapsed:.3}"
+            "{step},{train},{val_s},{tokens_per_s:.1},{elapsed:.3}{acc}"
         )
         .map_err(|e| Error::file(&self.path, format!("cannot write metrics: {e}")))?;
         self.rows.push((step, train, val));
@@ -85,6 +98,7 @@ impl Metrics {
         let y = match task {
             Task::Text => "cross-entropy (nats per character)",
             Task::Series => "mean squared error / 2 (normalised)",
+            Task::Classify => "cross-entropy (nats per sequence)",
         };
         let svg = plot::svg(
             crate::owned::PLOT_TITLE,
@@ -103,5 +117,34 @@ impl Metrics {
             &[owned::svg_mark(Kind::LossPlot)],
         )?;
         dir.write_atomic(rundir::PLOT, svg.as_bytes())
+    }
+}
+
+/// A classifier's confusion (`true_class,predicted_class,sequences`, every pair) and its
+/// per-class accuracy (`class,sequences,correct,accuracy`), as CSV text.
+pub(crate) fn class_tables(names: &[String], confusion: &[Vec<u64>]) -> (String, String) {
+    let mut pairs = format!("{}\n", owned::CONFUSION_HEADER);
+    let mut per_class = format!("{}\n", owned::PER_CLASS_HEADER);
+    for (k, row) in confusion.iter().enumerate() {
+        for (j, n) in row.iter().enumerate() {
+            pairs += &format!("{},{},{n}\n", csv_cell(&names[k]), csv_cell(&names[j]));
+        }
+        let total: u64 = row.iter().sum();
+        let acc = if total > 0 {
+            (row[k] as f64 / total as f64).to_string()
+        } else {
+            String::new()
+        };
+        per_class += &format!("{},{total},{},{acc}\n", csv_cell(&names[k]), row[k]);
+    }
+    (pairs, per_class)
+}
+
+/// A CSV cell: quoted where the name holds a comma, a quote or a line break.
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
 }

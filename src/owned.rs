@@ -7,7 +7,7 @@
 //! | `check --dump` | `unroll.file` = `check-dump` |
 //! | `check --save-case` | `unroll.file` = `check-case` |
 //! | loss plot, forecast plot, comparison plot | an SVG with the line `<!-- unroll.file: loss-plot -->` (or `forecast-plot`, `comparison-plot`) among its first; before the marks, the plot's title line |
-//! | `metrics.csv` | the header unroll writes, exactly |
+//! | `metrics.csv`, `confusion.csv`, `per_class.csv` | the header unroll writes, exactly |
 //! | a forecast's CSV | its name, length and hash, recorded in the forecast plot beside it (same name, `.svg`) |
 //! | `unroll.lock` | the first line `unroll run lock` ([`parse_lock`]; before the marks, the owner's pid alone, taken as unroll's only beside a run's checkpoint or metrics: see [`crate::rundir`]) |
 //!
@@ -30,6 +30,13 @@ pub const METADATA_KEY: &str = "unroll.file";
 
 /// The header of `metrics.csv`.
 pub const METRICS_HEADER: &str = "step,train_loss,val_loss,tokens_per_s,elapsed_s";
+/// The header of a classifier's `metrics.csv`: the validation accuracy last.
+pub const METRICS_HEADER_ACCURACY: &str =
+    "step,train_loss,val_loss,tokens_per_s,elapsed_s,val_accuracy";
+/// The header of a classifier's `confusion.csv`.
+pub const CONFUSION_HEADER: &str = "true_class,predicted_class,sequences";
+/// The header of a classifier's `per_class.csv`.
+pub const PER_CLASS_HEADER: &str = "class,sequences,correct,accuracy";
 
 /// The first line of a run directory's lock file.
 pub const LOCK_MARK: &str = "unroll run lock";
@@ -48,6 +55,10 @@ pub enum Kind {
     CheckCase,
     /// A run's `metrics.csv`.
     Metrics,
+    /// A classifier's `confusion.csv`.
+    Confusion,
+    /// A classifier's `per_class.csv`.
+    PerClass,
     /// A run's `loss.svg`.
     LossPlot,
     /// The plot of `unroll forecast`.
@@ -66,6 +77,8 @@ impl Kind {
             Kind::CheckDump => "check-dump",
             Kind::CheckCase => "check-case",
             Kind::Metrics => "metrics",
+            Kind::Confusion => "confusion",
+            Kind::PerClass => "per-class",
             Kind::LossPlot => "loss-plot",
             Kind::ForecastPlot => "forecast-plot",
             Kind::Forecast => "forecast",
@@ -80,6 +93,8 @@ impl Kind {
             Kind::CheckDump => "a dump of `unroll check`",
             Kind::CheckCase => "a case of `unroll check --save-case`",
             Kind::Metrics => "a metrics file",
+            Kind::Confusion => "a confusion matrix",
+            Kind::PerClass => "a per-class accuracy file",
             Kind::LossPlot => "a loss plot",
             Kind::ForecastPlot => "a forecast plot",
             Kind::Forecast => "a forecast (recorded in the plot beside it, unchanged since)",
@@ -94,10 +109,9 @@ impl Kind {
             Kind::CheckDump | Kind::CheckCase => {
                 safetensors_metadata(path).is_some_and(|m| marked(&m, self))
             }
-            Kind::Metrics => {
-                let text = head(path, 4096);
-                text.split(|&b| b == b'\n').next() == Some(METRICS_HEADER.as_bytes())
-            }
+            Kind::Metrics => first_line_is(path, &[METRICS_HEADER, METRICS_HEADER_ACCURACY]),
+            Kind::Confusion => first_line_is(path, &[CONFUSION_HEADER]),
+            Kind::PerClass => first_line_is(path, &[PER_CLASS_HEADER]),
             Kind::LossPlot => svg_marked(path, self, PLOT_TITLE),
             Kind::ForecastPlot => svg_marked(path, self, FORECAST_TITLE),
             Kind::Forecast => forecast_recorded(path),
@@ -120,6 +134,13 @@ impl Kind {
             ),
         ))
     }
+}
+
+/// Whether the file's first line is one of `headers`, exactly.
+fn first_line_is(path: &Path, headers: &[&str]) -> bool {
+    let text = head(path, 4096);
+    let first = text.split(|&b| b == b'\n').next();
+    headers.iter().any(|h| first == Some(h.as_bytes()))
 }
 
 /// The metadata entry that marks a safetensors file of `kind`.

@@ -1,50 +1,34 @@
 //! The data of a run: text or series, split into training streams and validation chunks, and
 //! what a checkpoint keeps to read it the same way again.
 
+pub(crate) use crate::checkpoint::Classes;
 use crate::config::{Task, TrainConfig};
 use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_data};
+use crate::dataset::{Dataset, Validation};
 use crate::error::{Error, Result};
-use crate::model::{Inputs, ModelConfig, Targets};
-use crate::series::{self, Normalization, SeriesStreams};
+use crate::model::ModelConfig;
+use crate::series::{self, Normalization};
 
 /// The data of a run: where chunks come from, and what the checkpoint must remember to read
 /// the same data the same way.
 pub(crate) struct Data {
     pub(crate) config: ModelConfig,
-    pub(crate) train: Source,
-    pub(crate) val: Vec<(Inputs, Targets)>,
+    pub(crate) train: Box<dyn Dataset>,
+    pub(crate) val: Validation,
     pub(crate) vocab: Option<Vocab>,
     pub(crate) normalization: Option<Normalization>,
+    /// Classification: the class names and (dense) the channels' statistics.
+    pub(crate) classes: Option<Classes>,
     pub(crate) baseline: f64,
     /// Text: how often each token occurs in the training part (the unigram model's sample
     /// scores the closing sample of the built-in corpus).
     pub(crate) unigram: Vec<f64>,
-}
-
-pub(crate) enum Source {
-    Text(Streams),
-    Series(SeriesStreams),
-}
-
-impl Source {
-    pub(crate) fn chunks_per_epoch(&self) -> usize {
-        match self {
-            Source::Text(s) => s.chunks_per_epoch(),
-            Source::Series(s) => s.chunks_per_epoch(),
-        }
-    }
-    pub(crate) fn chunk(&self, k: usize) -> (Inputs, Targets) {
-        match self {
-            Source::Text(s) => s.chunk(k),
-            Source::Series(s) => s.chunk(k),
-        }
-    }
-    pub(crate) fn positions(&self, k: usize) -> Vec<u64> {
-        match self {
-            Source::Text(s) => s.positions(k),
-            Source::Series(s) => s.positions(k),
-        }
-    }
+    /// Positions (valid steps) of one training chunk, for tokens/s.
+    pub(crate) positions_per_chunk: f64,
+    /// T of the engine: --seq-len for streams, the longest sequence for classification.
+    pub(crate) steps: usize,
+    /// Classification: the share of the training batches' steps that are padding.
+    pub(crate) padded_share: Option<f64>,
 }
 
 /// The bytes of per-position buffers (outputs, and four of H: pre, hs, dh, dA) an evaluation
@@ -75,15 +59,25 @@ fn val_batch(
     Ok(b)
 }
 
-/// Reads the run's data (the checkpoint's vocabulary or column statistics when resuming) and
-/// splits it into training streams and validation chunks.
-pub(crate) fn load_data(
-    cfg: &TrainConfig,
-    max_bytes: u64,
-    vocab: Option<Vocab>,
-    normalization: Option<Normalization>,
-) -> Result<Data> {
+/// What a resumed run reads its data with: the checkpoint's vocabulary, column statistics or
+/// classes.
+#[derive(Default)]
+pub(crate) struct Encoding {
+    pub(crate) vocab: Option<Vocab>,
+    pub(crate) normalization: Option<Normalization>,
+    pub(crate) classes: Option<Classes>,
+}
+
+/// Reads the run's data (the checkpoint's encoding when resuming) and splits it into training
+/// chunks and a validation part.
+pub(crate) fn load_data(cfg: &TrainConfig, max_bytes: u64, enc: Encoding) -> Result<Data> {
+    let Encoding {
+        vocab,
+        normalization,
+        classes,
+    } = enc;
     match cfg.task {
+        Task::Classify => crate::run_classify::load(cfg, max_bytes, (vocab, classes)),
         Task::Text => {
             let text = match &cfg.data {
                 Some(path) => read_data(path, max_bytes)?,
@@ -117,8 +111,12 @@ pub(crate) fn load_data(
             let n = corpus.vocab.len();
             Ok(Data {
                 config: ModelConfig::tokens(n, cfg.hidden).with_cell(cfg.cell, cfg.layers),
-                train: Source::Text(streams),
-                val,
+                positions_per_chunk: (cfg.batch * cfg.seq_len) as f64,
+                steps: cfg.seq_len,
+                train: Box::new(streams),
+                val: Validation::Streams(val),
+                classes: None,
+                padded_share: None,
                 baseline: corpus.unigram_entropy(),
                 unigram: corpus.unigram_counts(),
                 vocab: Some(corpus.vocab),
@@ -131,8 +129,12 @@ pub(crate) fn load_data(
                 config: ModelConfig::dense(s.inputs, cfg.hidden, s.outputs)
                     .with_cell(cfg.cell, cfg.layers),
                 baseline: s.naive_val_loss,
-                train: Source::Series(s.train),
-                val: s.val,
+                positions_per_chunk: (cfg.batch * cfg.seq_len) as f64,
+                steps: cfg.seq_len,
+                train: Box::new(s.train),
+                val: Validation::Streams(s.val),
+                classes: None,
+                padded_share: None,
                 unigram: vec![],
                 vocab: None,
                 normalization: Some(s.normalization),

@@ -6,11 +6,12 @@ use crate::cell::Cell;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Device, TrainConfig};
 use crate::data_parallel::DataParallel;
+use crate::dataset::Validation;
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
 use crate::footprint::{self, Work};
 use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, Recurrence, TrainerShape};
-use crate::model::{InputKind, Inputs, ModelConfig, Params};
+use crate::model::{InputKind, ModelConfig, Params};
 use crate::run_data::Data;
 use crate::run_options::RunOptions;
 use crate::shares::Shares;
@@ -42,17 +43,19 @@ pub(crate) fn build_engine(
         Some(ck) => ck.params.clone(),
         None => Params::init(config, cfg.seed),
     };
-    let (batch, steps) = (cfg.batch, cfg.seq_len);
-    let val_b = match data.val.first() {
-        Some((Inputs::Tokens(x), _)) => x.len() / steps,
-        Some((Inputs::Dense(x), _)) => x.len() / steps / config.input,
-        None => 0,
-    };
+    let (batch, steps) = (cfg.batch, data.steps);
+    let val_b = data.val.stream_batch(steps, config.input);
     let ranks = match &opts.job {
         Some(job) => job.size(),
         None => opts.devices.len().max(1),
     };
     let shares = Shares::new(batch, ranks, opts.accumulate.max(1))?;
+    if matches!(data.val, Validation::Sequences(_)) && !shares.is_whole() {
+        return Err(Error::config(
+            "whole sequences train on one device, in one batch",
+            "leave --devices, --accumulate and mpirun out of a classification run",
+        ));
+    }
     let mut engine: Box<dyn Engine> = if shares.is_whole() {
         let one = match opts.devices.as_slice() {
             [i] => &RunOptions {

@@ -21,6 +21,10 @@ pub const CHECKPOINT: &str = "model.safetensors";
 pub const BEST: &str = "best.safetensors";
 /// The metrics file's name.
 pub const METRICS: &str = "metrics.csv";
+/// A classifier's confusion of its validation sequences.
+pub const CONFUSION: &str = "confusion.csv";
+/// A classifier's accuracy per class.
+pub const PER_CLASS: &str = "per_class.csv";
 /// The loss plot's name.
 pub const PLOT: &str = "loss.svg";
 /// The lock file's name.
@@ -30,9 +34,11 @@ pub const LOCK: &str = "unroll.lock";
 const LOCK_LEN: usize = 256;
 
 /// The files a run writes, and their kinds.
-const FILES: [(&str, Kind); 4] = [
+const FILES: [(&str, Kind); 6] = [
     (CHECKPOINT, Kind::Checkpoint),
     (BEST, Kind::Checkpoint),
+    (CONFUSION, Kind::Confusion),
+    (PER_CLASS, Kind::PerClass),
     (METRICS, Kind::Metrics),
     (PLOT, Kind::LossPlot),
 ];
@@ -187,7 +193,8 @@ fn check_contents(dir: &Path, stale: Option<&str>) -> Result<()> {
         dir,
         format!(
             "the output directory holds files that unroll did not write ({}); unroll writes \
-             {CHECKPOINT}, {BEST}, {METRICS} and {PLOT} there and replaces them\n  hint: pass a new or empty \
+             {CHECKPOINT}, {BEST}, {METRICS} and {PLOT} (a classifier's {CONFUSION} and \
+             {PER_CLASS} too) there and replaces them\n  hint: pass a new or empty \
              --out directory, or --force to write there anyway",
             few(&foreign, 5)
         ),

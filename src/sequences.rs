@@ -147,6 +147,11 @@ impl LabelledSequences {
         self.labels.is_empty()
     }
 
+    /// The longest sequence's steps.
+    pub fn max_len(&self) -> usize {
+        (0..self.len()).map(|i| self.length(i)).max().unwrap_or(0)
+    }
+
     /// n_i: sequence i's steps.
     pub fn length(&self, i: usize) -> usize {
         match &self.steps {

@@ -8,12 +8,13 @@
 pub use crate::checkpoint::Best;
 use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 pub use crate::config::{Device, MAX_BATCH_OR_SEQ_LEN, MAX_ROWS, Task, TrainConfig};
+use crate::dataset::{Score, train_on};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::Params;
 use crate::resume::{on_resume, resolve_config};
-use crate::run_data::{Data, load_data};
+use crate::run_data::{Data, Encoding, load_data};
 use crate::run_engine::build_engine;
 pub use crate::run_options::{Resume, RunOptions};
 use crate::rundir::{self, RunDir};
@@ -38,6 +39,19 @@ pub struct SampleScore {
     pub unigram_correct: usize,
 }
 
+/// How a classifier's last evaluation classified the validation sequences.
+#[derive(Clone, Debug)]
+pub struct Classified {
+    /// The class names.
+    pub classes: Vec<String>,
+    /// The share of sequences classified right.
+    pub accuracy: f64,
+    /// counts[true class][predicted class].
+    pub confusion: Vec<Vec<u64>>,
+    /// `confusion.csv` and `per_class.csv` in the run directory.
+    pub files: Option<(PathBuf, PathBuf)>,
+}
+
 /// What a run produced.
 #[derive(Clone, Debug)]
 pub struct TrainSummary {
@@ -47,6 +61,8 @@ pub struct TrainSummary {
     pub train_loss: f32,
     /// The last validation loss.
     pub val_loss: f32,
+    /// The last evaluation's accuracy, and the confusion of its classes (classification).
+    pub classified: Option<Classified>,
     /// Text: the loss of the unigram distribution; series: the validation loss of repeating the
     /// last value. The baseline the model must beat.
     pub baseline_loss: f64,
@@ -118,6 +134,8 @@ struct Run {
     last_report: (Instant, u64),
     train_loss: f32,
     val_loss: f32,
+    /// The last evaluation's score (its loss is `val_loss`).
+    score: Option<Score>,
 }
 
 impl Run {
@@ -135,17 +153,22 @@ impl Run {
             true => Some(RunDir::open(&opts.out_dir, opts.force)?),
             false => None,
         };
-        let data = load_data(
-            &cfg,
-            opts.max_bytes,
-            resumed.as_ref().and_then(|c| c.info.vocab.clone()),
-            resumed.as_ref().and_then(|c| c.info.normalization.clone()),
-        )
-        .map_err(resumed_from)?;
+        let encoding = match &resumed {
+            Some(c) => Encoding {
+                vocab: c.info.vocab.clone(),
+                normalization: c.info.normalization.clone(),
+                classes: c.info.classes.clone(),
+            },
+            None => Encoding::default(),
+        };
+        let data = load_data(&cfg, opts.max_bytes, encoding).map_err(resumed_from)?;
         let (engine, step) =
             build_engine(&cfg, opts, &data, resumed.as_ref()).map_err(resumed_from)?;
         let metrics = match &dir {
-            Some(dir) => Some(Metrics::open(dir, resumed.is_some(), step)?),
+            Some(dir) => {
+                let accuracy = cfg.task == Task::Classify;
+                Some(Metrics::open(dir, resumed.is_some(), step, accuracy)?)
+            }
             None => None,
         };
         if cfg.early_stop > 0 && opts.job.is_some() {
@@ -178,6 +201,7 @@ impl Run {
             last_report: (Instant::now(), step),
             train_loss: f32::NAN,
             val_loss: f32::NAN,
+            score: None,
         };
         run.say(run.describe(resumed.is_some()));
         Ok(run)
@@ -204,6 +228,7 @@ impl Run {
             match cfg.task {
                 Task::Text => "a character model",
                 Task::Series => "a series model",
+                Task::Classify => "a sequence classifier",
             },
             c.cell.name(),
             c.layers,
@@ -212,7 +237,20 @@ impl Run {
             c.hidden,
             c.output,
             cfg.batch,
-            cfg.seq_len,
+            match self.data.padded_share {
+                Some(p) => format!(
+                    "up to {} ({}{} head, {:.1} % of the batches' steps padding)",
+                    self.data.steps,
+                    if c.bidirectional {
+                        "bidirectional, "
+                    } else {
+                        ""
+                    },
+                    c.head.name(),
+                    100.0 * p
+                ),
+                None => self.data.steps.to_string(),
+            },
             c.num_params(),
             self.data.train.chunks_per_epoch(),
             if resumed {
@@ -269,6 +307,7 @@ impl Run {
                 train: Some(self.cfg.clone()),
                 step,
                 best: self.best,
+                classes: self.data.classes.clone(),
             },
             optimizer: Some(engine.optimizer_state()?),
             hidden,
@@ -309,14 +348,14 @@ impl Run {
     fn train_step(&mut self) -> Result<()> {
         let cpe = self.data.train.chunks_per_epoch() as u64;
         let k = (self.step % cpe) as usize;
-        let (x, y) = self.data.train.chunk(k);
+        let chunk = self.data.train.chunk(self.step / cpe, k);
         self.step += 1;
         let (step, cfg) = (self.step, &self.cfg);
         let last = step == cfg.iters;
         let eval = step.is_multiple_of(cfg.eval_every) || last;
         // An evaluated step reports its training loss too, so its metrics row has both.
         let report = step.is_multiple_of(cfg.log_every) || eval;
-        let stats = self.engine.train_step(&x, &y, k == 0, report)?;
+        let stats = train_on(self.engine.as_mut(), &chunk, k == 0, report)?;
         let tokens_per_s = match stats.filter(|_| report) {
             Some(s) => Some(self.reported(&s)?),
             None => None,
@@ -347,14 +386,16 @@ impl Run {
         }
         self.train_loss = s.loss;
         let (t0, s0) = self.last_report;
-        let tokens = (self.step - s0) as f64 * (self.cfg.batch * self.cfg.seq_len) as f64;
+        let tokens = (self.step - s0) as f64 * self.data.positions_per_chunk;
         self.last_report = (Instant::now(), self.step);
         Ok(tokens / t0.elapsed().as_secs_f64())
     }
 
     /// The validation loss over the whole held-out part.
     fn evaluate(&mut self) -> Result<()> {
-        self.val_loss = self.engine.evaluate(&self.data.val)?;
+        let score = self.data.val.evaluate(self.engine.as_mut())?;
+        self.val_loss = score.loss;
+        self.score = Some(score);
         if !self.val_loss.is_finite() {
             return Err(self.diverged("the validation loss", self.val_loss));
         }
@@ -369,15 +410,20 @@ impl Run {
             .progress_note()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
+        let acc = match self.score.as_ref().and_then(|s| s.accuracy) {
+            Some(a) => format!(", accuracy {:.1} %", 100.0 * a),
+            None => String::new(),
+        };
         if self.bar.is_hidden() && eval {
             self.say(format!(
-                "step {step}: loss {loss:.4}, val {val:.4}, {tokens_per_s:.0} tokens/s{note}"
+                "step {step}: loss {loss:.4}, val {val:.4}{acc}, {tokens_per_s:.0} tokens/s{note}"
             ));
         }
         let elapsed = self.started.elapsed().as_secs_f64();
         let val_row = eval.then_some(val);
+        let accuracy = self.score.as_ref().and_then(|s| s.accuracy);
         if let Some(m) = &mut self.metrics {
-            m.write(step, loss, val_row, tokens_per_s, elapsed)?;
+            m.write(step, loss, val_row, (tokens_per_s, elapsed), accuracy)?;
         }
         let val = if val.is_nan() {
             "-".to_string()
@@ -385,7 +431,7 @@ impl Run {
             format!("{val:.4}")
         };
         self.bar.set_message(format!(
-            "loss {loss:.4} val {val} {tokens_per_s:.0} tok/s{note}"
+            "loss {loss:.4} val {val}{acc} {tokens_per_s:.0} tok/s{note}"
         ));
         Ok(())
     }
@@ -450,8 +496,7 @@ impl Run {
             ));
         }
         let elapsed = self.started.elapsed().as_secs_f64();
-        let tokens =
-            (self.step - self.start_step) as f64 * (self.cfg.batch * self.cfg.seq_len) as f64;
+        let tokens = (self.step - self.start_step) as f64 * self.data.positions_per_chunk;
         if let Some(a) = self.agreement {
             self.say(agreement(a));
         }
@@ -468,6 +513,7 @@ impl Run {
             step: self.step,
             train_loss: self.train_loss,
             val_loss: self.val_loss,
+            classified: self.classified()?,
             baseline_loss: self.data.baseline,
             tokens_per_s: tokens / elapsed.max(1e-9),
             sample,
@@ -480,6 +526,34 @@ impl Run {
             plot: self.plot.clone(),
             device: self.engine.device(),
         })
+    }
+}
+
+impl Run {
+    /// A classifier's last evaluation, written to `confusion.csv` and `per_class.csv`.
+    fn classified(&self) -> Result<Option<Classified>> {
+        let (Some(score), Some(classes)) = (&self.score, &self.data.classes) else {
+            return Ok(None);
+        };
+        let Some(accuracy) = score.accuracy else {
+            return Ok(None);
+        };
+        let names = &classes.names;
+        let files = match &self.dir {
+            Some(dir) => {
+                let (confusion, per_class) = crate::metrics::class_tables(names, &score.confusion);
+                dir.write_atomic(rundir::CONFUSION, confusion.as_bytes())?;
+                dir.write_atomic(rundir::PER_CLASS, per_class.as_bytes())?;
+                Some((dir.file(rundir::CONFUSION), dir.file(rundir::PER_CLASS)))
+            }
+            None => None,
+        };
+        Ok(Some(Classified {
+            classes: names.clone(),
+            accuracy,
+            confusion: score.confusion.clone(),
+            files,
+        }))
     }
 }
 

@@ -29,6 +29,7 @@
 
 use crate::checkpoint::{Checkpoint, FORMAT, RunInfo};
 use crate::config::Device;
+use crate::dataset::{Dataset, Validation, train_on};
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, StepStats, TrainerShape};
@@ -53,33 +54,6 @@ impl TrainOptions {
             shape: TrainerShape::new(batch, steps),
             optimizer: OptimizerConfig::default(),
         }
-    }
-}
-
-/// A dataset cut into chunks of (T, B): text streams ([`crate::data::Streams`]) and series
-/// streams ([`crate::series::SeriesStreams`]).
-pub trait Chunks {
-    /// Chunks in one pass; the state is reset at the start of each pass.
-    fn chunks_per_epoch(&self) -> usize;
-    /// Chunk k's inputs and targets, time-major.
-    fn chunk(&self, k: usize) -> (Inputs, Targets);
-}
-
-impl Chunks for crate::data::Streams {
-    fn chunks_per_epoch(&self) -> usize {
-        crate::data::Streams::chunks_per_epoch(self)
-    }
-    fn chunk(&self, k: usize) -> (Inputs, Targets) {
-        crate::data::Streams::chunk(self, k)
-    }
-}
-
-impl Chunks for crate::series::SeriesStreams {
-    fn chunks_per_epoch(&self) -> usize {
-        crate::series::SeriesStreams::chunks_per_epoch(self)
-    }
-    fn chunk(&self, k: usize) -> (Inputs, Targets) {
-        crate::series::SeriesStreams::chunk(self, k)
     }
 }
 
@@ -156,16 +130,17 @@ impl Trainer {
         self.reset = true;
     }
 
-    /// Trains for `steps` chunks in order, resetting the state at the start of each pass over
-    /// `data`; waits only for the last step, whose loss and gradient norm it returns.
-    pub fn fit(&mut self, data: &impl Chunks, steps: u64) -> Result<StepStats> {
+    /// Trains for `steps` chunks in order (streams: the state reset at the start of each pass
+    /// over `data`; whole sequences: every chunk from a zero state); waits only for the last
+    /// step, whose loss and gradient norm it returns.
+    pub fn fit(&mut self, data: &impl Dataset, steps: u64) -> Result<StepStats> {
         let per_pass = data.chunks_per_epoch().max(1) as u64;
         let mut last = None;
         for i in 0..steps {
             let k = self.taken % per_pass;
-            let (x, y) = data.chunk(k as usize);
+            let chunk = data.chunk(self.taken / per_pass, k as usize);
             let reset = self.reset || k == 0;
-            last = self.engine.train_step(&x, &y, reset, i + 1 == steps)?;
+            last = train_on(self.engine.as_mut(), &chunk, reset, i + 1 == steps)?;
             self.reset = false;
             self.taken += 1;
         }
@@ -176,6 +151,12 @@ impl Trainer {
     /// training state is untouched. A GPU trainer needs `shape.eval_batch` in its options.
     pub fn evaluate(&mut self, chunks: &[(Inputs, Targets)]) -> Result<f32> {
         self.engine.evaluate(chunks)
+    }
+
+    /// Scores a validation part: the mean loss, and the accuracy and confusion of classified
+    /// sequences.
+    pub fn score(&mut self, val: &Validation) -> Result<crate::dataset::Score> {
+        val.evaluate(self.engine.as_mut())
     }
 
     /// The current parameters (read back from the GPU when it trains there).
@@ -206,6 +187,7 @@ impl Trainer {
                 train: None,
                 step: self.taken,
                 best: None,
+                classes: None,
             },
             params,
             optimizer: Some(self.engine.optimizer_state()?),

@@ -228,6 +228,7 @@ fn checkpoints_hold_pytorchs_state_dict() {
                 train: None,
                 step: 0,
                 best: None,
+                classes: None,
             },
             optimizer: None,
             hidden: None,

@@ -187,6 +187,7 @@ fn checkpoint_of(cell: unroll::Cell, layers: usize) -> Vec<u8> {
             train: None,
             step: 7,
             best: None,
+            classes: None,
         },
         optimizer: Some(unroll::optim::OptimizerState {
             m: vec![0.1; n],

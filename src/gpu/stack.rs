@@ -156,7 +156,7 @@ impl GpuStack {
         if !config.is_next_step() {
             return Err(Error::config(
                 format!("the GPU step does not run this model yet ({config})"),
-                "check it on the CPU reference (`unroll check --device cpu`), or build a \
+                "run it on the CPU reference (--device cpu, for train and check), or build a \
                  unidirectional model with the per-step head",
             ));
         }
@@ -308,8 +308,8 @@ impl GpuStack {
         if batch.lengths.is_some() {
             return Err(Error::config(
                 "the GPU step does not run sequences of different lengths yet",
-                "give every sequence of the batch T steps, or check it on the CPU reference \
-                 (`unroll check --device cpu`)",
+                "give every sequence of the batch T steps, or run it on the CPU reference \
+                 (--device cpu)",
             ));
         }
         let b = &self.buffers;
