@@ -83,3 +83,22 @@ impl SequenceArgs {
         Ok(())
     }
 }
+
+/// `unroll predict`'s flags.
+#[derive(Args)]
+pub(crate) struct PredictArgs {
+    /// The checkpoint of a classifier (`train --task classify`: model.safetensors or
+    /// best.safetensors).
+    #[arg(long)]
+    pub(crate) checkpoint: std::path::PathBuf,
+    /// The labelled sequences to classify: a `.ts` file, or `label<TAB>text` lines.
+    #[arg(long)]
+    pub(crate) data: std::path::PathBuf,
+    /// The CSV to write: one row per sequence, its true and predicted class and every class's
+    /// probability (a new file, or one `unroll predict` wrote).
+    #[arg(long, default_value = "predictions.csv")]
+    pub(crate) out: std::path::PathBuf,
+    /// The most bytes --data may hold (the file is read into memory whole).
+    #[arg(long, default_value_t = unroll::data::DEFAULT_MAX_BYTES)]
+    pub(crate) max_bytes: u64,
+}

@@ -98,6 +98,8 @@ pub mod model;
 pub mod optim;
 pub mod owned;
 pub mod param_table;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod predict;
 pub mod sample;
 pub mod sequences;
 pub mod series;

@@ -42,6 +42,9 @@ enum Command {
     Sample(SampleArgs),
     /// Predict the next steps of a series from a checkpoint; writes a CSV and a plot.
     Forecast(ForecastArgs),
+    /// Classify labelled sequences with a classifier's checkpoint; writes a CSV of the classes'
+    /// probabilities.
+    Predict(args_seq::PredictArgs),
     /// Time full training steps on the GPU and on the CPU reference.
     Bench(BenchArgs),
 }
@@ -407,6 +410,28 @@ fn run_forecast(args: &ForecastArgs, given: &Given<'_>) -> Result<bool> {
     Ok(true)
 }
 
+fn run_predict(args: &args_seq::PredictArgs) -> Result<bool> {
+    let inputs = [args.checkpoint.as_path(), args.data.as_path()];
+    // The output is refused before any work: a file unroll did not write stays as it is.
+    unroll::predict::check_output(&args.out, &inputs)?;
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    let set = unroll::predict::read_for(&ck, &args.data, args.max_bytes)?;
+    let predictions = unroll::predict::predict(&ck, &set)?;
+    unroll::predict::write(&args.out, &set.classes, &predictions, &inputs)?;
+    let right = predictions
+        .iter()
+        .filter(|p| p.label == p.predicted)
+        .count();
+    println!(
+        "{} sequences classified by {}: {right} as the file labels them ({:.1} %)",
+        predictions.len(),
+        args.checkpoint.display(),
+        100.0 * right as f64 / predictions.len().max(1) as f64
+    );
+    println!("predictions: {}", args.out.display());
+    Ok(true)
+}
+
 fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
     use unroll::bench::{BenchConfig, bench_cpu, bench_gpu, table};
     args.check_flags(given)?;
@@ -623,6 +648,7 @@ fn main() -> ExitCode {
         Command::Train(a) => run_train(a, &given),
         Command::Sample(a) => run_sample(a),
         Command::Forecast(a) => run_forecast(a, &given),
+        Command::Predict(a) => run_predict(a),
         Command::Bench(a) => run_bench(a, &given),
     };
     match result {

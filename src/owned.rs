@@ -8,6 +8,7 @@
 //! | `check --save-case` | `unroll.file` = `check-case` |
 //! | loss plot, forecast plot, comparison plot | an SVG with the line `<!-- unroll.file: loss-plot -->` (or `forecast-plot`, `comparison-plot`) among its first; before the marks, the plot's title line |
 //! | `metrics.csv`, `confusion.csv`, `per_class.csv` | the header unroll writes, exactly |
+//! | `unroll predict`'s CSV | its header's start, `sequence,true_class,predicted_class,p_` |
 //! | a forecast's CSV | its name, length and hash, recorded in the forecast plot beside it (same name, `.svg`) |
 //! | `unroll.lock` | the first line `unroll run lock` ([`parse_lock`]; before the marks, the owner's pid alone, taken as unroll's only beside a run's checkpoint or metrics: see [`crate::rundir`]) |
 //!
@@ -35,6 +36,9 @@ pub const METRICS_HEADER_ACCURACY: &str =
     "step,train_loss,val_loss,tokens_per_s,elapsed_s,val_accuracy";
 /// The header of a classifier's `confusion.csv`.
 pub const CONFUSION_HEADER: &str = "true_class,predicted_class,sequences";
+/// The start of the header of `unroll predict`'s CSV (the classes' probabilities follow, each
+/// `p_<class>`).
+pub const PREDICTIONS_PREFIX: &str = "sequence,true_class,predicted_class";
 /// The header of a classifier's `per_class.csv`.
 pub const PER_CLASS_HEADER: &str = "class,sequences,correct,accuracy";
 
@@ -59,6 +63,8 @@ pub enum Kind {
     Confusion,
     /// A classifier's `per_class.csv`.
     PerClass,
+    /// The CSV of `unroll predict`.
+    Predictions,
     /// A run's `loss.svg`.
     LossPlot,
     /// The plot of `unroll forecast`.
@@ -79,6 +85,7 @@ impl Kind {
             Kind::Metrics => "metrics",
             Kind::Confusion => "confusion",
             Kind::PerClass => "per-class",
+            Kind::Predictions => "predictions",
             Kind::LossPlot => "loss-plot",
             Kind::ForecastPlot => "forecast-plot",
             Kind::Forecast => "forecast",
@@ -95,6 +102,7 @@ impl Kind {
             Kind::Metrics => "a metrics file",
             Kind::Confusion => "a confusion matrix",
             Kind::PerClass => "a per-class accuracy file",
+            Kind::Predictions => "predictions of `unroll predict`",
             Kind::LossPlot => "a loss plot",
             Kind::ForecastPlot => "a forecast plot",
             Kind::Forecast => "a forecast (recorded in the plot beside it, unchanged since)",
@@ -112,6 +120,11 @@ impl Kind {
             Kind::Metrics => first_line_is(path, &[METRICS_HEADER, METRICS_HEADER_ACCURACY]),
             Kind::Confusion => first_line_is(path, &[CONFUSION_HEADER]),
             Kind::PerClass => first_line_is(path, &[PER_CLASS_HEADER]),
+            Kind::Predictions => {
+                let text = head(path, 4096);
+                let first = text.split(|&b| b == b'\n').next().unwrap_or(&[]);
+                first.starts_with(format!("{PREDICTIONS_PREFIX},p_").as_bytes())
+            }
             Kind::LossPlot => svg_marked(path, self, PLOT_TITLE),
             Kind::ForecastPlot => svg_marked(path, self, FORECAST_TITLE),
             Kind::Forecast => forecast_recorded(path),

@@ -69,6 +69,35 @@ pub(crate) fn load(
     })
 }
 
+/// A file of labelled sequences read as a trained classifier reads it: with its vocabulary
+/// (text) and its classes.
+pub(crate) fn read_labelled(
+    path: &Path,
+    max_bytes: u64,
+    vocab: Option<Vocab>,
+    classes: Option<&[String]>,
+) -> Result<LabelledSequences> {
+    let is_ts = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ts"));
+    if is_ts == vocab.is_some() {
+        return Err(Error::file(
+            path,
+            match is_ts {
+                true => {
+                    "is a .ts file of channels, and the model reads text\n  hint: pass \
+                         `label<TAB>text` lines"
+                }
+                false => {
+                    "is not a .ts file, and the model reads channels\n  hint: pass a \
+                          .ts file of the model's channels"
+                }
+            },
+        ));
+    }
+    Ok(read(path, max_bytes, vocab, classes, false)?.0)
+}
+
 /// A `.ts` file, or `label<TAB>text` lines of any other name.
 fn read(
     path: &Path,
@@ -115,7 +144,10 @@ fn texts_of(text: &str) -> String {
 }
 
 /// The checkpoint's channel statistics must fit the data.
-fn check_channels(set: &LabelledSequences, stats: &crate::sequences::ChannelStats) -> Result<()> {
+pub(crate) fn check_channels(
+    set: &LabelledSequences,
+    stats: &crate::sequences::ChannelStats,
+) -> Result<()> {
     match &set.steps {
         Steps::Dense { channels, .. } if *channels != stats.mean.len() => Err(Error::config(
             format!(

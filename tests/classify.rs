@@ -278,3 +278,89 @@ fn flags_that_do_not_apply_to_a_classifier_are_refused() {
         &["declares the classes x y"],
     );
 }
+
+#[test]
+fn predict_writes_what_the_run_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train_ts, test_ts) = data(dir.path());
+    let run = dir.path().join("run");
+    let cfg = TrainConfig {
+        bidirectional: true,
+        ..config(&train_ts, Some(&test_ts), 100)
+    };
+    let s = train(&cfg, &opts(&run)).unwrap();
+    let c = s.classified.unwrap();
+    let out = dir.path().join("predictions.csv");
+    let ck = run.join("model.safetensors");
+    let args = |out: &Path| {
+        vec![
+            "predict".to_string(),
+            "--checkpoint".into(),
+            ck.display().to_string(),
+            "--data".into(),
+            test_ts.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ]
+    };
+    let text = common::succeeds_in(dir.path(), &as_strs(&args(&out)));
+    assert!(text.contains("30 sequences classified"), "{text}");
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("sequence,true_class,predicted_class,p_rise,p_fall,p_wave")
+    );
+    let mut right = 0;
+    for (i, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[0], i.to_string());
+        let p: Vec<f64> = cells[3..].iter().map(|v| v.parse().unwrap()).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{line}");
+        let best = (0..3).fold(0, |a, k| if p[k] > p[a] { k } else { a });
+        assert_eq!(cells[2], ["rise", "fall", "wave"][best], "{line}");
+        right += (cells[1] == cells[2]) as usize;
+    }
+    // The same model on the same file: the run's last evaluation, sequence for sequence.
+    assert_eq!(right as f64 / 30.0, c.accuracy);
+    // It replaces its own file, never another.
+    common::succeeds_in(dir.path(), &as_strs(&args(&out)));
+    let foreign = dir.path().join("mine.csv");
+    std::fs::write(&foreign, "a,b\n").unwrap();
+    let refused = &["is not predictions of `unroll predict`"];
+    common::fails_in(dir.path(), &as_strs(&args(&foreign)), refused);
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "a,b\n");
+    let refused = &["is an input of the prediction"];
+    common::fails_in(dir.path(), &as_strs(&args(&test_ts)), refused);
+    // A next-step model's checkpoint is no classifier.
+    let text_run = dir.path().join("text");
+    train(
+        &TrainConfig {
+            iters: 2,
+            sample_len: 0,
+            hidden: 8,
+            ..TrainConfig::default()
+        },
+        &opts(&text_run),
+    )
+    .unwrap();
+    let ck2 = text_run.join("model.safetensors").display().to_string();
+    let t = test_ts.display().to_string();
+    common::fails_in(
+        dir.path(),
+        &[
+            "predict",
+            "--checkpoint",
+            &ck2,
+            "--data",
+            &t,
+            "--out",
+            "p.csv",
+        ],
+        &["is not a classifier's"],
+    );
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
