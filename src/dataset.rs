@@ -149,7 +149,7 @@ pub struct Score {
     pub loss: f32,
     /// The share of sequences whose most likely class is their label (classification).
     pub accuracy: Option<f64>,
-    /// counts[label][predicted] (classification).
+    /// `counts[label][predicted]` (classification).
     pub confusion: Vec<Vec<u64>>,
 }
 

@@ -5,8 +5,11 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 mod args;
+mod args_check;
 mod args_seq;
-use args::{AdapterArgs, BenchArgs, CheckArgs, Device, ForecastArgs, Given, SampleArgs, TrainArgs};
+mod cli_classify;
+use args::{AdapterArgs, BenchArgs, Device, ForecastArgs, Given, SampleArgs, TrainArgs};
+use args_check::CheckArgs;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -299,7 +302,7 @@ fn print_summary(s: &unroll::train::TrainSummary, task: Task) {
         );
     }
     if let Some(c) = &s.classified {
-        print_classified(c);
+        cli_classify::print_classified(c);
     }
     println!("checkpoint: {}", s.checkpoint.display());
     if let Some((b, path)) = &s.best {
@@ -322,37 +325,6 @@ fn print_summary(s: &unroll::train::TrainSummary, task: Task) {
              of {}",
             k.correct, k.lines, k.well_formed, k.unigram_correct, k.unigram_lines
         );
-    }
-}
-
-/// A classifier's validation accuracy, per class, and its confusion matrix (rows: the true
-/// class; columns: the predicted one).
-fn print_classified(c: &unroll::train::Classified) {
-    println!("validation accuracy: {:.1} %", 100.0 * c.accuracy);
-    let width = c
-        .classes
-        .iter()
-        .map(|n| n.chars().count())
-        .max()
-        .unwrap_or(1)
-        .max(5);
-    println!("  {:>width$}  sequences  accuracy  predicted as:", "class");
-    for (k, row) in c.confusion.iter().enumerate() {
-        let total: u64 = row.iter().sum();
-        let acc = match total {
-            0 => "-".to_string(),
-            n => format!("{:.1} %", 100.0 * row[k] as f64 / n as f64),
-        };
-        let cells: Vec<String> = row.iter().map(|n| format!("{n:>4}")).collect();
-        println!(
-            "  {:>width$}  {total:>9}  {acc:>8}  {}",
-            c.classes[k],
-            cells.join("")
-        );
-    }
-    if let Some((confusion, per_class)) = &c.files {
-        println!("confusion:  {}", confusion.display());
-        println!("per class:  {}", per_class.display());
     }
 }
 
@@ -407,28 +379,6 @@ fn run_forecast(args: &ForecastArgs, given: &Given<'_>) -> Result<bool> {
     let plot = unroll::forecast::write_forecast(&args.out, &norm, &table, &rows, &inputs)?;
     println!("forecast of {} steps: {}", args.horizon, args.out.display());
     println!("plot: {}", plot.display());
-    Ok(true)
-}
-
-fn run_predict(args: &args_seq::PredictArgs) -> Result<bool> {
-    let inputs = [args.checkpoint.as_path(), args.data.as_path()];
-    // The output is refused before any work: a file unroll did not write stays as it is.
-    unroll::predict::check_output(&args.out, &inputs)?;
-    let ck = Checkpoint::load(&args.checkpoint)?;
-    let set = unroll::predict::read_for(&ck, &args.data, args.max_bytes)?;
-    let predictions = unroll::predict::predict(&ck, &set)?;
-    unroll::predict::write(&args.out, &set.classes, &predictions, &inputs)?;
-    let right = predictions
-        .iter()
-        .filter(|p| p.label == p.predicted)
-        .count();
-    println!(
-        "{} sequences classified by {}: {right} as the file labels them ({:.1} %)",
-        predictions.len(),
-        args.checkpoint.display(),
-        100.0 * right as f64 / predictions.len().max(1) as f64
-    );
-    println!("predictions: {}", args.out.display());
     Ok(true)
 }
 
@@ -648,7 +598,7 @@ fn main() -> ExitCode {
         Command::Train(a) => run_train(a, &given),
         Command::Sample(a) => run_sample(a),
         Command::Forecast(a) => run_forecast(a, &given),
-        Command::Predict(a) => run_predict(a),
+        Command::Predict(a) => cli_classify::run_predict(a),
         Command::Bench(a) => run_bench(a, &given),
     };
     match result {

@@ -77,8 +77,9 @@ fn class_order(mut names: Vec<String>) -> Vec<String> {
 
 impl LabelledSequences {
     /// `label<TAB>text` lines (blank lines skipped), the text one token a character of `vocab`.
-    /// The classes are the labels that occur, in [`class_order`]'s order unless `classes` gives
-    /// them (a validation file read against its training file's).
+    /// The classes are the labels that occur, sorted (as numbers where every one is an
+    /// integer), unless `classes` gives them (a validation file read against its training
+    /// file's).
     pub fn from_text(text: &str, vocab: &Vocab, classes: Option<&[String]>) -> Result<Self> {
         let mut rows = Vec::new();
         for (i, line) in text.lines().enumerate() {

@@ -46,7 +46,7 @@ pub struct Classified {
     pub classes: Vec<String>,
     /// The share of sequences classified right.
     pub accuracy: f64,
-    /// counts[true class][predicted class].
+    /// `counts[true class][predicted class]`.
     pub confusion: Vec<Vec<u64>>,
     /// `confusion.csv` and `per_class.csv` in the run directory.
     pub files: Option<(PathBuf, PathBuf)>,

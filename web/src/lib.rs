@@ -210,6 +210,8 @@ impl Training {
                 normalization: None,
                 train: None,
                 step: self.taken,
+                best: None,
+                classes: None,
             },
             params,
             optimizer: Some(self.trainer.optimizer_state_async().await?),
