@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-bench-ranks}}
+# info.txt and exchange.txt are overwritten: the folder must be new or empty.
+if [ -d "$out" ] && [ -n "$(ls -A "$out")" ]; then
+  echo "ranks.sh: $out is not empty; name a new or empty folder" >&2
+  exit 2
+fi
 mkdir -p "$out"
 bin=target/release/unroll
 sizes=20000,130000,1000000
