@@ -74,6 +74,8 @@ pub struct SequenceBatches {
     config: ModelConfig,
     batch: usize,
     seed: u64,
+    /// The last pass's batches, and its number (drawn once a pass, not once a step).
+    pass: std::sync::Mutex<Option<(u64, Vec<Vec<usize>>)>>,
 }
 
 impl SequenceBatches {
@@ -89,6 +91,7 @@ impl SequenceBatches {
             config,
             batch,
             seed,
+            pass: Default::default(),
         }
     }
 
@@ -116,7 +119,12 @@ impl Dataset for SequenceBatches {
         self.set.len().div_ceil(self.batch.max(1))
     }
     fn chunk(&self, epoch: u64, k: usize) -> Chunk {
-        Chunk::Sequences(self.set.batch(&self.buckets(epoch)[k], &self.config))
+        let mut pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
+        if pass.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            *pass = Some((epoch, self.buckets(epoch)));
+        }
+        let (_, runs) = pass.as_ref().expect("the pass was just drawn");
+        Chunk::Sequences(self.set.batch(&runs[k], &self.config))
     }
 }
 

@@ -167,3 +167,31 @@ fn text_lines_become_token_sequences_of_their_labels() {
         "{err}"
     );
 }
+
+#[test]
+fn every_pass_holds_every_sequence_once_in_its_own_order() {
+    use unroll::dataset::{Chunk, Dataset, SequenceBatches};
+    let set = varied(30);
+    let config = ModelConfig::dense(2, 4, 3).with_head(Head::Mean);
+    let data = SequenceBatches::new(set.clone(), config, 8, 1);
+    assert_eq!(data.chunks_per_epoch(), 4);
+    let pass = |epoch: u64| -> Vec<Vec<usize>> {
+        (0..4)
+            .map(|k| match data.chunk(epoch, k) {
+                Chunk::Sequences(b) => b.lengths.unwrap(),
+                Chunk::Streams { .. } => panic!("whole sequences"),
+            })
+            .collect()
+    };
+    let mut want: Vec<usize> = (0..30).map(|i| set.length(i)).collect();
+    want.sort();
+    for epoch in [0, 1, 5] {
+        let mut got: Vec<usize> = pass(epoch).concat();
+        got.sort();
+        assert_eq!(got, want, "pass {epoch}");
+    }
+    // A pass asked for again (a resumed run) is the same; another pass is ordered anew.
+    let first = pass(0);
+    assert_ne!(pass(1), first);
+    assert_eq!(pass(0), first);
+}
