@@ -1,7 +1,8 @@
 // cell.wgsl: the bindings and helpers shared by the pointwise step of every cell
 // (cell_rnn.wgsl, cell_gru.wgsl, cell_lstm.wgsl), prepended to each of them; recurrence.wgsl,
 // appended, runs them. The cells' tanh is activation.wgsl's tanh_f32, prepended to this. A cell
-// file defines GATES (G) and two functions over one unit (b, j) of one timestep:
+// file defines GATES (G), CELL_STATE (whether it keeps c_t) and two functions over one unit
+// (b, j) of one timestep:
 //   cell_forward(u, s, r):        h_t (and c_t) from a_t = x_t U^T + b_ih and r, the unit's G
 //                                 values of r_t = h_{t-1} W^T + b_hh (gate k in r[k])
 //   cell_backward(u, s, through): da_t, dr_t from ∂L/∂h_t (and ∂L/∂c_t), where `through` is
@@ -11,19 +12,24 @@
 // weight_ih and weight_hh). A cell saves what its backward needs (S·H values per row) in `saved`.
 //
 // Shapes (L layers, B batch, T timesteps, H hidden, G gates, S saved values per unit):
-//   a:        (T, B, G·H)  forward: x_t U^T + b_ih, read;     backward: da, written
+// A direction's step s = 0 … T−1 reads time t = s (forward) or t = n_b − 1 − s (reverse, p.direction
+// = 1), n_b the row's length (recurrence.wgsl reads it); steps s ≥ n_b are padding. The states,
+// saved activations, r and dh are kept by step; a (and da) by time. A state block is one layer's
+// direction, k·ND + d (PyTorch's order of h_n).
+//
+//   a:        (T, B, G·H)  forward: x_t U^T + b_ih, read;     backward: da, written (by time)
 //   r:        (T, B, G·H)  backward: dr, written (the forward keeps r_t in registers; bound as
 //             vec4s, r_at and set_r reach one element)
-//   hs:       (L, T+1, B, H) every layer's h_0 … h_T; forward writes h_t, both read h_{t-1}
+//   hs:       (ND·L, T+1, B, H) every block's h_0 … h_T; forward writes h_{s+1}, both read h_s
 //             (bound as vec4s; h_at and set_h reach one element)
-//   cs:       (L, T+1, B, H) every layer's c_0 … c_T (LSTM)
-//   saved:    (L, T, B, S·H) the activations the backward reads (GRU r, z, n, W_n h + b_hn;
+//   cs:       (ND·L, T+1, B, H) every block's c_0 … c_T (LSTM)
+//   saved:    (ND·L, T, B, S·H) the activations the backward reads (GRU r, z, n, W_n h + b_hn;
 //             LSTM i, f, g, o)
 //   d0:       the gradients of the states, one block after another:
-//             dh (T, B, H) at p.dh: ∂L/∂h_t from above (the decoder, or layer l+1's input
-//             gradient), read;
-//             ∂L/∂h_0 (L, B, H) at p.dh0, written at t = 1;
-//             ∂L/∂c_0 (L, B, H) at p.dc0 (LSTM), written at t = 1;
+//             dh (ND, T, B, H) at p.dh: ∂L/∂h_{s+1} from above (the decoder, or layer l+1's
+//             input gradient), by step, read;
+//             ∂L/∂h_0 (ND·L, B, H) at p.dh0, written at s = 0;
+//             ∂L/∂c_0 (ND·L, B, H) at p.dc0 (LSTM), written at s = 0;
 //             d_direct (B, H) at p.direct, the gradient reaching step t from t+1 around W (a
 //             GRU's z ⊙ dh, to h; an LSTM's f ⊙ dc, to c), read and rewritten in place by the
 //             invocation that owns the unit
@@ -41,8 +47,8 @@ struct CellParams {
     // G and S of the cell.
     gates: u32,
     saved_width: u32,
-    // The layer l and T.
-    layer: u32,
+    // The state block k·ND + d and T.
+    block: u32,
     steps: u32,
     // The stages [t_begin, t_end) of this dispatch (recurrence.wgsl).
     t_begin: u32,
@@ -67,8 +73,9 @@ struct CellParams {
     dh0: u32,
     dc0: u32,
     direct: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // The direction d (1: reverse), and where row 0's length n_0 sits in sync (recurrence.wgsl).
+    direction: u32,
+    lengths: u32,
 }
 
 @group(0) @binding(0) var<storage, read> p: CellParams;
@@ -101,37 +108,42 @@ fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
 }
 
-// Where timestep t of layer p.layer reads and writes: offsets into the buffers above.
+// Where step s of block p.block reads and writes: offsets into the buffers above.
 struct Step {
-    // Step t's rows in a and r: t·B·G·H.
+    // Step s's rows in r: s·B·G·H.
     row: u32,
-    // h_t and h_{t+1} in hs (c_t, c_{t+1} in cs): (l·(T+1) + t)·B·H, … + B·H.
+    // The rows in a of the time the step reads: t·B·G·H (recurrence.wgsl sets it per row, for
+    // the row's own time; s·B·G·H here).
+    a: u32,
+    // h_s and h_{s+1} in hs (c_s, c_{s+1} in cs): (k·(T+1) + s)·B·H, … + B·H.
     prev: u32,
     next: u32,
-    // Step t's saved activations: (l·T + t)·B·S·H.
+    // Step s's saved activations: (k·T + s)·B·S·H.
     saved: u32,
-    // ∂L/∂h_{t+1} in dh: t·B·H.
+    // ∂L/∂h_{s+1} in dh: s·B·H.
     dh: u32,
-    // The last timestep (backward): nothing has come from t+1 yet.
+    // The last step (backward): nothing has come from s+1 yet.
     last: bool,
-    // The first timestep (backward): write ∂L/∂c_0 at d0[p.dc0 + state + i].
+    // The first step (backward): write ∂L/∂c_0 at d0[p.dc0 + state + i].
     first: bool,
-    // Layer l's block of ∂L/∂h_0 (and ∂L/∂c_0): l·B·H.
+    // Block k's rows of ∂L/∂h_0 (and ∂L/∂c_0): k·B·H.
     state: u32,
 }
 
-fn step_at(t: u32) -> Step {
+fn step_at(s: u32) -> Step {
     let bh = p.batch * p.hidden;
-    let prev = (p.layer * (p.steps + 1u) + t) * bh;
+    let prev = (p.block * (p.steps + 1u) + s) * bh;
+    let row = s * p.batch * p.gates * p.hidden;
     return Step(
-        t * p.batch * p.gates * p.hidden,
+        row,
+        row,
         prev,
         prev + bh,
-        (p.layer * p.steps + t) * p.saved_width * bh,
-        t * bh,
-        t + 1u == p.steps,
-        t == 0u,
-        p.layer * bh,
+        (p.block * p.steps + s) * p.saved_width * bh,
+        s * bh,
+        s + 1u == p.steps,
+        s == 0u,
+        p.block * bh,
     );
 }
 

@@ -11,12 +11,13 @@
 //              reads dh, d_direct, hs[prev], saved; writes a (da), r (dr_t), d_direct
 
 const GATES: u32 = 3u;
+const CELL_STATE: bool = false;
 
 fn cell_forward(u: Unit, s: Step, rt: vec4<f32>) {
-    let rg = sigmoid(a[s.row + gate(u, 3u, 0u)] + rt.x);
-    let z = sigmoid(a[s.row + gate(u, 3u, 1u)] + rt.y);
+    let rg = sigmoid(a[s.a + gate(u, 3u, 0u)] + rt.x);
+    let z = sigmoid(a[s.a + gate(u, 3u, 1u)] + rt.y);
     let q = rt.z;
-    let n = tanh_f32(a[s.row + gate(u, 3u, 2u)] + rg * q);
+    let n = tanh_f32(a[s.a + gate(u, 3u, 2u)] + rg * q);
     set_h(s.next + u.i, (1.0 - z) * n + z * h_at(s.prev + u.i));
     saved[s.saved + gate(u, 4u, 0u)] = rg;
     saved[s.saved + gate(u, 4u, 1u)] = z;
@@ -33,9 +34,9 @@ fn cell_backward(u: Unit, s: Step, through: f32) {
     let dn = g * (1.0 - z) * (1.0 - n * n);
     let dz = g * (h_at(s.prev + u.i) - n) * z * (1.0 - z);
     let dr = dn * q * rg * (1.0 - rg);
-    a[s.row + gate(u, 3u, 0u)] = dr;
-    a[s.row + gate(u, 3u, 1u)] = dz;
-    a[s.row + gate(u, 3u, 2u)] = dn;
+    a[s.a + gate(u, 3u, 0u)] = dr;
+    a[s.a + gate(u, 3u, 1u)] = dz;
+    a[s.a + gate(u, 3u, 2u)] = dn;
     set_r(s.row + gate(u, 3u, 0u), dr);
     set_r(s.row + gate(u, 3u, 1u), dz);
     set_r(s.row + gate(u, 3u, 2u), dn * rg);

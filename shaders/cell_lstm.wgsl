@@ -12,12 +12,13 @@
 //              reads dh, d_direct, cs[prev], cs[next], saved; writes a, r, d_direct (dc0)
 
 const GATES: u32 = 4u;
+const CELL_STATE: bool = true;
 
 fn cell_forward(u: Unit, s: Step, rt: vec4<f32>) {
-    let ig = sigmoid(a[s.row + gate(u, 4u, 0u)] + rt.x);
-    let f = sigmoid(a[s.row + gate(u, 4u, 1u)] + rt.y);
-    let g = tanh_f32(a[s.row + gate(u, 4u, 2u)] + rt.z);
-    let o = sigmoid(a[s.row + gate(u, 4u, 3u)] + rt.w);
+    let ig = sigmoid(a[s.a + gate(u, 4u, 0u)] + rt.x);
+    let f = sigmoid(a[s.a + gate(u, 4u, 1u)] + rt.y);
+    let g = tanh_f32(a[s.a + gate(u, 4u, 2u)] + rt.z);
+    let o = sigmoid(a[s.a + gate(u, 4u, 3u)] + rt.w);
     let c = f * cs[s.prev + u.i] + ig * g;
     cs[s.next + u.i] = c;
     set_h(s.next + u.i, o * tanh_f32(c));
@@ -42,7 +43,7 @@ fn cell_backward(u: Unit, s: Step, through: f32) {
         gh * tc * o * (1.0 - o),
     );
     for (var k = 0u; k < 4u; k++) {
-        a[s.row + gate(u, 4u, k)] = d[k];
+        a[s.a + gate(u, 4u, k)] = d[k];
         set_r(s.row + gate(u, 4u, k), d[k]);
     }
     let dc_prev = f * gc;

@@ -7,10 +7,11 @@
 //              reads dh, hs[next]; writes a (da) and r (dr)
 
 const GATES: u32 = 1u;
+const CELL_STATE: bool = false;
 override RELU: u32 = 0u;
 
 fn cell_forward(u: Unit, s: Step, rg: vec4<f32>) {
-    let x = a[s.row + u.i] + rg.x;
+    let x = a[s.a + u.i] + rg.x;
     var h: f32;
     if (RELU != 0u) {
         h = max(x, 0.0);
@@ -29,6 +30,6 @@ fn cell_backward(u: Unit, s: Step, through: f32) {
         slope = 1.0 - h * h;
     }
     let d = incoming(u, s, through) * slope;
-    a[s.row + u.i] = d;
+    a[s.a + u.i] = d;
     set_r(s.row + u.i, d);
 }

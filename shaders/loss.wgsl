@@ -1,12 +1,13 @@
 // loss.wgsl: the per-position loss and its gradient with respect to the outputs y.
 //
-// Over the N = T·B rows of y (N, O), with scale = 1/N (the loss is the mean over positions):
-//   softmax_xent:  loss[r] = log Σ_o exp(y[r, o]) − y[r, target[r]]
-//                  dy[r, o] = (softmax(y[r])[o] − [o = target[r]]) · scale
-//   squared_error: loss[r] = ½ Σ_o (y[r, o] − target[r, o])²
-//                  dy[r, o] = (y[r, o] − target[r, o]) · scale
-// The softmax subtracts the row's maximum first, so exp never overflows. The per-row losses are
-// summed afterwards by reduce.wgsl in a fixed order.
+// Over the N rows of y (N, O) (T·B positions, or B sequences for a sequence head), each with its
+// weight w[r] in the mean loss (1/N; per position 1/Σ n_b at a valid step and 0 at padding):
+//   softmax_xent:  loss[r] = w[r] · (log Σ_o exp(y[r, o]) − y[r, target[r]])
+//                  dy[r, o] = (softmax(y[r])[o] − [o = target[r]]) · w[r]
+//   squared_error: loss[r] = w[r] · ½ Σ_o (y[r, o] − target[r, o])²
+//                  dy[r, o] = (y[r, o] − target[r, o]) · w[r]
+// The softmax subtracts the row's maximum first, so exp never overflows. The weighted per-row
+// losses are summed afterwards by reduce.wgsl in a fixed order: the mean loss.
 //
 // Two forms of each, with the same bindings and results:
 //   softmax_xent, squared_error:           one invocation per row, walking its O classes (small O);
@@ -26,12 +27,13 @@
 //   @binding(3) dense_targets: array<f32>, read        (N, O)  squared_error only
 //   @binding(4) dy:            array<f32>, read_write  (N, O)
 //   @binding(5) row_loss:      array<f32>, read_write  (N)
+//   @binding(6) weight:        array<f32>, read        (N)
 
 struct LossParams {
     rows: u32,
     classes: u32,
-    scale: f32,
     _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: LossParams;
@@ -40,6 +42,7 @@ struct LossParams {
 @group(0) @binding(3) var<storage, read> dense_targets: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> row_loss: array<f32>;
+@group(0) @binding(6) var<storage, read> weight: array<f32>;
 
 @compute @workgroup_size(64)
 fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -57,12 +60,13 @@ fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         sum += exp(y[row + o] - m);
     }
     let label = token_targets[r];
-    let inv = p.scale / sum;
+    let w = weight[r];
+    let inv = w / sum;
     for (var o = 0u; o < p.classes; o++) {
         dy[row + o] = exp(y[row + o] - m) * inv;
     }
-    dy[row + label] -= p.scale;
-    row_loss[r] = m + log(sum) - y[row + label];
+    dy[row + label] -= w;
+    row_loss[r] = w * (m + log(sum) - y[row + label]);
 }
 
 @compute @workgroup_size(64)
@@ -72,13 +76,14 @@ fn squared_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         return;
     }
     let row = r * p.classes;
+    let w = weight[r];
     var l = 0.0;
     for (var o = 0u; o < p.classes; o++) {
         let e = y[row + o] - dense_targets[row + o];
         l += 0.5 * e * e;
-        dy[row + o] = e * p.scale;
+        dy[row + o] = e * w;
     }
-    row_loss[r] = l;
+    row_loss[r] = w * l;
 }
 
 // ---- one workgroup per row ----
@@ -134,16 +139,17 @@ fn softmax_xent_wide(
     }
     sum = combine(lid, sum, false);
     let label = token_targets[r];
-    let inv = p.scale / sum;
+    let w = weight[r];
+    let inv = w / sum;
     for (var o = lid; o < p.classes; o += LANES) {
         var d = exp(y[row + o] - m) * inv;
         if (o == label) {
-            d -= p.scale;
+            d -= w;
         }
         dy[row + o] = d;
     }
     if (lid == 0u) {
-        row_loss[r] = m + log(sum) - y[row + label];
+        row_loss[r] = w * (m + log(sum) - y[row + label]);
     }
 }
 
@@ -158,14 +164,15 @@ fn squared_error_wide(
         return;
     }
     let row = r * p.classes;
+    let w = weight[r];
     var l = 0.0;
     for (var o = lid; o < p.classes; o += LANES) {
         let e = y[row + o] - dense_targets[row + o];
         l += 0.5 * e * e;
-        dy[row + o] = e * p.scale;
+        dy[row + o] = e * w;
     }
     l = combine(lid, l, false);
     if (lid == 0u) {
-        row_loss[r] = l;
+        row_loss[r] = w * l;
     }
 }

@@ -8,12 +8,13 @@
 // For its tile it computes its columns of the recurrent product and then the cell, in registers,
 // so r never goes to global memory:
 //
-//   forward stage t = t_begin … t_end−1 (h_{t+1} from h_t):
+//   forward stage t = t_begin … t_end−1 (h_{t+1} from h_t; at t ≥ n_b, padding, h_{t+1} = h_t):
 //       r[b, k·H + j] = Σ_i h_t[b, i] · W_hh[k·H + j, i]  (i in order)  + b_hh[k·H + j]
 //       cell_forward((b, j), t, r[b, ·])                  for j ∈ J, b in the block
 //   backward stage k = t_end−1 … t_begin (T+1 stages over a layer, k = T … 0):
 //       g[b, j] = Σ_n dr_k[b, n] · W_hh[n, j]  (n over G·H in order; g = 0 at k = T)
-//       k ≥ 1: cell_backward((b, j), t = k−1, g)          (writes da, dr of step k−1)
+//       k ≥ 1: cell_backward((b, j), t = k−1, g)          (writes da, dr of step k−1; zeros
+//                                                         at padding, k−1 ≥ n_b)
 //       k = 0: ∂L/∂h_0[b, j] = g (+ d_direct where it reaches h: a GRU's z ⊙ dh)
 //
 // A stage reads what every workgroup wrote in the stage before (h_t, dr_k), so stages are ordered
@@ -34,7 +35,8 @@
 //                                                W_hh[k·H + j, i] at float (i·G + k)·H4 + j
 //   @binding(8) params: array<vec4<f32>>, read   W_hh (G·H, H) at float p.w, b_hh at p.bias
 //   @binding(9) sync:   array<atomic<u32>>       [0] the failure flag, [1 + slot] the arrivals
-//                                                at the grid barrier of dispatch `slot`
+//                                                at the grid barrier of dispatch `slot`,
+//                                                [p.lengths + b] row b's length n_b
 
 override WG: u32 = 64u;
 override ROWS: u32 = 4u;
@@ -235,18 +237,49 @@ fn row_offsets(it: Item, width: u32) -> vec4<u32> {
     return vec4<u32>(0u, min(1u, last), min(2u, last), min(3u, last)) * width;
 }
 
-// The cell's forward for row m of the item: its four units, r = acc + b_hh.
-fn forward_row(it: Item, m: u32, s: Step, acc: Gates) {
+// Row b's length n_b (written by the host after the grid barriers' counters).
+fn length_of(b: u32) -> u32 {
+    return atomicLoad(&sync[p.lengths + b]);
+}
+
+// Step s as row b reads it (s < n_b): the rows in a of its time, n_b − 1 − s in the reverse
+// direction.
+fn row_step(s: Step, t: u32, b: u32) -> Step {
+    var v = s;
+    if (p.direction != 0u) {
+        v.a = (length_of(b) - 1u - t) * p.batch * p.gates * p.hidden;
+    }
+    return v;
+}
+
+// The cell's forward for row m of the item at step t: its four units, r = acc + b_hh; at a
+// padded step (t ≥ n_b) the state passes through unchanged.
+fn forward_row(it: Item, m: u32, t: u32, acc: Gates) {
+    if (m >= it.rows) {
+        return;
+    }
     let nh = p.hidden;
+    let b = it.b + m;
+    let s = step_at(t);
+    let valid = t < length_of(b);
     for (var c = 0u; c < 4u; c++) {
         let j = it.j + c;
-        if (m < it.rows && j < nh) {
-            var rg = vec4<f32>(acc.k0[c], acc.k1[c], acc.k2[c], acc.k3[c]);
-            for (var k = 0u; k < GATES; k++) {
-                rg[k] += param_at(p.bias + k * nh + j);
-            }
-            cell_forward(unit_at((it.b + m) * nh + j), s, rg);
+        if (j >= nh) {
+            break;
         }
+        let i = b * nh + j;
+        if (!valid) {
+            set_h(s.next + i, h_at(s.prev + i));
+            if (CELL_STATE) {
+                cs[s.next + i] = cs[s.prev + i];
+            }
+            continue;
+        }
+        var rg = vec4<f32>(acc.k0[c], acc.k1[c], acc.k2[c], acc.k3[c]);
+        for (var k = 0u; k < GATES; k++) {
+            rg[k] += param_at(p.bias + k * nh + j);
+        }
+        cell_forward(unit_at(i), row_step(s, t, b), rg);
     }
 }
 
@@ -318,28 +351,39 @@ fn forward_stage(lid: u32, tile: Tile, t: u32) {
         let it = item_at(tile, lid, group);
         let rows = row_offsets(it, nh) + vec4<u32>(s.prev + it.b * nh);
         let acc = forward_sums(it, rows);
-        forward_row(it, 0u, s, acc.r0);
-        forward_row(it, 1u, s, acc.r1);
-        forward_row(it, 2u, s, acc.r2);
-        forward_row(it, 3u, s, acc.r3);
+        forward_row(it, 0u, t, acc.r0);
+        forward_row(it, 1u, t, acc.r1);
+        forward_row(it, 2u, t, acc.r2);
+        forward_row(it, 3u, t, acc.r3);
     }
 }
 
-// Stage k's end for unit c of row m of the item: the cell's backward at k − 1 with g coming
-// through W, or (k = 0) ∂L/∂h_0.
+// Stage k's end for unit c of row m of the item: the cell's backward at step k − 1 with g coming
+// through W, or (k = 0) ∂L/∂h_0. A padded step (k − 1 ≥ n_b) passes nothing on: its da (at time
+// k − 1, a padded time in either direction), dr and d_direct are zero.
 fn backward_unit(it: Item, m: u32, c: u32, k: u32, g: f32) {
     let nh = p.hidden;
     let j = it.j + c;
     if (m >= it.rows || j >= nh) {
         return;
     }
-    let u = unit_at((it.b + m) * nh + j);
+    let b = it.b + m;
+    let u = unit_at(b * nh + j);
     if (k > 0u) {
-        cell_backward(u, step_at(k - 1u), g);
+        let s = step_at(k - 1u);
+        if (k - 1u < length_of(b)) {
+            cell_backward(u, row_step(s, k - 1u, b), g);
+            return;
+        }
+        for (var n = 0u; n < GATES; n++) {
+            a[s.a + gate(u, GATES, n)] = 0.0;
+            set_r(s.row + gate(u, GATES, n), 0.0);
+        }
+        set_direct(u, 0.0);
     } else if (p.direct_to_h != 0u) {
-        d0[p.dh0 + p.layer * p.batch * nh + u.i] = g + d0[p.direct + u.i];
+        d0[p.dh0 + p.block * p.batch * nh + u.i] = g + d0[p.direct + u.i];
     } else {
-        d0[p.dh0 + p.layer * p.batch * nh + u.i] = g;
+        d0[p.dh0 + p.block * p.batch * nh + u.i] = g;
     }
 }
 

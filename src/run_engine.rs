@@ -56,6 +56,13 @@ pub(crate) fn build_engine(
             "leave --devices, --accumulate and mpirun out of a classification run",
         ));
     }
+    if matches!(data.val, Validation::Sequences(_)) && opts.device == Device::Gpu {
+        return Err(Error::config(
+            "the GPU trainer does not train whole sequences yet",
+            "train the classifier with --device cpu (`unroll check` runs such models' GPU step \
+             against the reference)",
+        ));
+    }
     let mut engine: Box<dyn Engine> = if shares.is_whole() {
         let one = match opts.devices.as_slice() {
             [i] => &RunOptions {

@@ -263,7 +263,7 @@ fn flags_that_do_not_apply_to_a_classifier_are_refused() {
         ),
         (
             vec!["train", "--task", "classify", "--data", t],
-            "the GPU step does not run this model yet",
+            "the GPU trainer does not train whole sequences yet",
         ),
     ] {
         common::fails_in(dir.path(), &args, &[needle]);

@@ -261,27 +261,6 @@ fn bad_lengths_and_labels_are_refused_with_what_to_do() {
     assert!(err.contains("needs one label per sequence"), "{err}");
 }
 
-/// The GPU step does not run whole-sequence models yet: it says so, and names the reference.
-#[test]
-fn the_gpu_step_refuses_what_it_does_not_run() {
-    let gpu = common::gpu();
-    let kernels = unroll::gpu::Kernels::new(&gpu.device);
-    let base = config(Cell::Lstm, 1, InputKind::Tokens);
-    for c in [base.bidirectional(), base.with_head(Head::Mean)] {
-        let err = unroll::gpu::ModelStep::new(&gpu, &kernels, c, (3, 4), Default::default())
-            .err()
-            .expect("refused");
-        assert!(err.to_string().contains("--device cpu"), "{err}");
-    }
-    let step =
-        unroll::gpu::ModelStep::new(&gpu, &kernels, base, (3, 4), Default::default()).unwrap();
-    let (params, batch) = small(base, 5);
-    let err = step
-        .run_and_read(&gpu, &params.cast(), &batch)
-        .expect_err("refused");
-    assert!(err.to_string().contains("different lengths"), "{err}");
-}
-
 fn unroll(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_unroll"))
         .args(args)
@@ -290,7 +269,7 @@ fn unroll(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn check_runs_sequence_cases_and_generated_models_on_the_reference() {
+fn check_runs_sequence_cases_and_generated_models_on_the_reference_and_the_gpu() {
     let case = "tests/fixtures/seq/seq_gru_L2_bi_tokens_len_last_I13_H9_B4_T7_s15.safetensors";
     let out = unroll(&["check", "--device", "cpu", "--case", case]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -326,14 +305,20 @@ fn check_runs_sequence_cases_and_generated_models_on_the_reference() {
     ];
     let out = unroll(&generated);
     assert!(out.status.success(), "{}", common::text(&out));
-    // On the GPU: refused before any work, naming the way that works.
-    let out = unroll(&["check", "--case", case]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("does not run this model yet") && err.contains("--device cpu"),
-        "{err}"
-    );
+    // On the GPU: the case and the generated model, compared with the reference, pass.
+    let on_gpu: Vec<&str> = ["check"]
+        .into_iter()
+        .chain(generated[3..].iter().copied())
+        .collect();
+    for args in [&["check", "--case", case][..], &on_gpu[..]] {
+        let out = unroll(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("check passed"),
+            "{args:?}\n{}",
+            common::text(&out)
+        );
+    }
     // The flags that generate a model do not apply to a stored case.
     let out = unroll(&[
         "check",

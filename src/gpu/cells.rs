@@ -167,7 +167,7 @@ pub struct CellParams {
     pub hidden: u32,
     pub gates: u32,
     pub saved_width: u32,
-    pub layer: u32,
+    pub block: u32,
     pub steps: u32,
     pub t_begin: u32,
     pub t_end: u32,
@@ -185,5 +185,6 @@ pub struct CellParams {
     pub dh0: u32,
     pub dc0: u32,
     pub direct: u32,
-    pub _pad: [u32; 2],
+    pub direction: u32,
+    pub lengths: u32,
 }

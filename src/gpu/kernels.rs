@@ -28,6 +28,14 @@ pub struct Kernels {
     pub dropout_forward: Kernel,
     /// dropout.wgsl, the mask applied to the gradient of a layer's output
     pub dropout_backward: Kernel,
+    /// sequence.wgsl, a bidirectional layer's directions as one output by time
+    pub concat: Kernel,
+    /// sequence.wgsl, the gradient of that output split back into the directions
+    pub split: Kernel,
+    /// sequence.wgsl, the `last` and `mean` heads' features
+    pub features: Kernel,
+    /// sequence.wgsl, the gradient of the features scattered into the top layer's steps
+    pub features_backward: Kernel,
     /// Each cell's recurrence (recurrence.wgsl), built the first time a step of that cell asks.
     cells: [std::sync::OnceLock<CellKernels>; 4],
 }
@@ -79,8 +87,15 @@ const LOSS: &[(&str, Access)] = &[
     ("dense_targets", Read),
     ("dy", ReadWrite),
     ("row_loss", ReadWrite),
+    ("weight", Read),
 ];
 const COLUMN_SUM: &[(&str, Access)] = &[("p", UniformDynamic), ("m", Read), ("out", ReadWrite)];
+const SEQUENCE: &[(&str, Access)] = &[
+    ("p", UniformDynamic),
+    ("lengths", Read),
+    ("src", Read),
+    ("dst", ReadWrite),
+];
 const DROPOUT: &[(&str, Access)] = &[
     ("p", UniformDynamic),
     ("counter", Read),
@@ -145,6 +160,13 @@ impl Kernels {
                 include_str!("../../shaders/dropout.wgsl")
             ),
         );
+        let sequence = shader(
+            "sequence.wgsl",
+            concat!(
+                include_str!("../../shaders/grid.wgsl"),
+                include_str!("../../shaders/sequence.wgsl")
+            ),
+        );
         Self {
             matmul: matmul_kernels(device),
             transpose: transpose.kernel("transpose", TRANSPOSE),
@@ -156,6 +178,10 @@ impl Kernels {
             column_sum: reduce.kernel("column_sum", COLUMN_SUM),
             dropout_forward: dropout.kernel("dropout_forward", DROPOUT),
             dropout_backward: dropout.kernel("dropout_backward", DROPOUT),
+            concat: sequence.kernel("concat", SEQUENCE),
+            split: sequence.kernel("split", SEQUENCE),
+            features: sequence.kernel("features", SEQUENCE),
+            features_backward: sequence.kernel("features_backward", SEQUENCE),
             cells: Default::default(),
         }
     }
@@ -280,8 +306,22 @@ pub struct EmbeddingParams {
 pub struct LossParams {
     pub rows: u32,
     pub classes: u32,
-    pub scale: f32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
+}
+
+/// The uniform of sequence.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[allow(missing_docs)] // the fields mirror the WGSL struct of the same name
+pub struct SequenceParams {
+    pub batch: u32,
+    pub steps: u32,
+    pub hidden: u32,
+    pub directions: u32,
+    pub mean: u32,
+    pub lengths: u32,
+    pub src: u32,
+    pub dst: u32,
 }
 
 /// The uniform of reduce.wgsl.

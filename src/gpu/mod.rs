@@ -20,6 +20,7 @@ pub(crate) mod recurrence;
 pub(crate) mod resident;
 pub(crate) mod stack;
 pub(crate) mod stack_buffers;
+pub(crate) mod stack_head;
 pub(crate) mod stack_plan;
 pub(crate) mod submit;
 pub(crate) mod trainer;

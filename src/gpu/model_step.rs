@@ -100,7 +100,7 @@ impl ModelStep {
         &self.stack.buffers.stats
     }
 
-    /// The blocks of the carried state: every layer's h, then (LSTM) every layer's c.
+    /// The blocks of the carried state: every block's h, then (LSTM) every block's c.
     pub fn carried(&self) -> Vec<CarriedBlock<'_>> {
         let (nb, nt) = self.shape();
         let c = self.config();
@@ -109,13 +109,14 @@ impl ModelStep {
         let b = &self.stack.buffers;
         let (hs, cs) = (&b.hs, c.cell.has_cell_state().then_some(&b.cs));
         let mut blocks = Vec::new();
+        let n = (c.directions() * c.layers) as u64;
         for (k, buffer) in std::iter::once(hs).chain(cs).enumerate() {
-            for l in 0..c.layers as u64 {
+            for l in 0..n {
                 blocks.push(CarriedBlock {
                     buffer,
                     at_start: l * per_layer,
                     at_end: l * per_layer + nt as u64 * bytes,
-                    in_carry: (k as u64 * c.layers as u64 + l) * bytes,
+                    in_carry: (k as u64 * n + l) * bytes,
                     bytes,
                 });
             }

@@ -7,7 +7,9 @@
 
 use crate::gpu::context::{Gpu, Meter};
 use crate::gpu::kernel::Kernel;
-use crate::gpu::kernels::{ADD_BIAS, Kernels, LossParams, ReduceParams, TransposeParams};
+use crate::gpu::kernels::{
+    ACCUMULATE, ADD_BIAS, Kernels, LossParams, ReduceParams, TransposeParams,
+};
 use crate::gpu::phase::Phase;
 pub(crate) use crate::gpu::product::{Product, cols, rows, weight_gradient_splits};
 use crate::model::InputKind;
@@ -167,6 +169,10 @@ impl<'a> Plan<'a> {
                 p.addend_offset = offset;
                 Some(bias)
             }
+            Epilogue::Accumulate => {
+                p.flags = ACCUMULATE;
+                None
+            }
         };
         let A::Buffer(a) = m.a;
         let kernel = kernels.matmul(p.variant(tokens.is_some()));
@@ -291,8 +297,7 @@ impl<'a> Plan<'a> {
         let lp = LossParams {
             rows: n_rows as u32,
             classes: no as u32,
-            scale: 1.0 / n_rows as f32,
-            _pad: 0,
+            _pad: [0; 2],
         };
         let k = kernels;
         let (kernel, groups) = match (loss.kind, no > WIDE_LOSS_CLASSES) {
@@ -307,6 +312,7 @@ impl<'a> Plan<'a> {
             loss.targets,
             loss.dy,
             loss.row_loss,
+            loss.weight,
         ];
         self.push(Phase::OutputAndLoss, kernel, &lp, buffers, groups);
         self.column_sum(
@@ -317,7 +323,7 @@ impl<'a> Plan<'a> {
             1,
             loss.stats,
             0,
-            1.0 / n_rows as f32,
+            1.0,
         );
     }
 
@@ -393,6 +399,8 @@ pub(crate) struct Loss<'a> {
     pub(crate) dy: &'a wgpu::Buffer,
     /// Per-row loss (T·B).
     pub(crate) row_loss: &'a wgpu::Buffer,
+    /// Each row's weight in the mean loss.
+    pub(crate) weight: &'a wgpu::Buffer,
     /// [the mean loss, …].
     pub(crate) stats: &'a wgpu::Buffer,
 }
@@ -420,6 +428,8 @@ pub(crate) enum Epilogue<'a> {
     None,
     /// C = S + bias[j], the bias at this offset of this buffer.
     Bias(&'a wgpu::Buffer, usize),
+    /// C = C + S: the product added to what C holds.
+    Accumulate,
 }
 
 /// One product to plan: its sizes and operands, and what happens to its sums.

@@ -30,12 +30,12 @@ use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
-use crate::gpu::plan::Recorded;
+use crate::gpu::plan::{LOOP_BUDGET, Recorded};
 use crate::gpu::recurrence::{self, Recurrence, Tiles, Tiling};
 pub use crate::gpu::stack_buffers::StackBuffers;
 use crate::gpu::stack_buffers::{Shape, allocate, check_fits, places};
 use crate::gpu::stack_plan::{PlanOptions, plan_step};
-use crate::model::{Batch, Inputs, ModelConfig, StepOutput, Targets};
+use crate::model::{Batch, Head, Inputs, ModelConfig, StepOutput, Targets};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -114,6 +114,7 @@ impl GpuStack {
         let (places, vt, wt_len) = places(&config, &table);
         let dropped = dropout.is_some() && config.layers > 1;
         let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, (params, dropped));
+        write_lengths(gpu, &buffers, &s, None);
         let mut plan = |recurrence| {
             let options = PlanOptions {
                 dropout: dropout.filter(|_| config.layers > 1),
@@ -153,13 +154,6 @@ impl GpuStack {
         (recurrence, tiles): (Option<Recurrence>, Option<Tiles>),
     ) -> Result<(Shape, Recurrence, Tiling)> {
         config.validate()?;
-        if !config.is_next_step() {
-            return Err(Error::config(
-                format!("the GPU step does not run this model yet ({config})"),
-                "run it on the CPU reference (--device cpu, for train and check), or build a \
-                 unidirectional model with the per-step head",
-            ));
-        }
         if batch == 0 || steps == 0 {
             return Err(Error::config(
                 format!("batch size B={batch} and timesteps T={steps}: both must be at least 1"),
@@ -178,6 +172,16 @@ impl GpuStack {
         }
         let tiling = Tiling::new(gpu.info.device_type, &limits, batch, (hidden, gates), tiles);
         check_fits(gpu, &s)?;
+        let software = gpu.info.device_type == wgpu::DeviceType::Cpu;
+        if config.head == Head::Mean && software && steps > LOOP_BUDGET {
+            return Err(Error::config(
+                format!(
+                    "the mean head sums up to T = {steps} steps in one loop; a software adapter \
+                     runs at most {LOOP_BUDGET}"
+                ),
+                "use shorter sequences or the last head on this adapter",
+            ));
+        }
         let device = (gpu.info.device_type, &limits);
         let resident = recurrence::resident_workgroups(gpu);
         let recurrence =
@@ -293,7 +297,7 @@ impl GpuStack {
         gpu.write(&b.x, 0, x) + gpu.write(&b.targets, 0, y)
     }
 
-    /// Uploads a batch: inputs, targets, and every layer's h_0 (and c_0).
+    /// Uploads a batch: inputs, targets, lengths, and every block's h_0 (and c_0).
     pub fn write_batch(&self, gpu: &Gpu, batch: &Batch) -> Result<u64> {
         if batch.batch != self.batch || batch.steps != self.steps {
             return Err(Error::config(
@@ -305,23 +309,17 @@ impl GpuStack {
             ));
         }
         batch.validate(&self.config)?;
-        if batch.lengths.is_some() {
-            return Err(Error::config(
-                "the GPU step does not run sequences of different lengths yet",
-                "give every sequence of the batch T steps, or run it on the CPU reference \
-                 (--device cpu)",
-            ));
-        }
-        let b = &self.buffers;
+        let (b, s) = (&self.buffers, self.shape());
         let mut sent = self.write_data(gpu, &batch.inputs, &batch.targets);
-        let bh = self.batch * self.config.hidden;
+        sent += write_lengths(gpu, b, &s, batch.lengths.as_deref());
+        let bh = s.bh();
         let lstm = self.config.cell.has_cell_state();
-        for l in 0..self.config.layers {
-            let at = ((l * (self.steps + 1) * bh) * 4) as u64;
-            let layer = l * bh..(l + 1) * bh;
-            sent += gpu.write(&b.hs, at, bytemuck::cast_slice(&batch.h0[layer.clone()]));
+        for block in 0..s.blocks() {
+            let at = (s.state(block, 0) * 4) as u64;
+            let rows = block * bh..(block + 1) * bh;
+            sent += gpu.write(&b.hs, at, bytemuck::cast_slice(&batch.h0[rows.clone()]));
             if lstm {
-                sent += gpu.write(&b.cs, at, bytemuck::cast_slice(&batch.c0[layer]));
+                sent += gpu.write(&b.cs, at, bytemuck::cast_slice(&batch.c0[rows]));
             }
         }
         Ok(sent)
@@ -360,44 +358,85 @@ impl GpuStack {
         if self.barrier_failed(gpu).await? {
             return Box::pin(self.run_and_read_async(gpu, params, batch)).await;
         }
-        self.read_output(gpu).await
+        self.read_output(gpu, batch.lengths.as_deref()).await
     }
 
-    /// Reads back the results of the step last run.
-    async fn read_output(&self, gpu: &Gpu) -> Result<StepOutput<f32>> {
-        let (c, b) = (&self.config, &self.buffers);
-        let (nb, nt, nh, nl) = (self.batch, self.steps, c.hidden, c.layers);
-        let bh = nb * nh;
-        // Every layer's state after the last timestep.
+    /// Reads back the results of the step last run over sequences of `lengths`, zero at padding
+    /// as the CPU reference gives them.
+    async fn read_output(&self, gpu: &Gpu, lengths: Option<&[usize]>) -> Result<StepOutput<f32>> {
+        let (c, b, s) = (&self.config, &self.buffers, self.shape());
+        let (nb, nt, nd) = (self.batch, self.steps, c.features());
+        let bh = s.bh();
+        // Every block's state after the last step.
         let last = async |buf: &wgpu::Buffer| -> Result<Vec<f32>> {
-            let mut v = Vec::with_capacity(nl * bh);
-            for l in 0..nl {
-                v.extend(
-                    gpu.read_f32_async(buf, (l * (nt + 1) + nt) * bh, bh)
-                        .await?,
-                );
+            let mut v = Vec::with_capacity(s.blocks() * bh);
+            for block in 0..s.blocks() {
+                v.extend(gpu.read_f32_async(buf, s.state(block, nt), bh).await?);
             }
             Ok(v)
         };
         let lstm = c.cell.has_cell_state();
-        let top = ((nl - 1) * (nt + 1) + 1) * bh;
+        let mut output = if c.bidirectional {
+            let at = (c.layers - 1) * s.rows() * nd;
+            gpu.read_f32_async(&b.outs, at, s.rows() * nd).await?
+        } else {
+            let top = s.state(c.layers - 1, 1);
+            gpu.read_f32_async(&b.hs, top, s.rows() * nd).await?
+        };
+        let mut logits = (gpu.read_f32_async(&b.logits, 0, s.head_rows() * c.output)).await?;
+        let padded = |p: usize| lengths.is_some_and(|n| p / nb >= n[p % nb]);
+        for p in (0..s.rows()).filter(|&p| padded(p)) {
+            output[p * nd..(p + 1) * nd].fill(0.0);
+            if !c.head.is_sequence() {
+                logits[p * c.output..(p + 1) * c.output].fill(0.0);
+            }
+        }
+        let states = s.blocks() * bh;
+        let (_, dh0, dc0, _) = s.d0();
         Ok(StepOutput {
             loss: gpu.read_f32_async(&b.stats, 0, 1).await?[0],
-            output: gpu.read_f32_async(&b.hs, top, nt * bh).await?,
+            output,
             h_n: last(&b.hs).await?,
             c_n: if lstm { last(&b.cs).await? } else { vec![] },
-            logits: gpu.read_f32_async(&b.logits, 0, nt * nb * c.output).await?,
-            features: vec![],
+            logits,
+            features: if c.head.is_sequence() {
+                gpu.read_f32_async(&b.feats, 0, nb * nd).await?
+            } else {
+                vec![]
+            },
             grads: gpu.read_f32_async(&b.grads, 0, c.table().len).await?,
-            dh0: gpu
-                .read_f32_async(&b.d0, self.shape().d0().1, nl * bh)
-                .await?,
+            dh0: gpu.read_f32_async(&b.d0, dh0, states).await?,
             dc0: if lstm {
-                gpu.read_f32_async(&b.d0, self.shape().d0().2, nl * bh)
-                    .await?
+                gpu.read_f32_async(&b.d0, dc0, states).await?
             } else {
                 vec![]
             },
         })
     }
+}
+
+/// Writes each row's length into `sync` (T for every row where `lengths` is None) and each
+/// decoded row's weight in the mean loss; returns the bytes written.
+fn write_lengths(gpu: &Gpu, b: &StackBuffers, s: &Shape, lengths: Option<&[usize]>) -> u64 {
+    let n: Vec<u32> = (0..s.nb)
+        .map(|i| lengths.map_or(s.nt, |l| l[i]) as u32)
+        .collect();
+    let weight: Vec<f32> = if s.config.head.is_sequence() {
+        vec![1.0 / s.nb as f32; s.nb]
+    } else {
+        let valid: usize = n.iter().map(|&v| v as usize).sum();
+        let w = 1.0 / valid as f32;
+        (0..s.rows())
+            .map(|p| {
+                if p / s.nb < n[p % s.nb] as usize {
+                    w
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let at = (s.lengths_at() * 4) as u64;
+    gpu.write(&b.sync, at, bytemuck::cast_slice(&n))
+        + gpu.write(&b.weight, 0, bytemuck::cast_slice(&weight))
 }

@@ -3,7 +3,9 @@
 //! limits, and the check of a batch against them.
 //!
 //! Dimensions: B batch, T timesteps, I input, H hidden, O output, L layers, G gates per cell,
-//! S values a cell saves per unit for its backward pass.
+//! S values a cell saves per unit for its backward pass, ND directions per layer, D = ND·H. A
+//! state block is one direction of one layer, k·ND + d (PyTorch's order of h_n); N the rows the
+//! head decodes (T·B per step, B for a sequence head).
 
 use crate::error::{Error, Result};
 use crate::footprint::largest;
@@ -13,10 +15,11 @@ use crate::gpu::plan::{storage, weight_gradient_splits};
 use crate::model::{InputKind, ModelConfig};
 use crate::param_table::ParamTable;
 
-/// Where one layer's parameters sit in the flat vector, and its transposed weights in `wt`.
+/// Where one direction of one layer (a state block) has its parameters in the flat vector, and
+/// its transposed weights in `wt`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Place {
-    /// The layer's input width: I for layer 0, H above.
+    /// The layer's input width: I for layer 0, D above.
     pub(crate) input: usize,
     pub(crate) w_ih: usize,
     pub(crate) w_hh: usize,
@@ -37,39 +40,54 @@ pub struct StackBuffers {
     pub grads: wgpu::Buffer,
     /// x_1 … x_T: token ids (T, B) u32, or (T, B, I) f32.
     pub x: wgpu::Buffer,
-    /// Token ids (T, B) u32, or (T, B, O) f32.
+    /// Token ids (T, B) u32, or (T, B, O) f32; a sequence head's labels (B) u32.
     pub targets: wgpu::Buffer,
-    /// Every layer's W_ih^T and W_hh^T, then V^T, rows padded to multiples of 4.
+    /// Every block's W_ih^T and W_hh^T, then V^T, rows padded to multiples of 4.
     pub wt: wgpu::Buffer,
-    /// The input projection a (forward), da (backward) of the current layer.   (T, B, G·H)
+    /// The input projection a (forward), da (backward) of the current direction, by time.
+    /// (T, B, G·H)
     pub a: wgpu::Buffer,
-    /// The recurrent projection r (forward), dr (backward) of the current layer.   (T, B, G·H)
+    /// The recurrent projection r (forward), dr (backward) of the current direction, by step.
+    /// (T, B, G·H)
     pub r: wgpu::Buffer,
-    /// Every layer's h_0 … h_T.                          (L, T+1, B, H)
+    /// Every block's h_0 … h_T, by step.                 (ND·L, T+1, B, H)
     pub hs: wgpu::Buffer,
-    /// Every layer's c_0 … c_T (LSTM).                   (L, T+1, B, H)
+    /// Every block's c_0 … c_T (LSTM).                   (ND·L, T+1, B, H)
     pub cs: wgpu::Buffer,
-    /// Every layer's saved activations.                  (L, T, B, S·H)
+    /// Every block's saved activations.                  (ND·L, T, B, S·H)
     pub saved: wgpu::Buffer,
-    /// y_1 … y_T.                                        (T, B, O)
+    /// Every layer's output by time, both directions side by side, zero at padding
+    /// (bidirectional models).                           (L, T, B, D)
+    pub outs: wgpu::Buffer,
+    /// ∂L/∂ of a layer's output (bidirectional models).   (T, B, D)
+    pub d_out: wgpu::Buffer,
+    /// A sequence head's features, and their gradient.   (B, D) each
+    pub feats: wgpu::Buffer,
+    pub d_feats: wgpu::Buffer,
+    /// The logits y.                                     (N, O)
     pub logits: wgpu::Buffer,
-    /// ∂L/∂y.                                            (T, B, O)
+    /// ∂L/∂y.                                            (N, O)
     pub dy: wgpu::Buffer,
-    /// Per-position loss.                                (T·B)
+    /// Each row's weighted loss.                         (N)
     pub row_loss: wgpu::Buffer,
+    /// Each row's weight in the mean loss: 1/N, or per step 1/Σ n_b at valid steps and 0 at
+    /// padding (written with each batch).               (N)
+    pub weight: wgpu::Buffer,
     /// [the mean loss, the gradient norm].               (2)
     pub stats: wgpu::Buffer,
-    /// The gradients of the states: ∂L/∂h_t from above for the current layer (T, B, H) first,
-    /// then ∂L/∂h_0 of every layer (L, B, H), ∂L/∂c_0 of every layer (L, B, H; LSTM), and the
-    /// gradient reaching t from t+1 around W (B, H): see [`Shape::d0`].
+    /// The gradients of the states: ∂L/∂h from above for the current layer's directions by step
+    /// (ND, T, B, H) first, then ∂L/∂h_0 of every block (ND·L, B, H), ∂L/∂c_0 of every block
+    /// (ND·L, B, H; LSTM), and the gradient reaching s from s+1 around W (B, H): see
+    /// [`Shape::d0`].
     pub d0: wgpu::Buffer,
     /// Partial sums of split weight gradients.           (splits, max M·N)
     pub partials: wgpu::Buffer,
-    /// The outputs of every layer but the top one after dropout.   (L−1, T, B, H)
+    /// The outputs of every layer but the top one after dropout.   (L−1, T, B, D)
     pub dropped: wgpu::Buffer,
     /// [the update count that keys the dropout masks, …].   (4) u32
     pub counter: wgpu::Buffer,
-    /// [the grid barrier's failure flag, an arrival counter per grid dispatch].   u32
+    /// [the grid barrier's failure flag, an arrival counter per grid dispatch, each row's
+    /// length n_b (B)].   u32
     pub sync: wgpu::Buffer,
     /// Bound where a kernel's binding is unused: one buffer per unused binding of a group,
     /// since WebGPU forbids binding a buffer twice in a group that writes it.
@@ -90,9 +108,28 @@ impl Shape {
         self.config.cell.gates() * self.config.hidden
     }
 
-    /// B·H: one timestep of one layer's states.
+    /// B·H: one timestep of one block's states.
     pub(crate) fn bh(&self) -> usize {
         self.nb * self.config.hidden
+    }
+
+    /// ND·L: the state blocks.
+    pub(crate) fn blocks(&self) -> usize {
+        self.config.directions() * self.config.layers
+    }
+
+    /// N: the rows the head decodes, T·B per step or B for a sequence head.
+    pub(crate) fn head_rows(&self) -> usize {
+        if self.config.head.is_sequence() {
+            self.nb
+        } else {
+            self.rows()
+        }
+    }
+
+    /// Where row 0's length sits in `sync`, after the failure flag and the arrival counters.
+    pub(crate) fn lengths_at(&self) -> usize {
+        1 + sync_slots(self)
     }
 
     /// T·B.
@@ -103,8 +140,8 @@ impl Shape {
     /// Where the blocks of `d0` start: dh (at 0), ∂L/∂h_0, ∂L/∂c_0 (as long; an LSTM's only),
     /// d_direct.
     pub(crate) fn d0(&self) -> (usize, usize, usize, usize) {
-        let dh0 = self.rows() * self.config.hidden;
-        let block = self.config.layers * self.bh();
+        let dh0 = self.config.directions() * self.rows() * self.config.hidden;
+        let block = self.blocks() * self.bh();
         let c0 = if self.config.cell.has_cell_state() {
             block
         } else {
@@ -113,30 +150,31 @@ impl Shape {
         (0, dh0, dh0 + block, dh0 + block + c0)
     }
 
-    /// Offset of layer l's h_t (c_t) in hs (cs), t = 0..=T.
-    pub(crate) fn state(&self, l: usize, t: usize) -> usize {
-        (l * (self.nt + 1) + t) * self.bh()
+    /// Offset of block k's h_s (c_s) in hs (cs), s = 0..=T.
+    pub(crate) fn state(&self, block: usize, s: usize) -> usize {
+        (block * (self.nt + 1) + s) * self.bh()
     }
 
     /// The largest buffers, (what, elements), to check against the adapter's limits (the others,
     /// `dh`, `dropped`, the loss's, are no larger than one of these).
     pub(crate) fn sizes(&self, table: &ParamTable, wt: usize) -> Vec<(&'static str, usize)> {
         let c = &self.config;
-        let per_layer = self.config.layers * (self.nt + 1) * self.bh();
+        let per_block = self.blocks() * (self.nt + 1) * self.bh();
         let x = match c.kind {
             InputKind::Tokens => self.rows(),
             InputKind::Dense => self.rows() * c.input,
         };
-        let outputs = c.layers * self.rows() * c.hidden;
+        let outputs = self.blocks() * self.rows() * c.hidden;
         vec![
             ("the parameters", table.len),
             ("the transposed weights", wt),
             ("the inputs x (T, B, I)", x),
-            ("the outputs (T, B, O)", self.rows() * c.output),
+            ("the outputs (N, O)", self.head_rows() * c.output),
             ("the gate projections (T, B, G·H)", self.rows() * self.gh()),
-            ("every layer's hidden states (L, T+1, B, H)", per_layer),
+            ("every layer's hidden states (ND·L, T+1, B, H)", per_block),
+            ("every layer's outputs (L, T, B, D)", outputs),
             (
-                "the saved gate activations (L, T, B, S·H)",
+                "the saved gate activations (ND·L, T, B, S·H)",
                 outputs * saved_per_unit(c.cell),
             ),
         ]
@@ -151,8 +189,8 @@ pub(crate) fn places(config: &ModelConfig, table: &ParamTable) -> (Vec<Place>, u
     let h4 = config.hidden.next_multiple_of(4);
     let mut wt = 0;
     let mut places = Vec::new();
-    // The GPU step runs one direction (GpuStack::check_fits refuses a bidirectional model).
-    for layer in table.layers.iter().filter(|p| p.direction == 0) {
+    for (block, layer) in table.layers.iter().enumerate() {
+        debug_assert_eq!(layer.state, block, "the table's rows are in block order");
         let input = layer.input();
         let wt_ih = wt;
         wt += input * g4;
@@ -169,7 +207,7 @@ pub(crate) fn places(config: &ModelConfig, table: &ParamTable) -> (Vec<Place>, u
         });
     }
     let vt = wt;
-    wt += config.hidden * config.output.next_multiple_of(4);
+    wt += config.features() * config.output.next_multiple_of(4);
     (places, vt, wt)
 }
 
@@ -230,10 +268,10 @@ pub(crate) fn largest_hint(
     format!("{fits}; the CPU reference (--device cpu) has no such limit")
 }
 
-/// Arrival counters the grid barriers of a step may use: one per dispatch of a layer's pass, at
+/// Arrival counters the grid barriers of a step may use: one per dispatch of a block's pass, at
 /// most T + 1 dispatches each.
 pub(crate) fn sync_slots(s: &Shape) -> usize {
-    2 * s.config.layers * (s.nt + 1)
+    2 * s.blocks() * (s.nt + 1)
 }
 
 /// Allocates every buffer of a step; returns them and their bytes.
@@ -245,15 +283,19 @@ pub(crate) fn allocate(
     (params, dropout): (Option<wgpu::Buffer>, bool),
 ) -> (StackBuffers, u64) {
     let c = &s.config;
-    let (n_rows, gh, bh, nl) = (s.rows(), s.gh(), s.bh(), c.layers);
+    let (n_rows, gh, bh, nl, nd) = (s.rows(), s.gh(), s.bh(), c.layers, c.features());
     let lstm = c.cell.has_cell_state();
-    let states = nl * (s.nt + 1) * bh;
-    let saved = nl * s.nt * bh * saved_per_unit(c.cell);
-    let (x, y) = match c.kind {
-        InputKind::Tokens => (n_rows, n_rows),
-        InputKind::Dense => (n_rows * c.input, n_rows * c.output),
+    let states = s.blocks() * (s.nt + 1) * bh;
+    let saved = s.blocks() * s.nt * bh * saved_per_unit(c.cell);
+    let (x, y) = match (c.kind, c.head.is_sequence()) {
+        (InputKind::Tokens, false) => (n_rows, n_rows),
+        (InputKind::Dense, false) => (n_rows * c.input, n_rows * c.output),
+        (InputKind::Tokens, true) => (n_rows, s.nb),
+        (InputKind::Dense, true) => (n_rows * c.input, s.nb),
     };
-    let widest = gh * c.hidden.max(c.input) + c.output * c.hidden;
+    let bi = c.bidirectional;
+    let feats = if c.head.is_sequence() { s.nb * nd } else { 0 };
+    let widest = gh * nd.max(c.input) + c.output * nd;
     let splits = weight_gradient_splits(n_rows, widest, gpu.storage_limit().1);
     let mut bytes = 0u64;
     let mut buf = |label: &str, n: usize| {
@@ -274,22 +316,20 @@ pub(crate) fn allocate(
         hs: buf("hs", states),
         cs: buf("cs", if lstm { states } else { 0 }),
         saved: buf("saved", saved),
-        logits: buf("logits", n_rows * c.output),
-        dy: buf("dy", n_rows * c.output),
-        row_loss: buf("row_loss", n_rows),
+        outs: buf("outs", if bi { nl * n_rows * nd } else { 0 }),
+        d_out: buf("d_out", if bi { n_rows * nd } else { 0 }),
+        feats: buf("feats", feats),
+        d_feats: buf("d_feats", feats),
+        logits: buf("logits", s.head_rows() * c.output),
+        dy: buf("dy", s.head_rows() * c.output),
+        row_loss: buf("row_loss", s.head_rows()),
+        weight: buf("weight", s.head_rows()),
         stats: buf("stats", 2),
         d0: buf("d0", s.d0().3 + bh),
         partials: buf("partials", if splits > 1 { splits * widest } else { 0 }),
-        dropped: buf(
-            "dropped",
-            if dropout {
-                (nl - 1) * n_rows * c.hidden
-            } else {
-                0
-            },
-        ),
+        dropped: buf("dropped", if dropout { (nl - 1) * n_rows * nd } else { 0 }),
         counter: buf("counter", 4),
-        sync: buf("sync", 1 + sync_slots(s)),
+        sync: buf("sync", s.lengths_at() + s.nb),
         unused: [0, 1].map(|_| buf("unused", 0)),
     };
     (buffers, bytes)

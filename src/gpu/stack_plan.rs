@@ -1,5 +1,7 @@
 //! The stacked step's dispatches ([`super::stack`]): one planning function per phase, looping
-//! over the layers.
+//! over the layers and their directions (the head's are in [`super::stack_head`]). A layer's
+//! directions run one after the other through the same `a` and `r`, each with its own state
+//! block, so a reverse direction is the forward one's kernels with another block and time order.
 
 use crate::dropout::DropoutSpec;
 use crate::gpu::cells::{CellParams, UnitKernels, direct_reaches_h, saved_per_unit};
@@ -7,7 +9,7 @@ use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{DropoutParams, EmbeddingParams, Kernels, MatmulParams, TransposeParams};
 use crate::gpu::phase::Phase;
 use crate::gpu::plan::{
-    A, B, Epilogue, Loss, Matmul, Plan, Product, Recorded, cols, grid_1d, grid_rows, rows,
+    A, B, Epilogue, Matmul, Plan, Product, Recorded, cols, grid_1d, grid_rows, rows,
 };
 use crate::gpu::recurrence::{Recurrence, Tiling};
 use crate::gpu::stack_buffers::{Place, Shape, StackBuffers};
@@ -65,9 +67,13 @@ pub(crate) fn plan_step(
         dropout: options.dropout,
     };
     planner.layouts();
+    let directions = config.directions();
     for l in 0..config.layers {
-        planner.input_projection(l);
-        planner.forward_recurrence(l);
+        for d in 0..directions {
+            planner.input_projection(l, d);
+            planner.recurrence(l, d, false);
+        }
+        planner.concat(l);
         if l + 1 < config.layers {
             planner.dropout(l, false);
         }
@@ -75,10 +81,13 @@ pub(crate) fn plan_step(
     planner.output_and_loss();
     planner.output_gradients();
     for l in (0..config.layers).rev() {
-        planner.backward_recurrence(l);
-        planner.weight_gradients(l);
+        for d in 0..directions {
+            planner.recurrence(l, d, true);
+            planner.weight_gradients(l, d);
+        }
         if l > 0 {
             planner.dropout(l - 1, true);
+            planner.split(Phase::WeightGradients);
         }
     }
     planner.clear_sync();
@@ -87,9 +96,9 @@ pub(crate) fn plan_step(
 }
 
 /// Plans the dispatches of a step, phase by phase and layer by layer.
-struct Planner<'a> {
-    plan: Plan<'a>,
-    k: &'a Kernels,
+pub(super) struct Planner<'a> {
+    pub(super) plan: Plan<'a>,
+    pub(super) k: &'a Kernels,
     units: &'a UnitKernels,
     recurrence: Recurrence,
     tiling: Tiling,
@@ -97,20 +106,21 @@ struct Planner<'a> {
     slots: usize,
     /// The adapter's type (a software adapter runs long loops in chunks).
     device_type: wgpu::DeviceType,
-    b: &'a StackBuffers,
-    s: Shape,
+    pub(super) b: &'a StackBuffers,
+    pub(super) s: Shape,
+    /// Each state block's parameters and transposed weights.
     places: Vec<Place>,
     /// V^T's offset in `wt`.
-    vt: usize,
+    pub(super) vt: usize,
     /// V's and c's offsets in the parameters.
-    v: usize,
-    c: usize,
+    pub(super) v: usize,
+    pub(super) c: usize,
     /// Dropout between the layers (training steps only).
     dropout: Option<DropoutSpec>,
 }
 
 impl<'a> Planner<'a> {
-    /// W_ih^T of every layer (not for a gathered token layer) and W_hh^T gate by gate, with rows
+    /// W_ih^T of every block (not for a gathered token layer) and W_hh^T gate by gate, with rows
     /// padded; then V^T.
     fn layouts(&mut self) {
         let (c, gh) = (self.s.config, self.s.gh());
@@ -130,8 +140,8 @@ impl<'a> Planner<'a> {
                 _pad: [0; 2],
             }
         };
-        for (l, p) in self.places.clone().iter().enumerate() {
-            if !(l == 0 && c.kind == InputKind::Tokens) {
+        for (block, p) in self.places.clone().iter().enumerate() {
+            if !(block < c.directions() && c.kind == InputKind::Tokens) {
                 let t = copy(gh, p.input, p.w_ih, p.wt_ih, g4);
                 self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
             }
@@ -144,7 +154,7 @@ impl<'a> Planner<'a> {
         }
         let t = copy(
             c.output,
-            c.hidden,
+            c.features(),
             self.v,
             self.vt,
             c.output.next_multiple_of(4),
@@ -152,56 +162,75 @@ impl<'a> Planner<'a> {
         self.plan.layout(self.k, t, &self.b.params, &self.b.wt);
     }
 
-    /// Layer l's x as the B operand of a product over the T·B rows, with its width.
+    /// Layer l's x as the B operand of a product over the T·B rows, with its offset (rows of
+    /// the layer's input width).
     fn layer_input(&self, l: usize) -> (B<'a>, usize) {
         let (c, b) = (self.s.config, self.b);
+        let below = (l.max(1) - 1) * self.s.rows() * c.features();
         match (l, c.kind) {
             (0, InputKind::Tokens) => (B::OneHot(&b.x), 0),
             (0, InputKind::Dense) => (B::Buffer(&b.x), 0),
-            _ if self.dropout.is_some() => {
-                (B::Buffer(&b.dropped), (l - 1) * self.s.rows() * c.hidden)
-            }
+            _ if self.dropout.is_some() => (B::Buffer(&b.dropped), below),
+            _ if c.bidirectional => (B::Buffer(&b.outs), below),
             _ => (B::Buffer(&b.hs), self.s.state(l - 1, 1)),
         }
     }
 
-    /// dropout.wgsl over layer l's h_1 … h_T: into `dropped` (forward), or over the gradient
-    /// of that output in `dh` (at the start of `d0`; backward).
+    /// Where the gradient of a layer's output (T, B, D) is formed: `d_out` for a bidirectional
+    /// model (then split into its directions), else straight into `dh` at the start of `d0`.
+    pub(super) fn output_gradient(&self) -> &'a wgpu::Buffer {
+        if self.s.config.bidirectional {
+            &self.b.d_out
+        } else {
+            &self.b.d0
+        }
+    }
+
+    /// dropout.wgsl over layer l's output (T, B, D): into `dropped` (forward), or over the
+    /// gradient of that output (backward, see [`Self::output_gradient`]).
     fn dropout(&mut self, l: usize, backward: bool) {
         let Some(d) = self.dropout else { return };
-        let (s, b) = (self.s, self.b);
-        let n = s.rows() * s.config.hidden;
+        let (s, b, nd) = (self.s, self.b, self.s.config.features());
+        let n = s.rows() * nd;
+        let (src, src_offset) = if s.config.bidirectional {
+            (&b.outs, l * n)
+        } else {
+            (&b.hs, s.state(l, 1))
+        };
         let dp = DropoutParams {
             rows: s.rows() as u32,
-            hidden: s.config.hidden as u32,
+            hidden: nd as u32,
             batch: s.nb as u32,
             layer: l as u32,
             seed_lo: d.seed as u32,
             seed_hi: (d.seed >> 32) as u32,
             p: d.p,
             scale: 1.0 / (1.0 - d.p),
-            src_offset: s.state(l, 1) as u32,
+            src_offset: src_offset as u32,
             dst_offset: if backward { 0 } else { (l * n) as u32 },
             _pad: [0; 2],
         };
         let (phase, kernel, src, dst) = if backward {
             let k = &self.k.dropout_backward;
-            (Phase::WeightGradients, k, &b.unused[0], &b.d0)
-        } else {
             (
-                Phase::ForwardRecurrence,
-                &self.k.dropout_forward,
-                &b.hs,
-                &b.dropped,
+                Phase::WeightGradients,
+                k,
+                &b.unused[0],
+                self.output_gradient(),
             )
+        } else {
+            let k = &self.k.dropout_forward;
+            (Phase::ForwardRecurrence, k, src, &b.dropped)
         };
         let buffers = vec![&b.counter, src, dst];
         self.plan.push(phase, kernel, &dp, buffers, grid_1d(n));
     }
 
-    /// a (T·B, G·H) = x U^T + b_ih: a gather of U's columns for tokens, else one product.
-    fn input_projection(&mut self, l: usize) {
-        let (p, gh, n_rows) = (self.places[l], self.s.gh(), self.s.rows());
+    /// a (T·B, G·H) = x U^T + b_ih of layer l's direction d: a gather of U's columns for
+    /// tokens, else one product.
+    fn input_projection(&mut self, l: usize, d: usize) {
+        let block = l * self.s.config.directions() + d;
+        let (p, gh, n_rows) = (self.places[block], self.s.gh(), self.s.rows());
         let phase = Phase::InputProjection;
         match self.layer_input(l) {
             (B::OneHot(x), _) => {
@@ -240,10 +269,10 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Layer l's recurrence, forward or backward: recurrence.wgsl over the layer's tiles, one
-    /// dispatch per stage (ordered) or per chunk of stages (grid; backward: the last chunk
-    /// first). The backward pass has T + 1 stages (its last computes ∂L/∂h_0).
-    fn recurrence(&mut self, l: usize, backward: bool) {
+    /// The recurrence of layer l's direction d, forward or backward: recurrence.wgsl over the
+    /// layer's tiles, one dispatch per stage (ordered) or per chunk of stages (grid; backward: the
+    /// last chunk first). The backward pass has T + 1 stages (its last computes ∂L/∂h_0).
+    fn recurrence(&mut self, l: usize, d: usize, backward: bool) {
         let (s, cell, tiling) = (self.s, self.s.config.cell, self.tiling);
         let stages = if backward { s.nt + 1 } else { s.nt };
         let shape = (s.config.hidden, cell.gates());
@@ -265,7 +294,7 @@ impl<'a> Planner<'a> {
                 t_end: t_end as u32,
                 spin: spin as u32,
                 slot: self.slots as u32,
-                ..self.cell_params(l)
+                ..self.cell_params(l * s.config.directions() + d)
             };
             if spin > 0 {
                 self.slots += 1;
@@ -275,15 +304,16 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The recurrence's uniform at layer l, without its stages.
-    fn cell_params(&self, l: usize) -> CellParams {
-        let (s, cell, tiling, p) = (&self.s, self.s.config.cell, self.tiling, self.places[l]);
+    /// The recurrence's uniform for a state block, without its stages.
+    fn cell_params(&self, block: usize) -> CellParams {
+        let (s, cell, tiling, p) = (&self.s, self.s.config.cell, self.tiling, self.places[block]);
+        let direction = block % s.config.directions();
         CellParams {
             batch: s.nb as u32,
             hidden: s.config.hidden as u32,
             gates: cell.gates() as u32,
             saved_width: saved_per_unit(cell) as u32,
-            layer: l as u32,
+            block: block as u32,
             steps: s.nt as u32,
             units: tiling.units as u32,
             slices: tiling.slices as u32,
@@ -293,10 +323,12 @@ impl<'a> Planner<'a> {
             w: p.w_hh as u32,
             bias: p.b_hh as u32,
             direct_to_h: direct_reaches_h(cell) as u32,
-            dh: s.d0().0 as u32,
+            dh: (s.d0().0 + direction * s.rows() * s.config.hidden) as u32,
             dh0: s.d0().1 as u32,
             dc0: s.d0().2 as u32,
             direct: s.d0().3 as u32,
+            direction: direction as u32,
+            lengths: s.lengths_at() as u32,
             ..Default::default()
         }
     }
@@ -315,11 +347,6 @@ impl<'a> Planner<'a> {
         let buffers = self.cell_buffers();
         self.plan
             .push_first(Phase::Transposes, kernel, &cp, buffers, (1, 1, 1));
-    }
-
-    /// t = 1..T: h_t (and c_t) from a_t and h_{t-1}.
-    fn forward_recurrence(&mut self, l: usize) {
-        self.recurrence(l, false);
     }
 
     /// The recurrence's bindings after its parameters (see cell.wgsl and recurrence.wgsl): one
@@ -342,73 +369,13 @@ impl<'a> Planner<'a> {
         ]
     }
 
-    /// y = h V^T + c over the top layer's T·B rows, the loss, dy and the mean loss.
-    fn output_and_loss(&mut self) {
-        let (c, b, n_rows) = (self.s.config, self.b, self.s.rows());
-        let top = self.s.state(c.layers - 1, 1);
-        let o4 = c.output.next_multiple_of(4);
-        let product = Product::new(
-            n_rows,
-            c.output,
-            c.hidden,
-            rows(top, c.hidden),
-            rows(self.vt, o4),
-            (0, c.output),
-        );
-        let matmul = Matmul {
-            product,
-            a: A::Buffer(&b.hs),
-            b: B::Buffer(&b.wt),
-            c: &b.logits,
-            epilogue: Epilogue::Bias(&b.params, self.c),
-        };
-        self.plan.matmul(self.k, Phase::OutputAndLoss, matmul);
-        let loss = Loss {
-            kind: c.kind,
-            rows: n_rows,
-            classes: c.output,
-            logits: &b.logits,
-            targets: &b.targets,
-            dy: &b.dy,
-            row_loss: &b.row_loss,
-            stats: &b.stats,
-        };
-        self.plan.loss(self.k, loss);
-    }
-
-    /// dh = dy V (the top layer's ∂L/∂h), dV = dy^T h, dc = Σ dy.
-    fn output_gradients(&mut self) {
-        let (c, b, n_rows) = (self.s.config, self.b, self.s.rows());
-        let (no, nh) = (c.output, c.hidden);
-        let phase = Phase::OutputGradients;
-        let product = Product::new(n_rows, nh, no, rows(0, no), rows(self.v, nh), (0, nh));
-        let matmul = Matmul {
-            product,
-            a: A::Buffer(&b.dy),
-            b: B::Buffer(&b.params),
-            c: &b.d0,
-            epilogue: Epilogue::None,
-        };
-        self.plan.matmul(self.k, phase, matmul);
-        let top = self.s.state(c.layers - 1, 1);
-        let product = Product::new(no, nh, n_rows, cols(0, no), rows(top, nh), (self.v, nh));
-        let hs = B::Buffer(&b.hs);
-        (self.plan).weight_gradient(self.k, phase, product, &b.dy, hs, &b.grads, &b.partials);
-        let sum = &self.k.column_sum;
-        (self.plan).column_sum(sum, phase, &b.dy, n_rows, no, &b.grads, self.c, 1.0);
-    }
-
-    /// t = T..1: dr_{t+1} W and the cell's backward, then ∂L/∂h_0 (plus the path around W for a
-    /// GRU).
-    fn backward_recurrence(&mut self, l: usize) {
-        self.recurrence(l, true);
-    }
-
-    /// dU = da^T x, db_ih = Σ da, dW = dr^T h_{0..T-1}, db_hh = Σ dr over all T·B rows; below the
-    /// top layer's input, dh of layer l−1 = da U.
-    fn weight_gradients(&mut self, l: usize) {
+    /// Layer l's direction d: dU = da^T x, db_ih = Σ da, dW = dr^T h_{0..T-1}, db_hh = Σ dr over
+    /// all T·B rows; below the top layer's input, the gradient of layer l−1's output = Σ_d da U
+    /// (see [`Self::output_gradient`]).
+    fn weight_gradients(&mut self, l: usize, d: usize) {
+        let block = l * self.s.config.directions() + d;
         let (p, gh, n_rows, nh) = (
-            self.places[l],
+            self.places[block],
             self.s.gh(),
             self.s.rows(),
             self.s.config.hidden,
@@ -427,19 +394,31 @@ impl<'a> Planner<'a> {
         (self.plan).weight_gradient(k, phase, product, &b.a, x, &b.grads, &b.partials);
         let sum = &k.column_sum;
         (self.plan).column_sum(sum, phase, &b.a, n_rows, gh, &b.grads, p.b_ih, 1.0);
-        let h_prev = rows(self.s.state(l, 0), nh);
+        let h_prev = rows(self.s.state(block, 0), nh);
         let product = Product::new(gh, nh, n_rows, cols(0, gh), h_prev, (p.w_hh, nh));
         let hs = B::Buffer(&b.hs);
         (self.plan).weight_gradient(k, phase, product, &b.r, hs, &b.grads, &b.partials);
         (self.plan).column_sum(sum, phase, &b.r, n_rows, gh, &b.grads, p.b_hh, 1.0);
         if l > 0 {
-            let product = Product::new(n_rows, nh, gh, rows(0, gh), rows(p.w_ih, nh), (0, nh));
+            let width = p.input;
+            let product = Product::new(
+                n_rows,
+                width,
+                gh,
+                rows(0, gh),
+                rows(p.w_ih, width),
+                (0, width),
+            );
             let matmul = Matmul {
                 product,
                 a: A::Buffer(&b.a),
                 b: B::Buffer(&b.params),
-                c: &b.d0,
-                epilogue: Epilogue::None,
+                c: self.output_gradient(),
+                epilogue: if d == 0 {
+                    Epilogue::None
+                } else {
+                    Epilogue::Accumulate
+                },
             };
             self.plan.matmul(k, phase, matmul);
         }
