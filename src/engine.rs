@@ -103,6 +103,12 @@ impl Engine for GpuTrainer {
     fn evaluate(&mut self, chunks: &[(Inputs, Targets)]) -> Result<f32> {
         GpuTrainer::evaluate(self, chunks)
     }
+    fn train_sequences(&mut self, batch: &Batch, report: bool) -> Result<Option<StepStats>> {
+        GpuTrainer::train_sequences(self, batch, report)
+    }
+    fn predict(&mut self, batch: &Batch) -> Result<Vec<f32>> {
+        GpuTrainer::predict(self, batch)
+    }
     fn params(&self) -> Result<Params<f32>> {
         GpuTrainer::params(self)
     }

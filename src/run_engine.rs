@@ -56,13 +56,6 @@ pub(crate) fn build_engine(
             "leave --devices, --accumulate and mpirun out of a classification run",
         ));
     }
-    if matches!(data.val, Validation::Sequences(_)) && opts.device == Device::Gpu {
-        return Err(Error::config(
-            "the GPU trainer does not train whole sequences yet",
-            "train the classifier with --device cpu (`unroll check` runs such models' GPU step \
-             against the reference)",
-        ));
-    }
     let mut engine: Box<dyn Engine> = if shares.is_whole() {
         let one = match opts.devices.as_slice() {
             [i] => &RunOptions {
@@ -110,7 +103,7 @@ fn build_one(
             let gpu = Gpu::new(&opts.adapter)?;
             let recurrence = opts.recurrence;
             let shape = TrainerShape {
-                eval_batch: Some(val_b),
+                eval_batch: (val_b > 0).then_some(val_b),
                 recurrence,
                 dropout: cfg.dropout(),
                 ..TrainerShape::new(batch, steps)

@@ -90,7 +90,11 @@ fn a_classifier_learns_and_reports_its_accuracy_and_confusion() {
     let dir = tempfile::tempdir().unwrap();
     let (train_ts, test_ts) = data(dir.path());
     let run = dir.path().join("run");
-    for bidirectional in [false, true] {
+    for (bidirectional, device) in [
+        (false, Device::Cpu),
+        (true, Device::Cpu),
+        (true, Device::Gpu),
+    ] {
         let cfg = TrainConfig {
             bidirectional,
             ..config(&train_ts, Some(&test_ts), 400)
@@ -99,6 +103,7 @@ fn a_classifier_learns_and_reports_its_accuracy_and_confusion() {
             &cfg,
             &RunOptions {
                 force: true,
+                device,
                 ..opts(&run)
             },
         )
@@ -154,40 +159,49 @@ fn a_classifier_learns_and_reports_its_accuracy_and_confusion() {
 }
 
 #[test]
-fn a_classification_run_resumes_bit_for_bit() {
+fn a_classification_run_resumes_bit_for_bit_on_the_cpu_and_the_gpu() {
     let dir = tempfile::tempdir().unwrap();
     let (train_ts, _) = data(dir.path());
-    let (straight, split) = (dir.path().join("a"), dir.path().join("b"));
-    let cfg = TrainConfig {
-        bidirectional: true,
-        head: Head::Mean,
-        cell: unroll::Cell::Lstm,
-        layers: 2,
-        ..config(&train_ts, None, 40)
-    };
-    let whole = train(&cfg, &opts(&straight)).unwrap();
-    train(
-        &TrainConfig {
-            iters: 20,
-            ..cfg.clone()
-        },
-        &opts(&split),
-    )
-    .unwrap();
-    let mut o = opts(&split);
-    o.resume = Some(Resume {
-        iters: Some(40),
-        ..Resume::from(split.join("model.safetensors"))
-    });
-    let resumed = train(&cfg, &o).unwrap();
-    let (a, b) = (
-        Checkpoint::load(&whole.checkpoint).unwrap(),
-        Checkpoint::load(&resumed.checkpoint).unwrap(),
-    );
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&a.params.data), bits(&b.params.data));
-    assert_eq!(whole.val_loss.to_bits(), resumed.val_loss.to_bits());
-    assert_eq!(a.info.classes, b.info.classes);
+    for device in [Device::Cpu, Device::Gpu] {
+        let (straight, split) = (dir.path().join("a"), dir.path().join("b"));
+        let opts = |dir: &Path| RunOptions {
+            device,
+            force: true,
+            ..opts(dir)
+        };
+        let cfg = TrainConfig {
+            bidirectional: true,
+            head: Head::Mean,
+            cell: unroll::Cell::Lstm,
+            layers: 2,
+            dropout: 0.2,
+            ..config(&train_ts, None, 40)
+        };
+        let whole = train(&cfg, &opts(&straight)).unwrap();
+        train(
+            &TrainConfig {
+                iters: 20,
+                ..cfg.clone()
+            },
+            &opts(&split),
+        )
+        .unwrap();
+        let mut o = opts(&split);
+        o.force = false;
+        o.resume = Some(Resume {
+            iters: Some(40),
+            ..Resume::from(split.join("model.safetensors"))
+        });
+        let resumed = train(&cfg, &o).unwrap();
+        let (a, b) = (
+            Checkpoint::load(&whole.checkpoint).unwrap(),
+            Checkpoint::load(&resumed.checkpoint).unwrap(),
+        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.params.data), bits(&b.params.data), "{device:?}");
+        assert_eq!(whole.val_loss.to_bits(), resumed.val_loss.to_bits());
+        assert_eq!(a.info.classes, b.info.classes);
+    }
 }
 
 #[test]
@@ -260,10 +274,6 @@ fn flags_that_do_not_apply_to_a_classifier_are_refused() {
         (
             vec!["train", "--task", "classify", "--device", "cpu"],
             "has no built-in data",
-        ),
-        (
-            vec!["train", "--task", "classify", "--data", t],
-            "the GPU trainer does not train whole sequences yet",
         ),
     ] {
         common::fails_in(dir.path(), &args, &[needle]);

@@ -46,6 +46,9 @@ pub struct StepOptions {
     pub recurrence: Option<Recurrence>,
     /// Another step's parameters to share (evaluation reads the training step's).
     pub params: Option<wgpu::Buffer>,
+    /// Another step's gradients to share (a trainer's steps for other shapes write the
+    /// gradients its optimizer reads).
+    pub grads: Option<wgpu::Buffer>,
     /// Dropout between the layers (a training step of two layers or more).
     pub dropout: Option<DropoutSpec>,
     /// The recurrence's tiles (None: chosen per shape and adapter).
@@ -105,6 +108,7 @@ impl GpuStack {
         let StepOptions {
             recurrence,
             params,
+            grads,
             dropout,
             tiles,
         } = options;
@@ -113,7 +117,7 @@ impl GpuStack {
         let table = config.table();
         let (places, vt, wt_len) = places(&config, &table);
         let dropped = dropout.is_some() && config.layers > 1;
-        let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, (params, dropped));
+        let (buffers, mut bytes) = allocate(gpu, &s, &table, wt_len, (params, grads, dropped));
         write_lengths(gpu, &buffers, &s, None);
         let mut plan = |recurrence| {
             let options = PlanOptions {

@@ -274,13 +274,14 @@ pub(crate) fn sync_slots(s: &Shape) -> usize {
     2 * s.blocks() * (s.nt + 1)
 }
 
-/// Allocates every buffer of a step; returns them and their bytes.
+/// Allocates every buffer of a step (but the parameters and gradients it shares with another);
+/// returns them and their bytes.
 pub(crate) fn allocate(
     gpu: &Gpu,
     s: &Shape,
     table: &ParamTable,
     wt: usize,
-    (params, dropout): (Option<wgpu::Buffer>, bool),
+    (params, grads, dropout): (Option<wgpu::Buffer>, Option<wgpu::Buffer>, bool),
 ) -> (StackBuffers, u64) {
     let c = &s.config;
     let (n_rows, gh, bh, nl, nd) = (s.rows(), s.gh(), s.bh(), c.layers, c.features());
@@ -307,7 +308,10 @@ pub(crate) fn allocate(
             Some(shared) => shared,
             None => buf("params", table.len),
         },
-        grads: buf("grads", table.len),
+        grads: match grads {
+            Some(shared) => shared,
+            None => buf("grads", table.len),
+        },
         x: buf("x", x),
         targets: buf("targets", y),
         wt: buf("wt", wt),

@@ -16,6 +16,7 @@ use crate::gpu::model_step::{ModelStep, StepOptions};
 use crate::gpu::optimizer::OnGpu;
 use crate::gpu::plan::storage;
 use crate::gpu::recurrence::Recurrence;
+use crate::gpu::sequence_trainer::SequenceSteps;
 use crate::gpu::submit::{load_carry, settle, store_carry};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::{OptimizerConfig, OptimizerState};
@@ -50,8 +51,8 @@ pub struct StepStats {
 
 /// A model training on the GPU: parameters, optimizer state and the carried hidden state.
 pub struct GpuTrainer {
-    gpu: Gpu,
-    train: ModelStep,
+    pub(super) gpu: Gpu,
+    pub(super) train: ModelStep,
     eval: Option<ModelStep>,
     /// The carried state: every layer's h, then (LSTM) every layer's c.   (L, K·B, H) each, for
     /// K micro-batches of B streams (`crate::shares::carry_ranges` places each)
@@ -63,9 +64,11 @@ pub struct GpuTrainer {
     grads_staging: Option<wgpu::Buffer>,
     /// The evaluation's carried state.   (L, B_eval, H) each
     eval_carry: Option<wgpu::Buffer>,
-    opt: OnGpu,
+    pub(super) opt: OnGpu,
     /// Training steps run.
-    steps: u64,
+    pub(super) steps: u64,
+    /// The steps of other shapes that whole sequences run on.
+    pub(super) sequences: SequenceSteps,
     /// Bytes of the buffers created for the trainer (its steps' excepted).
     own_bytes: u64,
 }
@@ -134,9 +137,8 @@ impl GpuTrainer {
         let train = gpu.scoped("allocating the training step", || {
             let options = StepOptions {
                 recurrence,
-                params: None,
                 dropout,
-                tiles: None,
+                ..Default::default()
             };
             ModelStep::new(&gpu, &kernels, config, (batch, steps), options)
         })??;
@@ -145,8 +147,7 @@ impl GpuTrainer {
                 let options = StepOptions {
                     recurrence: Some(train.recurrence()),
                     params: Some(train.params().clone()),
-                    dropout: None,
-                    tiles: None,
+                    ..Default::default()
                 };
                 ModelStep::new(&gpu, &kernels, config, (b, steps), options)
             })??),
@@ -158,9 +159,11 @@ impl GpuTrainer {
             (carry, eval_carry, OnGpu::new(&gpu, &train, &optim))
         })?;
         let own_bytes = carry.size() + eval_carry.as_ref().map_or(0, |b| b.size()) + opt.bytes;
+        let sequences = SequenceSteps::new(kernels, dropout, steps);
         let mut trainer = Self {
             gpu,
             train,
+            sequences,
             eval,
             carry,
             slots: 1,
@@ -387,7 +390,7 @@ impl GpuTrainer {
 
     /// Waits for the submitted work and reads the first `bytes` bytes of the staging buffer
     /// (the loss, and the gradient norm when 8) as f32.
-    async fn read_staging(&self, bytes: u64, op: &str) -> Result<Vec<f32>> {
+    pub(super) async fn read_staging(&self, bytes: u64, op: &str) -> Result<Vec<f32>> {
         let staging = map_read(&self.gpu, &self.opt.staging, bytes, op).await?;
         Ok(bytemuck::pod_collect_to_vec(&staging))
     }
