@@ -25,6 +25,12 @@
 //! layer l−1's h_1 … h_T as its x; the backward pass runs from the top layer down, each layer's
 //! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
 //! once in [`GpuStack::new`]; a step is one submission.
+//!
+//! A bidirectional layer runs the table above once per direction (each its own state block and
+//! parameters; the reverse direction's step s reads time n_b − 1 − s), and its output by time
+//! ([h_fwd; h_rev]) is what the layer above and the decoder read. Each sequence's length n_b
+//! bounds its row in the recurrence; the `last` and `mean` heads decode each sequence's features
+//! (see [`super::stack_head`]).
 
 use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
