@@ -12,13 +12,15 @@
 // weight_ih and weight_hh). A cell saves what its backward needs (S·H values per row) in `saved`.
 //
 // Shapes (L layers, B batch, T timesteps, H hidden, G gates, S saved values per unit):
-// A direction's step s = 0 … T−1 reads time t = s (forward) or t = n_b − 1 − s (reverse, p.direction
-// = 1), n_b the row's length (recurrence.wgsl reads it); steps s ≥ n_b are padding. The states,
-// saved activations, r and dh are kept by step; a (and da) by time. A state block is one layer's
-// direction, k·ND + d (PyTorch's order of h_n).
+// A direction's step s = 0 … T−1 reads time t = s (forward) or t = n_b − 1 − s (reverse), n_b the
+// row's length (recurrence.wgsl reads it); steps s ≥ n_b are padding. The states, saved
+// activations, r and dh are kept by step; a (and da) by time. A state block is one layer's
+// direction, k·ND + d (PyTorch's order of h_n). A dispatch runs p.directions directions of a
+// layer, the reverse direction's workgroups after the forward one's; each direction's a, r, dh
+// and d_direct are blocks of their own, p.*_stride apart (`dir` below).
 //
-//   a:        (T, B, G·H)  forward: x_t U^T + b_ih, read;     backward: da, written (by time)
-//   r:        (T, B, G·H)  backward: dr, written (the forward keeps r_t in registers; bound as
+//   a:        (ND, T, B, G·H)  forward: x_t U^T + b_ih, read;  backward: da, written (by time)
+//   r:        (ND, T, B, G·H)  backward: dr, written (the forward keeps r_t in registers; bound as
 //             vec4s, r_at and set_r reach one element)
 //   hs:       (ND·L, T+1, B, H) every block's h_0 … h_T; forward writes h_{s+1}, both read h_s
 //             (bound as vec4s; h_at and set_h reach one element)
@@ -30,7 +32,7 @@
 //             input gradient), by step, read;
 //             ∂L/∂h_0 (ND·L, B, H) at p.dh0, written at s = 0;
 //             ∂L/∂c_0 (ND·L, B, H) at p.dc0 (LSTM), written at s = 0;
-//             d_direct (B, H) at p.direct, the gradient reaching step t from t+1 around W (a
+//             d_direct (ND, B, H) at p.direct, the gradient reaching step t from t+1 around W (a
 //             GRU's z ⊙ dh, to h; an LSTM's f ⊙ dc, to c), read and rewritten in place by the
 //             invocation that owns the unit
 // Every binding is read_write so that one layout serves both passes and an unused binding can
@@ -73,9 +75,20 @@ struct CellParams {
     dh0: u32,
     dc0: u32,
     direct: u32,
-    // The direction d (1: reverse), and where row 0's length n_0 sits in sync (recurrence.wgsl).
-    direction: u32,
+    // The directions this dispatch runs (1, or 2: a bidirectional layer), and where row 0's
+    // length n_0 sits in sync (recurrence.wgsl).
+    directions: u32,
     lengths: u32,
+    // From the forward direction's to the reverse one's: W_hh^T (in wt), W_hh and b_hh (in
+    // params), a and r, dh, d_direct.
+    wt_stride: u32,
+    w_stride: u32,
+    ar_stride: u32,
+    dh_stride: u32,
+    direct_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> p: CellParams;
@@ -85,6 +98,35 @@ struct CellParams {
 @group(0) @binding(4) var<storage, read_write> cs: array<f32>;
 @group(0) @binding(5) var<storage, read_write> saved: array<f32>;
 @group(0) @binding(6) var<storage, read_write> d0: array<f32>;
+
+// The direction a workgroup runs: whether it is the reverse one, its state block, and where its
+// W_hh^T (vec4s in wt), W_hh and b_hh, a and r, dh and d_direct start.
+struct Direction {
+    reverse: bool,
+    block: u32,
+    wt: u32,
+    w: u32,
+    bias: u32,
+    ar: u32,
+    dh: u32,
+    direct: u32,
+}
+
+// Set once at the start of every entry point (recurrence.wgsl), from the workgroup's index.
+var<private> dir: Direction;
+
+fn direction_of(d: u32) -> Direction {
+    return Direction(
+        d == 1u,
+        p.block + d,
+        p.wt + d * p.wt_stride,
+        p.w + d * p.w_stride,
+        p.bias + d * p.w_stride,
+        d * p.ar_stride,
+        p.dh + d * p.dh_stride,
+        p.direct + d * p.direct_stride,
+    );
+}
 
 // Element i of hs (bound as vec4s, so that the recurrence's product loads four at once).
 fn h_at(i: u32) -> f32 {
@@ -108,9 +150,9 @@ fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
 }
 
-// Where step s of block p.block reads and writes: offsets into the buffers above.
+// Where step s of the workgroup's direction reads and writes: offsets into the buffers above.
 struct Step {
-    // Step s's rows in r: s·B·G·H.
+    // Step s's rows in r: s·B·G·H (in the direction's block).
     row: u32,
     // The rows in a of the time the step reads: t·B·G·H (recurrence.wgsl sets it per row, for
     // the row's own time; s·B·G·H here).
@@ -132,18 +174,18 @@ struct Step {
 
 fn step_at(s: u32) -> Step {
     let bh = p.batch * p.hidden;
-    let prev = (p.block * (p.steps + 1u) + s) * bh;
-    let row = s * p.batch * p.gates * p.hidden;
+    let prev = (dir.block * (p.steps + 1u) + s) * bh;
+    let row = dir.ar + s * p.batch * p.gates * p.hidden;
     return Step(
         row,
         row,
         prev,
         prev + bh,
-        (p.block * p.steps + s) * p.saved_width * bh,
+        (dir.block * p.steps + s) * p.saved_width * bh,
         s * bh,
         s + 1u == p.steps,
         s == 0u,
-        p.block * bh,
+        dir.block * bh,
     );
 }
 
@@ -165,7 +207,7 @@ fn gate(u: Unit, gates: u32, k: u32) -> u32 {
 
 // ∂L/∂h_t: from above, plus `through`, what came from t+1 through W (0 at t = T).
 fn incoming(u: Unit, s: Step, through: f32) -> f32 {
-    return d0[p.dh + s.dh + u.i] + through;
+    return d0[dir.dh + s.dh + u.i] + through;
 }
 
 // What came from t+1 around W (none at t = T), and where it goes to t−1.
@@ -173,9 +215,9 @@ fn direct(u: Unit, s: Step) -> f32 {
     if (s.last) {
         return 0.0;
     }
-    return d0[p.direct + u.i];
+    return d0[dir.direct + u.i];
 }
 
 fn set_direct(u: Unit, v: f32) {
-    d0[p.direct + u.i] = v;
+    d0[dir.direct + u.i] = v;
 }

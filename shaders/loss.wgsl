@@ -1,13 +1,15 @@
 // loss.wgsl: the per-position loss and its gradient with respect to the outputs y.
 //
 // Over the N rows of y (N, O) (T·B positions, or B sequences for a sequence head), each with its
-// weight w[r] in the mean loss (1/N; per position 1/Σ n_b at a valid step and 0 at padding):
-//   softmax_xent:  loss[r] = w[r] · (log Σ_o exp(y[r, o]) − y[r, target[r]])
+// weight w[r] in the mean loss (1/n for the n rows that count: per position 1/Σ n_b at a valid
+// step and 0 at padding; per sequence 1/B), and 1/n itself at w[N]:
+//   softmax_xent:  loss[r] = log Σ_o exp(y[r, o]) − y[r, target[r]]       (0 where w[r] = 0)
 //                  dy[r, o] = (softmax(y[r])[o] − [o = target[r]]) · w[r]
-//   squared_error: loss[r] = w[r] · ½ Σ_o (y[r, o] − target[r, o])²
+//   squared_error: loss[r] = ½ Σ_o (y[r, o] − target[r, o])²              (0 where w[r] = 0)
 //                  dy[r, o] = (y[r, o] − target[r, o]) · w[r]
-// The softmax subtracts the row's maximum first, so exp never overflows. The weighted per-row
-// losses are summed afterwards by reduce.wgsl in a fixed order: the mean loss.
+//   mean_loss:     stats[0] = w[N] · Σ_r loss[r], once reduce.wgsl has summed the rows in a
+//                  fixed order into stats[0] (bound where row_loss is)
+// The softmax subtracts the row's maximum first, so exp never overflows.
 //
 // Two forms of each, with the same bindings and results:
 //   softmax_xent, squared_error:           one invocation per row, walking its O classes (small O);
@@ -27,7 +29,7 @@
 //   @binding(3) dense_targets: array<f32>, read        (N, O)  squared_error only
 //   @binding(4) dy:            array<f32>, read_write  (N, O)
 //   @binding(5) row_loss:      array<f32>, read_write  (N)
-//   @binding(6) weight:        array<f32>, read        (N)
+//   @binding(6) weight:        array<f32>, read        (N + 1)
 
 struct LossParams {
     rows: u32,
@@ -66,7 +68,7 @@ fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         dy[row + o] = exp(y[row + o] - m) * inv;
     }
     dy[row + label] -= w;
-    row_loss[r] = w * (m + log(sum) - y[row + label]);
+    row_loss[r] = select(0.0, m + log(sum) - y[row + label], w != 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -83,7 +85,7 @@ fn squared_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         l += 0.5 * e * e;
         dy[row + o] = e * w;
     }
-    row_loss[r] = w * l;
+    row_loss[r] = select(0.0, l, w != 0.0);
 }
 
 // ---- one workgroup per row ----
@@ -149,7 +151,7 @@ fn softmax_xent_wide(
         dy[row + o] = d;
     }
     if (lid == 0u) {
-        row_loss[r] = w * (m + log(sum) - y[row + label]);
+        row_loss[r] = select(0.0, m + log(sum) - y[row + label], w != 0.0);
     }
 }
 
@@ -173,6 +175,12 @@ fn squared_error_wide(
     }
     l = combine(lid, l, false);
     if (lid == 0u) {
-        row_loss[r] = w * l;
+        row_loss[r] = select(0.0, l, w != 0.0);
     }
+}
+
+// The mean: the summed losses (in row_loss[0]: stats bound there) times 1/n.
+@compute @workgroup_size(1)
+fn mean_loss() {
+    row_loss[0] *= weight[p.rows];
 }

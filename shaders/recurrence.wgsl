@@ -4,7 +4,9 @@
 // `const CACHE4: u32` (the vec4s of workgroup memory that hold them).
 //
 // A tile is a slice of p.units hidden units J (all G gates of each) and a block of p.row_block
-// batch rows. Workgroup g of p.groups = p.slices · blocks owns tile (g mod slices, g / slices).
+// batch rows. Workgroup g of p.groups = p.directions · p.slices · blocks runs direction
+// g / (slices · blocks) (see `dir` in cell.wgsl) and owns tile g' = g mod (slices · blocks),
+// (g' mod slices, g' / slices).
 // For its tile it computes its columns of the recurrent product and then the cell, in registers,
 // so r never goes to global memory:
 //
@@ -31,9 +33,9 @@
 // CACHED, the tile's weights are copied into workgroup memory at the start of the dispatch.
 //
 // Bindings, after cell.wgsl's 0 … 6:
-//   @binding(7) wt:     array<vec4<f32>>, read   W_hh^T per gate (H, G, H4) at vec4 p.wt:
+//   @binding(7) wt:     array<vec4<f32>>, read   W_hh^T per gate (H, G, H4) at vec4 dir.wt:
 //                                                W_hh[k·H + j, i] at float (i·G + k)·H4 + j
-//   @binding(8) params: array<vec4<f32>>, read   W_hh (G·H, H) at float p.w, b_hh at p.bias
+//   @binding(8) params: array<vec4<f32>>, read   W_hh (G·H, H) at float dir.w, b_hh at dir.bias
 //   @binding(9) sync:   array<atomic<u32>>       [0] the failure flag, [1 + slot] the arrivals
 //                                                at the grid barrier of dispatch `slot`,
 //                                                [p.lengths + b] row b's length n_b
@@ -63,9 +65,13 @@ struct Tile {
     rows: u32,
 }
 
+// Workgroup g's tile, after setting `dir` to its direction.
 fn tile_at(g: u32) -> Tile {
-    let b0 = (g / p.slices) * p.row_block;
-    return Tile((g % p.slices) * p.units, b0, min(p.row_block, p.batch - b0));
+    let tiles = p.groups / p.directions;
+    dir = direction_of(g / tiles);
+    let t = g % tiles;
+    let b0 = (t / p.slices) * p.row_block;
+    return Tile((t % p.slices) * p.units, b0, min(p.row_block, p.batch - b0));
 }
 
 // An invocation's share of a tile at once: four units from j (quad q of the tile: invocation q),
@@ -107,9 +113,9 @@ fn load_cache(lid: u32, tile: Tile, backward: bool) {
         var v = vec4<f32>(0.0);
         if (first + q < h4()) {
             if (backward) {
-                v = w_row(p.w + n * p.hidden, 4u * (first + q));
+                v = w_row(dir.w + n * p.hidden, 4u * (first + q));
             } else {
-                v = wt[p.wt + n * h4() + first + q];
+                v = wt[dir.wt + n * h4() + first + q];
             }
         }
         cache[e] = v;
@@ -141,9 +147,9 @@ fn cursor(backward: bool, it: Item) -> Cursor {
         return Cursor(it.q, p.units / 4u, backward);
     }
     if (backward) {
-        return Cursor(p.w + it.j, p.hidden, true);
+        return Cursor(dir.w + it.j, p.hidden, true);
     }
-    return Cursor(p.wt + it.j / 4u, h4(), false);
+    return Cursor(dir.wt + it.j / 4u, h4(), false);
 }
 
 fn weights(c: Cursor, n: u32) -> vec4<f32> {
@@ -246,8 +252,8 @@ fn length_of(b: u32) -> u32 {
 // direction.
 fn row_step(s: Step, t: u32, b: u32) -> Step {
     var v = s;
-    if (p.direction != 0u) {
-        v.a = (length_of(b) - 1u - t) * p.batch * p.gates * p.hidden;
+    if (dir.reverse) {
+        v.a = dir.ar + (length_of(b) - 1u - t) * p.batch * p.gates * p.hidden;
     }
     return v;
 }
@@ -277,7 +283,7 @@ fn forward_row(it: Item, m: u32, t: u32, acc: Gates) {
         }
         var rg = vec4<f32>(acc.k0[c], acc.k1[c], acc.k2[c], acc.k3[c]);
         for (var k = 0u; k < GATES; k++) {
-            rg[k] += param_at(p.bias + k * nh + j);
+            rg[k] += param_at(dir.bias + k * nh + j);
         }
         cell_forward(unit_at(i), row_step(s, t, b), rg);
     }
@@ -381,9 +387,9 @@ fn backward_unit(it: Item, m: u32, c: u32, k: u32, g: f32) {
         }
         set_direct(u, 0.0);
     } else if (p.direct_to_h != 0u) {
-        d0[p.dh0 + p.block * p.batch * nh + u.i] = g + d0[p.direct + u.i];
+        d0[p.dh0 + dir.block * p.batch * nh + u.i] = g + d0[dir.direct + u.i];
     } else {
-        d0[p.dh0 + p.block * p.batch * nh + u.i] = g;
+        d0[p.dh0 + dir.block * p.batch * nh + u.i] = g;
     }
 }
 
@@ -419,7 +425,7 @@ fn backward_stage(lid: u32, tile: Tile, k: u32) {
         let it = item_at(tile, lid, group);
         var g: mat4x4<f32>;
         if (k < p.steps) {
-            let rows = row_offsets(it, gh) + vec4<u32>(k * p.batch * gh + it.b * gh);
+            let rows = row_offsets(it, gh) + vec4<u32>(dir.ar + k * p.batch * gh + it.b * gh);
             let c = cursor(true, it);
             // Four n at a time through vec4 loads where the rows are aligned, else one at a time.
             var n = 0u;

@@ -190,3 +190,32 @@ fn a_step_reused_for_other_lengths_matches_the_cpu() {
         }
     }
 }
+
+/// A bidirectional layer's two directions run in the same recurrence dispatches: with ordered
+/// dispatches, five more timesteps add 5 forward and 5 backward stages per layer, as they do for
+/// one direction (counted where dispatches are recorded).
+#[test]
+fn both_directions_share_each_recurrence_dispatch() {
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let options = || StepOptions {
+        recurrence: Some(Recurrence::Ordered),
+        ..Default::default()
+    };
+    let count = |c: ModelConfig, t: usize| {
+        let step = ModelStep::new(&gpu, &kernels, c, (3, t), options()).unwrap();
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let before = gpu.meter.read().dispatches;
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            step.record(&mut pass);
+        }
+        drop(encoder);
+        gpu.meter.read().dispatches - before
+    };
+    let uni = config(Cell::Gru, 2, InputKind::Dense, ODD).with_head(Head::Last);
+    let bi = uni.bidirectional();
+    let added = |c: ModelConfig| count(c, 9) - count(c, 4);
+    assert_eq!(added(uni), 5 * 2 * 2);
+    assert_eq!(added(bi), 5 * 2 * 2);
+}

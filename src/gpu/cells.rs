@@ -185,6 +185,12 @@ pub struct CellParams {
     pub dh0: u32,
     pub dc0: u32,
     pub direct: u32,
-    pub direction: u32,
+    pub directions: u32,
     pub lengths: u32,
+    pub wt_stride: u32,
+    pub w_stride: u32,
+    pub ar_stride: u32,
+    pub dh_stride: u32,
+    pub direct_stride: u32,
+    pub _pad: [u32; 3],
 }

@@ -22,6 +22,8 @@ pub struct Kernels {
     pub softmax_xent_wide: Kernel,
     /// loss.wgsl, dense, one workgroup per row (many outputs)
     pub squared_error_wide: Kernel,
+    /// loss.wgsl, the summed loss times 1/n
+    pub mean_loss: Kernel,
     /// reduce.wgsl
     pub column_sum: Kernel,
     /// dropout.wgsl, the mask applied to a layer's output
@@ -175,6 +177,7 @@ impl Kernels {
             squared_error: loss.kernel("squared_error", LOSS),
             softmax_xent_wide: loss.kernel("softmax_xent_wide", LOSS),
             squared_error_wide: loss.kernel("squared_error_wide", LOSS),
+            mean_loss: loss.kernel("mean_loss", LOSS),
             column_sum: reduce.kernel("column_sum", COLUMN_SUM),
             dropout_forward: dropout.kernel("dropout_forward", DROPOUT),
             dropout_backward: dropout.kernel("dropout_backward", DROPOUT),

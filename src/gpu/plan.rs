@@ -232,7 +232,7 @@ impl<'a> Plan<'a> {
             &kernels.column_sum,
             phase,
             partials,
-            splits,
+            0..splits,
             m * n,
             c,
             c_offset,
@@ -240,25 +240,26 @@ impl<'a> Plan<'a> {
         );
     }
 
-    /// reduce.wgsl: out[out_offset + j] = scale · Σ_r m[r, j] over an (rows, cols) matrix, in
-    /// chunks of [`ROW_CHUNK`] rows (one dispatch each) that continue one another's sums.
+    /// reduce.wgsl: out[out_offset + j] = scale · Σ_r m[r, j] over rows `rows` of an (·, cols)
+    /// matrix, in chunks of [`ROW_CHUNK`] rows (one dispatch each) that continue one another's
+    /// sums.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn column_sum(
         &mut self,
         kernel: &'a Kernel,
         phase: Phase,
         m: &'a wgpu::Buffer,
-        rows: usize,
+        rows: std::ops::Range<usize>,
         cols: usize,
         out: &'a wgpu::Buffer,
         out_offset: usize,
         scale: f32,
     ) {
-        let chunks = rows.div_ceil(ROW_CHUNK).max(1);
+        let chunks = rows.len().div_ceil(ROW_CHUNK).max(1);
         for i in 0..chunks {
             let rp = ReduceParams {
-                row_begin: (i * ROW_CHUNK) as u32,
-                row_end: ((i + 1) * ROW_CHUNK).min(rows) as u32,
+                row_begin: (rows.start + i * ROW_CHUNK) as u32,
+                row_end: (rows.start + (i + 1) * ROW_CHUNK).min(rows.end) as u32,
                 cols: cols as u32,
                 out_offset: out_offset as u32,
                 scale,
@@ -319,12 +320,21 @@ impl<'a> Plan<'a> {
             &k.column_sum,
             Phase::OutputAndLoss,
             loss.row_loss,
-            n_rows,
+            0..n_rows,
             1,
             loss.stats,
             0,
             1.0,
         );
+        let buffers = vec![
+            loss.logits,
+            loss.targets,
+            loss.targets,
+            loss.dy,
+            loss.stats,
+            loss.weight,
+        ];
+        self.push(Phase::OutputAndLoss, &k.mean_loss, &lp, buffers, (1, 1, 1));
     }
 
     pub(crate) fn finish(self, gpu: &Gpu) -> Recorded {

@@ -26,8 +26,9 @@
 //! `da U` becoming the `dh` of the layer below. Buffers, bind groups and pipelines are created
 //! once in [`GpuStack::new`]; a step is one submission.
 //!
-//! A bidirectional layer runs the table above once per direction (each its own state block and
-//! parameters; the reverse direction's step s reads time n_b − 1 − s), and its output by time
+//! A bidirectional layer runs both directions in the same recurrence dispatches (each its own
+//! state block and parameters; the reverse direction's step s reads time n_b − 1 − s), the other
+//! phases once per direction, and its output by time
 //! ([h_fwd; h_rev]) is what the layer above and the decoder read. Each sequence's length n_b
 //! bounds its row in the recurrence; the `last` and `mean` heads decode each sequence's features
 //! (see [`super::stack_head`]).
@@ -194,6 +195,8 @@ impl GpuStack {
         }
         let device = (gpu.info.device_type, &limits);
         let resident = recurrence::resident_workgroups(gpu);
+        // Both directions of a layer run in one dispatch: twice the tiles.
+        let resident = resident / config.directions();
         let recurrence =
             recurrence::choose(device, recurrence, &tiling, (hidden, gates), resident)?;
         Ok((s, recurrence, tiling))
@@ -425,13 +428,13 @@ impl GpuStack {
     }
 }
 
-/// Writes each row's length into `sync` (T for every row where `lengths` is None) and each
-/// decoded row's weight in the mean loss; returns the bytes written.
+/// Writes each row's length into `sync` (T for every row where `lengths` is None), each decoded
+/// row's weight in the mean loss and 1/n after them; returns the bytes written.
 fn write_lengths(gpu: &Gpu, b: &StackBuffers, s: &Shape, lengths: Option<&[usize]>) -> u64 {
     let n: Vec<u32> = (0..s.nb)
         .map(|i| lengths.map_or(s.nt, |l| l[i]) as u32)
         .collect();
-    let weight: Vec<f32> = if s.config.head.is_sequence() {
+    let mut weight: Vec<f32> = if s.config.head.is_sequence() {
         vec![1.0 / s.nb as f32; s.nb]
     } else {
         let valid: usize = n.iter().map(|&v| v as usize).sum();
@@ -446,6 +449,9 @@ fn write_lengths(gpu: &Gpu, b: &StackBuffers, s: &Shape, lengths: Option<&[usize
             })
             .collect()
     };
+    // 1/n after the rows' weights: what the summed loss is scaled by.
+    let inverse = weight.iter().fold(0.0f32, |a, &w| a.max(w));
+    weight.push(inverse);
     let at = (s.lengths_at() * 4) as u64;
     gpu.write(&b.sync, at, bytemuck::cast_slice(&n))
         + gpu.write(&b.weight, 0, bytemuck::cast_slice(&weight))

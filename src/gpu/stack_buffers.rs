@@ -44,11 +44,11 @@ pub struct StackBuffers {
     pub targets: wgpu::Buffer,
     /// Every block's W_ih^T and W_hh^T, then V^T, rows padded to multiples of 4.
     pub wt: wgpu::Buffer,
-    /// The input projection a (forward), da (backward) of the current direction, by time.
-    /// (T, B, G·H)
+    /// The input projection a (forward), da (backward) of the current layer's directions, by
+    /// time.                                             (ND, T, B, G·H)
     pub a: wgpu::Buffer,
-    /// The recurrent projection r (forward), dr (backward) of the current direction, by step.
-    /// (T, B, G·H)
+    /// The recurrent projection r (forward), dr (backward) of the current layer's directions,
+    /// by step.                                          (ND, T, B, G·H)
     pub r: wgpu::Buffer,
     /// Every block's h_0 … h_T, by step.                 (ND·L, T+1, B, H)
     pub hs: wgpu::Buffer,
@@ -68,16 +68,16 @@ pub struct StackBuffers {
     pub logits: wgpu::Buffer,
     /// ∂L/∂y.                                            (N, O)
     pub dy: wgpu::Buffer,
-    /// Each row's weighted loss.                         (N)
+    /// Each row's loss (0 where it does not count).      (N)
     pub row_loss: wgpu::Buffer,
     /// Each row's weight in the mean loss: 1/N, or per step 1/Σ n_b at valid steps and 0 at
-    /// padding (written with each batch).               (N)
+    /// padding (written with each batch); then that 1/n.  (N + 1)
     pub weight: wgpu::Buffer,
     /// [the mean loss, the gradient norm].               (2)
     pub stats: wgpu::Buffer,
     /// The gradients of the states: ∂L/∂h from above for the current layer's directions by step
     /// (ND, T, B, H) first, then ∂L/∂h_0 of every block (ND·L, B, H), ∂L/∂c_0 of every block
-    /// (ND·L, B, H; LSTM), and the gradient reaching s from s+1 around W (B, H): see
+    /// (ND·L, B, H; LSTM), and the gradient reaching s from s+1 around W (ND, B, H): see
     /// [`Shape::d0`].
     pub d0: wgpu::Buffer,
     /// Partial sums of split weight gradients.           (splits, max M·N)
@@ -170,7 +170,10 @@ impl Shape {
             ("the transposed weights", wt),
             ("the inputs x (T, B, I)", x),
             ("the outputs (N, O)", self.head_rows() * c.output),
-            ("the gate projections (T, B, G·H)", self.rows() * self.gh()),
+            (
+                "the gate projections (ND, T, B, G·H)",
+                c.directions() * self.rows() * self.gh(),
+            ),
             ("every layer's hidden states (ND·L, T+1, B, H)", per_block),
             ("every layer's outputs (L, T, B, D)", outputs),
             (
@@ -315,8 +318,8 @@ pub(crate) fn allocate(
         x: buf("x", x),
         targets: buf("targets", y),
         wt: buf("wt", wt),
-        a: buf("a", n_rows * gh),
-        r: buf("r", n_rows * gh),
+        a: buf("a", c.directions() * n_rows * gh),
+        r: buf("r", c.directions() * n_rows * gh),
         hs: buf("hs", states),
         cs: buf("cs", if lstm { states } else { 0 }),
         saved: buf("saved", saved),
@@ -327,9 +330,9 @@ pub(crate) fn allocate(
         logits: buf("logits", s.head_rows() * c.output),
         dy: buf("dy", s.head_rows() * c.output),
         row_loss: buf("row_loss", s.head_rows()),
-        weight: buf("weight", s.head_rows()),
+        weight: buf("weight", s.head_rows() + 1),
         stats: buf("stats", 2),
-        d0: buf("d0", s.d0().3 + bh),
+        d0: buf("d0", s.d0().3 + c.directions() * bh),
         partials: buf("partials", if splits > 1 { splits * widest } else { 0 }),
         dropped: buf("dropped", if dropout { (nl - 1) * n_rows * nd } else { 0 }),
         counter: buf("counter", 4),

@@ -148,7 +148,7 @@ impl<'a> Planner<'a> {
         let x = B::Buffer(input);
         (self.plan).weight_gradient(self.k, phase, product, &b.dy, x, &b.grads, &b.partials);
         let sum = &self.k.column_sum;
-        (self.plan).column_sum(sum, phase, &b.dy, n_rows, no, &b.grads, self.c, 1.0);
+        (self.plan).column_sum(sum, phase, &b.dy, 0..n_rows, no, &b.grads, self.c, 1.0);
         if c.head.is_sequence() {
             let sp = self.sequence_params(0, s.d0().0);
             let buffers = vec![&b.sync, &b.d_feats, &b.d0];

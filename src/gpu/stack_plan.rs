@@ -1,7 +1,8 @@
 //! The stacked step's dispatches ([`super::stack`]): one planning function per phase, looping
-//! over the layers and their directions (the head's are in [`super::stack_head`]). A layer's
-//! directions run one after the other through the same `a` and `r`, each with its own state
-//! block, so a reverse direction is the forward one's kernels with another block and time order.
+//! over the layers and their directions (the head's are in [`super::stack_head`]). A
+//! bidirectional layer's two directions run in the same recurrence dispatches, the reverse one's
+//! workgroups after the forward one's, each direction with its own state block and its own
+//! blocks of `a`, `r`, dh and d_direct.
 
 use crate::dropout::DropoutSpec;
 use crate::gpu::cells::{CellParams, UnitKernels, direct_reaches_h, saved_per_unit};
@@ -71,8 +72,8 @@ pub(crate) fn plan_step(
     for l in 0..config.layers {
         for d in 0..directions {
             planner.input_projection(l, d);
-            planner.recurrence(l, d, false);
         }
+        planner.recurrence(l, false);
         planner.concat(l);
         if l + 1 < config.layers {
             planner.dropout(l, false);
@@ -81,8 +82,8 @@ pub(crate) fn plan_step(
     planner.output_and_loss();
     planner.output_gradients();
     for l in (0..config.layers).rev() {
+        planner.recurrence(l, true);
         for d in 0..directions {
-            planner.recurrence(l, d, true);
             planner.weight_gradients(l, d);
         }
         if l > 0 {
@@ -226,11 +227,16 @@ impl<'a> Planner<'a> {
         self.plan.push(phase, kernel, &dp, buffers, grid_1d(n));
     }
 
-    /// a (T·B, G·H) = x U^T + b_ih of layer l's direction d: a gather of U's columns for
-    /// tokens, else one product.
+    /// Where direction d's block of `a` and `r` starts: (ND, T, B, G·H).
+    fn ar(&self, d: usize) -> usize {
+        d * self.s.rows() * self.s.gh()
+    }
+
+    /// a (T·B, G·H) = x U^T + b_ih of layer l's direction d (into its block of `a`): a gather of
+    /// U's columns for tokens, else one product.
     fn input_projection(&mut self, l: usize, d: usize) {
         let block = l * self.s.config.directions() + d;
-        let (p, gh, n_rows) = (self.places[block], self.s.gh(), self.s.rows());
+        let (p, gh, n_rows, at) = (self.places[block], self.s.gh(), self.s.rows(), self.ar(d));
         let phase = Phase::InputProjection;
         match self.layer_input(l) {
             (B::OneHot(x), _) => {
@@ -240,7 +246,7 @@ impl<'a> Planner<'a> {
                     input: p.input as u32,
                     u_offset: p.w_ih as u32,
                     b_offset: p.b_ih as u32,
-                    out_offset: 0,
+                    out_offset: at as u32,
                     _pad: [0; 2],
                 };
                 let buffers = vec![x, &self.b.params, &self.b.params, &self.b.a];
@@ -255,7 +261,7 @@ impl<'a> Planner<'a> {
                     p.input,
                     rows(x_offset, p.input),
                     rows(p.wt_ih, g4),
-                    (0, gh),
+                    (at, gh),
                 );
                 let matmul = Matmul {
                     product,
@@ -269,10 +275,11 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The recurrence of layer l's direction d, forward or backward: recurrence.wgsl over the
-    /// layer's tiles, one dispatch per stage (ordered) or per chunk of stages (grid; backward: the
-    /// last chunk first). The backward pass has T + 1 stages (its last computes ∂L/∂h_0).
-    fn recurrence(&mut self, l: usize, d: usize, backward: bool) {
+    /// The recurrence of layer l's directions, forward or backward: recurrence.wgsl over the
+    /// layer's tiles (each direction's), one dispatch per stage (ordered) or per chunk of stages
+    /// (grid; backward: the last chunk first). The backward pass has T + 1 stages (its last
+    /// computes ∂L/∂h_0).
+    fn recurrence(&mut self, l: usize, backward: bool) {
         let (s, cell, tiling) = (self.s, self.s.config.cell, self.tiling);
         let stages = if backward { s.nt + 1 } else { s.nt };
         let shape = (s.config.hidden, cell.gates());
@@ -287,14 +294,14 @@ impl<'a> Planner<'a> {
         if backward {
             chunks.reverse();
         }
-        let groups = grid_rows(tiling.groups());
+        let groups = grid_rows(s.config.directions() * tiling.groups());
         for (t_begin, t_end) in chunks {
             let cp = CellParams {
                 t_begin: t_begin as u32,
                 t_end: t_end as u32,
                 spin: spin as u32,
                 slot: self.slots as u32,
-                ..self.cell_params(l * s.config.directions() + d)
+                ..self.cell_params(l)
             };
             if spin > 0 {
                 self.slots += 1;
@@ -304,10 +311,15 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The recurrence's uniform for a state block, without its stages.
-    fn cell_params(&self, block: usize) -> CellParams {
-        let (s, cell, tiling, p) = (&self.s, self.s.config.cell, self.tiling, self.places[block]);
-        let direction = block % s.config.directions();
+    /// The recurrence's uniform for layer l's directions, without its stages.
+    fn cell_params(&self, l: usize) -> CellParams {
+        let (s, cell, tiling) = (&self.s, self.s.config.cell, self.tiling);
+        let nd = s.config.directions();
+        let block = l * nd;
+        let p = self.places[block];
+        // From the forward direction's place to the reverse one's (0 for one direction).
+        let stride = |at: fn(&Place) -> usize| at(&self.places[block + nd - 1]) - at(&p);
+        debug_assert_eq!(stride(|q| q.w_hh), stride(|q| q.b_hh));
         CellParams {
             batch: s.nb as u32,
             hidden: s.config.hidden as u32,
@@ -318,17 +330,22 @@ impl<'a> Planner<'a> {
             units: tiling.units as u32,
             slices: tiling.slices as u32,
             row_block: tiling.row_block as u32,
-            groups: tiling.groups() as u32,
+            groups: (nd * tiling.groups()) as u32,
             wt: (p.wt_hh / 4) as u32,
             w: p.w_hh as u32,
             bias: p.b_hh as u32,
             direct_to_h: direct_reaches_h(cell) as u32,
-            dh: (s.d0().0 + direction * s.rows() * s.config.hidden) as u32,
+            dh: s.d0().0 as u32,
             dh0: s.d0().1 as u32,
             dc0: s.d0().2 as u32,
             direct: s.d0().3 as u32,
-            direction: direction as u32,
+            directions: nd as u32,
             lengths: s.lengths_at() as u32,
+            wt_stride: (stride(|q| q.wt_hh) / 4) as u32,
+            w_stride: stride(|q| q.w_hh) as u32,
+            ar_stride: self.ar(1) as u32,
+            dh_stride: (s.rows() * s.config.hidden) as u32,
+            direct_stride: s.bh() as u32,
             ..Default::default()
         }
     }
@@ -380,32 +397,42 @@ impl<'a> Planner<'a> {
             self.s.rows(),
             self.s.config.hidden,
         );
-        let (b, k) = (self.b, self.k);
+        let (b, k, ar) = (self.b, self.k, self.ar(d));
         let phase = Phase::WeightGradients;
         let (x, x_offset) = self.layer_input(l);
         let product = Product::new(
             gh,
             p.input,
             n_rows,
-            cols(0, gh),
+            cols(ar, gh),
             rows(x_offset, p.input),
             (p.w_ih, p.input),
         );
         (self.plan).weight_gradient(k, phase, product, &b.a, x, &b.grads, &b.partials);
         let sum = &k.column_sum;
-        (self.plan).column_sum(sum, phase, &b.a, n_rows, gh, &b.grads, p.b_ih, 1.0);
+        let own_rows = ar / gh..ar / gh + n_rows;
+        (self.plan).column_sum(
+            sum,
+            phase,
+            &b.a,
+            own_rows.clone(),
+            gh,
+            &b.grads,
+            p.b_ih,
+            1.0,
+        );
         let h_prev = rows(self.s.state(block, 0), nh);
-        let product = Product::new(gh, nh, n_rows, cols(0, gh), h_prev, (p.w_hh, nh));
+        let product = Product::new(gh, nh, n_rows, cols(ar, gh), h_prev, (p.w_hh, nh));
         let hs = B::Buffer(&b.hs);
         (self.plan).weight_gradient(k, phase, product, &b.r, hs, &b.grads, &b.partials);
-        (self.plan).column_sum(sum, phase, &b.r, n_rows, gh, &b.grads, p.b_hh, 1.0);
+        (self.plan).column_sum(sum, phase, &b.r, own_rows, gh, &b.grads, p.b_hh, 1.0);
         if l > 0 {
             let width = p.input;
             let product = Product::new(
                 n_rows,
                 width,
                 gh,
-                rows(0, gh),
+                rows(ar, gh),
                 rows(p.w_ih, width),
                 (0, width),
             );
