@@ -1,7 +1,7 @@
 //! The flags of whole-sequence models: a reverse direction, the head, and each sequence's own
 //! length (shared by the commands that build such a model).
 
-use crate::args::Given;
+use crate::args_given::Given;
 use clap::{Args, ValueEnum};
 use unroll::model::{Head, ModelConfig};
 

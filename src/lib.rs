@@ -136,6 +136,8 @@ pub mod run_data;
 #[cfg(not(target_arch = "wasm32"))]
 mod run_engine;
 #[cfg(not(target_arch = "wasm32"))]
+mod run_input;
+#[cfg(not(target_arch = "wasm32"))]
 mod run_options;
 #[doc(hidden)]
 pub mod rundir;

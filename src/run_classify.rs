@@ -8,7 +8,7 @@ use crate::data::{Vocab, read_data};
 use crate::dataset::{SequenceBatches, Validation};
 use crate::error::{Error, Result};
 use crate::model::{Head, ModelConfig};
-use crate::run_data::Data;
+use crate::run_input::Data;
 use crate::sequences::{LabelledSequences, Steps};
 use std::path::Path;
 

@@ -1,35 +1,13 @@
 //! The data of a run: text or series, split into training streams and validation chunks, and
 //! what a checkpoint keeps to read it the same way again.
 
-pub(crate) use crate::checkpoint::Classes;
 use crate::config::{Task, TrainConfig};
-use crate::data::{Corpus, Streams, Vocab, builtin_corpus, read_data};
-use crate::dataset::{Dataset, Validation};
+use crate::data::{Corpus, Streams, builtin_corpus, read_data};
+use crate::dataset::Validation;
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
-use crate::series::{self, Normalization};
-
-/// The data of a run: where chunks come from, and what the checkpoint must remember to read
-/// the same data the same way.
-pub(crate) struct Data {
-    pub(crate) config: ModelConfig,
-    pub(crate) train: Box<dyn Dataset>,
-    pub(crate) val: Validation,
-    pub(crate) vocab: Option<Vocab>,
-    pub(crate) normalization: Option<Normalization>,
-    /// Classification: the class names and (dense) the channels' statistics.
-    pub(crate) classes: Option<Classes>,
-    pub(crate) baseline: f64,
-    /// Text: how often each token occurs in the training part (the unigram model's sample
-    /// scores the closing sample of the built-in corpus).
-    pub(crate) unigram: Vec<f64>,
-    /// Positions (valid steps) of one training chunk, for tokens/s.
-    pub(crate) positions_per_chunk: f64,
-    /// T of the engine: --seq-len for streams, the longest sequence for classification.
-    pub(crate) steps: usize,
-    /// Classification: the share of the training batches' steps that are padding.
-    pub(crate) padded_share: Option<f64>,
-}
+use crate::run_input::{Data, Encoding};
+use crate::series;
 
 /// The bytes of per-position buffers (outputs, and four of H: pre, hs, dh, dA) an evaluation
 /// chunk may add beyond the training step's: wider chunks mean fewer dispatches and waits to
@@ -57,15 +35,6 @@ fn val_batch(
         ));
     }
     Ok(b)
-}
-
-/// What a resumed run reads its data with: the checkpoint's vocabulary, column statistics or
-/// classes.
-#[derive(Default)]
-pub(crate) struct Encoding {
-    pub(crate) vocab: Option<Vocab>,
-    pub(crate) normalization: Option<Normalization>,
-    pub(crate) classes: Option<Classes>,
 }
 
 /// Reads the run's data (the checkpoint's encoding when resuming) and splits it into training

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::footprint::{self, Work};
 use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, Recurrence, TrainerShape};
 use crate::model::{InputKind, ModelConfig, Params};
-use crate::run_data::Data;
+use crate::run_input::Data;
 use crate::run_options::RunOptions;
 use crate::shares::Shares;
 

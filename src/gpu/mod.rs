@@ -18,6 +18,7 @@ pub(crate) mod product;
 pub(crate) mod recurrence;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod resident;
+pub(crate) mod sequence_steps;
 pub(crate) mod sequence_trainer;
 pub(crate) mod stack;
 pub(crate) mod stack_buffers;

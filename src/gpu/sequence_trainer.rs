@@ -1,6 +1,6 @@
 //! Training and prediction on whole sequences on the GPU ([`GpuTrainer::train_sequences`],
 //! [`GpuTrainer::predict`]): batches of their own B and T (buckets of similar lengths), each run
-//! on a step built for its shape on first use.
+//! on a step built for its shape on first use ([`super::sequence_steps`]).
 //!
 //! A step's buffers are sized by (B, T), so a batch runs on the step for its B and its T rounded
 //! up to a multiple of ⌈T_max / 8⌉ (at least 8): at most eight lengths of steps per B, the
@@ -8,101 +8,22 @@
 //! nothing that counts (see `shaders/recurrence.wgsl`). Every step shares the training step's
 //! parameters and gradients, so the one optimizer updates from whichever ran.
 
-use crate::dropout::DropoutSpec;
 use crate::error::Result;
-use crate::gpu::kernels::Kernels;
-use crate::gpu::model_step::{ModelStep, StepOptions};
+use crate::gpu::model_step::ModelStep;
+use crate::gpu::sequence_steps::padded;
 use crate::gpu::submit::settle;
 use crate::gpu::trainer::{GpuTrainer, StepStats};
-use crate::model::{Batch, Inputs, Targets};
-
-/// The steps a trainer runs whole sequences on, built on first use.
-pub(crate) struct SequenceSteps {
-    kernels: Kernels,
-    dropout: Option<DropoutSpec>,
-    /// T_max: the training step's T, the longest sequence of the run.
-    longest: usize,
-    /// The steps built so far: (B, T, with dropout) and the step.
-    built: Vec<((usize, usize, bool), ModelStep)>,
-}
-
-impl SequenceSteps {
-    pub(crate) fn new(kernels: Kernels, dropout: Option<DropoutSpec>, longest: usize) -> Self {
-        Self {
-            kernels,
-            dropout,
-            longest,
-            built: Vec::new(),
-        }
-    }
-
-    /// The step's T for a batch of `steps`: rounded up to a multiple of ⌈T_max / 8⌉ (at least
-    /// 8), at most T_max.
-    fn rounded(&self, steps: usize) -> usize {
-        let q = self.longest.div_ceil(8).max(8);
-        steps.next_multiple_of(q).min(self.longest.max(steps))
-    }
-}
-
-/// A batch as a step of `steps` timesteps runs it: its inputs (and per-step targets) padded with
-/// zeros past its own T, every sequence's length kept.
-fn padded(batch: &Batch, steps: usize) -> Batch {
-    if batch.steps == steps {
-        return batch.clone();
-    }
-    let grow = |n: usize| n / batch.steps * steps;
-    let inputs = match &batch.inputs {
-        Inputs::Tokens(x) => Inputs::Tokens([&x[..], &vec![0; grow(x.len()) - x.len()]].concat()),
-        Inputs::Dense(x) => Inputs::Dense([&x[..], &vec![0.0; grow(x.len()) - x.len()]].concat()),
-    };
-    let targets = match &batch.targets {
-        Targets::Tokens(y) => Targets::Tokens([&y[..], &vec![0; grow(y.len()) - y.len()]].concat()),
-        Targets::Dense(y) => Targets::Dense([&y[..], &vec![0.0; grow(y.len()) - y.len()]].concat()),
-        Targets::Labels(y) => Targets::Labels(y.clone()),
-    };
-    Batch {
-        steps,
-        inputs,
-        targets,
-        lengths: Some((0..batch.batch).map(|b| batch.length(b)).collect()),
-        ..batch.clone()
-    }
-}
+use crate::model::Batch;
 
 impl GpuTrainer {
-    /// Which step a batch of (B, T) runs on, training (with the run's dropout) or not: `None`
-    /// for the training step where the shapes agree, else one of the steps built for whole
-    /// sequences, built now if it is new (checked against the adapter's limits first).
-    fn sequence_step(&mut self, (nb, nt): (usize, usize), training: bool) -> Result<Option<usize>> {
-        let seq = &self.sequences;
-        let key = (nb, seq.rounded(nt), training && seq.dropout.is_some());
-        let dropout_matches = training || self.train.dropout_counter().is_none();
-        if (key.0, key.1) == self.train.shape() && dropout_matches {
-            return Ok(None);
-        }
-        if let Some(i) = seq.built.iter().position(|(k, _)| *k == key) {
-            return Ok(Some(i));
-        }
-        let options = StepOptions {
-            recurrence: Some(self.train.recurrence()),
-            params: Some(self.train.params().clone()),
-            grads: Some(self.train.grads().clone()),
-            dropout: if key.2 { seq.dropout } else { None },
-            tiles: None,
-        };
-        let (config, kernels) = (self.train.config(), &seq.kernels);
-        let step = self
-            .gpu
-            .scoped("allocating a step for whole sequences", || {
-                ModelStep::new(&self.gpu, kernels, config, (key.0, key.1), options)
-            })??;
-        self.sequences.built.push((key, step));
-        Ok(Some(self.sequences.built.len() - 1))
+    /// The step a batch of (B, T) runs on (see [`super::sequence_steps::SequenceSteps::choose`]).
+    fn sequence_step(&mut self, shape: (usize, usize), training: bool) -> Result<Option<usize>> {
+        (self.sequences).choose(&self.gpu, &self.train, shape, training)
     }
 
     /// The step [`Self::sequence_step`] named.
     fn step_named(&self, which: Option<usize>) -> &ModelStep {
-        which.map_or(&self.train, |i| &self.sequences.built[i].1)
+        which.map_or(&self.train, |i| self.sequences.get(i))
     }
 
     /// One training step on whole sequences (each from a zero state): forward, loss, backward,

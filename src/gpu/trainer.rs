@@ -16,7 +16,7 @@ use crate::gpu::model_step::{ModelStep, StepOptions};
 use crate::gpu::optimizer::OnGpu;
 use crate::gpu::plan::storage;
 use crate::gpu::recurrence::Recurrence;
-use crate::gpu::sequence_trainer::SequenceSteps;
+use crate::gpu::sequence_steps::SequenceSteps;
 use crate::gpu::submit::{load_carry, settle, store_carry};
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::{OptimizerConfig, OptimizerState};
