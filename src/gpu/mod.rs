@@ -1,6 +1,7 @@
 //! The GPU path. [`Gpu`] opens an adapter and its device; [`GpuTrainer`] trains a model with
-//! every state resident on the device; [`ModelStep`] is one training step as the trainer and
-//! `check` run it, stacked layers of any cell, the Elman model included ([`GpuStack`]). Inside
+//! every state resident on the device, on chunks of streams or on whole sequences of their own
+//! lengths; [`ModelStep`] is one training step as the trainer and `check` run it, stacked
+//! layers of any cell in one or both directions, the Elman model included ([`GpuStack`]). Inside
 //! (private): the compute pipelines, the dispatch planning, the recurrence split by units and
 //! each cell's kernels; the kernels themselves live in `shaders/`, one file per family.
 

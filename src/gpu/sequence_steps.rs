@@ -61,6 +61,11 @@ impl SequenceSteps {
         Ok(Some(self.built.len() - 1))
     }
 
+    /// GPU memory held by the steps built so far (their own buffers), in bytes.
+    pub(super) fn memory_bytes(&self) -> u64 {
+        self.built.iter().map(|(_, s)| s.memory_bytes()).sum()
+    }
+
     /// Step `i` of [`Self::choose`].
     pub(super) fn get(&self, i: usize) -> &ModelStep {
         &self.built[i].1

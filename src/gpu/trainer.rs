@@ -205,11 +205,12 @@ impl GpuTrainer {
         self.train.dispatches() + self.opt.dispatches.len()
     }
 
-    /// GPU memory held by the trainer's buffers, in bytes.
-    /// (The evaluation step shares the training step's parameters; its own buffers count.)
+    /// GPU memory held by the trainer's buffers, in bytes. (The evaluation step and the steps
+    /// for whole sequences share the training step's parameters; their own buffers count.)
     pub fn memory_bytes(&self) -> u64 {
         self.train.memory_bytes()
             + self.eval.as_ref().map_or(0, ModelStep::memory_bytes)
+            + self.sequences.memory_bytes()
             + self.own_bytes
     }
 
