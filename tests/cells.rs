@@ -21,13 +21,7 @@ fn assert_pass(title: &str, rows: &[Comparison]) {
 
 #[test]
 fn the_reference_reproduces_every_pytorch_case() {
-    let mut files: Vec<_> = std::fs::read_dir("tests/fixtures/cells")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
+    let files = common::fixtures("tests/fixtures/cells");
     assert_eq!(files.len(), 7, "every oracle case is checked");
     for path in files {
         let o = Case::load(&path).unwrap();

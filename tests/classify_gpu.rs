@@ -24,19 +24,6 @@ fn batch(config: ModelConfig, (nb, nt): (usize, usize), lengths: Vec<usize>, see
     Case::random(config, r).unwrap().batch.with_lengths(lengths)
 }
 
-fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    let max_ref = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let max_diff = got
-        .iter()
-        .zip(want)
-        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
-    assert!(
-        max_diff <= 1e-5 * max_ref,
-        "{what}: differ by {max_diff} (max {max_ref})"
-    );
-}
-
 #[test]
 fn gpu_training_on_whole_sequences_matches_the_cpu() {
     let _ = common::gpu();
@@ -83,9 +70,9 @@ fn gpu_training_on_whole_sequences_matches_the_cpu() {
                 sc.grad_norm
             );
             let (pg, pc) = (g.params().unwrap(), Engine::params(&c).unwrap());
-            assert_close(&format!("{what}: parameters"), &pg.data, &pc.data);
+            common::assert_close(&format!("{what}: parameters"), &pg.data, &pc.data);
             let (yg, yc) = (g.predict(b).unwrap(), Engine::predict(&mut c, b).unwrap());
-            assert_close(&format!("{what}: predictions"), &yg, &yc);
+            common::assert_close(&format!("{what}: predictions"), &yg, &yc);
         }
         let moved = params
             .data

@@ -17,13 +17,7 @@ use unroll::cpu::step;
 use unroll::model::{Batch, Head, InputKind, Inputs, ModelConfig, Params, Targets, result_names};
 
 fn seq_cases() -> Vec<PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir("tests/fixtures/seq")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
+    let files = common::fixtures("tests/fixtures/seq");
     assert_eq!(files.len(), 12, "every sequence case is checked");
     files
 }

@@ -11,7 +11,7 @@ use common::{assert_all_pass, gpu};
 use unroll::case::{Case, RandomCase};
 use unroll::cell::Cell;
 use unroll::check::{compare_gpu, compare_step};
-use unroll::gpu::{Gpu, Kernels, ModelStep, Recurrence, StepOptions};
+use unroll::gpu::{Gpu, Kernels, Recurrence};
 use unroll::model::{Head, InputKind, ModelConfig};
 
 const RECURRENCES: [Recurrence; 2] = [Recurrence::Ordered, Recurrence::Grid];
@@ -123,13 +123,7 @@ fn one_step_one_row_and_a_larger_case_of_each_cell_match_the_cpu() {
 fn the_pytorch_sequence_cases_match_on_the_gpu() {
     let gpu = gpu();
     let kernels = Kernels::new(&gpu.device);
-    let mut files: Vec<_> = std::fs::read_dir("tests/fixtures/seq")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
+    let files = common::fixtures("tests/fixtures/seq");
     assert_eq!(files.len(), 12);
     for file in files {
         let case = Case::load(&file).unwrap();
@@ -147,11 +141,7 @@ fn a_bidirectional_step_with_lengths_repeats_bit_for_bit() {
             .bidirectional();
         let case = case(c, ODD, Some(vec![2, 4, 1]), 9);
         for r in RECURRENCES {
-            let options = StepOptions {
-                recurrence: Some(r),
-                ..Default::default()
-            };
-            let step = ModelStep::new(&gpu, &kernels, c, (3, 4), options).unwrap();
+            let step = common::step(&gpu, &kernels, c, (3, 4), (r, None)).unwrap();
             let params = case.params.cast();
             let first = step.run_and_read(&gpu, &params, &case.batch).unwrap();
             let again = step.run_and_read(&gpu, &params, &case.batch).unwrap();
@@ -174,11 +164,7 @@ fn a_step_reused_for_other_lengths_matches_the_cpu() {
             let full = case(c, ODD, None, 21);
             let mixed = case(c, ODD, Some(vec![1, 4, 2]), 22);
             for r in RECURRENCES {
-                let options = StepOptions {
-                    recurrence: Some(r),
-                    ..Default::default()
-                };
-                let step = ModelStep::new(&gpu, &kernels, c, (3, 4), options).unwrap();
+                let step = common::step(&gpu, &kernels, c, (3, 4), (r, None)).unwrap();
                 step.run_and_read(&gpu, &full.params.cast(), &full.batch)
                     .unwrap();
                 let out = step
@@ -198,12 +184,9 @@ fn a_step_reused_for_other_lengths_matches_the_cpu() {
 fn both_directions_share_each_recurrence_dispatch() {
     let gpu = gpu();
     let kernels = Kernels::new(&gpu.device);
-    let options = || StepOptions {
-        recurrence: Some(Recurrence::Ordered),
-        ..Default::default()
-    };
     let count = |c: ModelConfig, t: usize| {
-        let step = ModelStep::new(&gpu, &kernels, c, (3, t), options()).unwrap();
+        let ordered = (Recurrence::Ordered, None);
+        let step = common::step(&gpu, &kernels, c, (3, t), ordered).unwrap();
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let before = gpu.meter.read().dispatches;
         {
@@ -218,4 +201,27 @@ fn both_directions_share_each_recurrence_dispatch() {
     let added = |c: ModelConfig| count(c, 9) - count(c, 4);
     assert_eq!(added(uni), 5 * 2 * 2);
     assert_eq!(added(bi), 5 * 2 * 2);
+}
+
+/// The sequence kernels' grids past 65,535 workgroups in one dimension: B = 70,000 rows of
+/// D = 64 features (the features, 70,000 workgroups of 64) over T = 2 steps (the output by time
+/// and its split, 140,000), lengths 1 and 2 (an Elman layer: a GRU's saved gates at this size
+/// pass lavapipe's binding limit).
+#[test]
+fn sequence_grids_past_65535_workgroups_match_the_cpu() {
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let z = (2, 32, 2, 70_000, 2);
+    let lengths: Vec<usize> = (0..z.3).map(|b| 1 + b % 2).collect();
+    for head in [Head::PerStep, Head::Mean] {
+        let c = config(Cell::Rnn, 1, InputKind::Dense, z)
+            .with_head(head)
+            .bidirectional();
+        agree(
+            &gpu,
+            &kernels,
+            &case(c, z, Some(lengths.clone()), 31),
+            &[Recurrence::Ordered],
+        );
+    }
 }

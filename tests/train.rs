@@ -161,10 +161,10 @@ fn training_matches(cell: Cell, layers: usize, dropout: f32) {
     }
     let pg = g.params().unwrap();
     let pc = Engine::params(&c).unwrap();
-    assert_close("parameters after 6 SGD steps", &pg.data, &pc.data);
+    common::assert_close("parameters after 6 SGD steps", &pg.data, &pc.data);
     let (hg, hc) = (g.hidden().unwrap(), Engine::hidden(&c).unwrap());
     assert_eq!(hc.len(), config.carry_len(b));
-    assert_close("the carried state", &hg, &hc);
+    common::assert_close("the carried state", &hg, &hc);
     let moved = params
         .data
         .iter()
@@ -225,18 +225,6 @@ fn gpu_context() -> unroll::gpu::Gpu {
     unroll::gpu::Gpu::new(&AdapterChoice::default()).unwrap()
 }
 
-fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    let max_ref = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let max_diff = got
-        .iter()
-        .zip(want)
-        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
-    assert!(
-        max_diff <= 1e-5 * max_ref,
-        "{what}: differ by {max_diff} (max {max_ref})"
-    );
-}
-
 /// optimizer.wgsl against optim.rs on the same gradients, for every optimizer, with clipping and
 /// decay: the update rules agree element by element. (Fed gradients computed separately by each
 /// path, Adagrad and Adam would not agree this closely: they divide each gradient element by its
@@ -295,12 +283,12 @@ fn gpu_optimizer_matches_cpu() {
             );
         }
         let got = g.params().unwrap().data;
-        assert_close(&format!("{kind:?} parameters"), &got, &p);
+        common::assert_close(&format!("{kind:?} parameters"), &got, &p);
         let s = g.optimizer_state().unwrap();
-        assert_close(&format!("{kind:?} m"), &s.m, &state.m);
-        assert_close(&format!("{kind:?} v"), &s.v, &state.v);
+        common::assert_close(&format!("{kind:?} m"), &s.m, &state.m);
+        common::assert_close(&format!("{kind:?} v"), &s.v, &state.v);
         assert_eq!(s.step, 5);
-        assert_close(&format!("{kind:?} bias corrections"), &s.bias, &state.bias);
+        common::assert_close(&format!("{kind:?} bias corrections"), &s.bias, &state.bias);
     }
 }
 

@@ -26,6 +26,7 @@ pub(crate) mod stack_buffers;
 pub(crate) mod stack_head;
 pub(crate) mod stack_plan;
 pub(crate) mod submit;
+pub(crate) mod train_step;
 pub(crate) mod trainer;
 
 pub use context::{AdapterChoice, Gpu, Meter, MeterReading, describe};

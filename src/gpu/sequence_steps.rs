@@ -79,20 +79,27 @@ impl SequenceSteps {
     }
 }
 
+/// A time-major tensor of `from` steps extended with zeros to `steps` steps.
+fn extended<T: Copy + Default>(v: &[T], from: usize, steps: usize) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.resize(v.len() / from * steps, T::default());
+    v
+}
+
 /// A batch as a step of `steps` timesteps runs it: its inputs (and per-step targets) padded with
 /// zeros past its own T, every sequence's length kept.
 pub(super) fn padded(batch: &Batch, steps: usize) -> Batch {
     if batch.steps == steps {
         return batch.clone();
     }
-    let grow = |n: usize| n / batch.steps * steps;
+    let from = batch.steps;
     let inputs = match &batch.inputs {
-        Inputs::Tokens(x) => Inputs::Tokens([&x[..], &vec![0; grow(x.len()) - x.len()]].concat()),
-        Inputs::Dense(x) => Inputs::Dense([&x[..], &vec![0.0; grow(x.len()) - x.len()]].concat()),
+        Inputs::Tokens(x) => Inputs::Tokens(extended(x, from, steps)),
+        Inputs::Dense(x) => Inputs::Dense(extended(x, from, steps)),
     };
     let targets = match &batch.targets {
-        Targets::Tokens(y) => Targets::Tokens([&y[..], &vec![0; grow(y.len()) - y.len()]].concat()),
-        Targets::Dense(y) => Targets::Dense([&y[..], &vec![0.0; grow(y.len()) - y.len()]].concat()),
+        Targets::Tokens(y) => Targets::Tokens(extended(y, from, steps)),
+        Targets::Dense(y) => Targets::Dense(extended(y, from, steps)),
         Targets::Labels(y) => Targets::Labels(y.clone()),
     };
     Batch {

@@ -45,41 +45,11 @@ impl GpuTrainer {
         step.stack
             .write_batch(gpu, &padded(batch, step.shape().1))?;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        if let Some(counter) = step.dropout_counter() {
-            // The masks are keyed by the updates taken so far (the optimizer's t).
-            encoder.copy_buffer_to_buffer(&self.opt.state, 0, counter, 0, 4);
-        }
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            step.record(&mut pass);
-        }
-        let mut encoder = settle(gpu, step, encoder, false).await?;
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for d in &self.opt.dispatches {
-                d.record(&mut pass);
-            }
-        }
-        if report {
-            // The step's loss, and the gradient norm the optimizer wrote beside the training
-            // step's.
-            encoder.copy_buffer_to_buffer(step.stats(), 0, &self.opt.staging, 0, 4);
-            encoder.copy_buffer_to_buffer(self.train.stats(), 4, &self.opt.staging, 4, 4);
-        }
-        gpu.submit(encoder);
+        self.record_step(step, &mut encoder);
+        self.update(step, encoder, |_| {}, report).await?;
         self.steps += 1;
-        if !report {
-            let _ = self.gpu.device.poll(wgpu::PollType::Poll);
-            return self
-                .gpu
-                .check("a training step on whole sequences")
-                .map(|_| None);
-        }
-        let stats = self.read_staging(8, "reading the loss back").await?;
-        Ok(Some(StepStats {
-            loss: stats[0],
-            grad_norm: stats[1],
-        }))
+        self.reported(report, "a training step on whole sequences")
+            .await
     }
 
     /// The logits of whole sequences (B, O), each from a zero state, without dropout or update.

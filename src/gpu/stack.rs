@@ -12,7 +12,7 @@
 //! | weight layouts      | G + 1 (+1 for V)     | `W_ih^T`, and `W_hh^T` gate by gate, padded for vec4 loads |
 //! | input projection    | 1                    | `a = x U^T + b_ih` over all T·B rows (a gather for tokens) |
 //! | forward recurrence  | T, or 1              | `h_t` (and `c_t`) from `a_t` and `h_{t-1} W^T + b_hh`, fused |
-//! | output and loss     | 3 (once)             | `y = h V^T + c`, loss and `dy`, the mean          |
+//! | output and loss     | 4 (once)             | `y = h V^T + c`, loss and `dy`, their sum, the mean |
 //! | output gradients    | 3 (once)             | `dh = dy V`, `dV`, `dc`                           |
 //! | backward recurrence | T + 1, or 1          | `dr_t W`, then the cell's backward                |
 //! | weight gradients    | 4 (+1 below the top) | `dU = da^T x`, `db_ih`, `dW = dr^T h`, `db_hh`; layer l−1's `dh = da U` |
@@ -28,10 +28,11 @@
 //!
 //! A bidirectional layer runs both directions in the same recurrence dispatches (each its own
 //! state block and parameters; the reverse direction's step s reads time n_b − 1 − s), the other
-//! phases once per direction, and its output by time
+//! phases once per direction (+1 dispatch forward to lay its output out by time, +1 backward to
+//! split that output's gradient), and its output by time
 //! ([h_fwd; h_rev]) is what the layer above and the decoder read. Each sequence's length n_b
 //! bounds its row in the recurrence; the `last` and `mean` heads decode each sequence's features
-//! (see [`super::stack_head`]).
+//! (one dispatch each way more, see [`super::stack_head`]).
 
 use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
@@ -221,9 +222,9 @@ impl GpuStack {
         }
     }
 
-    /// Workgroups of one dispatch of a layer's recurrence (its tiles).
+    /// Workgroups of one dispatch of a layer's recurrence (its tiles, in each direction).
     pub fn recurrence_workgroups(&self) -> usize {
-        self.tiling.groups()
+        self.config.directions() * self.tiling.groups()
     }
 
     /// Records the whole step into a compute pass.
@@ -434,24 +435,19 @@ fn write_lengths(gpu: &Gpu, b: &StackBuffers, s: &Shape, lengths: Option<&[usize
     let n: Vec<u32> = (0..s.nb)
         .map(|i| lengths.map_or(s.nt, |l| l[i]) as u32)
         .collect();
-    let mut weight: Vec<f32> = if s.config.head.is_sequence() {
-        vec![1.0 / s.nb as f32; s.nb]
+    // 1/n over the n rows that count (every sequence, or every valid step), then 1/n itself.
+    let sequences = s.config.head.is_sequence();
+    let counted = if sequences {
+        s.nb
     } else {
-        let valid: usize = n.iter().map(|&v| v as usize).sum();
-        let w = 1.0 / valid as f32;
-        (0..s.rows())
-            .map(|p| {
-                if p / s.nb < n[p % s.nb] as usize {
-                    w
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+        n.iter().map(|&v| v as usize).sum()
     };
-    // 1/n after the rows' weights: what the summed loss is scaled by.
-    let inverse = weight.iter().fold(0.0f32, |a, &w| a.max(w));
-    weight.push(inverse);
+    let w = 1.0 / counted as f32;
+    let counts = |p: usize| sequences || p / s.nb < n[p % s.nb] as usize;
+    let weight: Vec<f32> = (0..s.head_rows())
+        .map(|p| if counts(p) { w } else { 0.0 })
+        .chain([w])
+        .collect();
     let at = (s.lengths_at() * 4) as u64;
     gpu.write(&b.sync, at, bytemuck::cast_slice(&n))
         + gpu.write(&b.weight, 0, bytemuck::cast_slice(&weight))

@@ -271,10 +271,10 @@ pub(crate) fn largest_hint(
     format!("{fits}; the CPU reference (--device cpu) has no such limit")
 }
 
-/// Arrival counters the grid barriers of a step may use: one per dispatch of a block's pass, at
-/// most T + 1 dispatches each.
+/// Arrival counters the grid barriers of a step may use: one per dispatch of a layer's pass (both
+/// directions in one), at most T + 1 dispatches each.
 pub(crate) fn sync_slots(s: &Shape) -> usize {
-    2 * s.blocks() * (s.nt + 1)
+    2 * s.config.layers * (s.nt + 1)
 }
 
 /// Allocates every buffer of a step (but the parameters and gradients it shares with another);

@@ -53,7 +53,7 @@ impl<'a> Planner<'a> {
             return;
         }
         let n = s.rows() * s.config.features();
-        let sp = self.sequence_params(s.state(2 * l, 0), l * n);
+        let sp = self.sequence_params(s.state(l * s.config.directions(), 0), l * n);
         let buffers = vec![&b.sync, &b.hs, &b.outs];
         (self.plan).push(
             Phase::ForwardRecurrence,

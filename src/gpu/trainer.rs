@@ -56,7 +56,7 @@ pub struct GpuTrainer {
     eval: Option<ModelStep>,
     /// The carried state: every layer's h, then (LSTM) every layer's c.   (L, K·B, H) each, for
     /// K micro-batches of B streams (`crate::shares::carry_ranges` places each)
-    carry: wgpu::Buffer,
+    pub(super) carry: wgpu::Buffer,
     /// K, the micro-batches whose state the trainer carries (1 but in data-parallel runs).
     slots: usize,
     /// Where a data-parallel step reads its gradients and loss back.   (P + 1)
@@ -217,67 +217,6 @@ impl GpuTrainer {
     /// Replaces the parameters.
     pub fn set_params(&mut self, params: &Params<f32>) -> Result<()> {
         self.train.write_params(&self.gpu, params)
-    }
-
-    /// One training step on a chunk: forward, loss, backward, clipping and update, with the hidden
-    /// state carried from the previous chunk (or zero when `reset`). Reads back and returns the
-    /// loss and gradient norm only when `report`; otherwise it does not wait for the GPU.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn train_step(
-        &mut self,
-        inputs: &Inputs,
-        targets: &Targets,
-        reset: bool,
-        report: bool,
-    ) -> Result<Option<StepStats>> {
-        pollster::block_on(self.train_step_async(inputs, targets, reset, report))
-    }
-
-    /// [`GpuTrainer::train_step`] as a future (it waits only when `report`).
-    pub async fn train_step_async(
-        &mut self,
-        inputs: &Inputs,
-        targets: &Targets,
-        reset: bool,
-        report: bool,
-    ) -> Result<Option<StepStats>> {
-        self.train.write_data(&self.gpu, inputs, targets);
-        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        if reset {
-            encoder.clear_buffer(&self.carry, 0, None);
-        }
-        load_carry(&mut encoder, &self.carry, &self.train, (0, 1));
-        if let Some(counter) = self.train.dropout_counter() {
-            // The masks are keyed by the updates taken so far (the optimizer's t).
-            encoder.copy_buffer_to_buffer(&self.opt.state, 0, counter, 0, 4);
-        }
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            self.train.record(&mut pass);
-        }
-        let mut encoder = settle(&self.gpu, &self.train, encoder, false).await?;
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for d in &self.opt.dispatches {
-                d.record(&mut pass);
-            }
-        }
-        store_carry(&mut encoder, &self.train, &self.carry, (0, 1));
-        if report {
-            encoder.copy_buffer_to_buffer(self.train.stats(), 0, &self.opt.staging, 0, 8);
-        }
-        self.gpu.submit(encoder);
-        self.steps += 1;
-        if !report {
-            // Let wgpu reclaim finished submissions without waiting for the running one.
-            let _ = self.gpu.device.poll(wgpu::PollType::Poll);
-            return self.gpu.check("a training step").map(|_| None);
-        }
-        let stats = self.read_staging(8, "reading the loss back").await?;
-        Ok(Some(StepStats {
-            loss: stats[0],
-            grad_norm: stats[1],
-        }))
     }
 
     /// Carries the state of `slots` micro-batches of B streams each, for

@@ -169,3 +169,29 @@ pub fn assert_finite_differences(
         params.data.len()
     );
 }
+
+/// The safetensors cases in a fixture folder, in name order.
+pub fn fixtures(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Asserts two f32 vectors of one length agree within 1e-5 · max |want|.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let max_ref = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let max_diff = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+    assert!(
+        max_diff <= 1e-5 * max_ref,
+        "{what}: differ by {max_diff} (max {max_ref})"
+    );
+}
