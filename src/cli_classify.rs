@@ -30,7 +30,14 @@ pub(crate) fn run_predict(args: &PredictArgs) -> Result<bool> {
 /// A classifier's validation accuracy, per class, and its confusion matrix (rows: the true
 /// class; columns: the predicted one).
 pub(crate) fn print_classified(c: &unroll::train::Classified) {
-    println!("validation accuracy: {:.1} %", 100.0 * c.accuracy);
+    match c.train_accuracy {
+        Some(t) => println!(
+            "validation accuracy: {:.1} % (training split: {:.1} %)",
+            100.0 * c.accuracy,
+            100.0 * t
+        ),
+        None => println!("validation accuracy: {:.1} %", 100.0 * c.accuracy),
+    }
     let width = c
         .classes
         .iter()

@@ -102,7 +102,12 @@ impl SequenceBatches {
 
     /// The share of a pass's steps that are padding.
     pub fn padded_share(&self) -> f64 {
-        self.set.padded_share(&self.buckets(0))
+        self.padding().share(|steps| steps)
+    }
+
+    /// The shapes of a pass's batches, for the padding an engine computes with them.
+    pub fn padding(&self) -> crate::sequences::Padding {
+        self.set.padding(&self.buckets(0))
     }
 
     /// Every batch once, in a fixed order (a validation set's).

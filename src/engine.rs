@@ -59,6 +59,11 @@ pub trait Engine {
     fn predict(&mut self, _batch: &Batch) -> Result<Vec<f32>> {
         Err(not_yet(&self.device()))
     }
+    /// The timesteps computed for a batch of whole sequences of T = `steps` (a GPU step's T
+    /// is rounded up, see [`crate::gpu::GpuTrainer::sequence_steps_computed`]).
+    fn steps_computed(&self, steps: usize) -> usize {
+        steps
+    }
     /// Where the model lives on several ranks: makes every rank's parameters and optimizer
     /// state rank 0's, and says how many differed. Every rank calls it at the same step.
     fn synchronize(&mut self) -> Result<Option<crate::shares::Agreement>> {
@@ -108,6 +113,9 @@ impl Engine for GpuTrainer {
     }
     fn predict(&mut self, batch: &Batch) -> Result<Vec<f32>> {
         GpuTrainer::predict(self, batch)
+    }
+    fn steps_computed(&self, steps: usize) -> usize {
+        self.sequence_steps_computed(steps)
     }
     fn params(&self) -> Result<Params<f32>> {
         GpuTrainer::params(self)

@@ -66,13 +66,16 @@ impl Metrics {
         train: f32,
         val: Option<f32>,
         (tokens_per_s, elapsed): (f64, f64),
-        accuracy: Option<f64>,
+        (accuracy, train_accuracy): (Option<f64>, Option<f64>),
     ) -> Result<()> {
         let val_s = val.map(|v| v.to_string()).unwrap_or_default();
-        let acc = match (self.accuracy, accuracy.filter(|_| val.is_some())) {
-            (true, Some(a)) => format!(",{a}"),
-            (true, None) => ",".to_string(),
-            (false, _) => String::new(),
+        let field = |a: Option<f64>| match a.filter(|_| val.is_some()) {
+            Some(a) => format!(",{a}"),
+            None => ",".to_string(),
+        };
+        let acc = match self.accuracy {
+            true => field(accuracy) + &field(train_accuracy),
+            false => String::new(),
         };
         writeln!(
             self.file,

@@ -31,8 +31,13 @@ pub const METADATA_KEY: &str = "unroll.file";
 
 /// The header of `metrics.csv`.
 pub const METRICS_HEADER: &str = "step,train_loss,val_loss,tokens_per_s,elapsed_s";
-/// The header of a classifier's `metrics.csv`: the validation accuracy last.
+/// The header of a classifier's `metrics.csv`: the validation accuracy, then the training
+/// split's (both of the model at the evaluation).
 pub const METRICS_HEADER_ACCURACY: &str =
+    "step,train_loss,val_loss,tokens_per_s,elapsed_s,val_accuracy,train_accuracy";
+/// The header of a classifier's `metrics.csv` as earlier versions wrote it (no training
+/// accuracy): still unroll's file, kept and appended to on resume.
+pub const METRICS_HEADER_ACCURACY_V1: &str =
     "step,train_loss,val_loss,tokens_per_s,elapsed_s,val_accuracy";
 /// The header of a classifier's `confusion.csv`.
 pub const CONFUSION_HEADER: &str = "true_class,predicted_class,sequences";
@@ -117,7 +122,14 @@ impl Kind {
             Kind::CheckDump | Kind::CheckCase => {
                 safetensors_metadata(path).is_some_and(|m| marked(&m, self))
             }
-            Kind::Metrics => first_line_is(path, &[METRICS_HEADER, METRICS_HEADER_ACCURACY]),
+            Kind::Metrics => first_line_is(
+                path,
+                &[
+                    METRICS_HEADER,
+                    METRICS_HEADER_ACCURACY,
+                    METRICS_HEADER_ACCURACY_V1,
+                ],
+            ),
             Kind::Confusion => first_line_is(path, &[CONFUSION_HEADER]),
             Kind::PerClass => first_line_is(path, &[PER_CLASS_HEADER]),
             Kind::Predictions => {

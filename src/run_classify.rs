@@ -46,18 +46,20 @@ pub(crate) fn load(
     let config = model(cfg, &train, vocab.as_ref())?;
     let baseline = frequency_loss(&train, &val);
     let batches = SequenceBatches::new(train.clone(), config, cfg.batch, cfg.seed);
+    let train_batches = batches.all();
     let valid: usize = (0..train.len()).map(|i| train.length(i)).sum();
     let val_batches = SequenceBatches::new(val, config, cfg.batch, cfg.seed).all();
     Ok(Data {
         config,
         positions_per_chunk: valid as f64
             / crate::dataset::Dataset::chunks_per_epoch(&batches) as f64,
-        padded_share: Some(batches.padded_share()),
+        padding: Some(batches.padding()),
         steps: train
             .max_len()
             .max(val_batches.iter().map(|b| b.steps).max().unwrap_or(1)),
         train: Box::new(batches),
         val: Validation::Sequences(val_batches),
+        train_split: Some(Validation::Sequences(train_batches)),
         vocab,
         normalization: None,
         classes: Some(Classes {

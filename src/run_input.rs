@@ -14,6 +14,9 @@ pub(crate) struct Data {
     pub(crate) config: ModelConfig,
     pub(crate) train: Box<dyn Dataset>,
     pub(crate) val: Validation,
+    /// Classification: the training split in batches, scored beside the validation split at
+    /// every evaluation (its loss and accuracy, the model as it stands then).
+    pub(crate) train_split: Option<Validation>,
     pub(crate) vocab: Option<Vocab>,
     pub(crate) normalization: Option<Normalization>,
     /// Classification: the class names and (dense) the channels' statistics.
@@ -26,8 +29,8 @@ pub(crate) struct Data {
     pub(crate) positions_per_chunk: f64,
     /// T of the engine: --seq-len for streams, the longest sequence for classification.
     pub(crate) steps: usize,
-    /// Classification: the share of the training batches' steps that are padding.
-    pub(crate) padded_share: Option<f64>,
+    /// Classification: the shapes of a pass's training batches (their padding).
+    pub(crate) padding: Option<crate::sequences::Padding>,
 }
 
 /// What a resumed run reads its data with: the checkpoint's vocabulary, column statistics or

@@ -304,12 +304,29 @@ impl LabelledSequences {
 
     /// The share of the steps of `batches` that are padding.
     pub fn padded_share(&self, batches: &[Vec<usize>]) -> f64 {
-        let (mut all, mut valid) = (0usize, 0usize);
-        for run in batches {
-            let lengths: Vec<usize> = run.iter().map(|&i| self.length(i)).collect();
-            all += lengths.iter().max().unwrap_or(&0) * run.len();
-            valid += lengths.iter().sum::<usize>();
-        }
+        self.padding(batches).share(|steps| steps)
+    }
+
+    /// The shapes of `batches`, for the padding an engine computes with them.
+    pub fn padding(&self, batches: &[Vec<usize>]) -> Padding {
+        let shapes = batches.iter().map(|run| {
+            let lengths = run.iter().map(|&i| self.length(i));
+            (lengths.clone().max().unwrap_or(0), run.len(), lengths.sum())
+        });
+        Padding(shapes.collect())
+    }
+}
+
+/// Each batch's (T: its longest sequence, B, Σ n_b): what its padding is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Padding(Vec<(usize, usize, usize)>);
+
+impl Padding {
+    /// The share of the steps computed that are padding, where an engine computes a batch of
+    /// T steps at `computed(T)` ≥ T (a GPU step's T is rounded up; the CPU computes T).
+    pub fn share(&self, computed: impl Fn(usize) -> usize) -> f64 {
+        let all: usize = self.0.iter().map(|&(t, b, _)| computed(t) * b).sum();
+        let valid: usize = self.0.iter().map(|&(_, _, n)| n).sum();
         1.0 - valid as f64 / all.max(1) as f64
     }
 }

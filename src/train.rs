@@ -12,7 +12,6 @@ use crate::dataset::{Score, train_on};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::model::Params;
 use crate::resume::{on_resume, resolve_config};
 use crate::run_data::load_data;
 use crate::run_engine::build_engine;
@@ -22,6 +21,8 @@ use crate::rundir::{self, RunDir};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+mod closing;
 
 /// How a sample of the built-in arithmetic corpus scores: its complete lines, and how many of
 /// them are right equations; beside the same count for a sample of the same length from the
@@ -47,6 +48,8 @@ pub struct Classified {
     pub classes: Vec<String>,
     /// The share of sequences classified right.
     pub accuracy: f64,
+    /// The share of the training split's sequences classified right, by the same model.
+    pub train_accuracy: Option<f64>,
     /// `counts[true class][predicted class]`.
     pub confusion: Vec<Vec<u64>>,
     /// `confusion.csv` and `per_class.csv` in the run directory.
@@ -137,6 +140,8 @@ struct Run {
     val_loss: f32,
     /// The last evaluation's score (its loss is `val_loss`).
     score: Option<Score>,
+    /// The training split's score at the last evaluation (classification).
+    train_split: Option<Score>,
 }
 
 impl Run {
@@ -203,6 +208,7 @@ impl Run {
             train_loss: f32::NAN,
             val_loss: f32::NAN,
             score: None,
+            train_split: None,
         };
         run.say(run.describe(resumed.is_some()));
         Ok(run)
@@ -238,7 +244,7 @@ impl Run {
             c.hidden,
             c.output,
             cfg.batch,
-            match self.data.padded_share {
+            match &self.data.padding {
                 Some(p) => format!(
                     "up to {} ({}{} head, {:.1} % of the batches' steps padding)",
                     self.data.steps,
@@ -248,7 +254,7 @@ impl Run {
                         ""
                     },
                     c.head.name(),
-                    100.0 * p
+                    100.0 * p.share(|steps| self.engine.steps_computed(steps))
                 ),
                 None => self.data.steps.to_string(),
             },
@@ -397,6 +403,9 @@ impl Run {
         let score = self.data.val.evaluate(self.engine.as_mut())?;
         self.val_loss = score.loss;
         self.score = Some(score);
+        if let Some(split) = &self.data.train_split {
+            self.train_split = Some(split.evaluate(self.engine.as_mut())?);
+        }
         if !self.val_loss.is_finite() {
             return Err(self.diverged("the validation loss", self.val_loss));
         }
@@ -411,9 +420,16 @@ impl Run {
             .progress_note()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
-        let acc = match self.score.as_ref().and_then(|s| s.accuracy) {
-            Some(a) => format!(", accuracy {:.1} %", 100.0 * a),
-            None => String::new(),
+        let accuracy = self.score.as_ref().and_then(|s| s.accuracy);
+        let train_accuracy = self.train_split.as_ref().and_then(|s| s.accuracy);
+        let acc = match (accuracy, train_accuracy) {
+            (Some(a), Some(t)) => format!(
+                ", accuracy {:.1} % (training split {:.1} %)",
+                100.0 * a,
+                100.0 * t
+            ),
+            (Some(a), None) => format!(", accuracy {:.1} %", 100.0 * a),
+            _ => String::new(),
         };
         if self.bar.is_hidden() && eval {
             self.say(format!(
@@ -422,9 +438,14 @@ impl Run {
         }
         let elapsed = self.started.elapsed().as_secs_f64();
         let val_row = eval.then_some(val);
-        let accuracy = self.score.as_ref().and_then(|s| s.accuracy);
         if let Some(m) = &mut self.metrics {
-            m.write(step, loss, val_row, (tokens_per_s, elapsed), accuracy)?;
+            m.write(
+                step,
+                loss,
+                val_row,
+                (tokens_per_s, elapsed),
+                (accuracy, train_accuracy),
+            )?;
         }
         let val = if val.is_nan() {
             "-".to_string()
@@ -435,35 +456,6 @@ impl Run {
             "loss {loss:.4} val {val}{acc} {tokens_per_s:.0} tok/s{note}"
         ));
         Ok(())
-    }
-
-    /// The closing sample (text), and its score where the run learnt the built-in arithmetic.
-    fn sample(&self, params: &Params<f32>) -> Result<(String, Option<SampleScore>)> {
-        let (len, seed) = (self.cfg.sample_len, self.cfg.seed);
-        let vocab = match (&self.data.vocab, self.cfg.task) {
-            (Some(vocab), Task::Text) if len > 0 => vocab,
-            _ => return Ok((String::new(), None)),
-        };
-        let prime = vocab.token('\n').unwrap_or(0);
-        let text = vocab.decode(&crate::sample::sample(params, &[prime], len, 0.8, seed)?);
-        if self.cfg.data.is_some() {
-            return Ok((text, None));
-        }
-        let unigram = vocab.decode(&crate::sample::sample_unigram(
-            &self.data.unigram,
-            len,
-            seed,
-        ));
-        let (lines, well_formed, correct) = crate::data::arithmetic_counts(&text);
-        let (unigram_lines, _, unigram_correct) = crate::data::arithmetic_counts(&unigram);
-        let score = SampleScore {
-            lines,
-            well_formed,
-            correct,
-            unigram_lines,
-            unigram_correct,
-        };
-        Ok((text, Some(score)))
     }
 
     /// The last checkpoint, the plot, a sample (text) and the summary.
@@ -527,34 +519,6 @@ impl Run {
             plot: self.plot.clone(),
             device: self.engine.device(),
         })
-    }
-}
-
-impl Run {
-    /// A classifier's last evaluation, written to `confusion.csv` and `per_class.csv`.
-    fn classified(&self) -> Result<Option<Classified>> {
-        let (Some(score), Some(classes)) = (&self.score, &self.data.classes) else {
-            return Ok(None);
-        };
-        let Some(accuracy) = score.accuracy else {
-            return Ok(None);
-        };
-        let names = &classes.names;
-        let files = match &self.dir {
-            Some(dir) => {
-                let (confusion, per_class) = crate::metrics::class_tables(names, &score.confusion);
-                dir.write_atomic(rundir::CONFUSION, confusion.as_bytes())?;
-                dir.write_atomic(rundir::PER_CLASS, per_class.as_bytes())?;
-                Some((dir.file(rundir::CONFUSION), dir.file(rundir::PER_CLASS)))
-            }
-            None => None,
-        };
-        Ok(Some(Classified {
-            classes: names.clone(),
-            accuracy,
-            confusion: score.confusion.clone(),
-            files,
-        }))
     }
 }
 

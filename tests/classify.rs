@@ -139,11 +139,18 @@ fn a_classifier_learns_and_reports_its_accuracy_and_confusion() {
             .sum();
         assert_eq!((pairs.lines().count(), sum), (10, 30));
         let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-        let last = metrics.lines().last().unwrap();
-        assert_eq!(
-            last.rsplit(',').next().unwrap().parse::<f64>().unwrap(),
-            c.accuracy
-        );
+        assert!(metrics.starts_with(
+            "step,train_loss,val_loss,tokens_per_s,elapsed_s,val_accuracy,train_accuracy\n"
+        ));
+        let last: Vec<f64> = metrics
+            .lines()
+            .last()
+            .unwrap()
+            .rsplit(',')
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(last, [c.train_accuracy.unwrap(), c.accuracy]);
         // The checkpoint is a bidirectional GRU with the last head, its classes and scaling.
         let ck = Checkpoint::load(&s.checkpoint).unwrap();
         assert_eq!(ck.params.config.head, Head::Last);
@@ -333,6 +340,19 @@ fn predict_writes_what_the_run_measured() {
     }
     // The same model on the same file: the run's last evaluation, sequence for sequence.
     assert_eq!(right as f64 / 30.0, c.accuracy);
+    // And on the training file (the run's training split, --val given): its training accuracy.
+    let on_train = dir.path().join("on_train.csv");
+    let mut a = args(&on_train);
+    a[4] = train_ts.display().to_string();
+    common::succeeds_in(dir.path(), &as_strs(&a));
+    let csv = std::fs::read_to_string(&on_train).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let right = rows.iter().filter(|r| r[1] == r[2]).count();
+    assert_eq!(Some(right as f64 / rows.len() as f64), c.train_accuracy);
     // It replaces its own file, never another.
     common::succeeds_in(dir.path(), &as_strs(&args(&out)));
     let foreign = dir.path().join("mine.csv");

@@ -132,6 +132,22 @@ fn buckets_cover_every_sequence_once_and_pad_less_than_file_order() {
 }
 
 #[test]
+fn the_padded_share_counts_the_steps_an_engine_computes() {
+    // Lengths 3, 5 and 8 (one channel): batches [3, 5] (T = 5) and [8] (T = 8).
+    let set: LabelledSequences =
+        parse("@classLabel true a\n@data\n1,2,3:a\n1,2,3,4,5:a\n1,2,3,4,5,6,7,8:a\n")
+            .unwrap()
+            .into();
+    let batches = [vec![0, 1], vec![2]];
+    let padding = set.padding(&batches);
+    // 16 valid steps of 5·2 + 8·1 = 18.
+    assert_eq!(padding.share(|t| t), 1.0 - 16.0 / 18.0);
+    assert_eq!(padding.share(|t| t), set.padded_share(&batches));
+    // A step that rounds T up to a multiple of 4 computes 8·2 + 8·1 = 24.
+    assert_eq!(padding.share(|t| t.next_multiple_of(4)), 1.0 - 16.0 / 24.0);
+}
+
+#[test]
 fn text_lines_become_token_sequences_of_their_labels() {
     let text = "pos\tgood fun\nneg\tbad\n\npos\tfun\r\n";
     let vocab = Vocab::from_text("good fun bad");

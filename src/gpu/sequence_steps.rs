@@ -73,7 +73,7 @@ impl SequenceSteps {
 
     /// The step's T for a batch of `steps`: rounded up to a multiple of ⌈T_max / 8⌉ (at least
     /// 8), at most T_max.
-    fn rounded(&self, steps: usize) -> usize {
+    pub(super) fn rounded(&self, steps: usize) -> usize {
         let q = self.longest.div_ceil(8).max(8);
         steps.next_multiple_of(q).min(self.longest.max(steps))
     }

@@ -21,6 +21,12 @@ impl GpuTrainer {
         (self.sequences).choose(&self.gpu, &self.train, shape, training)
     }
 
+    /// The timesteps a batch of whole sequences of T = `steps` is computed at: the T of the
+    /// step it runs on.
+    pub fn sequence_steps_computed(&self, steps: usize) -> usize {
+        self.sequences.rounded(steps)
+    }
+
     /// The step [`Self::sequence_step`] named.
     fn step_named(&self, which: Option<usize>) -> &ModelStep {
         which.map_or(&self.train, |i| self.sequences.get(i))
