@@ -101,4 +101,9 @@ pub(crate) struct PredictArgs {
     /// The most bytes --data may hold (the file is read into memory whole).
     #[arg(long, default_value_t = unroll::data::DEFAULT_MAX_BYTES)]
     pub(crate) max_bytes: u64,
+    /// cpu (default: the reference path) or gpu.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub(crate) device: crate::args::Device,
+    #[command(flatten)]
+    pub(crate) adapter: crate::args::AdapterArgs,
 }

@@ -1,17 +1,30 @@
 //! The CLI's whole-sequence parts: `unroll predict`, and a classifier's report at the end of a
 //! run.
 
+use crate::args::{ADAPTER_FLAGS, Device, Given};
 use crate::args_seq::PredictArgs;
 use anyhow::Result;
 use unroll::checkpoint::Checkpoint;
+use unroll::gpu::Gpu;
 
-pub(crate) fn run_predict(args: &PredictArgs) -> Result<bool> {
+pub(crate) fn run_predict(args: &PredictArgs, given: &Given<'_>) -> Result<bool> {
+    given.refuse(
+        &ADAPTER_FLAGS,
+        args.device == Device::Gpu,
+        "--device cpu predicts with the CPU reference, on no adapter",
+    )?;
     let inputs = [args.checkpoint.as_path(), args.data.as_path()];
     // The output is refused before any work: a file unroll did not write stays as it is.
     unroll::predict::check_output(&args.out, &inputs)?;
     let ck = Checkpoint::load(&args.checkpoint)?;
     let set = unroll::predict::read_for(&ck, &args.data, args.max_bytes)?;
-    let predictions = unroll::predict::predict(&ck, &set)?;
+    let predictions = match args.device {
+        Device::Cpu => unroll::predict::predict(&ck, &set)?,
+        Device::Gpu => {
+            let gpu = Gpu::new(&args.adapter.choice())?;
+            unroll::predict::predict_on_gpu(gpu, &ck, &set, args.adapter.recurrence)?
+        }
+    };
     unroll::predict::write(&args.out, &set.classes, &predictions, &inputs)?;
     let right = predictions
         .iter()

@@ -599,7 +599,7 @@ fn main() -> ExitCode {
         Command::Train(a) => run_train(a, &given),
         Command::Sample(a) => run_sample(a),
         Command::Forecast(a) => run_forecast(a, &given),
-        Command::Predict(a) => cli_classify::run_predict(a),
+        Command::Predict(a) => cli_classify::run_predict(a, &given),
         Command::Bench(a) => run_bench(a, &given),
     };
     match result {

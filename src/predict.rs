@@ -49,16 +49,49 @@ pub fn read_for(checkpoint: &Checkpoint, path: &Path, max_bytes: u64) -> Result<
     Ok(set)
 }
 
-/// The class probabilities of every sequence, in the set's order, in batches of at most 64
-/// sequences of similar lengths.
+/// Sequences a batch of predictions holds at most (of similar lengths).
+const BATCH: usize = 64;
+
+/// The class probabilities of every sequence on the CPU reference, in the set's order.
 pub fn predict(checkpoint: &Checkpoint, set: &LabelledSequences) -> Result<Vec<Prediction>> {
     let params = &checkpoint.params;
-    let config = params.config;
+    predict_with(params.config, set, |batch| {
+        batch.validate(&params.config)?;
+        Ok(crate::cpu::forward(params, batch).logits)
+    })
+}
+
+/// The class probabilities of every sequence on the GPU, in the set's order: the model on a
+/// trainer for batches of up to 64 sequences as long as the longest (checked against the
+/// adapter's limits first), with the recurrence asked for or the one chosen for the shape.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn predict_on_gpu(
+    gpu: crate::gpu::Gpu,
+    checkpoint: &Checkpoint,
+    set: &LabelledSequences,
+    recurrence: Option<crate::gpu::Recurrence>,
+) -> Result<Vec<Prediction>> {
+    use crate::gpu::{GpuTrainer, TrainerShape};
+    let config = checkpoint.params.config;
+    let shape = TrainerShape {
+        recurrence,
+        ..TrainerShape::new(BATCH.min(set.len()).max(1), set.max_len())
+    };
+    let optim = crate::optim::OptimizerConfig::default();
+    let mut trainer = GpuTrainer::new(gpu, config, shape, optim, &checkpoint.params)?;
+    predict_with(config, set, |batch| trainer.predict(batch))
+}
+
+/// The class probabilities of every sequence, in the set's order, from `logits` of batches of
+/// at most [`BATCH`] sequences of similar lengths.
+fn predict_with(
+    config: crate::model::ModelConfig,
+    set: &LabelledSequences,
+    mut logits: impl FnMut(&crate::model::Batch) -> Result<Vec<f32>>,
+) -> Result<Vec<Prediction>> {
     let mut out = vec![None; set.len()];
-    for run in set.buckets(64, 0) {
-        let batch = set.batch(&run, &config);
-        batch.validate(&config)?;
-        let logits = crate::cpu::forward(params, &batch).logits;
+    for run in set.buckets(BATCH, 0) {
+        let logits = logits(&set.batch(&run, &config))?;
         for (row, &i) in logits.chunks(config.output).zip(&run) {
             let m = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v)) as f64;
             let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();

@@ -353,6 +353,42 @@ fn predict_writes_what_the_run_measured() {
         .collect();
     let right = rows.iter().filter(|r| r[1] == r[2]).count();
     assert_eq!(Some(right as f64 / rows.len() as f64), c.train_accuracy);
+    // On the GPU: the reference's probabilities within float32's rounding, sequence for sequence.
+    let on_gpu = dir.path().join("on_gpu.csv");
+    let gpu_args = |extra: &[&str]| {
+        let mut a = args(&on_gpu);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    common::succeeds_in(dir.path(), &as_strs(&gpu_args(&["--device", "gpu"])));
+    let probabilities = |p: &Path| -> Vec<f64> {
+        let csv = std::fs::read_to_string(p).unwrap();
+        let rows = csv.lines().skip(1).map(|l| {
+            l.split(',')
+                .skip(3)
+                .map(|v| v.parse::<f64>().unwrap())
+                .collect::<Vec<_>>()
+        });
+        rows.flatten().collect()
+    };
+    let (gpu, cpu) = (probabilities(&on_gpu), probabilities(&out));
+    assert_eq!(gpu.len(), 30 * 3);
+    let worst = gpu
+        .iter()
+        .zip(&cpu)
+        .map(|(g, c)| (g - c).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-5,
+        "the GPU's probabilities are {worst:e} off the reference's"
+    );
+    // An adapter's flag where the CPU reference predicts is refused.
+    let refused = &["--backend does not apply here: --device cpu predicts with the CPU reference"];
+    common::fails_in(
+        dir.path(),
+        &as_strs(&gpu_args(&["--backend", "vulkan"])),
+        refused,
+    );
     // It replaces its own file, never another.
     common::succeeds_in(dir.path(), &as_strs(&args(&out)));
     let foreign = dir.path().join("mine.csv");

@@ -3,8 +3,8 @@
 # into torch.nn with strict=True and compares what the two programs compute.
 # - classifiers (every cell, uni- and bidirectional, both heads, dropout, .ts channels and
 #   `label<TAB>text`), on sequences of mixed lengths from 1 step up, through
-#   pack_padded_sequence: every class probability of `unroll predict` within 1e-5
-#   (classifier_in_torch.py);
+#   pack_padded_sequence: every class probability of `unroll predict`, on the CPU reference and
+#   on the GPU (wgpu's adapter: WGPU_BACKEND picks one), within 1e-5 (classifier_in_torch.py);
 # - next-character models (every cell, two layers): `unroll sample --temperature 0`'s choices
 #   are PyTorch's (checkpoint_in_torch.py).
 #
@@ -34,7 +34,7 @@ def ts(path, n):
             f.write(",".join(f"{v:.4f}" for v in a) + ":" + ",".join(f"{v:.4f}" for v in b)
                     + ":" + ["rise", "fall", "wave"][k] + "\n")
 ts("shapes_TRAIN.ts", 60)
-ts("shapes_TEST.ts", 30)
+ts("shapes_TEST.ts", 90)  # batches of 64 and 26 sequences in `predict`
 with open("text_TRAIN.txt", "w") as f, open("text_TEST.txt", "w") as g:
     for i in range(120):
         label = r.choice(["pos", "neg"])
@@ -48,8 +48,12 @@ classifier() {
   shift 3
   "$unroll" train --task classify --data "$data" --val "$test" --hidden 12 --batch 8 \
     --iters 30 --eval-every 10 --device cpu --out "$name" --quiet "$@" > "$name.log"
-  "$unroll" predict --checkpoint "$name/best.safetensors" --data "$test" --out "$name.csv" > /dev/null
-  "$python" "$here/classifier_in_torch.py" "$name/best.safetensors" "$test" "$name.csv"
+  for device in cpu gpu; do
+    "$unroll" predict --checkpoint "$name/best.safetensors" --data "$test" --device "$device" \
+      --out "$name-$device.csv" > /dev/null
+    echo -n "predict --device $device: "
+    "$python" "$here/classifier_in_torch.py" "$name/best.safetensors" "$test" "$name-$device.csv"
+  done
 }
 classifier lstm-bi shapes_TRAIN.ts shapes_TEST.ts --cell lstm --layers 2 --bidirectional
 classifier gru-mean shapes_TRAIN.ts shapes_TEST.ts --cell gru --head mean
