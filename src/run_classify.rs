@@ -12,6 +12,10 @@ use crate::run_input::Data;
 use crate::sequences::{LabelledSequences, Steps};
 use std::path::Path;
 
+/// The training sequences an evaluation scores: all of them where the training split holds no
+/// more than this or than the validation split, else a fixed draw of the larger of the two.
+const TRAINING_SCORED: usize = 1024;
+
 /// Reads the training file (and the validation file) as the checkpoint's vocabulary and
 /// classes say, where resuming.
 pub(crate) fn load(
@@ -46,7 +50,10 @@ pub(crate) fn load(
     let config = model(cfg, &train, vocab.as_ref())?;
     let baseline = frequency_loss(&train, &val);
     let batches = SequenceBatches::new(train.clone(), config, cfg.batch, cfg.seed);
-    let train_batches = batches.all();
+    // An evaluation scores the training split too, or a fixed draw from it, so that its cost
+    // does not grow with the training split.
+    let scored = train.sample(val.len().max(TRAINING_SCORED), cfg.seed);
+    let train_batches = SequenceBatches::new(scored, config, cfg.batch, cfg.seed).all();
     let valid: usize = (0..train.len()).map(|i| train.length(i)).sum();
     let val_batches = SequenceBatches::new(val, config, cfg.batch, cfg.seed).all();
     Ok(Data {

@@ -177,6 +177,19 @@ impl LabelledSequences {
         }
     }
 
+    /// At most `n` of the sequences, drawn by `seed`, in the set's order: the whole set where it
+    /// holds no more.
+    pub fn sample(&self, n: usize, seed: u64) -> Self {
+        if self.len() <= n {
+            return self.clone();
+        }
+        let mut idx: Vec<usize> = (0..self.len()).collect();
+        idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        idx.truncate(n);
+        idx.sort_unstable();
+        self.subset(&idx)
+    }
+
     /// (training, held-out): `fraction` of each class's sequences held out (rounded, at least
     /// one of a class of two or more), drawn by `seed`; both in the file's order.
     pub fn split_stratified(&self, fraction: f64, seed: u64) -> Result<(Self, Self)> {

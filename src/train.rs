@@ -48,7 +48,9 @@ pub struct Classified {
     pub classes: Vec<String>,
     /// The share of sequences classified right.
     pub accuracy: f64,
-    /// The share of the training split's sequences classified right, by the same model.
+    /// The share of the training split's sequences classified right by the same model (of a
+    /// fixed draw of 1,024 of them, or of the validation split's count if larger, where the
+    /// split holds more).
     pub train_accuracy: Option<f64>,
     /// `counts[true class][predicted class]`.
     pub confusion: Vec<Vec<u64>>,

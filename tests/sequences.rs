@@ -132,6 +132,29 @@ fn buckets_cover_every_sequence_once_and_pad_less_than_file_order() {
 }
 
 #[test]
+fn a_sample_draws_distinct_sequences_in_the_sets_order() {
+    let set = varied(40);
+    let drawn = set.sample(10, 5);
+    assert_eq!(drawn.len(), 10);
+    assert_eq!(drawn, set.sample(10, 5), "the seed decides the draw");
+    assert_ne!(drawn, set.sample(10, 6), "another seed draws others");
+    // Each drawn sequence is one of the set's, once, in the set's order (the lengths and first
+    // values of varied() tell them apart).
+    let key = |s: &LabelledSequences, i: usize| match &s.steps {
+        Steps::Dense { data, .. } => (s.length(i), data[i][0].to_bits()),
+        Steps::Tokens(_) => unreachable!("varied() is dense"),
+    };
+    let all: Vec<_> = (0..40).map(|i| key(&set, i)).collect();
+    let at: Vec<usize> = (0..10)
+        .map(|i| all.iter().position(|k| *k == key(&drawn, i)).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+    // A set no larger than the draw is the whole set.
+    assert_eq!(set.sample(40, 5), set);
+    assert_eq!(set.sample(1000, 5), set);
+}
+
+#[test]
 fn the_padded_share_counts_the_steps_an_engine_computes() {
     // Lengths 3, 5 and 8 (one channel): batches [3, 5] (T = 5) and [8] (T = 8).
     let set: LabelledSequences =
