@@ -2,7 +2,9 @@
 
 use crate::config::Task;
 use crate::error::{Error, Result};
-use crate::owned::{self, Kind, METRICS_HEADER, METRICS_HEADER_ACCURACY};
+use crate::owned::{
+    self, Kind, METRICS_HEADER, METRICS_HEADER_ACCURACY, METRICS_HEADER_ACCURACY_V1,
+};
 use crate::plot;
 use crate::rundir::{self, RunDir};
 use std::io::Write;
@@ -34,6 +36,8 @@ impl Metrics {
             && Kind::Metrics.holds(path)
             && let Ok(old) = std::fs::read_to_string(path)
         {
+            // Rows of the older classifier's header gain its empty training-accuracy field.
+            let widen = accuracy && old.lines().next() == Some(METRICS_HEADER_ACCURACY_V1);
             for line in old.lines().skip(1) {
                 let f: Vec<&str> = line.split(',').collect();
                 if let (Some(Ok(s)), Some(Ok(l))) = (
@@ -43,7 +47,7 @@ impl Metrics {
                 {
                     rows.push((s, l, f.get(2).and_then(|v| v.parse::<f32>().ok())));
                     kept.push_str(line);
-                    kept.push('\n');
+                    kept.push_str(if widen { ",\n" } else { "\n" });
                 }
             }
         }

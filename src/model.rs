@@ -316,12 +316,20 @@ impl<F: Float> Params<F> {
 
 impl Params<f32> {
     /// PyTorch's default initialisation for `nn.RNN`, `nn.GRU`, `nn.LSTM` and `nn.Linear`: every
-    /// weight and bias uniform in `[-1/√H, 1/√H)` (the decoder's fan-in is H too).
+    /// weight and bias of the recurrence uniform in `[-1/√H, 1/√H)`, the decoder's in
+    /// `[-1/√D, 1/√D)` with D its fan-in (H, or 2H after a bidirectional layer), drawn in the
+    /// parameter table's order.
     pub fn init(config: ModelConfig, seed: u64) -> Self {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let k = 1.0 / (config.hidden as f32).sqrt();
+        let bound = |n: usize| 1.0 / (n as f32).sqrt();
+        let (k, k_decoder) = (bound(config.hidden), bound(config.features()));
         let mut p = Self::zeros(config);
-        for v in p.data.iter_mut() {
+        let decoder = config
+            .table()
+            .get("decoder.weight")
+            .map_or(p.data.len(), |e| e.offset);
+        for (i, v) in p.data.iter_mut().enumerate() {
+            let k = if i < decoder { k } else { k_decoder };
             *v = rng.random_range(-k..k);
         }
         p

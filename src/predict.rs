@@ -1,6 +1,6 @@
 //! `unroll predict`: a classifier's class probabilities for every sequence of a file, on the
-//! CPU reference, read as its training read its data (the checkpoint's vocabulary, classes and
-//! channel scaling), and written as CSV:
+//! CPU reference or on the GPU, read as its training read its data (the checkpoint's
+//! vocabulary, classes and channel scaling), and written as CSV:
 //!
 //! ```text
 //! sequence,true_class,predicted_class,p_<class 0>,p_<class 1>,…

@@ -235,3 +235,31 @@ fn checkpoints_hold_pytorchs_state_dict() {
         assert!(ours.len() >= 6);
     }
 }
+
+#[test]
+fn initial_parameters_are_drawn_in_pytorchs_bounds() {
+    // H = 8: the recurrence's bound 1/√8; bidirectional, the decoder reads 2H = 16: 1/√16.
+    for bidirectional in [false, true] {
+        let config = ModelConfig {
+            bidirectional,
+            ..ModelConfig::dense(3, 8, 5).with_cell(Cell::Lstm, 2)
+        };
+        let params = Params::init(config, 9);
+        let table = config.table();
+        let largest = |names: &[&str]| {
+            let of = |e: &&unroll::param_table::Entry| names.iter().any(|n| e.name.starts_with(n));
+            let entries = table.entries.iter().filter(of);
+            entries
+                .flat_map(|e| e.of(&params.data))
+                .fold(0.0f32, |a, v| a.max(v.abs()))
+        };
+        let (rnn, decoder) = (largest(&["rnn."]), largest(&["decoder."]));
+        let k = 1.0 / 8f32.sqrt();
+        let k_decoder = if bidirectional { 0.25 } else { k };
+        assert!(rnn <= k && rnn > 0.9 * k, "{rnn} against {k}");
+        assert!(
+            decoder <= k_decoder && decoder > 0.8 * k_decoder,
+            "bidirectional {bidirectional}: {decoder} against {k_decoder}"
+        );
+    }
+}

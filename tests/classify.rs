@@ -212,6 +212,43 @@ fn a_classification_run_resumes_bit_for_bit_on_the_cpu_and_the_gpu() {
 }
 
 #[test]
+fn a_resumed_run_widens_the_rows_of_an_older_metrics_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train_ts, _) = data(dir.path());
+    let run = dir.path().join("run");
+    let cfg = config(&train_ts, None, 20);
+    train(&cfg, &opts(&run)).unwrap();
+    // The file as an earlier version wrote it: no training accuracy.
+    let metrics = run.join("metrics.csv");
+    let old = std::fs::read_to_string(&metrics).unwrap();
+    let mut lines = old.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .ends_with(",val_accuracy,train_accuracy")
+    );
+    let mut older = "step,train_loss,val_loss,tokens_per_s,elapsed_s,val_accuracy\n".to_string();
+    for line in lines {
+        older += &line[..line.rfind(',').unwrap()];
+        older.push('\n');
+    }
+    std::fs::write(&metrics, &older).unwrap();
+    let mut o = opts(&run);
+    o.resume = Some(Resume {
+        iters: Some(40),
+        ..Resume::from(run.join("model.safetensors"))
+    });
+    train(&cfg, &o).unwrap();
+    let new = std::fs::read_to_string(&metrics).unwrap();
+    let widths: Vec<usize> = new.lines().map(|l| l.split(',').count()).collect();
+    assert!(widths.iter().all(|&w| w == 7), "{new}");
+    // Two rows (steps 10 and 20) kept from the older file, two written after them.
+    assert_eq!(widths.len(), 1 + 4, "{new}");
+    assert!(new.lines().nth(2).unwrap().ends_with(','), "{new}");
+}
+
+#[test]
 fn text_lines_classify_by_their_characters() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lines.txt");

@@ -26,6 +26,7 @@ training time (the loop and its evaluations, not the reading of the files) and t
 import argparse
 import copy
 import json
+import math
 import os
 import random
 import sys
@@ -53,7 +54,7 @@ def stratified(labels, fraction, rng):
     for name in sorted(set(labels)):
         of = [i for i, l in enumerate(labels) if l == name]
         rng.shuffle(of)
-        n = max(round(len(of) * fraction), int(len(of) >= 2))
+        n = max(math.floor(len(of) * fraction + 0.5), int(len(of) >= 2))  # halves up, as Rust
         held.update(of[: min(n, len(of) - 1)])
     return [i for i in range(len(labels)) if i not in held], sorted(held)
 

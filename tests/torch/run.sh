@@ -16,6 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 unroll=$(realpath "${1:-$here/../../target/release/unroll}")
 python=${2:-python3}
+case $python in */*) python=$(realpath -s "$python") ;; esac  # a venv's link kept
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
