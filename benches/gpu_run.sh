@@ -3,8 +3,9 @@
 # part within its own time limit): the adapter and its limits (`unroll info`: subgroup sizes, workgroup memory),
 # what orders the timesteps (`bench --sync`: the co-residency probe, the gap between dependent
 # dispatches, a grid barrier's round at 1, 2 and 4 workgroups per multiprocessor of an H100 or
-# H200), every ordering of the recurrence with `--profile` at the standard configurations, the
-# cells beside the Elman model, and PyTorch + cuDNN (TF32 off and on) on the same card.
+# H200), every ordering of the recurrence with `--profile` at the standard configurations, each
+# ordering with its states loaded plainly and shared by subgroup shuffles at those configurations,
+# the cells beside the Elman model, and PyTorch + cuDNN (TF32 off and on) on the same card.
 #   benches/gpu_run.sh [OUT_DIR]     (default: $OUT, else gpu-run/)
 # The folder must be new or empty. Needs a release build (cargo build --release; UNROLL=path names
 # another binary) and, for the baseline, python3 with torch. Each part has its own time limit (LIMIT seconds, default 90), and
@@ -42,6 +43,7 @@ part sync "$bin" bench --sync 132,264,528 --steps 20
 for r in ordered grid; do
   part "elman-$r" "$bin" bench --no-cpu --profile --recurrence "$r" --steps 20 --warmup 3 "${configs[@]}"
 done
+part forms "$bin" bench --cell rnn --steps 10 --warmup 2 "${configs[@]}"
 part cells "$bin" bench --cell rnn,gru,lstm --steps 10 --warmup 2 "${big[@]}"
 if python3 -c 'import torch' 2>/dev/null; then
   part torch-rnn python3 benches/torch_rnn.py --json "${configs[@]}"

@@ -1,7 +1,11 @@
 // recurrence.wgsl: the recurrence of every cell, split by units. Appended after cell.wgsl and a
 // cell's file, whose cell_forward and cell_backward it calls; the host prepends
 // `const CACHED: bool` (whether a tile's weights are copied into workgroup memory) and
-// `const CACHE4: u32` (the vec4s of workgroup memory that hold them).
+// `const CACHE4: u32` (the vec4s of workgroup memory that hold them), and after it comes one of
+// two files that say how a workgroup's invocations share the states they read:
+// recurrence_plain.wgsl (each loads what it uses) or recurrence_subgroup.wgsl (the lanes of a
+// subgroup load neighbouring columns and pass them round by shuffles: Features::SUBGROUP). Both
+// sum in the same order, so the two give the same bits.
 //
 // A tile is a slice of p.units hidden units J (all G gates of each) and a block of p.row_block
 // batch rows. Workgroup g of p.groups = p.directions · p.slices · blocks runs direction
@@ -30,7 +34,9 @@
 // Invocation q of a workgroup computes four neighbouring units (quad q of the tile's p.units / 4 ≤
 // WG) for ROWS rows at a time, every invocation the same rows (vec4 loads of the weights, whose
 // copies are padded to multiples of 4 units; uniform loads of the states). Where
-// CACHED, the tile's weights are copied into workgroup memory at the start of the dispatch.
+// CACHED, the tile's weights are copied into workgroup memory at the start of the dispatch. With
+// SUBGROUPS every invocation runs the loops (those without units of their own repeat the last
+// quad's and keep nothing), so that every lane of a subgroup takes part in its shuffles.
 //
 // Bindings, after cell.wgsl's 0 … 6:
 //   @binding(7) wt:     array<vec4<f32>>, read   W_hh^T per gate (H, G, H4) at vec4 dir.wt:
@@ -75,17 +81,33 @@ fn tile_at(g: u32) -> Tile {
 }
 
 // An invocation's share of a tile at once: four units from j (quad q of the tile: invocation q),
-// ROWS rows from b (the same for the whole workgroup, so that their loads are uniform).
+// ROWS rows from b (the same for the whole workgroup, so that their loads are uniform). An
+// invocation past the tile's quads, or past H, is not `live`: it reads the last quad's weights
+// and writes nothing.
 struct Item {
     q: u32,
     j: u32,
     b: u32,
     rows: u32,
+    live: bool,
 }
 
-fn item_at(tile: Tile, q: u32, group: u32) -> Item {
+// The tile's quads that hold units (fewer than p.units / 4 in the last slice of H).
+fn live_quads(tile: Tile) -> u32 {
+    return min(p.units / 4u, (p.hidden - tile.j0 + 3u) / 4u);
+}
+
+fn item_at(tile: Tile, lid: u32, group: u32) -> Item {
     let b = tile.b0 + group * ROWS;
-    return Item(q, tile.j0 + 4u * q, b, min(ROWS, tile.b0 + tile.rows - b));
+    let quads = live_quads(tile);
+    let q = min(lid, quads - 1u);
+    return Item(q, tile.j0 + 4u * q, b, min(ROWS, tile.b0 + tile.rows - b), lid < quads);
+}
+
+// The row groups invocation `lid` runs: all of the tile's where it is live or takes part in
+// subgroup shuffles, else none.
+fn groups_of(tile: Tile, lid: u32) -> u32 {
+    return select(0u, row_groups(tile), SUBGROUPS || lid < live_quads(tile));
 }
 
 // Groups of ROWS rows in the tile.
@@ -261,7 +283,7 @@ fn row_step(s: Step, t: u32, b: u32) -> Step {
 // The cell's forward for row m of the item at step t: its four units, r = acc + b_hh; at a
 // padded step (t ≥ n_b) the state passes through unchanged.
 fn forward_row(it: Item, m: u32, t: u32, acc: Gates) {
-    if (m >= it.rows) {
+    if (m >= it.rows || !it.live) {
         return;
     }
     let nh = p.hidden;
@@ -313,31 +335,45 @@ fn accumulate(acc: Sums, x: vec4<f32>, w: Gates) -> Sums {
     return o;
 }
 
+// Four columns from `i` of the item's rows m (at `rows` in hs), as column m of the result.
+fn states4(rows: vec4<u32>, i: u32) -> mat4x4<f32> {
+    var x: mat4x4<f32>;
+    x[0] = hs[(rows.x + i) / 4u];
+    if (ROWS > 1u) {
+        x[1] = hs[(rows.y + i) / 4u];
+    }
+    if (ROWS > 2u) {
+        x[2] = hs[(rows.z + i) / 4u];
+    }
+    if (ROWS > 3u) {
+        x[3] = hs[(rows.w + i) / 4u];
+    }
+    return x;
+}
+
 // Σ_i h[row m, i] W_hh^T[i, ·] over i in order, for the item's rows at `rows` in hs: four i at
-// a time through vec4 loads where the rows are aligned (H a multiple of 4), else one at a time.
+// a time through vec4 loads where the rows are aligned (H a multiple of 4; a subgroup's lanes
+// load 4 · lanes() columns at once and share them), else one at a time.
 fn forward_sums(it: Item, rows: vec4<u32>) -> Sums {
     let nh = p.hidden;
     let c = cursor(false, it);
     var acc: Sums;
     if (nh % 4u == 0u) {
-        for (var i = 0u; i < nh; i += 4u) {
-            let x0 = hs[(rows.x + i) / 4u];
-            var x1 = x0;
-            var x2 = x0;
-            var x3 = x0;
-            if (ROWS > 1u) {
-                x1 = hs[(rows.y + i) / 4u];
+        let n = lanes();
+        let me = lane();
+        for (var i0 = 0u; i0 < nh; i0 += 4u * n) {
+            var own: mat4x4<f32>;
+            if (i0 + 4u * me < nh) {
+                own = states4(rows, i0 + 4u * me);
             }
-            if (ROWS > 2u) {
-                x2 = hs[(rows.z + i) / 4u];
+            for (var l = 0u; l < lanes_of(n, (nh - i0) / 4u); l++) {
+                let x = from_lane(own, l);
+                let i = i0 + 4u * l;
+                acc = accumulate(acc, vec4<f32>(x[0].x, x[1].x, x[2].x, x[3].x), forward_weights(c, i));
+                acc = accumulate(acc, vec4<f32>(x[0].y, x[1].y, x[2].y, x[3].y), forward_weights(c, i + 1u));
+                acc = accumulate(acc, vec4<f32>(x[0].z, x[1].z, x[2].z, x[3].z), forward_weights(c, i + 2u));
+                acc = accumulate(acc, vec4<f32>(x[0].w, x[1].w, x[2].w, x[3].w), forward_weights(c, i + 3u));
             }
-            if (ROWS > 3u) {
-                x3 = hs[(rows.w + i) / 4u];
-            }
-            acc = accumulate(acc, vec4<f32>(x0.x, x1.x, x2.x, x3.x), forward_weights(c, i));
-            acc = accumulate(acc, vec4<f32>(x0.y, x1.y, x2.y, x3.y), forward_weights(c, i + 1u));
-            acc = accumulate(acc, vec4<f32>(x0.z, x1.z, x2.z, x3.z), forward_weights(c, i + 2u));
-            acc = accumulate(acc, vec4<f32>(x0.w, x1.w, x2.w, x3.w), forward_weights(c, i + 3u));
         }
     } else {
         for (var i = 0u; i < nh; i++) {
@@ -351,8 +387,7 @@ fn forward_sums(it: Item, rows: vec4<u32>) -> Sums {
 fn forward_stage(lid: u32, tile: Tile, t: u32) {
     let s = step_at(t);
     let nh = p.hidden;
-    // Invocations past the tile's quads, or past H, have nothing to compute.
-    let groups = select(0u, row_groups(tile), lid < p.units / 4u && tile.j0 + 4u * lid < nh);
+    let groups = groups_of(tile, lid);
     for (var group = 0u; group < groups; group++) {
         let it = item_at(tile, lid, group);
         let rows = row_offsets(it, nh) + vec4<u32>(s.prev + it.b * nh);
@@ -370,7 +405,7 @@ fn forward_stage(lid: u32, tile: Tile, t: u32) {
 fn backward_unit(it: Item, m: u32, c: u32, k: u32, g: f32) {
     let nh = p.hidden;
     let j = it.j + c;
-    if (m >= it.rows || j >= nh) {
+    if (m >= it.rows || j >= nh || !it.live) {
         return;
     }
     let b = it.b + m;
@@ -416,44 +451,64 @@ fn gather(g: mat4x4<f32>, d: vec4<f32>, w: vec4<f32>) -> mat4x4<f32> {
     return o;
 }
 
+// Four columns from `n` of the item's rows m of dr (at `rows` in r), as column m of the result.
+fn gradients4(rows: vec4<u32>, n: u32) -> mat4x4<f32> {
+    var d: mat4x4<f32>;
+    d[0] = r[(rows.x + n) / 4u];
+    if (ROWS > 1u) {
+        d[1] = r[(rows.y + n) / 4u];
+    }
+    if (ROWS > 2u) {
+        d[2] = r[(rows.z + n) / 4u];
+    }
+    if (ROWS > 3u) {
+        d[3] = r[(rows.w + n) / 4u];
+    }
+    return d;
+}
+
+// Σ_n dr[row m, n] W_hh[n, ·] over n in order (G·H of them), for the item's rows at `rows` in r:
+// four n at a time through vec4 loads where the rows are aligned (a subgroup's lanes load
+// 4 · lanes() columns at once and share them), else one at a time.
+fn backward_sums(it: Item, rows: vec4<u32>) -> mat4x4<f32> {
+    let gh = GATES * p.hidden;
+    let c = cursor(true, it);
+    var g: mat4x4<f32>;
+    if (gh % 4u == 0u) {
+        let n = lanes();
+        let me = lane();
+        for (var n0 = 0u; n0 < gh; n0 += 4u * n) {
+            var own: mat4x4<f32>;
+            if (n0 + 4u * me < gh) {
+                own = gradients4(rows, n0 + 4u * me);
+            }
+            for (var l = 0u; l < lanes_of(n, (gh - n0) / 4u); l++) {
+                let d = from_lane(own, l);
+                let e = n0 + 4u * l;
+                g = gather(g, vec4<f32>(d[0].x, d[1].x, d[2].x, d[3].x), weights(c, e));
+                g = gather(g, vec4<f32>(d[0].y, d[1].y, d[2].y, d[3].y), weights(c, e + 1u));
+                g = gather(g, vec4<f32>(d[0].z, d[1].z, d[2].z, d[3].z), weights(c, e + 2u));
+                g = gather(g, vec4<f32>(d[0].w, d[1].w, d[2].w, d[3].w), weights(c, e + 3u));
+            }
+        }
+    } else {
+        for (var e = 0u; e < gh; e++) {
+            let d = vec4<f32>(r_at(rows.x + e), r_at(rows.y + e), r_at(rows.z + e), r_at(rows.w + e));
+            g = gather(g, d, weights(c, e));
+        }
+    }
+    return g;
+}
+
 fn backward_stage(lid: u32, tile: Tile, k: u32) {
-    let nh = p.hidden;
-    let gh = GATES * nh;
-    // Invocations past the tile's quads, or past H, have nothing to compute.
-    let groups = select(0u, row_groups(tile), lid < p.units / 4u && tile.j0 + 4u * lid < nh);
+    let gh = GATES * p.hidden;
+    let groups = groups_of(tile, lid);
     for (var group = 0u; group < groups; group++) {
         let it = item_at(tile, lid, group);
         var g: mat4x4<f32>;
         if (k < p.steps) {
             let rows = row_offsets(it, gh) + vec4<u32>(dir.ar + k * p.batch * gh + it.b * gh);
-            let c = cursor(true, it);
-            // Four n at a time through vec4 loads where the rows are aligned, else one at a time.
-            var n = 0u;
-            if (gh % 4u == 0u) {
-                for (; n < gh; n += 4u) {
-                    let d0 = r[(rows.x + n) / 4u];
-                    var d1 = d0;
-                    var d2 = d0;
-                    var d3 = d0;
-                    if (ROWS > 1u) {
-                        d1 = r[(rows.y + n) / 4u];
-                    }
-                    if (ROWS > 2u) {
-                        d2 = r[(rows.z + n) / 4u];
-                    }
-                    if (ROWS > 3u) {
-                        d3 = r[(rows.w + n) / 4u];
-                    }
-                    g = gather(g, vec4<f32>(d0.x, d1.x, d2.x, d3.x), weights(c, n));
-                    g = gather(g, vec4<f32>(d0.y, d1.y, d2.y, d3.y), weights(c, n + 1u));
-                    g = gather(g, vec4<f32>(d0.z, d1.z, d2.z, d3.z), weights(c, n + 2u));
-                    g = gather(g, vec4<f32>(d0.w, d1.w, d2.w, d3.w), weights(c, n + 3u));
-                }
-            }
-            for (; n < gh; n++) {
-                let d = vec4<f32>(r_at(rows.x + n), r_at(rows.y + n), r_at(rows.z + n), r_at(rows.w + n));
-                g = gather(g, d, weights(c, n));
-            }
+            g = backward_sums(it, rows);
         }
         backward_row(it, 0u, k, g[0]);
         backward_row(it, 1u, k, g[1]);

@@ -156,7 +156,7 @@ pub fn bench_gpu(
 ) -> Result<BenchResult> {
     let model = c.model();
     let shape = (c.batch, c.steps);
-    let (_, recurrence, _) = GpuStack::check_fits(&gpu, model, shape, (recurrence, None))?;
+    let (_, recurrence, _) = GpuStack::check_fits(&gpu, model, shape, (recurrence, None, None))?;
     let (b, t) = (c.batch, c.steps);
     footprint::check_host(&model, &Work::case_and_check(b.min(4), t.min(16)))?;
     let train = Work::TrainGpu {

@@ -1,7 +1,9 @@
 //! `unroll bench --cell …`: what one step (forward, loss, backward) of stacked layers of each cell
 //! costs against the Elman model's step of the same (H, B, T), on the GPU, with each ordering of
-//! the recurrence (ordered dispatches, or the grid barrier) unless one is asked for. A grid step
-//! whose barrier fails runs ordered from then on; the row says how many steps fell back.
+//! the recurrence (ordered dispatches, or the grid barrier) unless one is asked for, each with its
+//! states loaded plainly and (where the adapter has subgroup operations) shared by subgroup
+//! shuffles. A grid step whose barrier fails runs ordered from then on; the row says how many
+//! steps fell back.
 //!
 //! Every variant is checked against the CPU reference first (B and T capped at 4 and 8), then
 //! timed in one run with the variants interleaved step by step, so that the machine's swings in
@@ -13,7 +15,7 @@
 use crate::bench::{BenchConfig, median};
 use crate::case::{Case, RandomCase};
 use crate::cell::Cell;
-use crate::check::compare_gpu;
+use crate::check::compare_gpu_with;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuStack, Kernels, Recurrence, StepOptions};
 use crate::model::ModelConfig;
@@ -45,10 +47,34 @@ pub struct CellBenchRow {
     pub fallbacks: usize,
 }
 
+/// How a variant's recurrence runs: its ordering, and whether a subgroup's lanes share states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Form {
+    recurrence: Recurrence,
+    subgroups: bool,
+}
+
+impl Form {
+    fn name(self) -> String {
+        match self.subgroups {
+            true => format!("{}, subgroups", self.recurrence.name()),
+            false => self.recurrence.name().into(),
+        }
+    }
+
+    fn options(self) -> StepOptions {
+        StepOptions {
+            recurrence: Some(self.recurrence),
+            subgroups: Some(self.subgroups),
+            ..Default::default()
+        }
+    }
+}
+
 /// One thing to time: records its step into a compute pass.
 struct Variant<'a> {
     name: String,
-    recurrence: Recurrence,
+    form: Form,
     flops: f64,
     step: &'a GpuStack,
     check: f64,
@@ -64,7 +90,7 @@ fn flops(c: &BenchConfig, cell: Cell, layers: usize) -> f64 {
 }
 
 /// Checks one stacked step of `cell` against the CPU reference at a small (B, T).
-fn check_stack(gpu: &Gpu, kernels: &Kernels, config: ModelConfig, r: Recurrence) -> Result<f64> {
+fn check_stack(gpu: &Gpu, kernels: &Kernels, config: ModelConfig, form: Form) -> Result<f64> {
     let small = RandomCase {
         batch: 4,
         steps: 8,
@@ -72,7 +98,7 @@ fn check_stack(gpu: &Gpu, kernels: &Kernels, config: ModelConfig, r: Recurrence)
         init_scale: None,
         random_state: true,
     };
-    let rows = compare_gpu(gpu, kernels, &Case::random(config, small)?, Some(r))?;
+    let rows = compare_gpu_with(gpu, kernels, &Case::random(config, small)?, form.options())?;
     if rows.iter().any(|r| !r.pass()) {
         return Err(Error::Gpu {
             op: "the pre-benchmark check".into(),
@@ -82,32 +108,29 @@ fn check_stack(gpu: &Gpu, kernels: &Kernels, config: ModelConfig, r: Recurrence)
     Ok(rows.iter().map(|r| r.relative()).fold(0.0, f64::max))
 }
 
-/// One stacked step of `cell` with recurrence `r`, checked, with its parameters and a batch
-/// written; `None` (and a line on stderr saying why) where `r` cannot run this model here.
+/// One stacked step of `cell` in form `form`, checked, with its parameters and a batch
+/// written; `None` (and a line on stderr saying why) where it cannot run this model here.
 fn stack(
     gpu: &Gpu,
     kernels: &Kernels,
     c: &BenchConfig,
     config: ModelConfig,
-    r: Recurrence,
+    form: Form,
 ) -> Result<Option<(GpuStack, f64)>> {
-    let options = StepOptions {
-        recurrence: Some(r),
-        ..Default::default()
-    };
+    let options = form.options();
     let stack = match GpuStack::with_options(gpu, kernels, config, (c.batch, c.steps), options) {
         Err(Error::Config { problem, .. }) => {
             eprintln!(
                 "{} × {}, {}: not run: {problem}",
                 config.cell.name(),
                 config.layers,
-                r.name()
+                form.name()
             );
             return Ok(None);
         }
         other => other?,
     };
-    let check = check_stack(gpu, kernels, config, r)?;
+    let check = check_stack(gpu, kernels, config, form)?;
     let full = RandomCase {
         batch: c.batch,
         steps: c.steps,
@@ -138,6 +161,19 @@ pub fn bench_cells(
         Some(r) => vec![r],
         None => vec![Recurrence::Ordered, Recurrence::Grid],
     };
+    let sharing: &[bool] = if gpu.subgroups {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    let forms: Vec<Form> = (recurrences.iter())
+        .flat_map(|&recurrence| {
+            (sharing.iter()).map(move |&subgroups| Form {
+                recurrence,
+                subgroups,
+            })
+        })
+        .collect();
     let elman = ModelConfig::tokens(c.vocab, c.hidden);
     let mut stacks = Vec::new();
     for (name, config) in
@@ -146,18 +182,19 @@ pub fn bench_cells(
             (name, elman.with_cell(cell, layers))
         }))
     {
-        for &r in &recurrences {
-            if let Some((step, check)) = stack(gpu, &kernels, c, config, r)? {
-                stacks.push((format!("{name}, {}", r.name()), config.cell, r, step, check));
+        for &form in &forms {
+            if let Some((step, check)) = stack(gpu, &kernels, c, config, form)? {
+                let name = format!("{name}, {}", form.name());
+                stacks.push((name, config.cell, form, step, check));
             }
         }
     }
     let mut variants = Vec::new();
-    for (i, (name, cell, r, step, check)) in stacks.iter().enumerate() {
-        let layers = if i < recurrences.len() { 1 } else { layers };
+    for (i, (name, cell, form, step, check)) in stacks.iter().enumerate() {
+        let layers = if i < forms.len() { 1 } else { layers };
         variants.push(Variant {
             name: name.clone(),
-            recurrence: *r,
+            form: *form,
             flops: flops(c, *cell, layers),
             step,
             check: *check,
@@ -204,9 +241,9 @@ fn time(
     let medians: Vec<f64> = (times.iter_mut())
         .map(|t| if t.is_empty() { f64::NAN } else { median(t) })
         .collect();
-    // The Elman steps come first, one per ordering.
-    let elman = |r: Recurrence| {
-        let i = variants.iter().position(|v| v.recurrence == r);
+    // The Elman steps come first, one per form.
+    let elman = |form: Form| {
+        let i = variants.iter().position(|v| v.form == form);
         i.map_or(f64::NAN, |i| medians[i])
     };
     Ok(variants
@@ -215,13 +252,13 @@ fn time(
         .map(|(i, v)| CellBenchRow {
             config: *c,
             variant: match v.step.running() {
-                r if r != v.recurrence => format!("{} (ran {})", v.name, r.name()),
+                r if r != v.form.recurrence => format!("{} (ran {})", v.name, r.name()),
                 _ => v.name.clone(),
             },
             timed_steps: times[i].len(),
             median_ms: medians[i],
             min_ms: times[i].iter().copied().fold(f64::INFINITY, f64::min),
-            ratio_to_elman: medians[i] / elman(v.recurrence),
+            ratio_to_elman: medians[i] / elman(v.form),
             gflops: v.flops / (medians[i] * 1e-3) * 1e-9,
             dispatches_per_step: dispatches[i],
             check_max_rel_error: v.check,
@@ -236,7 +273,7 @@ pub fn cell_table(rows: &[CellBenchRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<16} {:<36} {:>5} {:>10} {:>10} {:>9} {:>8} {:>7} {:>10} {:>9}",
+        "{:<16} {:<44} {:>5} {:>10} {:>10} {:>9} {:>8} {:>7} {:>10} {:>9}",
         "H,B,T (I=O)",
         "variant",
         "steps",
@@ -252,7 +289,7 @@ pub fn cell_table(rows: &[CellBenchRow]) -> String {
         let c = r.config;
         let _ = writeln!(
             s,
-            "{:<16} {:<36} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>7} {:>10.1e} {:>9}",
+            "{:<16} {:<44} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>7} {:>10.1e} {:>9}",
             format!("{},{},{} ({})", c.hidden, c.batch, c.steps, c.vocab),
             r.variant,
             r.timed_steps,

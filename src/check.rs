@@ -65,11 +65,23 @@ pub fn compare_gpu(
     case: &Case,
     recurrence: Option<Recurrence>,
 ) -> Result<Vec<Comparison>> {
-    let (c, b) = (case.params.config, &case.batch);
     let options = StepOptions {
         recurrence,
         ..Default::default()
     };
+    compare_gpu_with(gpu, kernels, case, options)
+}
+
+/// [`compare_gpu`] for a step built with `options` (its recurrence, tiles and subgroups; the
+/// case's parameters are written into it).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn compare_gpu_with(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    case: &Case,
+    options: StepOptions,
+) -> Result<Vec<Comparison>> {
+    let (c, b) = (case.params.config, &case.batch);
     let step = ModelStep::new(gpu, kernels, c, (b.batch, b.steps), options)?;
     let out = step.run_and_read(gpu, &case.params.cast(), b)?;
     Ok(compare_step(&out, &case.params, b))

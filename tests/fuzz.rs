@@ -1,6 +1,7 @@
 //! A differential fuzzer: random shapes (I and O up to ~70,000, H up to ~300, T·B up to ~70,000 at
 //! small H, both input kinds, every cell, one or two layers, random h_0 and c_0, both orderings of
-//! the recurrence), each run on the GPU and on the CPU reference and compared tensor by tensor as
+//! the recurrence, its states shared by subgroup shuffles or not where the adapter has subgroup
+//! operations), each run on the GPU and on the CPU reference and compared tensor by tensor as
 //! `unroll check` does.
 //!
 //! `UNROLL_FUZZ_CASES` sets the number of cases (default 10), `UNROLL_FUZZ_SEED` the seed (default:
@@ -27,6 +28,9 @@ struct Shape {
     steps: usize,
     random_h0: bool,
     recurrence: Recurrence,
+    /// Drawn on every adapter (so a seed draws the same shapes everywhere), used where the
+    /// adapter has subgroup operations.
+    subgroups: bool,
 }
 
 /// A random shape whose CPU reference stays quick (~2·10^7 multiply-adds).
@@ -82,6 +86,7 @@ fn draw(rng: &mut rand::rngs::StdRng) -> Shape {
         } else {
             Recurrence::Grid
         },
+        subgroups: rng.random_bool(0.5),
     }
 }
 
@@ -106,13 +111,14 @@ fn random_shapes_match_the_cpu_reference() {
     for case in 0..cases {
         let s = draw(&mut rng);
         let what = format!(
-            "case {case} of seed {seed}: {:?} B={} T={} h0 random: {}, {:?} \
+            "case {case} of seed {seed}: {:?} B={} T={} h0 random: {}, {:?}, subgroups: {} \
              (rerun: UNROLL_FUZZ_SEED={seed} UNROLL_FUZZ_CASES={} cargo test --release --test fuzz)",
             s.config,
             s.batch,
             s.steps,
             s.random_h0,
             s.recurrence,
+            s.subgroups && gpu.subgroups,
             case + 1
         );
         eprintln!("{what}");
@@ -126,6 +132,7 @@ fn random_shapes_match_the_cpu_reference() {
         );
         let options = StepOptions {
             recurrence: Some(s.recurrence),
+            subgroups: Some(s.subgroups && gpu.subgroups),
             ..Default::default()
         };
         let step = ModelStep::new(&gpu, &kernels, s.config, (s.batch, s.steps), options)

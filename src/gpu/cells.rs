@@ -11,11 +11,24 @@ use bytemuck::{Pod, Zeroable};
 use std::sync::OnceLock;
 
 /// A cell's recurrence (`shaders/recurrence.wgsl` after the cell's step), built on first use: with
-/// the tile's weights in workgroup memory or without, for 1 to 4 batch rows per invocation.
+/// the tile's weights in workgroup memory or without, for 1 to 4 batch rows per invocation, with
+/// subgroup operations or without.
 pub struct CellKernels {
-    /// By [uncached, cached][rows per invocation − 1].
-    builds: [[OnceLock<UnitKernels>; RECURRENCE_ROWS]; 2],
+    /// By [plain, subgroups][uncached, cached][rows per invocation − 1].
+    builds: [[[OnceLock<UnitKernels>; RECURRENCE_ROWS]; 2]; 2],
     cell: Cell,
+}
+
+/// Which build of the recurrence a step runs: the parameters fixed when its shader is compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitBuild {
+    /// The tile's weights in workgroup memory (`CACHED`).
+    pub cached: bool,
+    /// Batch rows per invocation (`ROWS`, 1 to [`RECURRENCE_ROWS`]).
+    pub rows: usize,
+    /// States shared among a subgroup's lanes (`recurrence_subgroup.wgsl`; the device must have
+    /// `Features::SUBGROUP`).
+    pub subgroups: bool,
 }
 
 /// The pipelines of one build of recurrence.wgsl.
@@ -66,8 +79,9 @@ fn cell_source(cell: Cell) -> &'static str {
 }
 
 /// The cell's shader: tanh, the shared prelude, the cell, and the recurrence with `cache4` vec4s
-/// of workgroup memory for weights (0: the weights are read from `wt`).
-fn source(cell: Cell, cache4: usize) -> String {
+/// of workgroup memory for weights (0: the weights are read from `wt`), its states shared by
+/// subgroup shuffles or not.
+fn source(cell: Cell, cache4: usize, subgroups: bool) -> String {
     let mut s = String::from(include_str!("../../shaders/activation.wgsl"));
     s.push_str(include_str!("../../shaders/cell.wgsl"));
     s.push_str(cell_source(cell));
@@ -77,6 +91,11 @@ fn source(cell: Cell, cache4: usize) -> String {
         cache4.max(1)
     ));
     s.push_str(include_str!("../../shaders/recurrence.wgsl"));
+    s.push_str(if subgroups {
+        include_str!("../../shaders/recurrence_subgroup.wgsl")
+    } else {
+        include_str!("../../shaders/recurrence_plain.wgsl")
+    });
     s
 }
 
@@ -106,10 +125,10 @@ fn constants(cell: Cell, rows: usize) -> Vec<(&'static str, f64)> {
 }
 
 impl UnitKernels {
-    fn new(device: &wgpu::Device, cell: Cell, cache4: usize, rows: usize) -> Self {
+    fn new(device: &wgpu::Device, cell: Cell, cache4: usize, build: UnitBuild) -> Self {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("recurrence"),
-            source: wgpu::ShaderSource::Wgsl(source(cell, cache4).into()),
+            source: wgpu::ShaderSource::Wgsl(source(cell, cache4, build.subgroups).into()),
         });
         let layout: Vec<(&str, Access)> = BINDINGS
             .iter()
@@ -122,7 +141,7 @@ impl UnitKernels {
                 (n, access)
             })
             .collect();
-        let constants = constants(cell, rows);
+        let constants = constants(cell, build.rows);
         let kernel = |e| Kernel::new(device, &module, e, &layout, &constants);
         Self {
             forward: kernel("forward_units"),
@@ -143,18 +162,17 @@ impl CellKernels {
         }
     }
 
-    /// The recurrence's pipelines, with the tile's weights in workgroup memory or not, for `rows`
-    /// (1 to [`RECURRENCE_ROWS`]) batch rows per invocation (built on first use; the device must
-    /// allow [`RECURRENCE_STORAGE_BUFFERS`] storage buffers).
-    pub fn units(&self, device: &wgpu::Device, cached: bool, rows: usize) -> &UnitKernels {
-        debug_assert!((1..=RECURRENCE_ROWS).contains(&rows));
-        let cache4 = if cached {
+    /// The recurrence's pipelines of one build (built on first use; the device must allow
+    /// [`RECURRENCE_STORAGE_BUFFERS`] storage buffers, and have subgroups for a build with them).
+    pub fn units(&self, device: &wgpu::Device, build: UnitBuild) -> &UnitKernels {
+        debug_assert!((1..=RECURRENCE_ROWS).contains(&build.rows));
+        let cache4 = if build.cached {
             cache_vec4s(&device.limits())
         } else {
             0
         };
-        self.builds[cached as usize][rows - 1]
-            .get_or_init(|| UnitKernels::new(device, self.cell, cache4, rows))
+        self.builds[build.subgroups as usize][build.cached as usize][build.rows - 1]
+            .get_or_init(|| UnitKernels::new(device, self.cell, cache4, build))
     }
 }
 

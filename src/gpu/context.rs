@@ -164,6 +164,9 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     /// Whether the device has timestamp queries (for `bench --profile`).
     pub timestamps: bool,
+    /// Whether the device has subgroup operations (`Features::SUBGROUP`), which the
+    /// recurrence's subgroup variant uses.
+    pub subgroups: bool,
     /// Errors that no error scope caught, and the device-lost message.
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// What was asked of the device.
@@ -278,7 +281,13 @@ impl Gpu {
         let info = adapter.get_info();
         let wanted =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-        let features = adapter.features() & wanted;
+        // Subgroups natively only: a browser's WGSL would need `enable subgroups;`, which the
+        // shaders (naga's dialect) do not say.
+        let subgroups = match cfg!(target_arch = "wasm32") {
+            true => wgpu::Features::empty(),
+            false => wgpu::Features::SUBGROUP,
+        };
+        let features = adapter.features() & (wanted | subgroups);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("unroll"),
@@ -307,6 +316,7 @@ impl Gpu {
             device,
             queue,
             timestamps: features.contains(wanted),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
             uncaptured,
             meter: Arc::default(),
             #[cfg(not(target_arch = "wasm32"))]
@@ -600,5 +610,6 @@ pub fn info_report(choice: &AdapterChoice) -> Result<String> {
     let _ = writeln!(s, "  timestamp queries                 {}", gpu.timestamps);
     let info = gpu.adapter_info_subgroups();
     let _ = writeln!(s, "  subgroup sizes                    {info}");
+    let _ = writeln!(s, "  subgroup operations               {}", gpu.subgroups);
     Ok(s)
 }

@@ -57,7 +57,7 @@ impl ModelStep {
         (batch, steps): (usize, usize),
         recurrence: Option<Recurrence>,
     ) -> Result<()> {
-        GpuStack::check_fits(gpu, config, (batch, steps), (recurrence, None)).map(|_| ())
+        GpuStack::check_fits(gpu, config, (batch, steps), (recurrence, None, None)).map(|_| ())
     }
 
     /// The model.

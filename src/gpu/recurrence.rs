@@ -7,7 +7,9 @@
 //! stage) or by a grid barrier inside one dispatch ([`Recurrence::Grid`]). The grid barrier needs
 //! every workgroup of the dispatch resident at once, which WebGPU does not promise: its wait is
 //! bounded, a workgroup that waits too long sets a failure flag that ends the dispatch, and the
-//! step runs again ordered (see [`crate::gpu::GpuTrainer`]).
+//! step runs again ordered (see [`crate::gpu::GpuTrainer`]). Either way a subgroup's lanes may
+//! share the states they load (where the adapter has subgroup operations, [`subgroups`]), with
+//! the same bits as the plain loads.
 
 use crate::error::{Error, Result};
 use crate::gpu::cells::{
@@ -56,8 +58,9 @@ impl Recurrence {
 }
 
 /// The tiles of one layer's recurrence: `units` units (a multiple of 4) × `row_block` rows each,
-/// `slices` × `blocks` of them, whether a tile's weights are held in workgroup memory, and the
-/// batch rows an invocation computes at once (`rows`, 4 but for a shorter batch).
+/// `slices` × `blocks` of them, whether a tile's weights are held in workgroup memory, the
+/// batch rows an invocation computes at once (`rows`, 4 but for a shorter batch), and whether a
+/// subgroup's lanes share the states they load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Tiling {
     pub(crate) rows: usize,
@@ -66,6 +69,7 @@ pub(crate) struct Tiling {
     pub(crate) row_block: usize,
     pub(crate) blocks: usize,
     pub(crate) cached: bool,
+    pub(crate) subgroups: bool,
 }
 
 /// Loop iterations of one item in a stage, the larger pass: the product's sum (at most H
@@ -151,6 +155,7 @@ impl Tiling {
             row_block,
             blocks: batch.div_ceil(row_block),
             cached: gates * hidden * q <= cache_vec4s(limits),
+            subgroups: false,
         }
     }
 
@@ -248,6 +253,24 @@ pub(crate) fn resident_workgroups(gpu: &Gpu) -> usize {
         .get_or_init(|| crate::gpu::resident::probe(gpu));
     #[cfg(target_arch = "wasm32")]
     0
+}
+
+/// Whether a step's recurrence shares states among a subgroup's lanes: `asked` where the device
+/// has subgroup operations (an error where it has none); when nothing is asked, on a hardware GPU
+/// that has them. (On lavapipe, whose subgroups are 8 SIMD lanes of one CPU thread, the plain
+/// loads were as fast: `unroll bench --cell` times both.)
+pub(crate) fn subgroups(gpu: &Gpu, asked: Option<bool>) -> Result<bool> {
+    match asked {
+        Some(true) if !gpu.subgroups => Err(Error::config(
+            format!(
+                "the recurrence's subgroup variant needs subgroup operations, which {} does not have",
+                crate::gpu::describe(&gpu.info)
+            ),
+            "leave the subgroups to be chosen, or use another adapter (`unroll info` says which have them)",
+        )),
+        Some(s) => Ok(s),
+        None => Ok(gpu.subgroups && gpu.info.device_type != wgpu::DeviceType::Cpu),
+    }
 }
 
 /// The recurrence a step runs: `asked` if the tiling can run there, else an error that says why;

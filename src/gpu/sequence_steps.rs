@@ -52,6 +52,7 @@ impl SequenceSteps {
             grads: Some(train.grads().clone()),
             dropout: if key.2 { self.dropout } else { None },
             tiles: None,
+            subgroups: None,
         };
         let config = train.config();
         let step = gpu.scoped("allocating a step for whole sequences", || {

@@ -61,6 +61,9 @@ pub struct StepOptions {
     pub dropout: Option<DropoutSpec>,
     /// The recurrence's tiles (None: chosen per shape and adapter).
     pub tiles: Option<Tiles>,
+    /// Whether the recurrence shares states among a subgroup's lanes (None: chosen per adapter;
+    /// `Some(true)` is an error on an adapter without subgroup operations).
+    pub subgroups: Option<bool>,
 }
 
 /// The GPU buffers and recorded dispatches of one training step of a stacked model for a fixed
@@ -119,9 +122,10 @@ impl GpuStack {
             grads,
             dropout,
             tiles,
+            subgroups,
         } = options;
         let (s, recurrence, tiling) =
-            Self::check_fits(gpu, config, (batch, steps), (recurrence, tiles))?;
+            Self::check_fits(gpu, config, (batch, steps), (recurrence, tiles, subgroups))?;
         let table = config.table();
         let (places, vt, wt_len) = places(&config, &table);
         let dropped = dropout.is_some() && config.layers > 1;
@@ -163,7 +167,7 @@ impl GpuStack {
         gpu: &Gpu,
         config: ModelConfig,
         (batch, steps): (usize, usize),
-        (recurrence, tiles): (Option<Recurrence>, Option<Tiles>),
+        (recurrence, tiles, subgroups): (Option<Recurrence>, Option<Tiles>, Option<bool>),
     ) -> Result<(Shape, Recurrence, Tiling)> {
         config.validate()?;
         if batch == 0 || steps == 0 {
@@ -182,7 +186,8 @@ impl GpuStack {
         if let Some(t) = tiles {
             t.validate()?;
         }
-        let tiling = Tiling::new(gpu.info.device_type, &limits, batch, (hidden, gates), tiles);
+        let mut tiling = Tiling::new(gpu.info.device_type, &limits, batch, (hidden, gates), tiles);
+        tiling.subgroups = recurrence::subgroups(gpu, subgroups)?;
         check_fits(gpu, &s)?;
         let software = gpu.info.device_type == wgpu::DeviceType::Cpu;
         if config.head == Head::Mean && software && steps > LOOP_BUDGET {
