@@ -1,8 +1,9 @@
 //! Kernel and step benchmarks on the adapter that WGPU_BACKEND / WGPU_ADAPTER_NAME pick:
 //! `WGPU_BACKEND=vulkan cargo bench --bench step`.
 //!
-//! - matmul: the products of one (H=128, B=32, T=64, vocabulary 65) step, and 1024³; the
-//!   throughput column is FLOP/s (2·M·N·K per product).
+//! - matmul: the products of one (H=128, B=32, T=64, vocabulary 65) step, and 1024³, each on the
+//!   kernel a step picks (`matmul4` or `matmul`) and on the tiled kernel; the throughput column is
+//!   FLOP/s (2·M·N·K per product).
 //! - recurrence: one full training step with each recurrence strategy, at a small and a large shape.
 //! - step: one full training step (forward, loss, backward, SGD), tokens/s.
 //!
@@ -10,7 +11,9 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
-use unroll::gpu::{AdapterChoice, Gpu, GpuTrainer, Kernels, MatmulProbe, Recurrence, TrainerShape};
+use unroll::gpu::{
+    AdapterChoice, Gpu, GpuTrainer, Kernels, MatmulProbe, Products, Recurrence, TrainerShape,
+};
 use unroll::model::{Batch, ModelConfig, Params};
 use unroll::optim::{OptimizerConfig, OptimizerKind};
 
@@ -35,11 +38,21 @@ fn matmul(c: &mut Criterion) {
         ("dW-sized (128x128x2048)", 128, 128, 2048, 128),
         ("square 1024^3", 1024, 1024, 1024, 1024),
     ];
-    for (name, m, n, k, b_stride) in shapes {
-        let probe = MatmulProbe::new(&gpu, &kernels, m, n, k, b_stride);
+    // Every shape on the kernel a step picks (matmul4 or matmul), and on the tiled kernel.
+    let kinds = [Products::Blocked, Products::Tiled];
+    for ((name, m, n, k, b_stride), products) in shapes
+        .into_iter()
+        .flat_map(|s| kinds.into_iter().map(move |p| (s, p)))
+    {
+        let probe = MatmulProbe::new(&gpu, &kernels, (m, n, k), b_stride, products);
         probe.run(&gpu, 1).unwrap();
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
-        let label = format!("{name}{}", if probe.vec4 { " [vec4]" } else { "" });
+        let kernel = match (probe.tiled, probe.vec4) {
+            (true, _) => " [tiled]",
+            (false, true) => " [vec4]",
+            (false, false) => "",
+        };
+        let label = format!("{name}{kernel}");
         group.bench_function(BenchmarkId::from_parameter(label), |bench| {
             bench.iter_custom(|iters| {
                 let t0 = Instant::now();

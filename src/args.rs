@@ -4,9 +4,9 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use unroll::cell::Cell;
-use unroll::gpu::{AdapterChoice, Recurrence};
 use unroll::train::TrainConfig;
 
+pub(crate) use crate::args_device::{AdapterArgs, Device};
 pub(crate) use crate::args_given::{Given, flag};
 
 #[derive(Args)]
@@ -154,41 +154,6 @@ pub(crate) struct ForecastArgs {
     /// The most bytes --data may hold (the file is read into memory whole).
     #[arg(long, default_value_t = unroll::data::DEFAULT_MAX_BYTES)]
     pub(crate) max_bytes: u64,
-}
-
-#[derive(Args, Clone)]
-pub(crate) struct AdapterArgs {
-    /// Backend: vulkan, gl, metal or dx12 (default: WGPU_BACKEND, else any).
-    #[arg(long)]
-    pub(crate) backend: Option<String>,
-    /// Use the adapter whose name contains this (default: WGPU_ADAPTER_NAME, else wgpu's choice).
-    #[arg(long)]
-    pub(crate) adapter: Option<String>,
-    /// Use the adapter of this index in `unroll info`'s list (two adapters may share a name).
-    #[arg(long)]
-    pub(crate) adapter_index: Option<usize>,
-    /// How the GPU orders the timesteps of a recurrence: one dispatch per timestep, or a grid
-    /// barrier inside one dispatch, with a fallback to ordered where the adapter does not run
-    /// every workgroup at once (default: chosen per shape and adapter).
-    #[arg(long, value_enum)]
-    pub(crate) recurrence: Option<Recurrence>,
-}
-
-impl AdapterArgs {
-    pub(crate) fn choice(&self) -> AdapterChoice {
-        AdapterChoice {
-            backend: self.backend.clone(),
-            adapter: self.adapter.clone(),
-            index: self.adapter_index,
-            local_rank: None,
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub(crate) enum Device {
-    Gpu,
-    Cpu,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

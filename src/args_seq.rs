@@ -103,7 +103,7 @@ pub(crate) struct PredictArgs {
     pub(crate) max_bytes: u64,
     /// cpu (default: the reference path) or gpu.
     #[arg(long, value_enum, default_value = "cpu")]
-    pub(crate) device: crate::args::Device,
+    pub(crate) device: crate::args_device::Device,
     #[command(flatten)]
-    pub(crate) adapter: crate::args::AdapterArgs,
+    pub(crate) adapter: crate::args_device::AdapterArgs,
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 mod args;
 mod args_check;
+mod args_device;
 mod args_given;
 mod args_seq;
 mod cli_classify;

@@ -117,7 +117,11 @@ fn matmul_kernels(device: &wgpu::Device) -> Vec<Kernel> {
         .iter()
         .map(|v| {
             let constants = [("ONE_HOT_B", flag(v.one_hot_b)), ("A_COLS", flag(v.a_cols))];
-            let entry = if v.vec4 { "matmul4" } else { "matmul" };
+            let entry = match (v.tiled, v.vec4) {
+                (true, _) => "matmul_tiled",
+                (false, true) => "matmul4",
+                (false, false) => "matmul",
+            };
             Kernel::new(device, &shader.module, entry, MATMUL, &constants)
         })
         .collect()
@@ -221,6 +225,8 @@ pub struct MatmulVariant {
     pub one_hot_b: bool,
     /// (`matmul4`) A is column-major: four rows at one p form a vec4.
     pub a_cols: bool,
+    /// `matmul_tiled`: 64×64 tiles of C from A's and B's tiles in workgroup memory.
+    pub tiled: bool,
 }
 
 const fn variant(vec4: bool, one_hot_b: bool, a_cols: bool) -> MatmulVariant {
@@ -228,18 +234,45 @@ const fn variant(vec4: bool, one_hot_b: bool, a_cols: bool) -> MatmulVariant {
         vec4,
         one_hot_b,
         a_cols,
+        tiled: false,
+    }
+}
+
+const fn tiled(one_hot_b: bool) -> MatmulVariant {
+    MatmulVariant {
+        vec4: false,
+        one_hot_b,
+        a_cols: false,
+        tiled: true,
     }
 }
 
 impl MatmulVariant {
     /// The variants built.
-    pub const ALL: [MatmulVariant; 5] = [
+    pub const ALL: [MatmulVariant; 7] = [
         variant(false, false, false),
         variant(false, true, false),
         variant(true, false, false),
         variant(true, false, true),
         variant(true, true, true),
+        tiled(false),
+        tiled(true),
     ];
+
+    /// Rows and columns of C one workgroup computes.
+    pub fn tile(&self) -> usize {
+        if self.tiled { 64 } else { 32 }
+    }
+}
+
+/// Which kernel the products of a step run on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Products {
+    /// `matmul4` where the operands allow vec4 loads, else `matmul`.
+    #[default]
+    Blocked,
+    /// `matmul_tiled`, tiles in workgroup memory, for every product.
+    Tiled,
 }
 
 /// The uniform of matmul.wgsl.

@@ -32,7 +32,7 @@ pub(crate) mod trainer;
 pub use context::{AdapterChoice, Gpu, Meter, MeterReading, describe};
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::{info_report, list_adapters};
-pub use kernels::Kernels;
+pub use kernels::{Kernels, Products};
 pub use model_step::{ModelStep, StepOptions};
 pub use phase::Phase;
 #[cfg(not(target_arch = "wasm32"))]

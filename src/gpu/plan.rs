@@ -8,7 +8,7 @@
 use crate::gpu::context::{Gpu, Meter};
 use crate::gpu::kernel::Kernel;
 use crate::gpu::kernels::{
-    ACCUMULATE, ADD_BIAS, Kernels, LossParams, ReduceParams, TransposeParams,
+    ACCUMULATE, ADD_BIAS, Kernels, LossParams, Products, ReduceParams, TransposeParams,
 };
 use crate::gpu::phase::Phase;
 pub(crate) use crate::gpu::product::{Product, cols, rows, weight_gradient_splits};
@@ -100,6 +100,8 @@ pub(crate) struct Plan<'a> {
     pub(crate) uniforms: Vec<u8>,
     pub(crate) stride: usize,
     pub(crate) specs: Vec<Spec<'a>>,
+    /// The kernel the products run on.
+    pub(crate) products: Products,
 }
 
 pub(crate) struct Spec<'a> {
@@ -175,11 +177,18 @@ impl<'a> Plan<'a> {
             }
         };
         let A::Buffer(a) = m.a;
-        let kernel = kernels.matmul(p.variant(tokens.is_some()));
+        let variant = p.variant_on(self.products, tokens.is_some());
+        let kernel = kernels.matmul(variant);
         let buffers = vec![a, b, tokens.unwrap_or(b), addend.unwrap_or(b), m.c];
         for block in p.row_blocks() {
             for params in block.chunks() {
-                self.push(phase, kernel, &params, buffers.clone(), block.groups());
+                self.push(
+                    phase,
+                    kernel,
+                    &params,
+                    buffers.clone(),
+                    block.groups(variant),
+                );
             }
         }
     }

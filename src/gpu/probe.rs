@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::gpu::context::Gpu;
-use crate::gpu::kernels::Kernels;
+use crate::gpu::kernels::{Kernels, Products};
 use crate::gpu::phase::Phase;
 use crate::gpu::plan::{A, B, Dispatch, Epilogue, Matmul, Plan, Product, rows};
 use wgpu::util::DeviceExt;
@@ -13,18 +13,19 @@ pub struct MatmulProbe {
     dispatch: Dispatch,
     /// Whether the product runs on `matmul4` (vec4 loads).
     pub vec4: bool,
+    /// Whether it runs on `matmul_tiled`.
+    pub tiled: bool,
     _buffers: [wgpu::Buffer; 3],
 }
 
 impl MatmulProbe {
-    /// Allocates A, B and C (filled with ones) and records the dispatch.
+    /// Allocates A, B and C (filled with ones) and records the dispatch on `products`' kernel.
     pub fn new(
         gpu: &Gpu,
         kernels: &Kernels,
-        m: usize,
-        n: usize,
-        k: usize,
+        (m, n, k): (usize, usize, usize),
         b_row_stride: usize,
+        products: Products,
     ) -> Self {
         let filled = |label: &str, len: usize| {
             gpu.device
@@ -41,11 +42,12 @@ impl MatmulProbe {
             filled("C", m * n),
         );
         let product = Product::new(m, n, k, rows(0, k), rows(0, b_row_stride), (0, n));
-        let vec4 = product.variant(false).vec4;
+        let variant = product.variant_on(products, false);
         let mut plan = Plan {
             uniforms: Vec::new(),
             stride: 256usize.max(gpu.limits().min_uniform_buffer_offset_alignment as usize),
             specs: Vec::new(),
+            products,
         };
         let matmul = Matmul {
             product,
@@ -58,7 +60,8 @@ impl MatmulProbe {
         let dispatch = plan.finish(gpu).0.remove(0).1.remove(0);
         Self {
             dispatch,
-            vec4,
+            vec4: variant.vec4,
+            tiled: variant.tiled,
             _buffers: [a, b, c],
         }
     }

@@ -2,7 +2,7 @@
 //! the dispatches it becomes (row blocks past a grid dimension, chunks of K past the loop budget,
 //! the `matmul4` variant where the operands allow vec4 loads).
 
-use crate::gpu::kernels::{ACCUMULATE, EPILOGUE, MatmulParams, MatmulVariant};
+use crate::gpu::kernels::{ACCUMULATE, EPILOGUE, MatmulParams, MatmulVariant, Products};
 use crate::gpu::plan::{K_CHUNK, MAX_GROUPS};
 
 /// A matrix operand of matmul.wgsl: element (i, p) at `offset + i * row_stride + p * col_stride`.
@@ -144,6 +144,19 @@ impl Product {
         }
     }
 
+    /// The matmul.wgsl variant for this product on `products`: the tiled kernel, or `matmul4`
+    /// when A and B are aligned to vec4s.
+    pub(crate) fn variant_on(&self, products: Products, one_hot_b: bool) -> MatmulVariant {
+        match products {
+            Products::Tiled => MatmulVariant {
+                one_hot_b,
+                tiled: true,
+                ..MatmulVariant::default()
+            },
+            Products::Blocked => self.variant(one_hot_b),
+        }
+    }
+
     /// The matmul.wgsl variant for this product: `matmul4` when A and B are aligned to vec4s.
     pub(crate) fn variant(&self, one_hot_b: bool) -> MatmulVariant {
         let aligned =
@@ -162,13 +175,16 @@ impl Product {
             vec4,
             one_hot_b,
             a_cols: vec4 && use_cols,
+            tiled: false,
         }
     }
 
-    pub(crate) fn groups(&self) -> (u32, u32, u32) {
+    /// The workgroups of the product on a variant: one per tile of C, per split.
+    pub(crate) fn groups(&self, variant: MatmulVariant) -> (u32, u32, u32) {
+        let tile = variant.tile();
         (
-            self.n.div_ceil(32) as u32,
-            self.m.div_ceil(32) as u32,
+            self.n.div_ceil(tile) as u32,
+            self.m.div_ceil(tile) as u32,
             self.splits as u32,
         )
     }
@@ -215,7 +231,8 @@ mod tests {
         assert_eq!(blocks[1].a.offset, per * 8);
         assert_eq!(blocks[1].c.0, per * 8);
         assert_eq!(blocks[1].addend_offset, 5);
-        assert!(blocks.iter().all(|b| b.groups().1 as usize <= MAX_GROUPS));
+        let v = MatmulVariant::default();
+        assert!(blocks.iter().all(|b| b.groups(v).1 as usize <= MAX_GROUPS));
         // K = 20,000 in three chunks: only the first starts from zero, only the last applies the
         // epilogue, and together they cover K once.
         let mut p = Product::new(4, 4, 20_000, rows(0, 20_000), rows(0, 4), (0, 4));

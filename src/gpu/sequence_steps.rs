@@ -51,8 +51,7 @@ impl SequenceSteps {
             params: Some(train.params().clone()),
             grads: Some(train.grads().clone()),
             dropout: if key.2 { self.dropout } else { None },
-            tiles: None,
-            subgroups: None,
+            ..Default::default()
         };
         let config = train.config();
         let step = gpu.scoped("allocating a step for whole sequences", || {

@@ -37,7 +37,7 @@
 use crate::dropout::DropoutSpec;
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
-use crate::gpu::kernels::Kernels;
+use crate::gpu::kernels::{Kernels, Products};
 use crate::gpu::plan::{LOOP_BUDGET, Recorded};
 use crate::gpu::recurrence::{self, Recurrence, Tiles, Tiling};
 pub use crate::gpu::stack_buffers::StackBuffers;
@@ -64,6 +64,8 @@ pub struct StepOptions {
     /// Whether the recurrence shares states among a subgroup's lanes (None: chosen per adapter;
     /// `Some(true)` is an error on an adapter without subgroup operations).
     pub subgroups: Option<bool>,
+    /// The kernel of the products outside the recurrences.
+    pub products: Products,
 }
 
 /// The GPU buffers and recorded dispatches of one training step of a stacked model for a fixed
@@ -123,6 +125,7 @@ impl GpuStack {
             dropout,
             tiles,
             subgroups,
+            products,
         } = options;
         let (s, recurrence, tiling) =
             Self::check_fits(gpu, config, (batch, steps), (recurrence, tiles, subgroups))?;
@@ -136,6 +139,7 @@ impl GpuStack {
                 dropout: dropout.filter(|_| config.layers > 1),
                 recurrence,
                 tiling,
+                products,
             };
             let layout = (places.clone(), vt);
             let (phases, uniform_bytes) =

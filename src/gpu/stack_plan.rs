@@ -7,7 +7,9 @@
 use crate::dropout::DropoutSpec;
 use crate::gpu::cells::{CellParams, UnitBuild, UnitKernels, direct_reaches_h, saved_per_unit};
 use crate::gpu::context::Gpu;
-use crate::gpu::kernels::{DropoutParams, EmbeddingParams, Kernels, MatmulParams, TransposeParams};
+use crate::gpu::kernels::{
+    DropoutParams, EmbeddingParams, Kernels, MatmulParams, Products, TransposeParams,
+};
 use crate::gpu::phase::Phase;
 use crate::gpu::plan::{
     A, B, Epilogue, Matmul, Plan, Product, Recorded, cols, grid_1d, grid_rows, rows,
@@ -26,6 +28,8 @@ pub(crate) struct PlanOptions {
     pub(crate) recurrence: Recurrence,
     /// The tiles of each layer's recurrence.
     pub(crate) tiling: Tiling,
+    /// The kernel of the products.
+    pub(crate) products: Products,
 }
 
 /// Records every dispatch of a stacked step over `buffers` (W^T of layer l at `places[l]`, V^T
@@ -55,6 +59,7 @@ pub(crate) fn plan_step(
             uniforms: Vec::new(),
             stride: uniform.next_multiple_of(align),
             specs: Vec::new(),
+            products: options.products,
         },
         k: kernels,
         units,
