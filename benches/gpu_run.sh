@@ -5,6 +5,7 @@
 # dispatches, a grid barrier's round at 1, 2 and 4 workgroups per multiprocessor of an H100 or
 # H200), every ordering of the recurrence with `--profile` at the standard configurations, each
 # ordering with its states loaded plainly and shared by subgroup shuffles at those configurations,
+# the products alone on each kernel (blocked and tiled) at the weight-gradient shapes and 1024³,
 # the cells beside the Elman model, and PyTorch + cuDNN (TF32 off and on) on the same card.
 #   benches/gpu_run.sh [OUT_DIR]     (default: $OUT, else gpu-run/)
 # The folder must be new or empty. Needs a release build (cargo build --release; UNROLL=path names
@@ -44,6 +45,7 @@ for r in ordered grid; do
   part "elman-$r" "$bin" bench --no-cpu --profile --recurrence "$r" --steps 20 --warmup 3 "${configs[@]}"
 done
 part forms "$bin" bench --cell rnn --steps 10 --warmup 2 "${configs[@]}"
+part products "$bin" bench --products --steps 20 --warmup 3 "${configs[@]}"
 part cells "$bin" bench --cell rnn,gru,lstm --steps 10 --warmup 2 "${big[@]}"
 if python3 -c 'import torch' 2>/dev/null; then
   part torch-rnn python3 benches/torch_rnn.py --json "${configs[@]}"

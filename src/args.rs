@@ -54,6 +54,10 @@ pub(crate) struct BenchArgs {
     /// a grid barrier's round, and the co-residency probe's answer.
     #[arg(long, value_delimiter = ',')]
     pub(crate) sync: Vec<usize>,
+    /// Time the products alone, on each product kernel (blocked and tiled), at each
+    /// configuration's weight-gradient shape (H × H over T·B rows) and at 1024³.
+    #[arg(long)]
+    pub(crate) products: bool,
 }
 
 pub(crate) fn parse_hbt(s: &str) -> std::result::Result<(usize, usize, usize), String> {
@@ -386,6 +390,24 @@ impl BenchArgs {
                  {MAX_EXCHANGE}, such as 20000,130000,1000000"
             );
         }
+        given.refuse(
+            &[
+                "no_cpu",
+                "cpu_budget",
+                "profile",
+                "cell",
+                "layers",
+                "recurrence",
+                "vocab",
+            ],
+            !self.products,
+            "--products times the products alone, with no model, CPU reference or recurrence",
+        )?;
+        given.refuse(
+            &["products"],
+            self.exchange.is_empty() && self.sync.is_empty(),
+            "--products times products; --exchange and --sync time other things",
+        )?;
         given.refuse(
             &["no_cpu", "cpu_budget", "profile"],
             !cells,

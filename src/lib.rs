@@ -123,6 +123,9 @@ pub mod bench_cells;
 pub mod bench_exchange;
 #[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
+pub mod bench_products;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
 pub mod metrics;
 #[doc(hidden)]
 pub mod plot;

@@ -420,6 +420,9 @@ fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
     if !args.sync.is_empty() {
         return run_bench_sync(args);
     }
+    if args.products {
+        return run_bench_products(args, &configs);
+    }
     let mut results = Vec::new();
     for c in &configs {
         let gpu = Gpu::new(&args.adapter.choice())?;
@@ -454,6 +457,20 @@ fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
 }
 
 /// `bench --cell`: each cell's step against the Elman step, per configuration.
+/// `bench --products`: the products alone on each kernel.
+fn run_bench_products(args: &BenchArgs, configs: &[unroll::bench::BenchConfig]) -> Result<bool> {
+    use unroll::bench_products::{bench_products, product_table};
+    let gpu = Gpu::new(&args.adapter.choice())?;
+    eprintln!("adapter: {}", unroll::gpu::describe(&gpu.info));
+    let rows = bench_products(&gpu, configs, (args.warmup, args.steps))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", product_table(&rows));
+    }
+    Ok(true)
+}
+
 /// `bench --sync`: the co-residency probe, the gap between dependent dispatches, and a grid
 /// barrier's round at each workgroup count.
 fn run_bench_sync(args: &BenchArgs) -> Result<bool> {

@@ -658,3 +658,40 @@ fn hints_of_a_resumed_run_say_what_a_resumed_run_can_change() {
         &["too short", "this run resumes", "start a new run"],
     );
 }
+
+#[test]
+fn bench_products_times_both_kernels_and_refuses_what_does_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "bench",
+        "--products",
+        "--config",
+        "8,2,3",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    ];
+    let out = succeeds_in(d, &args);
+    for needle in ["dW at 8,2,3", "8×8×6", "1024³", "tiled", "matmul"] {
+        assert!(out.contains(needle), "no {needle:?} in:\n{out}");
+    }
+    fails_in(
+        d,
+        &["bench", "--products", "--cell", "lstm"],
+        &["--cell", "--products"],
+    );
+    fails_in(
+        d,
+        &[
+            "bench",
+            "--products",
+            "--config",
+            "100000,64,64",
+            "--steps",
+            "1",
+        ],
+        &["max_storage_buffer_binding_size"],
+    );
+}
