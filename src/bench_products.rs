@@ -59,11 +59,13 @@ fn check_fits(gpu: &Gpu, (m, n, k): (usize, usize, usize)) -> Result<()> {
 }
 
 /// Times each shape on each kernel, `warmup` untimed products then `steps` timed ones, the
-/// kernels interleaved product by product so that the machine's swings fall on both alike.
+/// kernels interleaved product by product so that the machine's swings fall on both alike;
+/// `done` sees each shape's rows as they are measured.
 pub fn bench_products(
     gpu: &Gpu,
     configs: &[BenchConfig],
     (warmup, steps): (usize, usize),
+    mut done: impl FnMut(&[ProductRow]),
 ) -> Result<Vec<ProductRow>> {
     let kernels = gpu.scoped("building the compute pipelines", || {
         Kernels::new(&gpu.device)
@@ -100,6 +102,7 @@ pub fn bench_products(
                 gflops: 2.0 * (m * n * k) as f64 / (ms * 1e-3) * 1e-9,
             });
         }
+        done(&rows[rows.len() - 2..]);
     }
     Ok(rows)
 }

@@ -462,7 +462,13 @@ fn run_bench_products(args: &BenchArgs, configs: &[unroll::bench::BenchConfig]) 
     use unroll::bench_products::{bench_products, product_table};
     let gpu = Gpu::new(&args.adapter.choice())?;
     eprintln!("adapter: {}", unroll::gpu::describe(&gpu.info));
-    let rows = bench_products(&gpu, configs, (args.warmup, args.steps))?;
+    // Each shape's rows on stderr as they come, so that a run cut short keeps what it measured.
+    let json = args.json;
+    let rows = bench_products(&gpu, configs, (args.warmup, args.steps), |done| {
+        if !json {
+            eprint!("{}", product_table(done));
+        }
+    })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
