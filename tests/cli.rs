@@ -829,7 +829,8 @@ fn check_exits_1_when_a_tensor_disagrees() {
 }
 
 /// `bench --cell`: JSON rows for the Elman model and each cell with each ordering of the
-/// recurrence, with the dispatches counted where they are recorded: ordered dispatches take one
+/// recurrence (each with plain loads, and with subgroups where the adapter has them), with the
+/// dispatches counted where they are recorded: ordered dispatches take one
 /// per timestep, layer and pass, the grid a number that T does not change (H = 16, B = 3 make one
 /// tile, whose grid barrier cannot fail: the grid rows ran the grid).
 #[test]
@@ -858,19 +859,16 @@ fn bench_times_each_cell_against_the_elman_step() {
         .iter()
         .map(|r| r["variant"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "elman, ordered",
-            "elman, grid",
-            "rnn × 2, ordered",
-            "rnn × 2, grid",
-            "gru × 2, ordered",
-            "gru × 2, grid",
-            "lstm × 2, ordered",
-            "lstm × 2, grid",
-        ]
-    );
+    // Each ordering with plain loads, and with subgroups where the adapter has them.
+    let forms: &[&str] = match common::gpu().subgroups {
+        true => &["ordered", "ordered, subgroups", "grid", "grid, subgroups"],
+        false => &["ordered", "grid"],
+    };
+    let want: Vec<String> = ["elman", "rnn × 2", "gru × 2", "lstm × 2"]
+        .iter()
+        .flat_map(|m| forms.iter().map(move |f| format!("{m}, {f}")))
+        .collect();
+    assert_eq!(names, want);
     for (a, b) in rows.iter().zip(long.as_array().unwrap()) {
         assert!(a["median_ms"].as_f64().unwrap() > 0.0);
         assert!(a["check_max_rel_error"].as_f64().unwrap() < 1e-5);
@@ -879,7 +877,7 @@ fn bench_times_each_cell_against_the_elman_step() {
         assert_eq!(a["fallbacks"].as_u64(), Some(0), "{a}");
         // Five more timesteps: ordered, one dispatch per timestep, layer and pass; grid, none.
         let name = a["variant"].as_str().unwrap();
-        let per_step = match (name.starts_with("elman"), name.ends_with("ordered")) {
+        let per_step = match (name.starts_with("elman"), name.contains("ordered")) {
             (_, false) => 0,
             (true, true) => 2,
             (false, true) => 2 * 2,
