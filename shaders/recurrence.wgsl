@@ -4,8 +4,9 @@
 // `const CACHE4: u32` (the vec4s of workgroup memory that hold them), and after it comes one of
 // two files that say how a workgroup's invocations share the states they read:
 // recurrence_plain.wgsl (each loads what it uses) or recurrence_subgroup.wgsl (the lanes of a
-// subgroup load neighbouring columns and pass them round by shuffles: Features::SUBGROUP). Both
-// sum in the same order, so the two give the same bits.
+// subgroup load neighbouring columns and pass them round by shuffles: Features::SUBGROUP). Each
+// gives `const SUBGROUPS: bool`, quad_of, is_live and the aligned sums forward_sums4 and
+// backward_sums4; both sum in the same order, so the two give the same bits.
 //
 // A tile is a slice of p.units hidden units J (all G gates of each) and a block of p.row_block
 // batch rows. Workgroup g of p.groups = p.directions · p.slices · blocks runs direction
@@ -82,8 +83,8 @@ fn tile_at(g: u32) -> Tile {
 
 // An invocation's share of a tile at once: four units from j (quad q of the tile: invocation q),
 // ROWS rows from b (the same for the whole workgroup, so that their loads are uniform). An
-// invocation past the tile's quads, or past H, is not `live`: it reads the last quad's weights
-// and writes nothing.
+// invocation past the tile's quads, or past H, is not `live`: it writes nothing (and runs at all
+// only with SUBGROUPS, reading the quad quad_of gives it).
 struct Item {
     q: u32,
     j: u32,
@@ -100,8 +101,8 @@ fn live_quads(tile: Tile) -> u32 {
 fn item_at(tile: Tile, lid: u32, group: u32) -> Item {
     let b = tile.b0 + group * ROWS;
     let quads = live_quads(tile);
-    let q = min(lid, quads - 1u);
-    return Item(q, tile.j0 + 4u * q, b, min(ROWS, tile.b0 + tile.rows - b), lid < quads);
+    let q = quad_of(lid, quads);
+    return Item(q, tile.j0 + 4u * q, b, min(ROWS, tile.b0 + tile.rows - b), is_live(lid, quads));
 }
 
 // The row groups invocation `lid` runs: all of the tile's where it is live or takes part in
@@ -351,35 +352,30 @@ fn states4(rows: vec4<u32>, i: u32) -> mat4x4<f32> {
     return x;
 }
 
+// acc + Σ_{i' < 4} x[m][i'] · W_hh^T[i + i', ·] for each row m: four columns of the states (as
+// states4 gives them) in order.
+fn accumulate4(acc: Sums, x: mat4x4<f32>, c: Cursor, i: u32) -> Sums {
+    var o = acc;
+    o = accumulate(o, vec4<f32>(x[0].x, x[1].x, x[2].x, x[3].x), forward_weights(c, i));
+    o = accumulate(o, vec4<f32>(x[0].y, x[1].y, x[2].y, x[3].y), forward_weights(c, i + 1u));
+    o = accumulate(o, vec4<f32>(x[0].z, x[1].z, x[2].z, x[3].z), forward_weights(c, i + 2u));
+    o = accumulate(o, vec4<f32>(x[0].w, x[1].w, x[2].w, x[3].w), forward_weights(c, i + 3u));
+    return o;
+}
+
 // Σ_i h[row m, i] W_hh^T[i, ·] over i in order, for the item's rows at `rows` in hs: four i at
-// a time through vec4 loads where the rows are aligned (H a multiple of 4; a subgroup's lanes
-// load 4 · lanes() columns at once and share them), else one at a time.
+// a time through vec4 loads where the rows are aligned (H a multiple of 4: the variant's
+// forward_sums4), else one at a time.
 fn forward_sums(it: Item, rows: vec4<u32>) -> Sums {
     let nh = p.hidden;
     let c = cursor(false, it);
-    var acc: Sums;
     if (nh % 4u == 0u) {
-        let n = lanes();
-        let me = lane();
-        for (var i0 = 0u; i0 < nh; i0 += 4u * n) {
-            var own: mat4x4<f32>;
-            if (i0 + 4u * me < nh) {
-                own = states4(rows, i0 + 4u * me);
-            }
-            for (var l = 0u; l < lanes_of(n, (nh - i0) / 4u); l++) {
-                let x = from_lane(own, l);
-                let i = i0 + 4u * l;
-                acc = accumulate(acc, vec4<f32>(x[0].x, x[1].x, x[2].x, x[3].x), forward_weights(c, i));
-                acc = accumulate(acc, vec4<f32>(x[0].y, x[1].y, x[2].y, x[3].y), forward_weights(c, i + 1u));
-                acc = accumulate(acc, vec4<f32>(x[0].z, x[1].z, x[2].z, x[3].z), forward_weights(c, i + 2u));
-                acc = accumulate(acc, vec4<f32>(x[0].w, x[1].w, x[2].w, x[3].w), forward_weights(c, i + 3u));
-            }
-        }
-    } else {
-        for (var i = 0u; i < nh; i++) {
-            let x = vec4<f32>(h_at(rows.x + i), h_at(rows.y + i), h_at(rows.z + i), h_at(rows.w + i));
-            acc = accumulate(acc, x, forward_weights(c, i));
-        }
+        return forward_sums4(c, rows);
+    }
+    var acc: Sums;
+    for (var i = 0u; i < nh; i++) {
+        let x = vec4<f32>(h_at(rows.x + i), h_at(rows.y + i), h_at(rows.z + i), h_at(rows.w + i));
+        acc = accumulate(acc, x, forward_weights(c, i));
     }
     return acc;
 }
@@ -467,35 +463,30 @@ fn gradients4(rows: vec4<u32>, n: u32) -> mat4x4<f32> {
     return d;
 }
 
+// g[m] + Σ_{n' < 4} d[m][n'] · W_hh[e + n', ·] for each row m: four columns of dr (as
+// gradients4 gives them) in order.
+fn gather4(g: mat4x4<f32>, d: mat4x4<f32>, c: Cursor, e: u32) -> mat4x4<f32> {
+    var o = g;
+    o = gather(o, vec4<f32>(d[0].x, d[1].x, d[2].x, d[3].x), weights(c, e));
+    o = gather(o, vec4<f32>(d[0].y, d[1].y, d[2].y, d[3].y), weights(c, e + 1u));
+    o = gather(o, vec4<f32>(d[0].z, d[1].z, d[2].z, d[3].z), weights(c, e + 2u));
+    o = gather(o, vec4<f32>(d[0].w, d[1].w, d[2].w, d[3].w), weights(c, e + 3u));
+    return o;
+}
+
 // Σ_n dr[row m, n] W_hh[n, ·] over n in order (G·H of them), for the item's rows at `rows` in r:
-// four n at a time through vec4 loads where the rows are aligned (a subgroup's lanes load
-// 4 · lanes() columns at once and share them), else one at a time.
+// four n at a time through vec4 loads where the rows are aligned (the variant's backward_sums4),
+// else one at a time.
 fn backward_sums(it: Item, rows: vec4<u32>) -> mat4x4<f32> {
     let gh = GATES * p.hidden;
     let c = cursor(true, it);
-    var g: mat4x4<f32>;
     if (gh % 4u == 0u) {
-        let n = lanes();
-        let me = lane();
-        for (var n0 = 0u; n0 < gh; n0 += 4u * n) {
-            var own: mat4x4<f32>;
-            if (n0 + 4u * me < gh) {
-                own = gradients4(rows, n0 + 4u * me);
-            }
-            for (var l = 0u; l < lanes_of(n, (gh - n0) / 4u); l++) {
-                let d = from_lane(own, l);
-                let e = n0 + 4u * l;
-                g = gather(g, vec4<f32>(d[0].x, d[1].x, d[2].x, d[3].x), weights(c, e));
-                g = gather(g, vec4<f32>(d[0].y, d[1].y, d[2].y, d[3].y), weights(c, e + 1u));
-                g = gather(g, vec4<f32>(d[0].z, d[1].z, d[2].z, d[3].z), weights(c, e + 2u));
-                g = gather(g, vec4<f32>(d[0].w, d[1].w, d[2].w, d[3].w), weights(c, e + 3u));
-            }
-        }
-    } else {
-        for (var e = 0u; e < gh; e++) {
-            let d = vec4<f32>(r_at(rows.x + e), r_at(rows.y + e), r_at(rows.z + e), r_at(rows.w + e));
-            g = gather(g, d, weights(c, e));
-        }
+        return backward_sums4(c, rows);
+    }
+    var g: mat4x4<f32>;
+    for (var e = 0u; e < gh; e++) {
+        let d = vec4<f32>(r_at(rows.x + e), r_at(rows.y + e), r_at(rows.z + e), r_at(rows.w + e));
+        g = gather(g, d, weights(c, e));
     }
     return g;
 }

@@ -5,7 +5,8 @@
 //
 //   node web/test/browser.mjs [--screenshot docs/web-page.png]
 //
-// Needs web/pkg (web/build.sh), target/release/unroll (cargo build --release) and Chromium at
+// Needs web/pkg (web/build.sh), the native unroll (cargo build --release: under
+// $CARGO_TARGET_DIR/release where that is set, else target/release) and Chromium at
 // $CHROMIUM or /usr/bin/chromium. A missing browser, WebGPU or adapter fails the test.
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
@@ -18,6 +19,7 @@ import { fileURLToPath } from "node:url";
 const web = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const root = resolve(web, "..");
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
+const unroll = join(resolve(root, process.env.CARGO_TARGET_DIR || "target"), "release", "unroll");
 const screenshotAt = process.argv.indexOf("--screenshot");
 const screenshot = screenshotAt > 0 ? resolve(process.argv[screenshotAt + 1]) : null;
 // Generous: a software GPU on a loaded two-core machine. The test waits for conditions, never
@@ -37,7 +39,7 @@ if (screenshot && existsSync(screenshot) && screenshot !== join(root, "docs", "w
 
 for (const [path, fix] of [
   [join(web, "pkg", "unroll_web_bg.wasm"), "run web/build.sh"],
-  [join(root, "target", "release", "unroll"), "run cargo build --release"],
+  [unroll, "run cargo build --release"],
   [chromiumPath, "install Chromium (apt-get install chromium) or set CHROMIUM"],
 ]) {
   if (!existsSync(path)) fail(`${path} is missing: ${fix}`);
@@ -152,7 +154,7 @@ try {
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
   const checkpoint = join(out, "model.safetensors");
   await download.saveAs(checkpoint);
-  const sample = execFileSync(join(root, "target", "release", "unroll"),
+  const sample = execFileSync(unroll,
     ["sample", "--checkpoint", checkpoint, "--len", "80", "--prime", "1"], { encoding: "utf8" });
   console.log(`native unroll sample read the page's checkpoint:\n${sample}`);
   if (sample.trim().length < 40) fail(`unroll sample printed too little: ${JSON.stringify(sample)}`);
