@@ -13,23 +13,8 @@ use unroll::cell::Cell;
 use unroll::check::compare_step;
 use unroll::gpu::TrainerShape;
 use unroll::gpu::{GpuTrainer, Kernels, Recurrence, Tiles};
-use unroll::model::{Batch, ModelConfig, Params, StepOutput};
+use unroll::model::{Batch, ModelConfig, Params};
 use unroll::optim::OptimizerConfig;
-
-fn bits(out: &StepOutput<f32>) -> Vec<u32> {
-    let all = [
-        &out.output,
-        &out.h_n,
-        &out.c_n,
-        &out.logits,
-        &out.grads,
-        &out.dh0,
-        &out.dc0,
-    ];
-    let mut v = vec![out.loss.to_bits()];
-    v.extend(all.iter().flat_map(|t| t.iter().map(|x| x.to_bits())));
-    v
-}
 
 #[test]
 fn one_tile_runs_the_grid_and_matches_the_ordered_steps_bit_for_bit() {
@@ -75,7 +60,7 @@ fn one_tile_runs_the_grid_and_matches_the_ordered_steps_bit_for_bit() {
         .unwrap();
         let want = ordered.run_and_read(&gpu, &params, &data).unwrap();
         assert!(
-            bits(&got) == bits(&want),
+            common::bits(&got) == common::bits(&want),
             "{config}: grid and ordered differ"
         );
         let rows = compare_step(&got, &params.cast(), &data);
@@ -144,7 +129,7 @@ fn an_impossible_grid_falls_back_and_finishes_right() {
         .unwrap();
         let want = ordered.run_and_read(&gpu, &params, &data).unwrap();
         let rows = compare_step(&got, &params.cast(), &data);
-        let _ = send.send((ran, bits(&got) == bits(&want), rows));
+        let _ = send.send((ran, common::bits(&got) == common::bits(&want), rows));
     });
     let result = receive.recv_timeout(Duration::from_secs(600));
     stop.store(true, Ordering::Relaxed);

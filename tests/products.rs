@@ -3,8 +3,9 @@
 //! tests/stack_agreement.rs compares: every cell at L = 1, 2, 3, tokens (a one-hot B) and dense,
 //! sizes that are multiples of neither the tile nor its K step, T = 1, B = 1, nonzero h_0 and
 //! c_0; weight gradients split over T·B ≥ 1,024 rows; K past one chunk of the loop budget
-//! (I = 8,500); a vocabulary of 70,000 (more columns than one row of tiles covers); both
-//! directions with mixed lengths and each head; both orderings of the recurrence.
+//! (I = 8,500); a vocabulary of 70,000 (more columns than one row of tiles covers); T·B past
+//! 65,535 · 32 rows (the products cut into row blocks); both directions with mixed lengths and
+//! each head; both orderings of the recurrence.
 
 mod common;
 
@@ -125,4 +126,22 @@ fn whole_sequences_match_the_cpu_on_tiled_products() {
             agree(&gpu, &kernels, &c, Recurrence::Ordered);
         }
     }
+}
+
+#[test]
+fn products_past_one_grid_dimension_of_row_blocks_match_the_cpu_on_tiled_products() {
+    // T·B = 2,200,000 rows: the products over every row (the input projection, the decoder, the
+    // weight gradients' operands) are cut into blocks of 65,535 · 32 rows, so the tiled kernel
+    // runs the block past the first grid's worth of rows too.
+    let gpu = gpu();
+    let kernels = Kernels::new(&gpu.device);
+    let config = config(Cell::Rnn, 1, InputKind::Dense, (3, 4, 2));
+    let (batch, steps) = (1_100_000, 2);
+    assert!(batch * steps > 65_535 * 32);
+    agree(
+        &gpu,
+        &kernels,
+        &case(config, (batch, steps), 91),
+        Recurrence::Ordered,
+    );
 }

@@ -16,22 +16,6 @@ use unroll::check::compare_step;
 use unroll::gpu::{Gpu, Kernels, ModelStep, Recurrence, StepOptions, Tiles};
 use unroll::model::{InputKind, ModelConfig, StepOutput};
 
-/// Every value of a step's results, as bits.
-fn bits(out: &StepOutput<f32>) -> Vec<u32> {
-    let all = [
-        &out.output,
-        &out.h_n,
-        &out.c_n,
-        &out.logits,
-        &out.grads,
-        &out.dh0,
-        &out.dc0,
-    ];
-    let mut v = vec![out.loss.to_bits()];
-    v.extend(all.iter().flat_map(|t| t.iter().map(|x| x.to_bits())));
-    v
-}
-
 /// How a step is built: its ordering, its tiles (None: chosen) and its sharing of states.
 fn options(r: Recurrence, tiles: Option<Tiles>, subgroups: bool) -> StepOptions {
     StepOptions {
@@ -90,7 +74,7 @@ fn agree(gpu: &Gpu, kernels: &Kernels, case: &Case, r: Recurrence, tiles: Option
         assert_eq!(ran, Recurrence::Grid, "{what}: the grid fell back");
     }
     assert!(
-        bits(&shared) == bits(&plain),
+        common::bits(&shared) == common::bits(&plain),
         "{what}: the subgroup variant's bits differ from the plain variant's"
     );
     let rows = compare_step(&shared, &case.params, &case.batch);
