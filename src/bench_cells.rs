@@ -154,9 +154,7 @@ pub fn bench_cells(
     recurrence: Option<Recurrence>,
     (warmup, steps): (usize, usize),
 ) -> Result<Vec<CellBenchRow>> {
-    let kernels = gpu.scoped("building the compute pipelines", || {
-        Kernels::new(&gpu.device)
-    })?;
+    let kernels = gpu.kernels()?;
     let recurrences = match recurrence {
         Some(r) => vec![r],
         None => vec![Recurrence::Ordered, Recurrence::Grid],

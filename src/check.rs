@@ -11,7 +11,7 @@ use crate::compare::{Comparison, compare_all, compare_with_yardstick, table};
 use crate::cpu;
 use crate::error::Result;
 use crate::gpu::StepOptions;
-use crate::gpu::{Gpu, Kernels, ModelStep, Recurrence};
+use crate::gpu::{Gpu, ModelStep, Recurrence};
 use crate::model::{Batch, ModelConfig, NamedTensor, Params, StepOutput};
 use crate::tensorfile::{OwnedTensor, write_atomic};
 use std::collections::HashMap;
@@ -46,14 +46,41 @@ impl CheckReport {
     }
 }
 
+/// The CPU reference's results of one step, in f64 (the truth) and in f32 (the yardstick of
+/// float32's own error), computed once to judge any number of GPU steps against.
+pub struct Reference {
+    config: ModelConfig,
+    shape: (usize, usize),
+    truth: Vec<NamedTensor>,
+    cpu32: Vec<NamedTensor>,
+}
+
+impl Reference {
+    /// Runs the CPU reference on `params` and `batch`, in f64 and in f32.
+    pub fn new(params: &Params<f64>, batch: &Batch) -> Self {
+        let c = params.config;
+        let (nb, nt) = (batch.batch, batch.steps);
+        Self {
+            config: c,
+            shape: (nb, nt),
+            truth: cpu::step(params, batch).tensors(&c, nb, nt),
+            cpu32: cpu::step(&params.cast::<f32>(), batch).tensors(&c, nb, nt),
+        }
+    }
+
+    /// A GPU step's results against the truth, within [`RTOL_F32`] of it or 4 × float32's own
+    /// error.
+    pub fn compare(&self, out: &StepOutput<f32>) -> Vec<Comparison> {
+        let (nb, nt) = self.shape;
+        let got = out.tensors(&self.config, nb, nt);
+        compare_with_yardstick(&self.truth, &self.cpu32, &got, RTOL_F32)
+    }
+}
+
 /// Compares a GPU step's results on `params` and `batch` with the CPU reference in f64, with the
 /// reference in f32 as the yardstick of float32's own error (as [`check`] does).
 pub fn compare_step(out: &StepOutput<f32>, params: &Params<f64>, batch: &Batch) -> Vec<Comparison> {
-    let c = params.config;
-    let (nb, nt) = (batch.batch, batch.steps);
-    let truth = cpu::step(params, batch).tensors(&c, nb, nt);
-    let cpu32 = cpu::step(&params.cast::<f32>(), batch).tensors(&c, nb, nt);
-    compare_with_yardstick(&truth, &cpu32, &out.tensors(&c, nb, nt), RTOL_F32)
+    Reference::new(params, batch).compare(out)
 }
 
 /// One step of the case on the GPU (the step training would build), compared with the CPU
@@ -61,7 +88,7 @@ pub fn compare_step(out: &StepOutput<f32>, params: &Params<f64>, batch: &Batch) 
 #[cfg(not(target_arch = "wasm32"))]
 pub fn compare_gpu(
     gpu: &Gpu,
-    kernels: &Kernels,
+    kernels: &crate::gpu::Kernels,
     case: &Case,
     recurrence: Option<Recurrence>,
 ) -> Result<Vec<Comparison>> {
@@ -77,7 +104,7 @@ pub fn compare_gpu(
 #[cfg(not(target_arch = "wasm32"))]
 pub fn compare_gpu_with(
     gpu: &Gpu,
-    kernels: &Kernels,
+    kernels: &crate::gpu::Kernels,
     case: &Case,
     options: StepOptions,
 ) -> Result<Vec<Comparison>> {
@@ -156,11 +183,26 @@ pub async fn check_async(
     recurrence: Option<Recurrence>,
     dump: Option<&Path>,
 ) -> Result<CheckReport> {
+    let options = StepOptions {
+        recurrence,
+        ..Default::default()
+    };
+    check_with(gpu, case, options, dump).await
+}
+
+/// [`check`] of a GPU step built with `options` (a run's tuned variant, its tiles chosen for
+/// the case's shape), as a future.
+pub async fn check_with(
+    gpu: Option<&Gpu>,
+    case: &Case,
+    options: StepOptions,
+    dump: Option<&Path>,
+) -> Result<CheckReport> {
     let (b, c) = (&case.batch, case.params.config);
     let (nb, nt) = (b.batch, b.steps);
     // Both sides' sizes before any work: the GPU's buffers, then the host's memory.
     if let Some(gpu) = gpu {
-        crate::gpu::ModelStep::check_fits(gpu, c, (nb, nt), recurrence)?;
+        crate::gpu::ModelStep::check_fits(gpu, c, (nb, nt), options.recurrence)?;
     }
     // The case exists already: what the check adds to it.
     let work = crate::footprint::Work::Check {
@@ -199,14 +241,8 @@ pub async fn check_async(
     }
     let gpu_out = match gpu {
         Some(gpu) => {
-            let kernels = gpu.scoped("building the compute pipelines", || {
-                Kernels::new(&gpu.device)
-            })?;
+            let kernels = gpu.kernels()?;
             let step = gpu.scoped("allocating the step's buffers", || {
-                let options = StepOptions {
-                    recurrence,
-                    ..Default::default()
-                };
                 ModelStep::new(gpu, &kernels, c, (nb, nt), options)
             })??;
             let out = step.run_and_read_async(gpu, &p32, b).await?;

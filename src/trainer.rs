@@ -226,9 +226,7 @@ pub fn gradients(
     match gpu {
         None => Ok(crate::cpu::step(params, batch)),
         Some(gpu) => {
-            let kernels = gpu.scoped("building the compute pipelines", || {
-                crate::gpu::Kernels::new(&gpu.device)
-            })?;
+            let kernels = gpu.kernels()?;
             let shape = (batch.batch, batch.steps);
             let options = crate::gpu::StepOptions::default();
             let step = gpu.scoped("allocating the step's buffers", || {

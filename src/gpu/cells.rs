@@ -162,6 +162,14 @@ impl CellKernels {
         }
     }
 
+    /// Whether one build's pipelines are built already.
+    pub fn is_built(&self, build: UnitBuild) -> bool {
+        (1..=RECURRENCE_ROWS).contains(&build.rows)
+            && self.builds[build.subgroups as usize][build.cached as usize][build.rows - 1]
+                .get()
+                .is_some()
+    }
+
     /// The recurrence's pipelines of one build (built on first use; the device must allow
     /// [`RECURRENCE_STORAGE_BUFFERS`] storage buffers, and have subgroups for a build with them).
     pub fn units(&self, device: &wgpu::Device, build: UnitBuild) -> &UnitKernels {

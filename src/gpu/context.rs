@@ -177,9 +177,23 @@ pub struct Gpu {
     pub(crate) resident: std::sync::OnceLock<usize>,
     /// Set when a grid barrier failed on this device: every step runs ordered from then on.
     pub(crate) grid_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// The compute pipelines, built on first use and shared by every step on this device (a
+    /// recurrence's builds compile when a step first asks for them, once per device).
+    kernels: std::sync::OnceLock<Arc<crate::gpu::Kernels>>,
 }
 
 impl Gpu {
+    /// The device's compute pipelines, built the first time they are asked for.
+    pub fn kernels(&self) -> Result<Arc<crate::gpu::Kernels>> {
+        if let Some(k) = self.kernels.get() {
+            return Ok(k.clone());
+        }
+        let built = self.scoped("building the compute pipelines", || {
+            crate::gpu::Kernels::new(&self.device)
+        })?;
+        Ok(self.kernels.get_or_init(|| Arc::new(built)).clone())
+    }
+
     /// Picks an adapter as `choice` says and creates its device.
     ///
     /// ```
@@ -322,6 +336,7 @@ impl Gpu {
             #[cfg(not(target_arch = "wasm32"))]
             resident: Default::default(),
             grid_failed: Default::default(),
+            kernels: Default::default(),
         })
     }
 

@@ -266,7 +266,8 @@ impl MatmulVariant {
 }
 
 /// Which kernel the products of a step run on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Products {
     /// `matmul4` where the operands allow vec4 loads, else `matmul`.
     #[default]

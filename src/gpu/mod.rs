@@ -28,6 +28,7 @@ pub(crate) mod stack_plan;
 pub(crate) mod submit;
 pub(crate) mod train_step;
 pub(crate) mod trainer;
+pub(crate) mod variant;
 
 pub use context::{AdapterChoice, Gpu, Meter, MeterReading, describe};
 #[cfg(not(target_arch = "wasm32"))]
@@ -42,3 +43,4 @@ pub use recurrence::{Recurrence, Tiles};
 pub use resident::{barrier_round, dispatch_gap, probe as probe_resident};
 pub use stack::GpuStack;
 pub use trainer::{Counters, GpuTrainer, StepStats, TrainerShape};
+pub use variant::Variant;

@@ -75,6 +75,19 @@ impl ModelStep {
         self.stack.running()
     }
 
+    /// The options of another step of this model that runs as this one does (its ordering now,
+    /// its loads and products; the tiles are chosen for the other step's shape) and reads this
+    /// one's parameters.
+    pub fn sibling_options(&self) -> StepOptions {
+        StepOptions {
+            recurrence: Some(self.recurrence()),
+            subgroups: Some(self.stack.subgroups()),
+            products: self.stack.products(),
+            params: Some(self.params().clone()),
+            ..Default::default()
+        }
+    }
+
     /// Whether the step last run must run again, ordered: see [`GpuStack::barrier_failed`].
     pub async fn barrier_failed(&self, gpu: &Gpu) -> Result<bool> {
         self.stack.barrier_failed(gpu).await

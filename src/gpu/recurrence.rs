@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::cells::{
-    RECURRENCE_ROWS, RECURRENCE_STORAGE_BUFFERS, RECURRENCE_WORKGROUP, cache_vec4s,
+    RECURRENCE_ROWS, RECURRENCE_STORAGE_BUFFERS, RECURRENCE_WORKGROUP, UnitBuild, cache_vec4s,
 };
 use crate::gpu::context::Gpu;
 use crate::gpu::plan::LOOP_BUDGET;
@@ -81,7 +81,7 @@ fn item_iterations(hidden: usize, gates: usize) -> usize {
 
 /// The units and batch rows of a recurrence's tile, where a step is asked for them (tests, and
 /// tuning on an adapter): `units` a multiple of 4, at most 4 × the workgroup size (32).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tiles {
     /// Units of the layer in one tile (all G gates of each).
     pub units: usize,
@@ -156,6 +156,16 @@ impl Tiling {
             blocks: batch.div_ceil(row_block),
             cached: gates * hidden * q <= cache_vec4s(limits),
             subgroups: false,
+        }
+    }
+
+    /// The build of the recurrence's shader these tiles run with `recurrence`. (Ordered
+    /// dispatches copy nothing into workgroup memory: each runs one stage.)
+    pub(crate) fn build(&self, recurrence: Recurrence) -> UnitBuild {
+        UnitBuild {
+            cached: self.cached && recurrence == Recurrence::Grid,
+            rows: self.rows,
+            subgroups: self.subgroups,
         }
     }
 

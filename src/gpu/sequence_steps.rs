@@ -7,10 +7,11 @@ use crate::gpu::context::Gpu;
 use crate::gpu::kernels::Kernels;
 use crate::gpu::model_step::{ModelStep, StepOptions};
 use crate::model::{Batch, Inputs, Targets};
+use std::sync::Arc;
 
 /// The steps a trainer runs whole sequences on, built on first use.
 pub(crate) struct SequenceSteps {
-    kernels: Kernels,
+    kernels: Arc<Kernels>,
     dropout: Option<DropoutSpec>,
     /// T_max: the training step's T, the longest sequence of the run.
     longest: usize,
@@ -19,7 +20,7 @@ pub(crate) struct SequenceSteps {
 }
 
 impl SequenceSteps {
-    pub(crate) fn new(kernels: Kernels, dropout: Option<DropoutSpec>, longest: usize) -> Self {
+    pub(crate) fn new(kernels: Arc<Kernels>, dropout: Option<DropoutSpec>, longest: usize) -> Self {
         Self {
             kernels,
             dropout,
@@ -47,11 +48,9 @@ impl SequenceSteps {
             return Ok(Some(i));
         }
         let options = StepOptions {
-            recurrence: Some(train.recurrence()),
-            params: Some(train.params().clone()),
             grads: Some(train.grads().clone()),
             dropout: if key.2 { self.dropout } else { None },
-            ..Default::default()
+            ..train.sibling_options()
         };
         let config = train.config();
         let step = gpu.scoped("allocating a step for whole sequences", || {

@@ -83,6 +83,8 @@ pub struct GpuStack {
     pub recurrence: Recurrence,
     /// The tiles of every layer's recurrence.
     pub(crate) tiling: Tiling,
+    /// The kernel of the products outside the recurrences.
+    pub(crate) products: Products,
     phases: Recorded,
     /// The same step with ordered recurrences, where `phases` has grid barriers: what runs once
     /// a barrier has failed on this adapter.
@@ -161,6 +163,7 @@ impl GpuStack {
             dropout: dropped,
             recurrence,
             tiling,
+            products,
         })
     }
 
@@ -247,6 +250,16 @@ impl GpuStack {
             Some(ordered) if self.failed.load(Ordering::Relaxed) => ordered,
             _ => &self.phases,
         }
+    }
+
+    /// Whether a subgroup's lanes share the states the recurrence loads.
+    pub fn subgroups(&self) -> bool {
+        self.tiling.subgroups
+    }
+
+    /// The kernel of the products outside the recurrences.
+    pub fn products(&self) -> Products {
+        self.products
     }
 
     /// The ordering the step runs now.

@@ -5,7 +5,7 @@
 //! blocks of `a`, `r`, dh and d_direct.
 
 use crate::dropout::DropoutSpec;
-use crate::gpu::cells::{CellParams, UnitBuild, UnitKernels, direct_reaches_h, saved_per_unit};
+use crate::gpu::cells::{CellParams, UnitKernels, direct_reaches_h, saved_per_unit};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{
     DropoutParams, EmbeddingParams, Kernels, MatmulParams, Products, TransposeParams,
@@ -47,12 +47,7 @@ pub(crate) fn plan_step(
     let align = (limits.min_uniform_buffer_offset_alignment)
         .max(limits.min_storage_buffer_offset_alignment) as usize;
     let uniform = std::mem::size_of::<MatmulParams>().max(std::mem::size_of::<CellParams>());
-    // Ordered dispatches copy nothing into workgroup memory: each runs one stage.
-    let build = UnitBuild {
-        cached: options.tiling.cached && options.recurrence == Recurrence::Grid,
-        rows: options.tiling.rows,
-        subgroups: options.tiling.subgroups,
-    };
+    let build = options.tiling.build(options.recurrence);
     let units = (kernels.cell(config.cell)).units(&gpu.device, build);
     let mut planner = Planner {
         plan: Plan {

@@ -11,13 +11,13 @@ use crate::error::{Error, Result};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::gpu::context::map_read_f32_into;
 use crate::gpu::context::{Gpu, map_read};
-use crate::gpu::kernels::Kernels;
 use crate::gpu::model_step::{ModelStep, StepOptions};
 use crate::gpu::optimizer::OnGpu;
 use crate::gpu::plan::storage;
 use crate::gpu::recurrence::Recurrence;
 use crate::gpu::sequence_steps::SequenceSteps;
 use crate::gpu::submit::{load_carry, settle, store_carry};
+use crate::gpu::variant::Variant;
 use crate::model::{Inputs, ModelConfig, Params, Targets};
 use crate::optim::{OptimizerConfig, OptimizerState};
 
@@ -86,6 +86,9 @@ pub struct TrainerShape {
     pub recurrence: Option<Recurrence>,
     /// Dropout between the layers in training steps.
     pub dropout: Option<DropoutSpec>,
+    /// How the training step runs (a tuned choice, [`crate::tune`]); `None` chooses as
+    /// `recurrence` says. Where both are given they must agree.
+    pub variant: Option<Variant>,
 }
 
 impl TrainerShape {
@@ -97,6 +100,7 @@ impl TrainerShape {
             eval_batch: None,
             recurrence: None,
             dropout: None,
+            variant: None,
         }
     }
 }
@@ -128,27 +132,23 @@ impl GpuTrainer {
             eval_batch,
             recurrence,
             dropout,
+            variant,
         } = shape;
         optim.validate()?;
         Self::check_fits(&gpu, config, &shape)?;
-        let kernels = gpu.scoped("building the compute pipelines", || {
-            Kernels::new(&gpu.device)
-        })?;
+        let kernels = gpu.kernels()?;
         let train = gpu.scoped("allocating the training step", || {
+            let chosen = variant.map_or_else(StepOptions::default, |v| v.options());
             let options = StepOptions {
-                recurrence,
+                recurrence: recurrence.or(chosen.recurrence),
                 dropout,
-                ..Default::default()
+                ..chosen
             };
             ModelStep::new(&gpu, &kernels, config, (batch, steps), options)
         })??;
         let eval = match eval_batch {
             Some(b) => Some(gpu.scoped("allocating the evaluation step", || {
-                let options = StepOptions {
-                    recurrence: Some(train.recurrence()),
-                    params: Some(train.params().clone()),
-                    ..Default::default()
-                };
+                let options = train.sibling_options();
                 ModelStep::new(&gpu, &kernels, config, (b, steps), options)
             })??),
             None => None,
