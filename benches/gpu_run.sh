@@ -6,7 +6,9 @@
 # H200), every ordering of the recurrence with `--profile` at the standard configurations, each
 # ordering with its states loaded plainly and shared by subgroup shuffles at those configurations,
 # the products alone on each kernel (blocked and tiled) at the weight-gradient shapes and 1024³,
-# the cells beside the Elman model, and PyTorch + cuDNN (TF32 off and on) on the same card.
+# a full tuning of the step at every configuration (`bench --tune full`: every variant's time,
+# then the tuned step with `--profile`; the tuning cache kept in the folder's cache/), the cells
+# beside the Elman model, and PyTorch + cuDNN (TF32 off and on) on the same card.
 #   benches/gpu_run.sh [OUT_DIR]     (default: $OUT, else gpu-run/)
 # The folder must be new or empty. Needs a release build (cargo build --release; UNROLL=path names
 # another binary) and, for the baseline, python3 with torch. Each part has its own time limit (LIMIT seconds, default 90), and
@@ -24,6 +26,9 @@ bin=${UNROLL:-target/release/unroll}
 limit=${LIMIT:-90}
 log="$out/log.txt"
 : > "$log"
+# The tuner's cache: the run's own, so it tunes afresh and its choices come back with it.
+export XDG_CACHE_HOME="$PWD/$out/cache"
+case "$out" in /*) XDG_CACHE_HOME="$out/cache" ;; esac
 
 part() {
   local name=$1
@@ -42,8 +47,9 @@ big=(--config 512,32,64 --config 1024,64,64)
 part info "$bin" info
 part sync "$bin" bench --sync 132,264,528 --steps 20
 for r in ordered grid; do
-  part "elman-$r" "$bin" bench --no-cpu --profile --recurrence "$r" --steps 20 --warmup 3 "${configs[@]}"
+  part "elman-$r" "$bin" bench --no-cpu --profile --tune off --recurrence "$r" --steps 20 --warmup 3 "${configs[@]}"
 done
+part tuned "$bin" bench --no-cpu --profile --tune full --steps 20 --warmup 3 "${configs[@]}"
 part forms "$bin" bench --cell rnn --steps 10 --warmup 2 "${configs[@]}"
 part products "$bin" bench --products --steps 20 --warmup 3 "${configs[@]}"
 part cells "$bin" bench --cell rnn,gru,lstm --steps 10 --warmup 2 "${big[@]}"

@@ -58,6 +58,12 @@ pub(crate) struct BenchArgs {
     /// configuration's weight-gradient shape (H × H over T·B rows) and at 1024³.
     #[arg(long)]
     pub(crate) products: bool,
+    /// How the step's variant is chosen: off (per shape and adapter), quick (the cached choice,
+    /// else a few variants timed within about 2 s), full (every variant timed). Prints each
+    /// variant's time; the choice is kept in the user's cache directory ($XDG_CACHE_HOME/unroll).
+    /// Given with --cell, each cell's step is tuned after the comparison.
+    #[arg(long, value_enum, default_value = "quick")]
+    pub(crate) tune: unroll::tune::TuneMode,
 }
 
 pub(crate) fn parse_hbt(s: &str) -> std::result::Result<(usize, usize, usize), String> {
@@ -111,6 +117,12 @@ pub(crate) struct TrainArgs {
     /// at 4 and 8) compared with the CPU reference.
     #[arg(long)]
     pub(crate) no_self_check: bool,
+    /// How the GPU step's variant is chosen: off (per shape and adapter), quick (the cached
+    /// choice, else a few variants timed within about 2 s), full (every variant timed). Each
+    /// variant is checked against the CPU reference first; the choice is kept in the user's
+    /// cache directory ($XDG_CACHE_HOME/unroll), and changes the speed, never the results.
+    #[arg(long, value_enum, default_value = "quick")]
+    pub(crate) tune: unroll::tune::TuneMode,
     /// K: split each rank's streams into K micro-batches, run one after another and summed in
     /// order before each update (the same model as one batch; fits a batch K times larger).
     #[arg(long, default_value_t = 1)]
@@ -300,7 +312,7 @@ impl TrainArgs {
             "--lr-decay-every is the period of --lr-decay, which is 1 (no decay)",
         )?;
         given.refuse(
-            &[ADAPTER_FLAGS.as_slice(), &["no_self_check"]].concat(),
+            &[ADAPTER_FLAGS.as_slice(), &["no_self_check", "tune"]].concat(),
             self.device == On::Gpu,
             "--device cpu trains with the CPU reference, on no adapter",
         )?;
@@ -349,7 +361,7 @@ impl TrainArgs {
 const MAX_EXCHANGE: usize = 1 << 28;
 
 /// The flags of the training-step benchmarks, which `--exchange` and `--sync` refuse.
-const TRAINING_BENCH_FLAGS: [&str; 9] = [
+const TRAINING_BENCH_FLAGS: [&str; 10] = [
     "configs",
     "vocab",
     "no_cpu",
@@ -359,6 +371,7 @@ const TRAINING_BENCH_FLAGS: [&str; 9] = [
     "cell",
     "layers",
     "recurrence",
+    "tune",
 ];
 
 /// The most steps (timed, or warm-up) a benchmark takes.
@@ -399,6 +412,7 @@ impl BenchArgs {
                 "layers",
                 "recurrence",
                 "vocab",
+                "tune",
             ],
             !self.products,
             "--products times the products alone, with no model, CPU reference or recurrence",

@@ -9,10 +9,11 @@ use crate::cpu;
 use crate::error::Result;
 use crate::footprint::{self, Work};
 use crate::gpu::{
-    Gpu, GpuStack, GpuTrainer, Kernels, ModelStep, Recurrence, StepOptions, TrainerShape,
+    Gpu, GpuStack, GpuTrainer, ModelStep, Recurrence, StepOptions, TrainerShape, Variant,
 };
 use crate::model::{Batch, ModelConfig, Params};
 use crate::optim::{self, OptimizerConfig, OptimizerKind, OptimizerState};
+use crate::tune::{Target, TuneMode, Tuned};
 use std::time::{Duration, Instant};
 
 /// One configuration to time.
@@ -62,6 +63,8 @@ pub struct BenchResult {
     pub device: String,
     /// The recurrence strategy (GPU).
     pub recurrence: Option<Recurrence>,
+    /// The step's variant (GPU): ordering, loads, products, tiles.
+    pub variant: Option<String>,
     /// Steps timed.
     pub timed_steps: usize,
     /// Median milliseconds per step.
@@ -114,18 +117,17 @@ fn sgd() -> OptimizerConfig {
 }
 
 /// Checks one step of the GPU against the CPU reference on the configuration's H and vocabulary
-/// (B and T capped at 4 and 16 so the CPU side stays quick). Returns the largest relative error.
-pub(crate) fn check_against_cpu(gpu: &Gpu, c: &BenchConfig, recurrence: Recurrence) -> Result<f64> {
+/// (B and T capped at 4 and 16 so the CPU side stays quick), run as `variant` (its tiles chosen
+/// for the small shape). Returns the largest relative error.
+pub(crate) fn check_against_cpu(gpu: &Gpu, c: &BenchConfig, variant: &Variant) -> Result<f64> {
     let model = c.model();
     let (b, t) = (c.batch.min(4), c.steps.min(16));
     let params = Params::init(model, 1);
     let batch = Batch::random(&model, b, t, true, 2);
-    let kernels = gpu.scoped("building the compute pipelines", || {
-        Kernels::new(&gpu.device)
-    })?;
+    let kernels = gpu.kernels()?;
     let options = StepOptions {
-        recurrence: Some(recurrence),
-        ..Default::default()
+        tiles: None,
+        ..variant.options()
     };
     let step = ModelStep::new(gpu, &kernels, model, (b, t), options)?;
     let got = step.run_and_read(gpu, &params, &batch)?;
@@ -145,18 +147,39 @@ pub(crate) fn check_against_cpu(gpu: &Gpu, c: &BenchConfig, recurrence: Recurren
     Ok(worst)
 }
 
-/// Times `steps` GPU training steps (after `warmup`), each submitted and waited for.
+/// The variant of the Elman model's step at a configuration: tuned as `mode` says (the cache
+/// in `cache`, where given), on the ordering asked for.
+pub fn tune_config(
+    gpu: &Gpu,
+    c: &BenchConfig,
+    recurrence: Option<Recurrence>,
+    (mode, cache): (TuneMode, Option<&std::path::Path>),
+) -> Result<Tuned> {
+    let target = Target {
+        config: c.model(),
+        shape: (c.batch, c.steps),
+        recurrence,
+    };
+    crate::tune::tune(gpu, &target, mode, cache)
+}
+
+/// Times `steps` GPU training steps (after `warmup`), each submitted and waited for, the step
+/// run as `variant`.
 pub fn bench_gpu(
     gpu: Gpu,
     c: &BenchConfig,
-    recurrence: Option<Recurrence>,
-    warmup: usize,
-    steps: usize,
+    variant: Variant,
+    (warmup, steps): (usize, usize),
     profile: bool,
 ) -> Result<BenchResult> {
     let model = c.model();
     let shape = (c.batch, c.steps);
-    let (_, recurrence, _) = GpuStack::check_fits(&gpu, model, shape, (recurrence, None, None))?;
+    let fit = (
+        Some(variant.recurrence),
+        variant.tiles,
+        Some(variant.subgroups),
+    );
+    let (_, recurrence, _) = GpuStack::check_fits(&gpu, model, shape, fit)?;
     let (b, t) = (c.batch, c.steps);
     footprint::check_host(&model, &Work::case_and_check(b.min(4), t.min(16)))?;
     let train = Work::TrainGpu {
@@ -165,10 +188,10 @@ pub fn bench_gpu(
         self_check: false,
     };
     footprint::check_host(&model, &[train])?;
-    let check = check_against_cpu(&gpu, c, recurrence)?;
+    let check = check_against_cpu(&gpu, c, &variant)?;
     let device = format!("gpu: {}", crate::gpu::describe(&gpu.info));
     let shape = TrainerShape {
-        recurrence: Some(recurrence),
+        variant: Some(variant),
         ..TrainerShape::new(c.batch, c.steps)
     };
     let mut trainer = GpuTrainer::new(gpu, model, shape, sgd(), &Params::init(model, 1))?;
@@ -219,6 +242,7 @@ pub fn bench_gpu(
         config: *c,
         device,
         recurrence: Some(recurrence),
+        variant: Some(variant.name()),
         timed_steps: steps,
         median_ms,
         min_ms,
@@ -265,6 +289,7 @@ pub fn bench_cpu(c: &BenchConfig, steps: usize, budget: Duration) -> Result<Benc
         config: *c,
         device: "cpu reference (1 thread)".into(),
         recurrence: None,
+        variant: None,
         timed_steps,
         median_ms,
         min_ms,

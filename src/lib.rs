@@ -147,6 +147,10 @@ pub mod rundir;
 #[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub mod train;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod tune;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod tune_cache;
 
 /// The wgpu this crate builds on (its types appear in [`gpu::Gpu`]).
 pub use wgpu;

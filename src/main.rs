@@ -250,6 +250,7 @@ fn train_here(
         device: args.device,
         adapter: args.adapter.choice(),
         recurrence: args.adapter.recurrence,
+        tune: unroll::tune::Tuning::in_user_cache(args.tune),
         resume,
         quiet: args.quiet,
         interrupt: Some(interrupt),
@@ -385,7 +386,7 @@ fn run_forecast(args: &ForecastArgs, given: &Given<'_>) -> Result<bool> {
 }
 
 fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
-    use unroll::bench::{BenchConfig, bench_cpu, bench_gpu, table};
+    use unroll::bench::{BenchConfig, bench_cpu, bench_gpu, table, tune_config};
     args.check_flags(given)?;
     let configs: Vec<BenchConfig> = if args.configs.is_empty() {
         BenchConfig::standard()
@@ -412,7 +413,8 @@ fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
         );
     }
     if !args.cell.is_empty() {
-        return run_bench_cells(args, &configs);
+        let tune = given.has("tune").then_some(args.tune);
+        return run_bench_cells(args, &configs, tune);
     }
     if !args.exchange.is_empty() {
         return run_bench_exchange(args);
@@ -424,16 +426,14 @@ fn run_bench(args: &BenchArgs, given: &Given<'_>) -> Result<bool> {
         return run_bench_products(args, &configs);
     }
     let mut results = Vec::new();
+    let cache = unroll::tune_cache::default_dir();
     for c in &configs {
         let gpu = Gpu::new(&args.adapter.choice())?;
-        results.push(bench_gpu(
-            gpu,
-            c,
-            args.adapter.recurrence,
-            args.warmup,
-            args.steps,
-            args.profile,
-        )?);
+        let tuning = (args.tune, cache.as_deref());
+        let tuned = tune_config(&gpu, c, args.adapter.recurrence, tuning)?;
+        print_tuned(c, "elman", &tuned, args.json);
+        let timing = (args.warmup, args.steps);
+        results.push(bench_gpu(gpu, c, tuned.variant, timing, args.profile)?);
         if !args.no_cpu {
             results.push(bench_cpu(
                 c,
@@ -535,7 +535,13 @@ fn run_bench_exchange(args: &BenchArgs) -> Result<bool> {
     Ok(true)
 }
 
-fn run_bench_cells(args: &BenchArgs, configs: &[unroll::bench::BenchConfig]) -> Result<bool> {
+/// `bench --cell`: each cell's step against the Elman step, per configuration; with `--tune`,
+/// then each cell's step tuned (the variants' times with `full`).
+fn run_bench_cells(
+    args: &BenchArgs,
+    configs: &[unroll::bench::BenchConfig],
+    tune: Option<unroll::tune::TuneMode>,
+) -> Result<bool> {
     use unroll::bench_cells::{bench_cells, cell_table};
     let cells: Vec<Cell> = args.cell.iter().map(|&c| c.cell(false)).collect();
     let gpu = Gpu::new(&args.adapter.choice())?;
@@ -560,7 +566,49 @@ fn run_bench_cells(args: &BenchArgs, configs: &[unroll::bench::BenchConfig]) -> 
     } else {
         print!("{}", cell_table(&rows));
     }
+    if let Some(mode) = tune {
+        let cache = unroll::tune_cache::default_dir();
+        for c in configs {
+            for &cell in &cells {
+                let target = unroll::tune::Target {
+                    config: unroll::model::ModelConfig::tokens(c.vocab, c.hidden)
+                        .with_cell(cell, args.layers),
+                    shape: (c.batch, c.steps),
+                    recurrence: args.adapter.recurrence,
+                };
+                let tuned = unroll::tune::tune(&gpu, &target, mode, cache.as_deref())?;
+                print_tuned(
+                    c,
+                    &format!("{} × {}", cell.name(), args.layers),
+                    &tuned,
+                    args.json,
+                );
+            }
+        }
+    }
     Ok(true)
+}
+
+/// A configuration's tuning: its warnings, the choice, and (a full tuning) every variant's
+/// time; on stdout, or on stderr beside JSON.
+fn print_tuned(c: &unroll::bench::BenchConfig, model: &str, t: &unroll::tune::Tuned, json: bool) {
+    for w in &t.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut text = format!(
+        "{},{},{} {model}: {}\n",
+        c.hidden,
+        c.batch,
+        c.steps,
+        t.summary()
+    );
+    if !t.timings.is_empty() {
+        text += &t.table();
+    }
+    match json {
+        true => eprint!("{text}"),
+        false => print!("{text}"),
+    }
 }
 
 /// The flags of a subcommand given on the command line (not defaulted).

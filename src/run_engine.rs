@@ -10,11 +10,12 @@ use crate::dataset::Validation;
 use crate::engine::{CpuTrainer, Engine};
 use crate::error::{Error, Result};
 use crate::footprint::{self, Work};
-use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, Recurrence, TrainerShape};
+use crate::gpu::{AdapterChoice, Gpu, GpuTrainer, Recurrence, StepOptions, TrainerShape, Variant};
 use crate::model::{InputKind, ModelConfig, Params};
 use crate::run_input::Data;
 use crate::run_options::RunOptions;
 use crate::shares::Shares;
+use crate::tune::{Target, TuneMode};
 
 /// The engine of a run, on the GPU (its adapter's limits checked and, unless turned off, one step
 /// compared with the CPU reference before anything of the model's size is allocated) or on the
@@ -102,7 +103,7 @@ fn build_one(
         Device::Gpu => {
             let gpu = Gpu::new(&opts.adapter)?;
             let recurrence = opts.recurrence;
-            let shape = TrainerShape {
+            let mut shape = TrainerShape {
                 eval_batch: (val_b > 0).then_some(val_b),
                 recurrence,
                 dropout: cfg.dropout(),
@@ -116,8 +117,9 @@ fn build_one(
                 self_check,
             };
             footprint::check_host(&config, &[work])?;
+            shape.variant = tuned(&gpu, config, &shape, opts)?;
             if self_check {
-                run_self_check(&gpu, config, recurrence, cfg.seed)?;
+                run_self_check(&gpu, config, (recurrence, shape.variant), cfg.seed)?;
             }
             Box::new(GpuTrainer::new(gpu, config, shape, cfg.optim, &params())?)
         }
@@ -178,7 +180,7 @@ fn build_parallel(
         locals.push(match opts.device {
             Device::Gpu => {
                 let gpu = Gpu::new(&choice)?;
-                let shape = TrainerShape {
+                let mut shape = TrainerShape {
                     eval_batch: eval,
                     recurrence: opts.recurrence,
                     dropout: cfg.dropout(),
@@ -192,8 +194,10 @@ fn build_parallel(
                     self_check,
                 };
                 footprint::check_host(&config, &[work])?;
+                shape.variant = tuned(&gpu, config, &shape, opts)?;
                 if self_check {
-                    run_self_check(&gpu, config, opts.recurrence, cfg.seed)?;
+                    let asked = (opts.recurrence, shape.variant);
+                    run_self_check(&gpu, config, asked, cfg.seed)?;
                 }
                 let trainer = GpuTrainer::new(gpu, config, shape, cfg.optim, &params())?;
                 Box::new(trainer.with_slots(k)?)
@@ -229,10 +233,38 @@ fn rank_adapter(choice: &AdapterChoice, local_rank: usize) -> AdapterChoice {
 /// One step at the run's model sizes (B = 4, T = 8) on the GPU and on the CPU reference, on the
 /// case `unroll check` generates from the run's seed, compared as it compares them; a mismatch is
 /// an error with the table and the command that reproduces it.
+/// The variant of the run's training step, as `--tune` says: None with `off` (chosen per shape
+/// and adapter), else the cached choice or a new tuning (stored in the user's cache directory).
+/// Its warnings go to stderr, and (unless quiet) a line saying what was chosen.
+fn tuned(
+    gpu: &Gpu,
+    config: ModelConfig,
+    shape: &TrainerShape,
+    opts: &RunOptions,
+) -> Result<Option<Variant>> {
+    if opts.tune.mode == TuneMode::Off {
+        return Ok(None);
+    }
+    let target = Target {
+        config,
+        shape: (shape.batch, shape.steps),
+        recurrence: shape.recurrence,
+    };
+    let cache = opts.tune.cache.as_deref();
+    let tuned = crate::tune::tune(gpu, &target, opts.tune.mode, cache)?;
+    for w in &tuned.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !opts.quiet && opts.is_leader() {
+        eprintln!("{}", tuned.summary());
+    }
+    Ok(Some(tuned.variant))
+}
+
 fn run_self_check(
     gpu: &Gpu,
     config: ModelConfig,
-    recurrence: Option<Recurrence>,
+    (recurrence, variant): (Option<Recurrence>, Option<Variant>),
     seed: u64,
 ) -> Result<()> {
     let (batch, steps) = (4, 8);
@@ -244,7 +276,19 @@ fn run_self_check(
         random_state: true,
     };
     let case = crate::case::Case::random(config, settings)?;
-    let report = crate::check::check(Some(gpu), &case, recurrence, None)?;
+    // The run's variant, its tiles chosen for the check's shape.
+    let options = match variant {
+        Some(v) => StepOptions {
+            tiles: None,
+            ..v.options()
+        },
+        None => StepOptions {
+            recurrence,
+            ..Default::default()
+        },
+    };
+    let check = crate::check::check_with(Some(gpu), &case, options, None);
+    let report = pollster::block_on(check)?;
     if report.pass() {
         return Ok(());
     }
@@ -259,6 +303,9 @@ fn run_self_check(
     let recurrence = recurrence
         .map(|r| format!(" --recurrence {}", r.name()))
         .unwrap_or_default();
+    let variant = variant.map_or(String::new(), |v| {
+        format!(" (the run's variant: {})", v.name())
+    });
     Err(Error::config(
         format!(
             "the GPU's training step does not match the CPU reference at this model's sizes, so \
@@ -268,7 +315,7 @@ fn run_self_check(
         format!(
             "train with --device cpu, and please report this with the table above (`unroll check \
              --kind {} --input {} --hidden {}{output} --cell {cell} --layers {} --batch {batch} \
-             --steps {steps} --random-h0 --seed {seed}{recurrence}` reproduces it); \
+             --steps {steps} --random-h0 --seed {seed}{recurrence}` reproduces it{variant}); \
              --no-self-check skips this check",
             config.kind, config.input, config.hidden, config.layers,
         ),

@@ -25,6 +25,9 @@ pub struct RunOptions {
     pub adapter: AdapterChoice,
     /// How the GPU dispatches the recurrences (`None`: chosen per shape).
     pub recurrence: Option<Recurrence>,
+    /// How the GPU step's variant is chosen: per shape and adapter (`Off`), or tuned on the
+    /// adapter and kept in the user's cache directory ([`crate::tune`]).
+    pub tune: crate::tune::Tuning,
     /// Continue the run of a checkpoint (the configuration given to [`crate::train::train`] is then the
     /// checkpoint's, with what [`Resume`] changes).
     pub resume: Option<Resume>,

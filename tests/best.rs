@@ -38,6 +38,7 @@ fn opts(dir: &Path) -> RunOptions {
         device: Device::Cpu,
         adapter: AdapterChoice::default(),
         recurrence: None,
+        tune: unroll::tune::Tuning::off(),
         resume: None,
         quiet: true,
         interrupt: None,

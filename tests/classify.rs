@@ -76,6 +76,7 @@ fn opts(dir: &Path) -> RunOptions {
         device: Device::Cpu,
         adapter: unroll::gpu::AdapterChoice::default(),
         recurrence: None,
+        tune: unroll::tune::Tuning::off(),
         resume: None,
         quiet: true,
         interrupt: None,

@@ -12,6 +12,7 @@ use unroll::model::{ModelConfig, Params};
 use unroll::optim::{OptimizerConfig, OptimizerKind};
 use unroll::tensorfile::TensorFile;
 use unroll::train::{Device, Resume, RunOptions, TrainConfig, train};
+use unroll::tune::{TuneMode, Tuning};
 
 fn small(iters: u64) -> TrainConfig {
     TrainConfig {
@@ -36,6 +37,7 @@ fn opts(dir: &Path, device: Device) -> RunOptions {
         device,
         adapter: AdapterChoice::default(),
         recurrence: None,
+        tune: Tuning::off(),
         resume: None,
         quiet: true,
         interrupt: None,
@@ -293,13 +295,17 @@ fn gpu_optimizer_matches_cpu() {
 }
 
 fn resume_matches_straight(device: Device, cell: Cell, layers: usize, dropout: f32) {
-    resume_matches_straight_with(device, (cell, layers, dropout), None);
+    let off = || Tuning::off();
+    resume_matches_straight_with(device, (cell, layers, dropout), None, [off(), off(), off()]);
 }
 
+/// A straight run of 60 steps against one of 30 resumed to 60, bit for bit: the three runs
+/// (straight, first part, resumed) choosing their variants as `tunings` say.
 fn resume_matches_straight_with(
     device: Device,
     (cell, layers, dropout): (Cell, usize, f32),
     recurrence: Option<unroll::gpu::Recurrence>,
+    tunings: [Tuning; 3],
 ) {
     let dir = tempfile::tempdir().unwrap();
     let straight_dir = dir.path().join("straight");
@@ -312,16 +318,17 @@ fn resume_matches_straight_with(
     cfg.batch = 4;
     cfg.eval_every = 20;
     cfg.checkpoint_every = 30;
-    let opts = |dir: &Path| RunOptions {
+    let opts = |dir: &Path, run: usize| RunOptions {
         recurrence,
+        tune: tunings[run].clone(),
         ..opts(dir, device)
     };
-    let straight = train(&cfg, &opts(&straight_dir)).unwrap();
+    let straight = train(&cfg, &opts(&straight_dir, 0)).unwrap();
     // Stop at 30 (the periodic checkpoint is the end of this run), then resume to 60.
     cfg.iters = 30;
-    train(&cfg, &opts(&split_dir)).unwrap();
+    train(&cfg, &opts(&split_dir, 1)).unwrap();
     cfg.iters = 60;
-    let mut o = opts(&split_dir);
+    let mut o = opts(&split_dir, 2);
     o.resume = Some(Resume {
         iters: Some(60),
         ..Resume::from(split_dir.join("model.safetensors"))
@@ -372,8 +379,31 @@ fn resume_matches_straight_gpu_grid() {
     let _ = common::gpu();
     let grid = Some(unroll::gpu::Recurrence::Grid);
     for run in [(Cell::Gru, 2, 0.25), (Cell::Lstm, 2, 0.0)] {
-        resume_matches_straight_with(Device::Gpu, run, grid);
+        let off = || Tuning::off();
+        resume_matches_straight_with(Device::Gpu, run, grid, [off(), off(), off()]);
     }
+}
+
+#[test]
+fn resume_matches_straight_gpu_tuned() {
+    // The straight run and the resumed one tune fully into one cache (the second reads the
+    // first's choice); the first part tunes quickly with none of its own. Every variant computes
+    // the same bits, so all three agree whatever each chose.
+    let _ = common::gpu();
+    let cache = tempfile::tempdir().unwrap();
+    let full = || Tuning {
+        mode: TuneMode::Full,
+        cache: Some(cache.path().to_owned()),
+    };
+    let quick = Tuning {
+        mode: TuneMode::Quick,
+        cache: None,
+    };
+    for run in [(Cell::Gru, 2, 0.25), (Cell::Lstm, 1, 0.0)] {
+        resume_matches_straight_with(Device::Gpu, run, None, [full(), quick.clone(), full()]);
+    }
+    let files = std::fs::read_dir(cache.path()).unwrap().count();
+    assert_eq!(files, 2, "one tuning file per model");
 }
 
 #[test]
