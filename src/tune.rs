@@ -527,8 +527,8 @@ struct Built {
 
 /// A tuning's clock: once the first candidate is built (its pipelines compiled) and has run a
 /// step, the budget's deadline, where there is a budget.
-#[derive(Default)]
 struct Clock {
+    started: Instant,
     first_s: f64,
     step_s: f64,
     deadline: Option<Instant>,
@@ -554,45 +554,42 @@ impl Clock {
 /// (in groups that fit [`GROUP_BYTES`]): one untimed round, then `rounds` timed ones. With a
 /// `budget`, its clock starts once the first candidate (the default) is built and has run a
 /// step: a further candidate is built only where [`Clock::admits`] it, and once the budget is
-/// spent no more rounds are timed (the first timed round always runs). Returns the timings and
-/// the seconds the first candidate's check and build took.
+/// spent no more rounds are timed (the first timed round always runs; a candidate the budget
+/// admits alone is not timed beyond its first step). Returns the timings and the seconds the first
+/// candidate's check and build took.
 fn measure(
     trial: &Trial<'_>,
     candidates: &[Variant],
     (rounds, budget): (usize, Option<Duration>),
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<Timing>, f64)> {
-    let started = Instant::now();
-    let mut clock = Clock::default();
+    let mut clock = Clock {
+        started: Instant::now(),
+        first_s: 0.0,
+        step_s: 0.0,
+        deadline: None,
+    };
     let mut out = Vec::new();
     let mut rest = candidates;
     while !rest.is_empty() {
-        let mut group: Vec<Built> = Vec::new();
-        let mut bytes = 0;
-        while let Some((v, tail)) = rest.split_first() {
-            let each = group.first().map_or(0, |b| b.step.memory_bytes());
-            if !group.is_empty() && bytes + each > GROUP_BYTES {
-                break;
-            }
-            rest = tail;
-            if !clock.admits(trial, v, rounds, group.len()) {
-                continue;
-            }
-            let Some(worst) = trial.check(v, warnings)? else {
-                continue;
-            };
-            let step = trial.build(v)?;
-            bytes += step.memory_bytes();
-            if out.is_empty() && group.is_empty() {
-                clock.first_s = started.elapsed().as_secs_f64();
-                clock.step_s = time_step(trial.gpu, &step)?;
-                clock.deadline = budget.map(|b| Instant::now() + b);
-            }
-            group.push(Built {
-                variant: *v,
-                step,
-                worst,
+        let first = out.is_empty();
+        let group = build_group(
+            trial,
+            &mut rest,
+            (&mut clock, first),
+            (rounds, budget),
+            warnings,
+        )?;
+        let alone = budget.is_some() && out.is_empty() && rest.is_empty() && group.len() == 1;
+        if alone && group[0].step.recurrence() == group[0].variant.recurrence {
+            // The one candidate the budget let in: nothing to time it against.
+            out.push(Timing {
+                variant: group[0].variant,
+                median_ms: clock.step_s * 1e3,
+                timed_steps: 1,
+                check_max_rel_error: group[0].worst,
             });
+            break;
         }
         out.extend(time_group(
             trial.gpu,
@@ -609,6 +606,45 @@ fn measure(
         });
     }
     Ok((out, clock.first_s))
+}
+
+/// Checks and builds the next candidates of `rest` that fit [`GROUP_BYTES`] together (and that
+/// the clock admits); the first of the tuning (`first`) starts the clock.
+fn build_group(
+    trial: &Trial<'_>,
+    rest: &mut &[Variant],
+    (clock, first): (&mut Clock, bool),
+    (rounds, budget): (usize, Option<Duration>),
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Built>> {
+    let mut group: Vec<Built> = Vec::new();
+    let mut bytes = 0;
+    while let Some((v, tail)) = rest.split_first() {
+        let each = group.first().map_or(0, |b| b.step.memory_bytes());
+        if !group.is_empty() && bytes + each > GROUP_BYTES {
+            break;
+        }
+        *rest = tail;
+        if !clock.admits(trial, v, rounds, group.len()) {
+            continue;
+        }
+        let Some(worst) = trial.check(v, warnings)? else {
+            continue;
+        };
+        let step = trial.build(v)?;
+        bytes += step.memory_bytes();
+        if first && group.is_empty() {
+            clock.first_s = clock.started.elapsed().as_secs_f64();
+            clock.step_s = time_step(trial.gpu, &step)?;
+            clock.deadline = budget.map(|b| Instant::now() + b);
+        }
+        group.push(Built {
+            variant: *v,
+            step,
+            worst,
+        });
+    }
+    Ok(group)
 }
 
 /// Times a group of built candidates, interleaved: one untimed round, then `rounds` timed ones
