@@ -626,5 +626,30 @@ pub fn info_report(choice: &AdapterChoice) -> Result<String> {
     let info = gpu.adapter_info_subgroups();
     let _ = writeln!(s, "  subgroup sizes                    {info}");
     let _ = writeln!(s, "  subgroup operations               {}", gpu.subgroups);
+    let same = |a: &&wgpu::Adapter| {
+        let i = a.get_info();
+        (i.name, i.vendor, i.device, i.backend)
+            == (
+                gpu.info.name.clone(),
+                gpu.info.vendor,
+                gpu.info.device,
+                gpu.info.backend,
+            )
+    };
+    let shapes: Vec<String> = (adapters.iter().find(same))
+        .map(|a| a.cooperative_matrix_properties())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            let (m, n, k) = (p.m_size, p.n_size, p.k_size);
+            format!("{m}×{n}×{k} {:?}→{:?}", p.ab_type, p.cr_type)
+        })
+        .collect();
+    let listed = if shapes.is_empty() {
+        "none".to_string()
+    } else {
+        shapes.join(", ")
+    };
+    let _ = writeln!(s, "  cooperative matrices              {listed}");
     Ok(s)
 }
