@@ -47,12 +47,7 @@ fn matmul(c: &mut Criterion) {
         let probe = MatmulProbe::new(&gpu, &kernels, (m, n, k), b_stride, products);
         probe.run(&gpu, 1).unwrap();
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
-        let kernel = match (probe.tiled, probe.vec4) {
-            (true, _) => " [tiled]",
-            (false, true) => " [vec4]",
-            (false, false) => "",
-        };
-        let label = format!("{name}{kernel}");
+        let label = format!("{name} [{}]", probe.kernel());
         group.bench_function(BenchmarkId::from_parameter(label), |bench| {
             bench.iter_custom(|iters| {
                 let t0 = Instant::now();

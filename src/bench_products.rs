@@ -5,7 +5,7 @@
 
 use crate::bench::{BenchConfig, median};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Kernels, MatmulProbe, Products};
+use crate::gpu::{Gpu, MatmulProbe, Products};
 use std::time::Instant;
 
 /// One product's timing on one kernel.
@@ -19,7 +19,7 @@ pub struct ProductRow {
     pub n: usize,
     /// K: the length of each sum.
     pub k: usize,
-    /// `matmul4`, `matmul` or `tiled`.
+    /// `matmul4`, `matmul` or `matmul_tiled`.
     pub kernel: &'static str,
     /// Products timed.
     pub timed: usize,
@@ -67,9 +67,7 @@ pub fn bench_products(
     (warmup, steps): (usize, usize),
     mut done: impl FnMut(&[ProductRow]),
 ) -> Result<Vec<ProductRow>> {
-    let kernels = gpu.scoped("building the compute pipelines", || {
-        Kernels::new(&gpu.device)
-    })?;
+    let kernels = gpu.kernels()?;
     let mut rows = Vec::new();
     for (shape, (m, n, k)) in shapes(configs) {
         check_fits(gpu, (m, n, k))?;
@@ -92,11 +90,7 @@ pub fn bench_products(
                 m,
                 n,
                 k,
-                kernel: match (probe.tiled, probe.vec4) {
-                    (true, _) => "tiled",
-                    (false, true) => "matmul4",
-                    (false, false) => "matmul",
-                },
+                kernel: probe.kernel(),
                 timed: t.len(),
                 median_ms: ms,
                 gflops: 2.0 * (m * n * k) as f64 / (ms * 1e-3) * 1e-9,

@@ -117,12 +117,7 @@ fn matmul_kernels(device: &wgpu::Device) -> Vec<Kernel> {
         .iter()
         .map(|v| {
             let constants = [("ONE_HOT_B", flag(v.one_hot_b)), ("A_COLS", flag(v.a_cols))];
-            let entry = match (v.tiled, v.vec4) {
-                (true, _) => "matmul_tiled",
-                (false, true) => "matmul4",
-                (false, false) => "matmul",
-            };
-            Kernel::new(device, &shader.module, entry, MATMUL, &constants)
+            Kernel::new(device, &shader.module, v.entry(), MATMUL, &constants)
         })
         .collect()
 }
@@ -248,6 +243,15 @@ const fn tiled(one_hot_b: bool) -> MatmulVariant {
 }
 
 impl MatmulVariant {
+    /// Its entry point: `matmul_tiled`, `matmul4` or `matmul`.
+    pub fn entry(&self) -> &'static str {
+        match (self.tiled, self.vec4) {
+            (true, _) => "matmul_tiled",
+            (false, true) => "matmul4",
+            (false, false) => "matmul",
+        }
+    }
+
     /// The variants built.
     pub const ALL: [MatmulVariant; 7] = [
         variant(false, false, false),

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::gpu::context::Gpu;
-use crate::gpu::kernels::{Kernels, Products};
+use crate::gpu::kernels::{Kernels, MatmulVariant, Products};
 use crate::gpu::phase::Phase;
 use crate::gpu::plan::{A, B, Dispatch, Epilogue, Matmul, Plan, Product, rows};
 use wgpu::util::DeviceExt;
@@ -11,14 +11,16 @@ use wgpu::util::DeviceExt;
 /// with A and B row-major, B's rows `b_row_stride` ≥ N apart (the step pads V^T's rows to O4).
 pub struct MatmulProbe {
     dispatch: Dispatch,
-    /// Whether the product runs on `matmul4` (vec4 loads).
-    pub vec4: bool,
-    /// Whether it runs on `matmul_tiled`.
-    pub tiled: bool,
+    variant: MatmulVariant,
     _buffers: [wgpu::Buffer; 3],
 }
 
 impl MatmulProbe {
+    /// The entry point the product runs on: `matmul_tiled`, `matmul4` or `matmul`.
+    pub fn kernel(&self) -> &'static str {
+        self.variant.entry()
+    }
+
     /// Allocates A, B and C (filled with ones) and records the dispatch on `products`' kernel.
     pub fn new(
         gpu: &Gpu,
@@ -60,8 +62,7 @@ impl MatmulProbe {
         let dispatch = plan.finish(gpu).0.remove(0).1.remove(0);
         Self {
             dispatch,
-            vec4: variant.vec4,
-            tiled: variant.tiled,
+            variant,
             _buffers: [a, b, c],
         }
     }
