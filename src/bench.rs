@@ -11,6 +11,7 @@ use crate::footprint::{self, Work};
 use crate::gpu::{
     Gpu, GpuStack, GpuTrainer, ModelStep, Recurrence, StepOptions, TrainerShape, Variant,
 };
+use crate::median::median;
 use crate::model::{Batch, ModelConfig, Params};
 use crate::optim::{self, OptimizerConfig, OptimizerKind, OptimizerState};
 use crate::tune::{Target, TuneMode, Tuned};
@@ -93,17 +94,6 @@ pub struct BenchResult {
     pub check_max_rel_error: Option<f64>,
     /// Per-phase GPU milliseconds from timestamp queries (`--profile`).
     pub profile: Vec<(String, f64)>,
-}
-
-/// The median of a sample (sorts it).
-pub(crate) fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
 }
 
 fn sgd() -> OptimizerConfig {

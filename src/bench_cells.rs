@@ -12,12 +12,13 @@
 //! per layer (I = H above layer 0; forward 2, backward 4), the gathers of a token input counted
 //! as if they were products.
 
-use crate::bench::{BenchConfig, median};
+use crate::bench::BenchConfig;
 use crate::case::{Case, RandomCase};
 use crate::cell::Cell;
 use crate::check::compare_gpu_with;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuStack, Kernels, Recurrence, StepOptions};
+use crate::median::median;
 use crate::model::ModelConfig;
 use std::time::Instant;
 

@@ -8,12 +8,12 @@
 //! as half of this machine's memcpy bandwidth (MPI's shared memory copies each byte in and out):
 //! `exchange ≈ α + 2·(N−1)/N·P·4 / B_link`.
 
-use crate::bench::median;
 use crate::collective::Job;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::gpu::context::map_read_f32_into;
 use crate::gpu::plan::storage;
+use crate::median::median;
 use std::time::Instant;
 
 /// The medians of one size.

@@ -3,9 +3,10 @@
 //! configuration's weight-gradient shape (dW = dr^T h: H × H summed over T·B rows) and at 1024³.
 //! Each timed product is submitted and waited for; the rate is 2·M·N·K FLOPs over the median.
 
-use crate::bench::{BenchConfig, median};
+use crate::bench::BenchConfig;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, MatmulProbe, Products};
+use crate::median::median;
 use std::time::Instant;
 
 /// One product's timing on one kernel.

@@ -94,6 +94,8 @@ pub mod error;
 pub mod footprint;
 pub mod forecast;
 pub mod gpu;
+#[cfg(not(target_arch = "wasm32"))]
+mod median;
 pub mod model;
 pub mod optim;
 pub mod owned;

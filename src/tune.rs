@@ -9,12 +9,13 @@
 //! the best of them with each tile shape. The timed steps of the candidates are interleaved, so
 //! the machine's swings in speed fall on all of them alike.
 
-use crate::bench::median;
 use crate::case::{Case, RandomCase};
 use crate::check::Reference;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuStack, Kernels, ModelStep, Products, Recurrence, Tiles, Variant};
+use crate::median::median;
 use crate::model::ModelConfig;
+pub use crate::tune_cache::Timing;
 use crate::tune_cache::{self, Depth, Entry, Key, Lookup};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -62,19 +63,6 @@ impl Tuning {
 /// The most a quick tuning spends (checks and timing), measured as it goes: once spent, the
 /// variants not yet timed are left out.
 pub const QUICK_BUDGET: Duration = Duration::from_secs(2);
-
-/// One variant's time.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Timing {
-    /// What was timed.
-    pub variant: Variant,
-    /// Median milliseconds of its steps (forward, loss, backward).
-    pub median_ms: f64,
-    /// Steps timed.
-    pub timed_steps: usize,
-    /// The largest relative error of its check against the CPU reference.
-    pub check_max_rel_error: f64,
-}
 
 /// Where a run's variant came from.
 #[derive(Clone, Debug, PartialEq)]

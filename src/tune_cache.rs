@@ -10,7 +10,6 @@
 //! once cannot damage each other's file (one keeps the other's) nor anyone else's.
 
 use crate::gpu::Variant;
-use crate::tune::Timing;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
@@ -73,6 +72,19 @@ impl Key {
         });
         format!("tune-{hash:016x}.json")
     }
+}
+
+/// One variant's time.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Timing {
+    /// What was timed.
+    pub variant: Variant,
+    /// Median milliseconds of its steps (forward, loss, backward).
+    pub median_ms: f64,
+    /// Steps timed.
+    pub timed_steps: usize,
+    /// The largest relative error of its check against the CPU reference.
+    pub check_max_rel_error: f64,
 }
 
 /// How thoroughly a cached choice was tuned: `full` answers a quick tuning too, not the reverse.

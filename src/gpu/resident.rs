@@ -99,7 +99,7 @@ pub fn dispatch_gap(gpu: &Gpu, n: usize, repeats: usize) -> Result<f64> {
         debug_assert_eq!(v[2] as usize, n);
         gaps.push((many - one) / (n - 1).max(1) as f64 * 1e6);
     }
-    Ok(crate::bench::median(&mut gaps))
+    Ok(crate::median::median(&mut gaps))
 }
 
 /// Microseconds per grid-barrier round with `groups` workgroups (`rounds` rounds against one, the
@@ -121,5 +121,5 @@ pub fn barrier_round(
         }
         times.push((tn - t1) / (rounds - 1).max(1) as f64 * 1e6);
     }
-    Ok(Some(crate::bench::median(&mut times)))
+    Ok(Some(crate::median::median(&mut times)))
 }
