@@ -153,6 +153,8 @@ pub mod train;
 pub mod tune;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod tune_cache;
+#[cfg(not(target_arch = "wasm32"))]
+mod tune_trial;
 
 /// The wgpu this crate builds on (its types appear in [`gpu::Gpu`]).
 pub use wgpu;

@@ -230,18 +230,18 @@ fn rank_adapter(choice: &AdapterChoice, local_rank: usize) -> AdapterChoice {
     }
 }
 
-/// One step at the run's model sizes (B = 4, T = 8) on the GPU and on the CPU reference, on the
-/// case `unroll check` generates from the run's seed, compared as it compares them; a mismatch is
-/// an error with the table and the command that reproduces it.
-/// The variant of the run's training step, as `--tune` says: None with `off` (chosen per shape
-/// and adapter), else the cached choice or a new tuning (stored in the user's cache directory).
-/// Its warnings go to stderr, and (unless quiet) a line saying what was chosen.
+/// The variant of the run's training step, as its tuning says: the one given, None with `off`
+/// (chosen per shape and adapter), else the cached choice or a new tuning (stored in the cache
+/// directory). Its warnings go to stderr, and (unless quiet) a line saying what was chosen.
 fn tuned(
     gpu: &Gpu,
     config: ModelConfig,
     shape: &TrainerShape,
     opts: &RunOptions,
 ) -> Result<Option<Variant>> {
+    if let Some(v) = opts.tune.fixed {
+        return Ok(Some(v));
+    }
     if opts.tune.mode == TuneMode::Off {
         return Ok(None);
     }
@@ -261,6 +261,10 @@ fn tuned(
     Ok(Some(tuned.variant))
 }
 
+/// One step at the run's model sizes (B = 4, T = 8) on the GPU, run as the run's variant (its
+/// tiles chosen for that shape), and on the CPU reference, on the case `unroll check` generates
+/// from the run's seed, compared as it compares them; a mismatch is an error with the table and
+/// the command that reproduces it.
 fn run_self_check(
     gpu: &Gpu,
     config: ModelConfig,

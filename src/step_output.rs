@@ -41,6 +41,26 @@ pub struct NamedTensor {
     pub data: Vec<f64>,
 }
 
+impl StepOutput<f32> {
+    /// Every value it holds (the loss, outputs, states, logits, features and gradients), as
+    /// bits: what two steps that compute the same must share.
+    pub fn bits(&self) -> Vec<u32> {
+        let all = [
+            &self.output,
+            &self.h_n,
+            &self.c_n,
+            &self.logits,
+            &self.features,
+            &self.grads,
+            &self.dh0,
+            &self.dc0,
+        ];
+        let mut v = vec![self.loss.to_bits()];
+        v.extend(all.iter().flat_map(|t| t.iter().map(|x| x.to_bits())));
+        v
+    }
+}
+
 impl<F: Float> StepOutput<F> {
     /// The step's results under the names PyTorch's oracle uses (`tests/fixtures/cells/`,
     /// `tests/fixtures/seq/`), in the order of [`result_names`]; a forward pass's (no gradients)

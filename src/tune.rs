@@ -3,21 +3,22 @@
 //! timed, the fastest kept in the cache ([`crate::tune_cache`]) for later runs.
 //!
 //! Every variant computes the same step (the sums in the same order), so a choice changes the
-//! speed and not the bits; a variant that disagrees with the CPU reference is left out with a
-//! warning. `quick` times the default and the variants one choice away from it, within
+//! speed and not the bits; a variant that disagrees with the CPU reference, or computes other
+//! bits than the default on this adapter, is left out with a warning ([`crate::tune_trial`]).
+//! `quick` times the default and the variants one choice away from it, within
 //! [`QUICK_BUDGET`]; `full` times every ordering × loads × products with the tiles chosen, then
 //! the best of them with each tile shape. The timed steps of the candidates are interleaved, so
-//! the machine's swings in speed fall on all of them alike.
+//! the machine's swings in speed fall on all of them alike. A tuning that times nothing but the
+//! default, or during which a grid barrier failed, stores nothing.
 
-use crate::case::{Case, RandomCase};
-use crate::check::Reference;
-use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuStack, Kernels, ModelStep, Products, Recurrence, Tiles, Variant};
-use crate::median::median;
+use crate::error::Result;
+use crate::gpu::{Gpu, GpuStack, Products, Recurrence, Tiles, Variant};
 use crate::model::ModelConfig;
 pub use crate::tune_cache::Timing;
 use crate::tune_cache::{self, Depth, Entry, Key, Lookup};
+use crate::tune_trial::{Trial, measure};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How much tuning a run does (`--tune`).
@@ -32,14 +33,16 @@ pub enum TuneMode {
     Full,
 }
 
-/// How a run chooses its GPU step's variant: the mode, and the cache directory (None: no cache,
-/// every run tunes afresh).
+/// How a run chooses its GPU step's variant: the mode and the cache directory (None: no cache,
+/// every run tunes afresh), or a variant given outright.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tuning {
     /// Off, quick or full.
     pub mode: TuneMode,
     /// Where the choices are kept.
     pub cache: Option<PathBuf>,
+    /// Run this variant, tuning nothing (the library's choice; the CLI tunes).
+    pub fixed: Option<Variant>,
 }
 
 impl Tuning {
@@ -48,6 +51,7 @@ impl Tuning {
         Self {
             mode: TuneMode::Off,
             cache: None,
+            fixed: None,
         }
     }
 
@@ -56,6 +60,15 @@ impl Tuning {
         Self {
             mode,
             cache: tune_cache::default_dir(),
+            fixed: None,
+        }
+    }
+
+    /// The variant `v`, tuning nothing.
+    pub fn fixed(v: Variant) -> Self {
+        Self {
+            fixed: Some(v),
+            ..Self::off()
         }
     }
 }
@@ -203,16 +216,28 @@ pub fn tune_within(
         Cached::Miss { store, warnings } => (store, warnings),
     };
     let started = Instant::now();
+    let failed_before = gpu.grid_failed.load(Ordering::Relaxed);
     let (mut timings, first_s) = search(gpu, target, (base, depth), budget, &mut warnings)?;
     timings.sort_by(|a, b| a.median_ms.total_cmp(&b.median_ms));
     let variant = fastest(&timings, base);
     let mut stored = None;
-    if let (Some(dir), Some(replace)) = (cache, store) {
-        let entry = Entry::new(key, depth, variant, timings.clone());
-        match tune_cache::store(dir, &entry, replace) {
-            Ok(p) => stored = Some(p),
-            Err(e) => warnings.push(format!("the tuned choice was not stored: {e}")),
+    let keep = match (timings.is_empty(), gpu.grid_failed.load(Ordering::Relaxed)) {
+        (true, _) => Err("no variant passed its check and ran; running the default"),
+        (false, true) if !failed_before => {
+            Err("a grid barrier failed while tuning (the adapter may be busy)")
         }
+        _ => Ok(()),
+    };
+    match (cache, store, keep) {
+        (_, _, Err(why)) => warnings.push(format!("the tuned choice was not stored: {why}")),
+        (Some(dir), Some(replace), Ok(())) => {
+            let entry = Entry::new(key, depth, variant, timings.clone());
+            match tune_cache::store(dir, &entry, replace) {
+                Ok(p) => stored = p,
+                Err(e) => warnings.push(format!("the tuned choice was not stored: {e}")),
+            }
+        }
+        _ => {}
     }
     Ok(Tuned {
         variant,
@@ -249,18 +274,16 @@ fn read_cache(gpu: &Gpu, t: &Target, depth: Depth, dir: Option<&Path>, key: &Key
     match tune_cache::lookup(dir, key) {
         Lookup::Absent => miss(Some(false), vec![]),
         Lookup::Found(entry) if entry.depth >= depth => {
-            match GpuStack::check_fits(gpu, t.config, t.shape, fit(&entry.variant)) {
-                Ok(_) => Cached::Hit(Tuned {
+            if runs_here(gpu, t, &entry.variant) {
+                return Cached::Hit(Tuned {
                     variant: entry.variant,
                     origin: Origin::Cached(path),
                     timings: entry.timings,
                     warnings: vec![],
-                }),
-                Err(e) => {
-                    let why = format!("its variant cannot run here ({e}); tuning afresh");
-                    miss(Some(true), vec![format!("{}: {why}", path.display())])
-                }
+                });
             }
+            let why = "its variant cannot run here now; tuning afresh";
+            miss(Some(true), vec![format!("{}: {why}", path.display())])
         }
         Lookup::Found(_) => miss(Some(true), vec![]),
         Lookup::Stale(w) => miss(Some(true), vec![w]),
@@ -283,9 +306,9 @@ fn search(
     let kernels_s = started.elapsed().as_secs_f64();
     let rounds = if depth == Depth::Quick { 3 } else { 5 };
     let first = candidates(gpu, target, base, depth);
-    let trial = Trial::new(gpu, &kernels, target)?;
+    let trial = Trial::new(gpu, &kernels, target, base)?;
     let (mut timings, first_s) = measure(&trial, &first, (rounds, budget), warnings)?;
-    if depth == Depth::Full {
+    if depth == Depth::Full && !timings.is_empty() {
         let best = fastest(&timings, base);
         let tiles = tile_candidates(gpu, target, best);
         let tiles: Vec<Variant> = tiles.into_iter().filter(|v| *v != best).collect();
@@ -298,7 +321,7 @@ fn search(
 }
 
 /// The fit check's arguments for a variant.
-fn fit(v: &Variant) -> (Option<Recurrence>, Option<Tiles>, Option<bool>) {
+pub(crate) fn fit(v: &Variant) -> (Option<Recurrence>, Option<Tiles>, Option<bool>) {
     (Some(v.recurrence), v.tiles, Some(v.subgroups))
 }
 
@@ -404,274 +427,4 @@ fn tile_candidates(gpu: &Gpu, target: &Target, best: Variant) -> Vec<Variant> {
         }
     }
     all
-}
-
-/// Whether building a variant's step compiles a build of the recurrence not compiled yet.
-fn compiles(gpu: &Gpu, kernels: &Kernels, target: &Target, v: &Variant) -> bool {
-    match GpuStack::check_fits(gpu, target.config, target.shape, fit(v)) {
-        Ok((_, recurrence, tiling)) => {
-            let cell = kernels.cell(target.config.cell);
-            !cell.is_built(tiling.build(recurrence))
-        }
-        Err(_) => true,
-    }
-}
-
-/// Runs one step, submitted and waited for; returns its wall time in seconds. (A grid step
-/// whose barrier failed has the device run ordered from then on.)
-fn time_step(gpu: &Gpu, step: &ModelStep) -> Result<f64> {
-    let t0 = Instant::now();
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        step.record(&mut pass);
-    }
-    gpu.submit(encoder);
-    gpu.wait("a tuning step")?;
-    let s = t0.elapsed().as_secs_f64();
-    pollster::block_on(step.barrier_failed(gpu))?;
-    Ok(s)
-}
-
-/// What every candidate of a tuning is checked and timed on: the CPU reference's step on a small
-/// case (B capped at 8, T at 4: a variant's code is the same at every T), and a batch of the
-/// target's shape.
-struct Trial<'a> {
-    gpu: &'a Gpu,
-    kernels: &'a Kernels,
-    target: &'a Target,
-    small: Case,
-    reference: Reference,
-    full: Case,
-}
-
-impl<'a> Trial<'a> {
-    fn new(gpu: &'a Gpu, kernels: &'a Kernels, target: &'a Target) -> Result<Self> {
-        let (batch, steps) = target.shape;
-        let case = |batch, steps, seed, random_state| RandomCase {
-            batch,
-            steps,
-            seed,
-            init_scale: None,
-            random_state,
-        };
-        let small = Case::random(target.config, case(batch.min(8), steps.min(4), 1, true))?;
-        let reference = Reference::new(&small.params, &small.batch);
-        let full = Case::random(target.config, case(batch, steps, 3, false))?;
-        Ok(Self {
-            gpu,
-            kernels,
-            target,
-            small,
-            reference,
-            full,
-        })
-    }
-
-    /// The variant's largest relative error against the CPU reference; None, and a warning,
-    /// where it disagrees.
-    fn check(&self, v: &Variant, warnings: &mut Vec<String>) -> Result<Option<f64>> {
-        let b = &self.small.batch;
-        let config = self.target.config;
-        let step = ModelStep::new(
-            self.gpu,
-            self.kernels,
-            config,
-            (b.batch, b.steps),
-            v.options(),
-        )?;
-        let rows =
-            self.reference
-                .compare(&step.run_and_read(self.gpu, &self.small.params.cast(), b)?);
-        if rows.iter().any(|r| !r.pass()) {
-            let table = crate::compare::table("it disagrees with the CPU reference", &rows);
-            warnings.push(format!("variant {} left out: {table}", v.name()));
-            return Ok(None);
-        }
-        Ok(Some(rows.iter().map(|r| r.relative()).fold(0.0, f64::max)))
-    }
-
-    /// The variant's step at the target's shape, its parameters and batch written.
-    fn build(&self, v: &Variant) -> Result<ModelStep> {
-        let (gpu, t) = (self.gpu, self.target);
-        let step = gpu.scoped("allocating a step to tune", || {
-            ModelStep::new(gpu, self.kernels, t.config, t.shape, v.options())
-        })??;
-        step.write_params(gpu, &self.full.params.cast())?;
-        step.stack.write_batch(gpu, &self.full.batch)?;
-        Ok(step)
-    }
-}
-
-/// The GPU memory the steps timed together may hold: past it, the candidates are timed in groups.
-const GROUP_BYTES: u64 = 1 << 30;
-
-/// A candidate checked and built.
-struct Built {
-    variant: Variant,
-    step: ModelStep,
-    worst: f64,
-}
-
-/// A tuning's clock: once the first candidate is built (its pipelines compiled) and has run a
-/// step, the budget's deadline, where there is a budget.
-struct Clock {
-    started: Instant,
-    first_s: f64,
-    step_s: f64,
-    deadline: Option<Instant>,
-}
-
-impl Clock {
-    /// Whether the budget left covers one more candidate: its build (as long as the first's
-    /// where it compiles a recurrence not yet compiled) and the timing of `built` + 1 candidates.
-    fn admits(&self, trial: &Trial<'_>, v: &Variant, rounds: usize, built: usize) -> bool {
-        let Some(deadline) = self.deadline else {
-            return true;
-        };
-        let build = match compiles(trial.gpu, trial.kernels, trial.target, v) {
-            true => self.first_s,
-            false => 0.0,
-        };
-        let timing = (rounds + 1) as f64 * self.step_s * (built + 1) as f64;
-        Instant::now() + Duration::from_secs_f64(build + timing) <= deadline
-    }
-}
-
-/// Checks each candidate against the CPU reference and times the ones that agree, interleaved
-/// (in groups that fit [`GROUP_BYTES`]): one untimed round, then `rounds` timed ones. With a
-/// `budget`, its clock starts once the first candidate (the default) is built and has run a
-/// step: a further candidate is built only where [`Clock::admits`] it, and once the budget is
-/// spent no more rounds are timed (the first timed round always runs; a candidate the budget
-/// admits alone is not timed beyond its first step). Returns the timings and the seconds the first
-/// candidate's check and build took.
-fn measure(
-    trial: &Trial<'_>,
-    candidates: &[Variant],
-    (rounds, budget): (usize, Option<Duration>),
-    warnings: &mut Vec<String>,
-) -> Result<(Vec<Timing>, f64)> {
-    let mut clock = Clock {
-        started: Instant::now(),
-        first_s: 0.0,
-        step_s: 0.0,
-        deadline: None,
-    };
-    let mut out = Vec::new();
-    let mut rest = candidates;
-    while !rest.is_empty() {
-        let first = out.is_empty();
-        let group = build_group(
-            trial,
-            &mut rest,
-            (&mut clock, first),
-            (rounds, budget),
-            warnings,
-        )?;
-        let alone = budget.is_some() && out.is_empty() && rest.is_empty() && group.len() == 1;
-        if alone && group[0].step.recurrence() == group[0].variant.recurrence {
-            // The one candidate the budget let in: nothing to time it against.
-            out.push(Timing {
-                variant: group[0].variant,
-                median_ms: clock.step_s * 1e3,
-                timed_steps: 1,
-                check_max_rel_error: group[0].worst,
-            });
-            break;
-        }
-        out.extend(time_group(
-            trial.gpu,
-            &group,
-            rounds,
-            clock.deadline,
-            warnings,
-        )?);
-    }
-    if out.is_empty() {
-        return Err(Error::Gpu {
-            op: "tuning the step".into(),
-            message: "no variant both agreed with the CPU reference and ran".into(),
-        });
-    }
-    Ok((out, clock.first_s))
-}
-
-/// Checks and builds the next candidates of `rest` that fit [`GROUP_BYTES`] together (and that
-/// the clock admits); the first of the tuning (`first`) starts the clock.
-fn build_group(
-    trial: &Trial<'_>,
-    rest: &mut &[Variant],
-    (clock, first): (&mut Clock, bool),
-    (rounds, budget): (usize, Option<Duration>),
-    warnings: &mut Vec<String>,
-) -> Result<Vec<Built>> {
-    let mut group: Vec<Built> = Vec::new();
-    let mut bytes = 0;
-    while let Some((v, tail)) = rest.split_first() {
-        let each = group.first().map_or(0, |b| b.step.memory_bytes());
-        if !group.is_empty() && bytes + each > GROUP_BYTES {
-            break;
-        }
-        *rest = tail;
-        if !clock.admits(trial, v, rounds, group.len()) {
-            continue;
-        }
-        let Some(worst) = trial.check(v, warnings)? else {
-            continue;
-        };
-        let step = trial.build(v)?;
-        bytes += step.memory_bytes();
-        if first && group.is_empty() {
-            clock.first_s = clock.started.elapsed().as_secs_f64();
-            clock.step_s = time_step(trial.gpu, &step)?;
-            clock.deadline = budget.map(|b| Instant::now() + b);
-        }
-        group.push(Built {
-            variant: *v,
-            step,
-            worst,
-        });
-    }
-    Ok(group)
-}
-
-/// Times a group of built candidates, interleaved: one untimed round, then `rounds` timed ones
-/// (after the first, only until `deadline`). A grid variant whose barrier failed is left out.
-fn time_group(
-    gpu: &Gpu,
-    group: &[Built],
-    rounds: usize,
-    deadline: Option<Instant>,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<Timing>> {
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); group.len()];
-    for round in 0..=rounds {
-        if round > 1 && deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        for (i, b) in group.iter().enumerate() {
-            let ms = time_step(gpu, &b.step)? * 1e3;
-            if round > 0 {
-                times[i].push(ms);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (b, mut t) in group.iter().zip(times) {
-        // A failed grid barrier makes every step on the device run ordered from then on.
-        if b.step.recurrence() != b.variant.recurrence {
-            let name = b.variant.name();
-            warnings.push(format!(
-                "variant {name} left out: its grid barrier failed here"
-            ));
-            continue;
-        }
-        out.push(Timing {
-            variant: b.variant,
-            timed_steps: t.len(),
-            median_ms: median(&mut t),
-            check_max_rel_error: b.worst,
-        });
-    }
-    Ok(out)
 }

@@ -159,7 +159,7 @@ pub fn default_dir() -> Option<PathBuf> {
     if cfg!(windows) {
         return var("LOCALAPPDATA").map(|p| p.join("unroll"));
     }
-    let home = var("HOME")?;
+    let home = var("HOME").filter(|p| p.is_absolute())?;
     if cfg!(target_os = "macos") {
         Some(home.join("Library/Caches/unroll"))
     } else {
@@ -180,12 +180,14 @@ pub fn lookup(dir: &Path, key: &Key) -> Lookup {
             path.display()
         ))
     };
-    let bytes = match std::fs::metadata(&path) {
+    // The link itself, not what it points to: a link is not a file unroll wrote.
+    let bytes = match std::fs::symlink_metadata(&path) {
         // No file there (a parent that is no directory holds none either: storing says why).
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
             return Lookup::Absent;
         }
         Err(e) => return foreign(format!("cannot be read ({e})")),
+        Ok(m) if m.file_type().is_symlink() => return foreign("is a link".into()),
         Ok(m) if !m.is_file() => return foreign("is not a file".into()),
         Ok(m) if m.len() > MOST_BYTES => {
             return foreign(format!("is {} bytes, not an unroll tuning file", m.len()));
@@ -220,10 +222,17 @@ pub fn lookup(dir: &Path, key: &Key) -> Lookup {
     }
 }
 
+/// Whether the file at `path` is still unroll's (read again just before it is replaced: a
+/// file put there since it was looked up is not).
+fn still_ours(dir: &Path, key: &Key) -> bool {
+    !matches!(lookup(dir, key), Lookup::Foreign(_))
+}
+
 /// Stores `entry` in `dir` (created if missing). `replace`: the file there is unroll's
-/// ([`Lookup::Stale`], or a quick choice a full tuning supersedes) and may be replaced; else
-/// the entry is stored only where no file is. Returns the file's path, or why nothing was stored.
-pub fn store(dir: &Path, entry: &Entry, replace: bool) -> Result<PathBuf, String> {
+/// ([`Lookup::Stale`], or a quick choice a full tuning supersedes) and may be replaced (if it
+/// still is); else the entry is stored only where no file is. Returns the file's path, None
+/// where another run stored its own there first (kept), or why nothing was stored.
+pub fn store(dir: &Path, entry: &Entry, replace: bool) -> Result<Option<PathBuf>, String> {
     let path = dir.join(entry.key.file_name());
     let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
     std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the directory of", e))?;
@@ -236,30 +245,48 @@ pub fn store(dir: &Path, entry: &Entry, replace: bool) -> Result<PathBuf, String
         entry.key.file_name(),
         std::process::id()
     ));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    // Only a file this call created is removed again.
+    let mut file = (std::fs::OpenOptions::new().write(true).create_new(true))
         .open(&temp)
-        .and_then(|mut f| {
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        });
-    if let Err(e) = written {
+        .map_err(|e| fail("cannot write beside", e))?;
+    if let Err(e) = file
+        .write_all(text.as_bytes())
+        .and_then(|_| file.sync_all())
+    {
         let _ = std::fs::remove_file(&temp);
         return Err(fail("cannot write", e));
     }
+    drop(file);
     let placed = if replace {
-        std::fs::rename(&temp, &path)
+        if !still_ours(dir, &entry.key) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(format!("{} changed since it was read", path.display()));
+        }
+        std::fs::rename(&temp, &path).map(|_| Some(path.clone()))
     } else {
-        // A link fails where a file is already there: another run's, kept.
-        let linked = std::fs::hard_link(&temp, &path);
-        let _ = std::fs::remove_file(&temp);
-        linked
+        link_new(&temp, &path, text.as_bytes())
     };
-    if placed.is_err() {
-        let _ = std::fs::remove_file(&temp);
+    let _ = std::fs::remove_file(&temp);
+    placed.map_err(|e| fail("cannot store", e))
+}
+
+/// Puts the written temporary at `path` only where no file is: by a hard link (which fails where
+/// a file is), or, on a file system without links, by creating the file anew. None where another
+/// run's file is there already.
+fn link_new(temp: &Path, path: &Path, text: &[u8]) -> std::io::Result<Option<PathBuf>> {
+    match std::fs::hard_link(temp, path) {
+        Ok(()) => Ok(Some(path.to_owned())),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
+        Err(_) => {
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path);
+            match created {
+                Ok(mut f) => f.write_all(text).map(|_| Some(path.to_owned())),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
     }
-    placed
-        .map(|_| path.clone())
-        .map_err(|e| fail("cannot store", e))
 }

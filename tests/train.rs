@@ -7,7 +7,7 @@ use unroll::cell::Cell;
 use unroll::checkpoint::Checkpoint;
 use unroll::data::{Streams, arithmetic_score, builtin_corpus};
 use unroll::engine::{CpuTrainer, Engine};
-use unroll::gpu::{AdapterChoice, GpuTrainer, TrainerShape};
+use unroll::gpu::{AdapterChoice, GpuTrainer, Products, Recurrence, Tiles, TrainerShape, Variant};
 use unroll::model::{ModelConfig, Params};
 use unroll::optim::{OptimizerConfig, OptimizerKind};
 use unroll::tensorfile::TensorFile;
@@ -385,22 +385,29 @@ fn resume_matches_straight_gpu_grid() {
 }
 
 #[test]
-fn resume_matches_straight_gpu_tuned() {
-    // The straight run and the resumed one tune fully into one cache (the second reads the
-    // first's choice); the first part tunes quickly with none of its own. Every variant computes
-    // the same bits, so all three agree whatever each chose.
-    let _ = common::gpu();
+fn resume_matches_straight_gpu_with_other_variants_and_a_tuned_one() {
+    // The straight run, the first part and the resumed part each run another variant (tiled
+    // products and tiles of their own; the default; a full tuning into a cache), and all agree
+    // bit for bit: a variant changes the speed, never the bits.
+    let gpu = common::gpu();
     let cache = tempfile::tempdir().unwrap();
-    let full = || Tuning {
+    let tiled = Variant {
+        recurrence: Recurrence::Ordered,
+        tiles: Some(Tiles {
+            units: 16,
+            row_block: 2,
+        }),
+        subgroups: gpu.subgroups,
+        products: Products::Tiled,
+    };
+    let full = Tuning {
         mode: TuneMode::Full,
         cache: Some(cache.path().to_owned()),
-    };
-    let quick = Tuning {
-        mode: TuneMode::Quick,
-        cache: None,
+        fixed: None,
     };
     for run in [(Cell::Gru, 2, 0.25), (Cell::Lstm, 1, 0.0)] {
-        resume_matches_straight_with(Device::Gpu, run, None, [full(), quick.clone(), full()]);
+        let tunings = [Tuning::fixed(tiled), Tuning::off(), full.clone()];
+        resume_matches_straight_with(Device::Gpu, run, None, tunings);
     }
     let files = std::fs::read_dir(cache.path()).unwrap().count();
     assert_eq!(files, 2, "one tuning file per model");

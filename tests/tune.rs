@@ -28,7 +28,9 @@ fn assert_same_bits(gpu: &Gpu, kernels: &Kernels, case: &Case, tuned: &Tuned) {
     let (c, b) = (case.params.config, &case.batch);
     let run = |v: &unroll::gpu::Variant| {
         let step = ModelStep::new(gpu, kernels, c, (b.batch, b.steps), v.options()).unwrap();
-        common::bits(&step.run_and_read(gpu, &case.params.cast(), b).unwrap())
+        let out = step.run_and_read(gpu, &case.params.cast(), b).unwrap();
+        assert_eq!(step.recurrence(), v.recurrence, "{}: fell back", v.name());
+        common::bits(&out)
     };
     let t = target(c, (b.batch, b.steps));
     let want = run(&default_variant(gpu, &t).unwrap());
@@ -183,8 +185,41 @@ fn a_damaged_or_foreign_cache_file_is_warned_of_tuned_past_and_left_as_it_was() 
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "the file was changed");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
-    // A directory where the file would be: the same.
+    // A link to unroll's own file for this key: not a file unroll wrote there.
     std::fs::remove_file(&path).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let real = tune(&gpu, &t, TuneMode::Quick, Some(elsewhere.path())).unwrap();
+    let Origin::Tuned {
+        stored: Some(real), ..
+    } = real.origin
+    else {
+        panic!("{:?}", real.origin)
+    };
+    let before = std::fs::read(&real).unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        let tuned = tune(&gpu, &t, TuneMode::Full, Some(dir.path())).unwrap();
+        assert!(matches!(tuned.origin, Origin::Tuned { stored: None, .. }));
+        assert!(
+            tuned.warnings.join("\n").contains("is a link"),
+            "{:?}",
+            tuned.warnings
+        );
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read(&real).unwrap(),
+            before,
+            "the link's target was changed"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+    // A directory where the file would be: the same.
     std::fs::create_dir(&path).unwrap();
     let tuned = tune(&gpu, &t, TuneMode::Quick, Some(dir.path())).unwrap();
     assert!(matches!(tuned.origin, Origin::Tuned { stored: None, .. }));

@@ -135,6 +135,18 @@ impl GpuTrainer {
             variant,
         } = shape;
         optim.validate()?;
+        if let (Some(r), Some(v)) = (recurrence, variant)
+            && r != v.recurrence
+        {
+            return Err(crate::Error::config(
+                format!(
+                    "the recurrence asked for ({}) is not the variant's ({})",
+                    r.name(),
+                    v.name()
+                ),
+                "give the variant alone, or one whose ordering is the one asked for",
+            ));
+        }
         Self::check_fits(&gpu, config, &shape)?;
         let kernels = gpu.kernels()?;
         let train = gpu.scoped("allocating the training step", || {
