@@ -4,7 +4,7 @@
 //!
 //! Every variant computes the same step (the sums in the same order), so a choice changes the
 //! speed and not the bits; a variant that disagrees with the CPU reference, or computes other
-//! bits than the default on this adapter, is left out with a warning ([`crate::tune_trial`]).
+//! bits than the default on this adapter, is left out with a warning (`src/tune_trial.rs`).
 //! `quick` times the default and the variants one choice away from it, within
 //! [`QUICK_BUDGET`]; `full` times every ordering × loads × products with the tiles chosen, then
 //! the best of them with each tile shape. The timed steps of the candidates are interleaved, so
@@ -13,10 +13,10 @@
 
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuStack, Products, Recurrence, Tiles, Variant};
-use crate::model::ModelConfig;
 pub use crate::tune_cache::Timing;
 use crate::tune_cache::{self, Depth, Entry, Key, Lookup};
-use crate::tune_trial::{Trial, measure};
+pub use crate::tune_trial::Target;
+use crate::tune_trial::{Trial, fit, measure};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -154,17 +154,6 @@ impl Tuned {
         }
         s
     }
-}
-
-/// What to tune: a model's training step of (B, T) on an adapter, with the ordering asked for.
-#[derive(Clone, Copy, Debug)]
-pub struct Target {
-    /// The model.
-    pub config: ModelConfig,
-    /// (B, T).
-    pub shape: (usize, usize),
-    /// `--recurrence`, if given: every candidate has it.
-    pub recurrence: Option<Recurrence>,
 }
 
 /// The variant a step of `target` runs when nothing is tuned.
@@ -318,11 +307,6 @@ fn search(
         }
     }
     Ok((timings, kernels_s + first_s))
-}
-
-/// The fit check's arguments for a variant.
-pub(crate) fn fit(v: &Variant) -> (Option<Recurrence>, Option<Tiles>, Option<bool>) {
-    (Some(v.recurrence), v.tiles, Some(v.subgroups))
 }
 
 /// The fastest timed variant, or `base` where none was timed.

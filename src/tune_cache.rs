@@ -104,7 +104,7 @@ pub enum Depth {
 pub struct Entry {
     /// [`MARK`].
     pub written_by: String,
-    /// [`FORMAT`].
+    /// The file format's version (1).
     pub format: u32,
     /// What the choice was tuned for.
     pub key: Key,

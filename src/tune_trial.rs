@@ -8,13 +8,29 @@
 use crate::case::{Case, RandomCase};
 use crate::check::Reference;
 use crate::error::Result;
-use crate::gpu::{Gpu, GpuStack, Kernels, ModelStep, Variant};
+use crate::gpu::{Gpu, GpuStack, Kernels, ModelStep, Recurrence, Tiles, Variant};
 use crate::median::median;
-use crate::tune::Target;
+use crate::model::ModelConfig;
 use crate::tune_cache::Timing;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+/// What to tune: a model's training step of (B, T) on an adapter, with the ordering asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    /// The model.
+    pub config: ModelConfig,
+    /// (B, T).
+    pub shape: (usize, usize),
+    /// `--recurrence`, if given: every candidate has it.
+    pub recurrence: Option<Recurrence>,
+}
+
+/// The fit check's arguments for a variant.
+pub(crate) fn fit(v: &Variant) -> (Option<Recurrence>, Option<Tiles>, Option<bool>) {
+    (Some(v.recurrence), v.tiles, Some(v.subgroups))
+}
 
 /// The GPU memory the steps timed together may hold: past it, the candidates are timed in groups.
 const GROUP_BYTES: u64 = 1 << 30;
@@ -149,7 +165,7 @@ impl<'a> Trial<'a> {
 /// Whether building a variant's step compiles a build of the recurrence not compiled yet.
 fn compiles(trial: &Trial<'_>, v: &Variant) -> bool {
     let t = trial.target;
-    match GpuStack::check_fits(trial.gpu, t.config, t.shape, crate::tune::fit(v)) {
+    match GpuStack::check_fits(trial.gpu, t.config, t.shape, fit(v)) {
         Ok((_, recurrence, tiling)) => {
             let cell = trial.kernels.cell(t.config.cell);
             !cell.is_built(tiling.build(recurrence))
