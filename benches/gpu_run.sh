@@ -7,7 +7,7 @@
 # ordering with its states loaded plainly and shared by subgroup shuffles at those configurations,
 # the products alone on each kernel (blocked and tiled) at the weight-gradient shapes and 1024³,
 # a full tuning of the step at every configuration (`bench --tune full`: every variant's time,
-# then the tuned step with `--profile`; the tuning cache kept in the folder's cache/), the cells
+# then the tuned step with `--profile`; the tuning files copied into the folder's tune-cache/), the cells
 # beside the Elman model, and PyTorch + cuDNN (TF32 off and on) on the same card.
 #   benches/gpu_run.sh [OUT_DIR]     (default: $OUT, else gpu-run/)
 # The folder must be new or empty. Needs a release build (cargo build --release; UNROLL=path names
@@ -26,9 +26,10 @@ bin=${UNROLL:-target/release/unroll}
 limit=${LIMIT:-90}
 log="$out/log.txt"
 : > "$log"
-# The tuner's cache: the run's own, so it tunes afresh and its choices come back with it.
-export XDG_CACHE_HOME="$PWD/$out/cache"
-case "$out" in /*) XDG_CACHE_HOME="$out/cache" ;; esac
+# The tuner's cache: the run's own, so it tunes afresh; its files are copied into the folder at
+# the end (not the drivers' shader caches, which share the directory and may be large).
+XDG_CACHE_HOME=$(mktemp -d)
+export XDG_CACHE_HOME
 
 part() {
   local name=$1
@@ -60,4 +61,5 @@ if python3 -c 'import torch' 2>/dev/null; then
 else
   echo "== torch: not run (python3 has no torch)" >> "$log"
 fi
+cp -r "$XDG_CACHE_HOME/unroll" "$out/tune-cache" 2>/dev/null || echo "== no tuning files" >> "$log"
 cat "$log"

@@ -8,8 +8,8 @@
 //! `quick` times the default and the variants one choice away from it, within
 //! [`QUICK_BUDGET`]; `full` times every ordering × loads × products with the tiles chosen, then
 //! the best of them with each tile shape. The timed steps of the candidates are interleaved, so
-//! the machine's swings in speed fall on all of them alike. A tuning that times nothing but the
-//! default, or during which a grid barrier failed, stores nothing.
+//! the machine's swings in speed fall on all of them alike. A tuning that timed no variant, or
+//! during which a grid barrier failed, stores nothing.
 
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuStack, Products, Recurrence, Tiles, Variant};
